@@ -1,0 +1,29 @@
+# Quickstart: `make demo` (install + run the demo), `make test` (install + run the tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck check bench install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q '.[test]'
+
+demo: $(BIN)/python
+	$(BIN)/python -m pip install -q .
+	$(BIN)/tanpuhui demo
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy -p tanpuhui.sdk -p tanpuhui.hub -p tanpuhui.adapters -p tanpuhui.schemas
+
+check: test lint typecheck

@@ -1,0 +1,1 @@
+"""The tanpuhui runtime: plugin manager, pipeline, store, forwarder and sinks, CLI, config."""

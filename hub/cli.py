@@ -1,0 +1,387 @@
+"""The ``tanpuhui`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+from tanpuhui.sdk import Problem, PullStream, TanpuhuiError, redact
+
+from .config import HubConfig, load_config
+from .plugins import Plugins, PluginWarning, load_plugins
+from .validation import DocumentReport, SchemaRegistry, read_documents
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="hub.toml",
+    envvar="TANPUHUI_CONFIG",
+    show_default=True,
+    help="Hub configuration (TOML). Env: TANPUHUI_CONFIG.",
+)
+
+
+class UserError(click.ClickException):
+    """A mistake in the input or configuration: printed as one line, exit status 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        err.print(f"[bold red]error:[/] {self.message}", markup=True)
+
+
+def friendly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the project's own errors into one clear line instead of a stack trace."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except TanpuhuiError as exc:
+            raise UserError(redact(str(exc))) from None
+
+    return wrapper
+
+
+def _plugins() -> Plugins:
+    """Load plugins; a broken plugin is reported once as a clean warning line (the hub goes on without it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        plugins = load_plugins()
+    for problem in plugins.problems:
+        err.print(f"[yellow]warning:[/] {problem}")
+    return plugins
+
+
+def _schemas(plugins: Plugins) -> SchemaRegistry:
+    docs: dict[str, Any] = {}
+    for cls in plugins.adapters.values():
+        docs.update(cls.schemas)
+    return SchemaRegistry(docs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tanpuhui")
+def main() -> None:
+    """tanpuhui: the carbon-inclusion (碳普惠) integration hub.
+
+    Pulls and receives low-carbon behaviour data from partners, validates it against shared JSON Schemas,
+    quantifies reductions with cited methodologies, pseudonymises people, deduplicates, and forwards
+    normalized reduction records. Start with `tanpuhui demo`.
+    """
+
+
+# -- listings ----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's distribution, version and hooks.")
+@friendly
+def adapters(verbose: bool) -> None:
+    """List installed adapters and their streams."""
+    plugins = _plugins()
+    table = Table("adapter", "version", "streams", "schemas", "plugin", title="Adapters")
+    owner = {a: p for p in plugins.info for a in p.adapters}
+    for name, cls in sorted(plugins.adapters.items()):
+        streams = ", ".join(f"{t.name} ({'pull' if issubclass(t, PullStream) else 'push'})" for t in cls.stream_types)
+        info = owner.get(name)
+        table.add_row(name, cls.version, streams or "-", ", ".join(cls.schemas) or "-", info.name if info else "?")
+    out.print(table)
+    if verbose:
+        ptable = Table("plugin", "distribution", "version", "hooks", "registered", title="Plugins")
+        for p in plugins.info:
+            registered = ", ".join(p.adapters + p.methodologies + p.sinks)
+            ptable.add_row(p.name, p.distribution, p.version, ", ".join(sorted(p.hooks)), registered)
+        out.print(ptable)
+
+
+@main.command()
+@click.argument("name", required=False)
+@friendly
+def schemas(name: str | None) -> None:
+    """List the shared JSON Schemas, or print one (NAME)."""
+    registry = _schemas(_plugins())
+    if name:
+        sys.stdout.write(orjson.dumps(registry.document(name), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table("schema", "$id", "title", title="Schemas (draft 2020-12)")
+    for n in registry.names():
+        doc = registry.document(n)
+        table.add_row(n, str(doc.get("$id", "")), str(doc.get("title", "")))
+    out.print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly
+def methodologies(as_json: bool) -> None:
+    """List registered methodologies with their factors and sources."""
+    plugins = _plugins()
+    items = [m for versions in plugins.methodologies.values() for m in versions.values()]
+    items.sort(key=lambda m: (m.id, m.version))
+    if as_json:
+        sys.stdout.write(orjson.dumps([m.describe() for m in items], option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table("id", "version", "scenario", "formula", "factors", title="Methodologies", show_lines=True)
+    for m in items:
+        factors = "\n".join(
+            f"{f.name} = {f.value} {f.unit}{' [labelled default]' if f.default else ''}\n  source: {f.source}"
+            for f in m.factors
+        )
+        table.add_row(m.id, m.version, m.scenario, m.formula.text, factors)
+    out.print(table)
+
+
+# -- validate ----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--schema", "schema_name", required=True, help="Schema name (see `tanpuhui schemas`).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@friendly
+def validate(file: str, schema_name: str, fmt: str) -> None:
+    """Validate FILE (`-` for stdin) against a schema.
+
+    FILE holds a JSON document, a JSON array of documents, or JSON Lines. Exit status: 0 all valid, 1 some
+    invalid, 2 usage error (unknown schema, unreadable file). Errors are JSON pointers with messages.
+    """
+    registry = _schemas(_plugins())
+    compiled = registry.get(schema_name)
+    if file == "-":
+        data, source = sys.stdin.buffer.read(), "<stdin>"
+    else:
+        try:
+            data, source = Path(file).read_bytes(), file
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read: {exc.strerror}") from None
+    reports = []
+    for index, line, doc in read_documents(data, source):
+        problems = [doc] if isinstance(doc, Problem) else compiled.problems(doc)
+        reports.append(DocumentReport(index, line, problems))
+    invalid = [r for r in reports if not r.valid]
+    if fmt == "json":
+        body = {
+            "source": source,
+            "schema": schema_name,
+            "documents": len(reports),
+            "invalid": len(invalid),
+            "results": [r.as_dict() for r in reports],
+        }
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for r in invalid:
+            where = f"{source}:{r.line}" if r.line is not None else f"{source}[{r.index}]"
+            for p in r.problems:
+                out.print(f"{where} {p.pointer or '/'}: {p.message}", markup=False)
+        status = "[green]valid[/]" if not invalid else f"[red]{len(invalid)} invalid[/]"
+        err.print(f"{source}: {len(reports)} document(s) checked against {schema_name}: {status}")
+    sys.exit(1 if invalid else 0)
+
+
+# -- pull / forward ----------------------------------------------------------------------------------------
+
+
+def _open_hub(config_path: Path) -> Any:
+    from .pipeline import Hub
+
+    config: HubConfig = load_config(config_path)
+    return Hub(config, plugins=_plugins())
+
+
+@main.command()
+@click.argument("target", metavar="ADAPTER[:STREAM]")
+@CONFIG_OPTION
+@friendly
+def pull(target: str, config_path: Path) -> None:
+    """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
+    adapter, _, stream = target.partition(":")
+    hub = _open_hub(config_path)
+
+    async def run() -> Any:
+        try:
+            return await hub.pull(
+                adapter,
+                stream or None,
+                progress=lambda page: err.print(
+                    f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
+                    f"{page.quarantined} quarantined",
+                    markup=False,
+                ),
+            )
+        finally:
+            await hub.aclose()
+
+    summaries = asyncio.run(run())
+    table = Table("stream", "pages", "pulled", "valid", "new records", "duplicates", "held", "quarantined", "error")
+    for s in summaries:
+        table.add_row(
+            f"{s.adapter}:{s.stream}",
+            *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held, s.quarantined)),
+            s.error or "",
+        )
+    out.print(table)
+    if any(s.error for s in summaries):
+        sys.exit(1)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--sink", "sink_names", multiple=True, help="Only these sinks (repeatable).")
+@friendly
+def forward(config_path: Path, sink_names: Sequence[str]) -> None:
+    """Deliver committed records from the outbox to the configured sinks."""
+    from .forwarder import Forwarder
+
+    hub = _open_hub(config_path)
+
+    async def run() -> Any:
+        sinks = hub.build_sinks(list(sink_names) or None)
+        f = hub.config.forwarder
+        forwarder = Forwarder(
+            hub.store,
+            sinks,
+            batch_size=f.batch_size,
+            attempts=f.attempts,
+            initial_backoff=f.initial_backoff,
+            max_backoff=f.max_backoff,
+            max_retry_after=f.max_retry_after,
+        )
+        try:
+            return await forwarder.drain()
+        finally:
+            for sink in sinks.values():
+                await sink.aclose()
+            await hub.aclose()
+
+    summary = asyncio.run(run())
+    out.print(summary)
+
+
+# -- quarantine --------------------------------------------------------------------------------------------
+
+
+@main.group()
+def quarantine() -> None:
+    """Inspect and replay items that failed validation or normalization."""
+
+
+@quarantine.command("list")
+@CONFIG_OPTION
+@click.option("--adapter", default=None)
+@click.option("--status", type=click.Choice(["open", "resolved", "discarded"]), default="open", show_default=True)
+@click.option("--limit", default=100, show_default=True)
+@friendly
+def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: int) -> None:
+    """List quarantined items."""
+    hub = _open_hub(config_path)
+    entries = hub.store.quarantine_list(adapter, status, limit)
+    table = Table(
+        "id", "adapter:stream", "stage", "partner id", "first error", "errors", "at", title=f"Quarantine ({status})"
+    )
+    for e in entries:
+        first = e.problems[0] if e.problems else {"pointer": "", "message": ""}
+        table.add_row(
+            str(e.id),
+            f"{e.adapter}:{e.stream}",
+            e.stage,
+            e.partner_record_id,
+            f"{first['pointer'] or '/'}: {first['message']}",
+            str(len(e.problems)),
+            e.created_at,
+        )
+    out.print(table)
+    asyncio.run(hub.aclose())
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+@CONFIG_OPTION
+@friendly
+def quarantine_show(entry_id: int, config_path: Path) -> None:
+    """Show one quarantined item: every error, and the raw item with personal data masked."""
+    from .privacy_view import masked
+
+    hub = _open_hub(config_path)
+    entry = hub.store.quarantine_get(entry_id)
+    if entry is None:
+        raise UserError(f"no quarantine entry {entry_id}")
+    raw = hub.quarantine_raw(entry)
+    out.print(
+        f"entry {entry.id}  {entry.adapter}:{entry.stream}  stage={entry.stage}  status={entry.status}  at {entry.created_at}"
+    )
+    for p in entry.problems:
+        out.print(f"  {p['pointer'] or '/'}: {p['message']}", markup=False)
+    out.print("raw item (personal data masked):")
+    out.print(
+        orjson.dumps(
+            masked(raw, hub.stream_schema(entry.adapter, entry.stream).personal_fields), option=orjson.OPT_INDENT_2
+        ).decode(),
+        markup=False,
+    )
+    asyncio.run(hub.aclose())
+
+
+@quarantine.command("replay")
+@click.argument("entry_ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every open entry.")
+@CONFIG_OPTION
+@friendly
+def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, config_path: Path) -> None:
+    """Re-run quarantined items through the pipeline (after a partner or adapter fix)."""
+    hub = _open_hub(config_path)
+    ids = list(entry_ids)
+    if replay_all:
+        ids += [e.id for e in hub.store.quarantine_list(None, "open", 1_000_000)]
+    if not ids:
+        raise UserError("give entry ids or --all")
+    results = hub.replay_quarantine(ids)
+    for r in results:
+        detail = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in r.problems)
+        out.print(f"{r.entry_id}: {r.status}{' - ' + detail if detail else ''}", markup=False)
+    asyncio.run(hub.aclose())
+    if any(r.status != "resolved" for r in results):
+        sys.exit(1)
+
+
+# -- demo --------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--trips", default=5000, show_default=True, help="Transactions the sandbox partner serves.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".tanpuhui-demo"),
+    show_default=True,
+    help="Where the demo keeps its store, key and outputs (reused between runs).",
+)
+@click.option("--fresh", is_flag=True, help="Start from an empty workdir.")
+@click.option("--from-start", is_flag=True, help="Ignore saved cursors and pull everything again (shows dedup).")
+@friendly
+def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
+    """Run the hub end to end on embedded defaults against sandbox partners on loopback.
+
+    Starts a sandbox transit-card partner and a loopback consumer, pulls everything into SQLite, forwards
+    to a JSONL file and (CloudEvents, signed) to the consumer, and prints a summary. Run it twice: the second
+    run forwards nothing twice.
+    """
+    from .demo import run_demo
+
+    run_demo(workdir=workdir, trips=trips, fresh=fresh, from_start=from_start, console=out)

@@ -1,0 +1,218 @@
+"""hub.toml: one TOML file; secrets only as references to environment variables; every setting overridable by env.
+
+    [hub]
+    store = "var/hub.db"                          # SQLite file (or sqlite:///path)
+    pseudonym_keys = { env = "TANPUHUI_PSEUDONYM_KEYS" }
+
+    [adapters.transit_card]
+    base_url = "https://transit.example.cn"
+    client_id = "anhui-hub"
+    client_secret = { env = "TRANSIT_CLIENT_SECRET" }
+
+    [methodologies."tph.water.peak-saving"]
+    factors = { kwh_per_m3 = 0.42 }
+
+    [sinks.platform]
+    type = "http"
+    url = "https://carbon-account.example.cn/hub/events"
+    secret = { env = "PLATFORM_WEBHOOK_SECRET" }
+
+Overrides: ``TANPUHUI__ADAPTERS__TRANSIT_CARD__PAGE_SIZE=200`` sets ``adapters.transit_card.page_size`` (the value
+is read as a TOML value when it parses as one, else as a string). A key that names a secret (``*secret*``,
+``*password*``, ``*token*``, ``pseudonym_keys``) must be ``{ env = "NAME" }``; a literal there is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tanpuhui.sdk import ConfigError
+
+__all__ = ["ENV_PREFIX", "ForwarderSettings", "HubConfig", "HubSettings", "load_config", "pydantic_problems"]
+
+ENV_PREFIX = "TANPUHUI__"
+_SECRET_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|app_key_secret)", re.I)
+
+
+class HubSettings(BaseModel):
+    """The ``[hub]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    store: str = "tanpuhui.db"
+    synchronous: Literal["FULL", "NORMAL", "full", "normal"] = "FULL"
+    pseudonym_keys: str | None = None
+    fingerprint_window_minutes: int = Field(default=10, ge=1, le=1440)
+
+
+class ForwarderSettings(BaseModel):
+    """The ``[forwarder]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    attempts: int = Field(default=8, ge=1, le=100)
+    initial_backoff: float = Field(default=0.5, gt=0)
+    max_backoff: float = Field(default=60.0, gt=0)
+    max_retry_after: float = Field(default=300.0, ge=0)
+
+
+class MethodologySettings(BaseModel):
+    """A ``[methodologies."<id>"]`` table: pin a version, override factor values."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str | None = None
+    factors: dict[str, float] = Field(default_factory=dict)
+
+
+@dataclass
+class HubConfig:
+    """The whole configuration, secrets resolved. ``source`` names the file (for error messages)."""
+
+    source: str
+    hub: HubSettings
+    forwarder: ForwarderSettings
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methodologies: dict[str, MethodologySettings] = field(default_factory=dict)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: str = "<config>",
+        environ: Mapping[str, str] | None = None,
+        base_dir: Path | None = None,
+    ) -> HubConfig:
+        env = os.environ if environ is None else environ
+        doc = _apply_env_overrides(_deepcopy(data), env)
+        unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, methodologies"
+            )
+        resolved = _resolve(doc, env, source, ())
+        try:
+            hub = HubSettings.model_validate(resolved.get("hub", {}))
+            forwarder = ForwarderSettings.model_validate(resolved.get("forwarder", {}))
+            methods = {k: MethodologySettings.model_validate(v) for k, v in resolved.get("methodologies", {}).items()}
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {pydantic_problems(exc)}") from None
+        for section in ("adapters", "sinks"):
+            for name, table in resolved.get(section, {}).items():
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{source}: [{section}.{name}] must be a table")
+        return cls(
+            source=source,
+            hub=hub,
+            forwarder=forwarder,
+            adapters=dict(resolved.get("adapters", {})),
+            sinks=dict(resolved.get("sinks", {})),
+            methodologies=methods,
+            base_dir=base_dir or Path.cwd(),
+        )
+
+    def store_path(self) -> str:
+        """The SQLite path, relative paths taken from the config file's folder."""
+        raw = self.hub.store
+        if raw.startswith("sqlite:///"):
+            raw = raw[len("sqlite:///") :]
+        elif "://" in raw:
+            raise ConfigError(f"{self.source}: [hub] store {raw!r}: only SQLite paths are supported by this version")
+        if raw == ":memory:":
+            return raw
+        path = Path(raw)
+        return str(path if path.is_absolute() else self.base_dir / path)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> HubConfig:
+    """Read and resolve a hub.toml; errors name the file and the key."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    return HubConfig.from_dict(data, source=str(p), environ=environ, base_dir=p.resolve().parent)
+
+
+def pydantic_problems(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``key.path: message``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
+        parts.append(f"{loc or '(top)'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def _apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        value: Any
+        if _SECRET_KEY.search(path[-1]):
+            value = {"env": name}  # still a reference, so the literal-secret rule holds
+        else:
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw
+        target = doc
+        for part in path[:-1]:
+            nxt = target.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"environment {name}: {part} is not a table")
+            target = nxt
+        target[path[-1]] = value
+    return doc
+
+
+def _is_env_ref(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str)
+
+
+def _resolve(value: Any, env: Mapping[str, str], source: str, path: tuple[str, ...]) -> Any:
+    where = ".".join(path)
+    if _is_env_ref(value):
+        var = value["env"]
+        if var not in env:
+            raise ConfigError(f"{source}: {where} refers to environment variable {var}, which is not set")
+        return env[var]
+    if isinstance(value, dict):
+        return {k: _resolve(v, env, source, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, env, source, (*path, str(i))) for i, v in enumerate(value)]
+    if isinstance(value, str) and path and _SECRET_KEY.search(_owning_key(path)):
+        raise ConfigError(
+            f"{source}: {where} holds a literal secret; secrets appear only as references, "
+            f'e.g. {_owning_key(path)} = {{ env = "{"_".join(p.upper() for p in path if not p.isdigit())}" }}'
+        )
+    return value
+
+
+def _owning_key(path: tuple[str, ...]) -> str:
+    for part in reversed(path):
+        if not part.isdigit():
+            return part
+    return ""

@@ -1,0 +1,424 @@
+"""The pipeline: raw page -> validate -> normalize -> validate record -> dedup -> one commit with the cursor.
+
+:class:`Hub` is the runtime object the CLI, the demo and the sidecar share: it loads plugins, opens the store,
+instantiates configured adapters, and runs pulls, pushes and quarantine replays through :meth:`Hub.ingest`.
+
+Per page, in one SQLite transaction: the new outbox rows, the quarantine entries and the stream's checkpoint
+(partner cursor + the stream's pending state). A crash before the commit repeats the page (its records dedup by
+id); a crash after it resumes from the next page. Invalid items never block the valid items of their page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from tanpuhui.sdk import (
+    Adapter,
+    ConfigError,
+    HttpOptions,
+    ItemRejected,
+    Methodology,
+    Problem,
+    Pseudonymiser,
+    PullStream,
+    ReductionRecord,
+    Sink,
+    Stream,
+    StreamContext,
+    TanpuhuiError,
+    redact,
+)
+
+from .config import HubConfig, pydantic_problems
+from .plugins import Plugins, load_plugins
+from .store.base import Checkpoint, CommitResult, NewQuarantine, NewRecord, QuarantineEntry, Store
+from .store.sqlite import SQLiteStore
+from .validation import RECORD_SCHEMA, CompiledSchema, SchemaRegistry
+
+__all__ = ["Hub", "PageResult", "PullSummary", "ReplayResult"]
+
+log = logging.getLogger("tanpuhui.pipeline")
+
+Progress = Callable[["PageResult"], None]
+
+
+@dataclass
+class PageResult:
+    """What one page (or one pushed batch) did."""
+
+    adapter: str
+    stream: str
+    items: int = 0
+    records: int = 0
+    valid_items: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    held: int = 0
+    quarantined: int = 0
+    kg_by_scenario: Counter[str] = field(default_factory=Counter)
+    inserted_by_scenario: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class PullSummary:
+    """Totals of a pull run of one stream."""
+
+    adapter: str
+    stream: str
+    pages: int = 0
+    pulled: int = 0
+    valid: int = 0
+    records: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    held: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    kg_by_scenario: Counter[str] = field(default_factory=Counter)
+    records_by_scenario: Counter[str] = field(default_factory=Counter)
+
+    def add(self, page: PageResult) -> None:
+        self.pages += 1
+        self.pulled += page.items
+        self.valid += page.valid_items
+        self.records += page.records
+        self.inserted += page.inserted
+        self.duplicates += page.duplicates
+        self.held += page.held
+        self.quarantined += page.quarantined
+        self.kg_by_scenario.update(page.kg_by_scenario)
+        self.records_by_scenario.update(page.inserted_by_scenario)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    entry_id: int
+    status: str  # "resolved" (now valid and committed), "failed" (still invalid), "missing"
+    problems: list[Problem]
+
+
+class _StreamRuntime:
+    """A stream with its compiled schemas and a context."""
+
+    def __init__(self, hub: Hub, adapter: Adapter, stream: Stream) -> None:
+        self.adapter = adapter
+        self.stream = stream
+        self.raw_schema: CompiledSchema = hub.schemas.get(stream.schema)
+        self.record_schema: CompiledSchema = hub.schemas.get(RECORD_SCHEMA)
+        self.hub = hub
+
+    def context(self, state: dict[str, Any]) -> StreamContext:
+        return StreamContext(
+            adapter=self.adapter.name,
+            adapter_version=self.adapter.version,
+            stream=self.stream.name,
+            pseudonymiser=self.hub.pseudonymiser,
+            methodologies=self.hub.methodology,
+            state=state,
+            fingerprint_window_minutes=self.hub.config.hub.fingerprint_window_minutes,
+        )
+
+
+class Hub:
+    """The hub runtime: plugins, store, adapters, and the pipeline."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        plugins: Plugins | None = None,
+        store: Store | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
+        http: HttpOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.plugins = plugins if plugins is not None else load_plugins()
+        self.http = http or HttpOptions()
+        if pseudonymiser is None:
+            spec = config.hub.pseudonym_keys
+            pseudonymiser = (
+                Pseudonymiser.parse(spec, f"{config.source} [hub] pseudonym_keys") if spec else Pseudonymiser.from_env()
+            )
+        self.pseudonymiser = pseudonymiser
+        schemas: dict[str, Any] = {}
+        for adapter_cls in self.plugins.adapters.values():
+            schemas.update(adapter_cls.schemas)
+        self.schemas = SchemaRegistry(schemas)
+        self.store: Store = (
+            store if store is not None else SQLiteStore(config.store_path(), synchronous=config.hub.synchronous)
+        )
+        self._adapters: dict[str, Adapter] = {}
+        self._runtimes: dict[tuple[str, str], _StreamRuntime] = {}
+        self._methodologies: dict[str, Methodology] = {}
+
+    # -- lookups -------------------------------------------------------------------------------------------
+
+    def methodology(self, methodology_id: str) -> Methodology:
+        """The methodology in force: pinned or latest version, with hub.toml factor overrides applied."""
+        found = self._methodologies.get(methodology_id)
+        if found is None:
+            settings = self.config.methodologies.get(methodology_id)
+            found = self.plugins.methodology(methodology_id, settings.version if settings else None)
+            if settings and settings.factors:
+                found = found.with_factors(settings.factors, f"override in {self.config.source}")
+            self._methodologies[methodology_id] = found
+        return found
+
+    def adapter(self, name: str) -> Adapter:
+        """The configured adapter instance (settings from ``[adapters.NAME]`` validated once)."""
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            cls = self.plugins.adapter(name)
+            table = self.config.adapters.get(name)
+            if table is None:
+                raise ConfigError(
+                    f"{self.config.source}: no [adapters.{name}] table; adapter {name!r} is not configured"
+                )
+            try:
+                settings = cls.Settings.model_validate(table)
+            except ValidationError as exc:
+                raise ConfigError(f"{self.config.source}: {pydantic_problems(exc, f'adapters.{name}')}") from None
+            adapter = self._adapters[name] = cls(settings, self.http)
+        return adapter
+
+    def stream_schema(self, adapter_name: str, stream_name: str) -> CompiledSchema:
+        """The partner schema of a stream, found from the adapter class (no configuration needed)."""
+        cls = self.plugins.adapter(adapter_name)
+        for stream_type in cls.stream_types:
+            if stream_type.name == stream_name:
+                return self.schemas.get(stream_type.schema)
+        raise ConfigError(f"adapter {adapter_name!r} has no stream {stream_name!r}")
+
+    def runtime(self, adapter_name: str, stream_name: str) -> _StreamRuntime:
+        key = (adapter_name, stream_name)
+        rt = self._runtimes.get(key)
+        if rt is None:
+            adapter = self.adapter(adapter_name)
+            try:
+                stream = adapter.stream(stream_name)
+            except KeyError:
+                names = ", ".join(s.name for s in adapter.streams())
+                raise ConfigError(f"adapter {adapter_name!r} has no stream {stream_name!r}; streams: {names}") from None
+            rt = self._runtimes[key] = _StreamRuntime(self, adapter, stream)
+        return rt
+
+    def build_sinks(self, names: Sequence[str] | None = None) -> dict[str, Sink]:
+        """Instantiate the ``[sinks.NAME]`` tables (all, or the named ones) with their registered sink types."""
+        out: dict[str, Sink] = {}
+        for name, table in self.config.sinks.items():
+            if names is not None and name not in names:
+                continue
+            kind = table.get("type")
+            cls = self.plugins.sinks.get(str(kind))
+            if cls is None:
+                known = ", ".join(sorted(self.plugins.sinks)) or "none"
+                raise ConfigError(
+                    f"{self.config.source}: [sinks.{name}] type {kind!r} is not a registered sink type ({known})"
+                )
+            try:
+                settings = cls.Settings.model_validate(table)
+            except ValidationError as exc:
+                raise ConfigError(f"{self.config.source}: {pydantic_problems(exc, f'sinks.{name}')}") from None
+            out[name] = cls(name, settings)
+        if names is not None and set(names) - set(out):
+            raise ConfigError(f"{self.config.source}: no [sinks.{', '.join(sorted(set(names) - set(out)))}] table")
+        return out
+
+    # -- the pipeline --------------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        rt: _StreamRuntime,
+        ctx: StreamContext,
+        items: Sequence[dict[str, Any]],
+        cursor: Any,
+        *,
+        final: bool = False,
+        save_checkpoint: bool = True,
+    ) -> PageResult:
+        """Run one page of raw items through the pipeline and commit it (with the cursor) atomically."""
+        stream = rt.stream
+        adapter = rt.adapter.name
+        result = PageResult(adapter, stream.name, items=len(items))
+        records: list[NewRecord] = []
+        quarantined: list[NewQuarantine] = []
+        raw_valid = rt.raw_schema.is_valid
+        record_valid = rt.record_schema.is_valid
+        id_field = stream.id_field
+
+        def accept(out: Iterable[Any], item: dict[str, Any]) -> None:
+            for rec in out:
+                doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
+                if not record_valid(doc):
+                    problems = rt.record_schema.problems(doc)
+                    quarantined.append(self._quarantine("record", item, id_field, problems))
+                    continue
+                scenario = doc["scenario"]
+                kg = doc["quantification"]["reduction_kgco2e"]
+                records.append(NewRecord(doc["record_id"], doc["fingerprint"], scenario, kg, orjson.dumps(doc)))
+
+        for item in items:
+            if not raw_valid(item):
+                quarantined.append(self._quarantine("raw", item, id_field, rt.raw_schema.problems(item)))
+                continue
+            try:
+                out = list(stream.normalize(item, ctx))
+            except ItemRejected as exc:
+                quarantined.append(self._quarantine("normalize", item, id_field, exc.problems))
+                continue
+            except TanpuhuiError as exc:
+                quarantined.append(self._quarantine("normalize", item, id_field, [Problem("", redact(str(exc)))]))
+                continue
+            except Exception as exc:  # an adapter bug must not lose the item: keep it for replay after a fix
+                log.exception("adapter %s stream %s: normalize raised", adapter, stream.name)
+                problem = Problem("", redact(f"adapter error {type(exc).__name__}: {exc}"), "adapter")
+                quarantined.append(self._quarantine("normalize", item, id_field, [problem]))
+                continue
+            result.valid_items += 1
+            accept(out, item)
+        accept(stream.flush(ctx, final), {})
+        for rejection in ctx.rejections:
+            quarantined.append(
+                self._quarantine("incomplete", rejection.raw, id_field, rejection.problems, rejection.partner_record_id)
+            )
+        ctx.rejections.clear()
+
+        checkpoint = Checkpoint(cursor, ctx.state) if save_checkpoint else None
+        committed: CommitResult = self.store.commit_page(adapter, stream.name, records, quarantined, checkpoint)
+        result.records = len(records)
+        result.inserted = committed.inserted
+        result.duplicates = committed.duplicates
+        result.held = committed.held
+        result.quarantined = committed.quarantined
+        for r in records:
+            if committed.inserted_ids is None or r.record_id in committed.inserted_ids:
+                result.kg_by_scenario[r.scenario] += r.reduction_kgco2e
+                result.inserted_by_scenario[r.scenario] += 1
+        return result
+
+    def _quarantine(
+        self,
+        stage: str,
+        item: dict[str, Any],
+        id_field: str,
+        problems: Sequence[Problem],
+        partner_record_id: str = "",
+    ) -> NewQuarantine:
+        pid = partner_record_id or str(item.get(id_field, "") if isinstance(item, dict) else "")
+        sealed = self.pseudonymiser.seal(orjson.dumps(item))
+        return NewQuarantine(stage, redact(pid)[:256], sealed, list(problems))
+
+    async def pull(
+        self,
+        adapter_name: str,
+        stream_name: str | None = None,
+        *,
+        progress: Progress | None = None,
+        max_pages: int | None = None,
+    ) -> list[PullSummary]:
+        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end."""
+        adapter = self.adapter(adapter_name)
+        names = [stream_name] if stream_name else [s.name for s in adapter.streams() if isinstance(s, PullStream)]
+        return [await self._pull_stream(adapter_name, name, progress, max_pages) for name in names]
+
+    async def _pull_stream(
+        self, adapter_name: str, stream_name: str, progress: Progress | None, max_pages: int | None
+    ) -> PullSummary:
+        rt = self.runtime(adapter_name, stream_name)
+        if not isinstance(rt.stream, PullStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a push stream; partners send it to the sidecar")
+        summary = PullSummary(adapter_name, stream_name)
+        started = time.perf_counter()
+        checkpoint = self.store.load_checkpoint(adapter_name, stream_name)
+        ctx = rt.context(dict(checkpoint.state))
+        cursor = checkpoint.cursor
+        try:
+            async for page in rt.stream.pages(ctx, cursor):
+                result = self.ingest(rt, ctx, page.items, page.cursor)
+                cursor = page.cursor
+                summary.add(result)
+                if progress:
+                    progress(result)
+                if max_pages is not None and summary.pages >= max_pages:
+                    break
+            else:
+                result = self.ingest(rt, ctx, [], cursor, final=True)
+                if result.records or result.quarantined:
+                    summary.add(result)
+                    summary.pages -= 1
+        except TanpuhuiError as exc:
+            summary.error = redact(str(exc))
+            self.store.record_stream_error(adapter_name, stream_name, summary.error)
+            log.error("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    # -- quarantine ----------------------------------------------------------------------------------------
+
+    def quarantine_raw(self, entry: QuarantineEntry) -> Any:
+        """The quarantined raw item, unsealed (only for replay and masked display)."""
+        return orjson.loads(self.pseudonymiser.unseal(entry.sealed_raw))
+
+    def replay_quarantine(self, ids: Sequence[int]) -> list[ReplayResult]:
+        """Re-run quarantined items through the pipeline (after a partner fix or an adapter upgrade).
+
+        Items that now pass are committed and the entry marked ``resolved``; others stay open with the new errors.
+        Entries from the "incomplete" stage (e.g. unpaired tap-ins) replay through ``normalize`` like any item.
+        """
+        results = []
+        for entry_id in ids:
+            entry = self.store.quarantine_get(entry_id)
+            if entry is None or entry.status != "open":
+                results.append(ReplayResult(entry_id, "missing", []))
+                continue
+            rt = self.runtime(entry.adapter, entry.stream)
+            item = self.quarantine_raw(entry)
+            checkpoint = self.store.load_checkpoint(entry.adapter, entry.stream)
+            ctx = rt.context(dict(checkpoint.state))
+            problems = rt.raw_schema.problems(item) if isinstance(item, dict) else [Problem("", "not a JSON object")]
+            if not problems:
+                try:
+                    out = [
+                        r.to_json_dict() if isinstance(r, ReductionRecord) else r
+                        for r in rt.stream.normalize(item, ctx)
+                    ]
+                except ItemRejected as exc:
+                    problems = exc.problems
+                except TanpuhuiError as exc:
+                    problems = [Problem("", redact(str(exc)))]
+                else:
+                    problems = [p for doc in out for p in rt.record_schema.problems(doc)]
+                    if not problems:
+                        new = [
+                            NewRecord(
+                                d["record_id"],
+                                d["fingerprint"],
+                                d["scenario"],
+                                d["quantification"]["reduction_kgco2e"],
+                                orjson.dumps(d),
+                            )
+                            for d in out
+                        ]
+                        # replay must not move the cursor, but pending state (e.g. a tap-in now open) is kept
+                        self.store.commit_page(
+                            entry.adapter, entry.stream, new, [], Checkpoint(checkpoint.cursor, ctx.state)
+                        )
+                        self.store.quarantine_resolve(entry_id, "resolved")
+                        results.append(ReplayResult(entry_id, "resolved", []))
+                        continue
+            results.append(ReplayResult(entry_id, "failed", list(problems)))
+        return results
+
+    async def aclose(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.aclose()
+        self._adapters.clear()
+        self.store.close()

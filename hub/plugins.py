@@ -1,0 +1,211 @@
+"""The plugin manager: loads built-in and third-party plugins once, and holds what they registered.
+
+Plugins are modules (or objects) with ``@hookimpl`` functions, found through the ``tanpuhui`` entry-point
+group; the built-in adapters, methodologies and sinks come in the same way. A plugin that fails to import or whose
+hook raises becomes a warning naming it, and the others still load. Set ``TANPUHUI_TRACE_HOOKS=1`` to log each
+hook call.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from tanpuhui.sdk import Adapter, Methodology, Sink, hookspecs
+from tanpuhui.sdk.errors import MethodologyError, PluginError
+
+__all__ = ["BUILTIN_PLUGINS", "PluginInfo", "PluginWarning", "Plugins", "load_plugins"]
+
+log = logging.getLogger("tanpuhui.plugins")
+
+BUILTIN_PLUGINS = ("tanpuhui.hub.methodologies", "tanpuhui.hub.sinks.builtin")
+"""Hub-internal plugins registered directly; built-in adapters come through the entry-point group like any other."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded or registered something broken; the hub goes on without it."""
+
+
+@dataclass(slots=True)
+class PluginInfo:
+    """One loaded plugin: where it came from and what it registered."""
+
+    name: str
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)
+    methodologies: list[str] = field(default_factory=list)
+    sinks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plugins:
+    """What all plugins registered: adapter classes, methodologies (all versions) and sink classes."""
+
+    adapters: dict[str, type[Adapter]] = field(default_factory=dict)
+    methodologies: dict[str, dict[str, Methodology]] = field(default_factory=dict)
+    sinks: dict[str, type[Sink]] = field(default_factory=dict)
+    info: list[PluginInfo] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def methodology(self, methodology_id: str, version: str | None = None) -> Methodology:
+        """The given version, or the highest registered one."""
+        versions = self.methodologies.get(methodology_id)
+        if not versions:
+            known = ", ".join(sorted(self.methodologies)) or "none"
+            raise MethodologyError(f"unknown methodology {methodology_id!r}; registered: {known}")
+        if version is None:
+            return versions[max(versions, key=_semver)]
+        try:
+            return versions[version]
+        except KeyError:
+            raise MethodologyError(
+                f"methodology {methodology_id!r} has no version {version}; registered: {', '.join(sorted(versions))}"
+            ) from None
+
+    def adapter(self, name: str) -> type[Adapter]:
+        try:
+            return self.adapters[name]
+        except KeyError:
+            known = ", ".join(sorted(self.adapters)) or "none"
+            raise PluginError(f"unknown adapter {name!r}; installed: {known}") from None
+
+
+def _semver(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _warn(plugins: Plugins, message: str) -> None:
+    plugins.problems.append(message)
+    warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+def load_plugins(
+    extra: Iterable[object] = (), *, entry_points: bool = True, builtins: Iterable[str] = BUILTIN_PLUGINS
+) -> Plugins:
+    """Create a plugin manager, load plugins, and collect their registrations.
+
+    ``extra`` plugin objects (modules or instances with hookimpls) are registered too (tests, embedding).
+    """
+    pm = pluggy.PluginManager("tanpuhui")
+    pm.add_hookspecs(hookspecs)
+    plugins = Plugins()
+    sources: dict[str, tuple[str, str]] = {}
+
+    def add(plugin: object, name: str, dist: str, version: str) -> None:
+        try:
+            pm.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            _warn(plugins, f"plugin {name!r} ({dist}) was not loaded: {exc}")
+            return
+        sources[name] = (dist, version)
+
+    for module_name in builtins:
+        module = importlib.import_module(module_name)
+        add(module, module_name, "tanpuhui", _version("tanpuhui"))
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group="tanpuhui"):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            if pm.has_plugin(ep.name) or pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                loaded = ep.load()
+            except Exception as exc:  # any import-time failure of a third-party plugin
+                _warn(
+                    plugins,
+                    f"plugin {ep.name!r} from {dist} {version} failed to import: {type(exc).__name__}: {exc}",
+                )
+                continue
+            add(loaded, ep.name, dist, version)
+    for i, plugin in enumerate(extra):
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
+        add(plugin, name, "(registered in process)", "")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        _warn(plugins, f"a plugin implements an unknown hook: {exc}")
+
+    if os.environ.get("TANPUHUI_TRACE_HOOKS"):
+        pm.trace.root.setwriter(lambda msg: log.info("hook: %s", msg.rstrip()))
+        pm.enable_tracing()
+
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        dist, version = sources.get(name, ("?", "?"))
+        info = PluginInfo(name, dist, version, [h.name for h in pm.get_hookcallers(plugin) or []])
+        plugins.info.append(info)
+        _call(pm, plugin, name, "register_adapters", _adapter_register(plugins, info), plugins)
+        _call(pm, plugin, name, "register_methodologies", _methodology_register(plugins, info), plugins)
+        _call(pm, plugin, name, "register_sinks", _sink_register(plugins, info), plugins)
+    return plugins
+
+
+def _call(
+    pm: pluggy.PluginManager,
+    plugin: object,
+    name: str,
+    hook_name: str,
+    register: Callable[[Any], None],
+    plugins: Plugins,
+) -> None:
+    """Call one plugin's implementation of a hook, so a failure is pinned on that plugin alone."""
+    impl = getattr(plugin, hook_name, None)
+    if impl is None or not hasattr(impl, "tanpuhui_impl"):
+        return
+    caller = pm.subset_hook_caller(hook_name, remove_plugins=[p for p in pm.get_plugins() if p is not plugin])
+    try:
+        caller(register=register)
+    except Exception as exc:
+        _warn(plugins, f"plugin {name!r}: hook {hook_name} failed: {type(exc).__name__}: {exc}")
+
+
+def _adapter_register(plugins: Plugins, info: PluginInfo) -> Callable[[type[Adapter]], None]:
+    def register(adapter: type[Adapter]) -> None:
+        if not (isinstance(adapter, type) and issubclass(adapter, Adapter)):
+            raise PluginError(f"register_adapters got {adapter!r}, expected an Adapter subclass")
+        for attr in ("name", "version"):
+            if not isinstance(getattr(adapter, attr, None), str):
+                raise PluginError(f"adapter class {adapter.__qualname__} has no string {attr!r}")
+        if adapter.name in plugins.adapters and plugins.adapters[adapter.name] is not adapter:
+            _warn(plugins, f"plugin {info.name!r}: adapter name {adapter.name!r} is already registered; ignored")
+            return
+        plugins.adapters[adapter.name] = adapter
+        info.adapters.append(adapter.name)
+
+    return register
+
+
+def _methodology_register(plugins: Plugins, info: PluginInfo) -> Callable[[Methodology], None]:
+    def register(methodology: Methodology) -> None:
+        if not isinstance(methodology, Methodology):
+            raise PluginError(f"register_methodologies got {methodology!r}, expected a Methodology")
+        plugins.methodologies.setdefault(methodology.id, {})[methodology.version] = methodology
+        info.methodologies.append(methodology.key)
+
+    return register
+
+
+def _sink_register(plugins: Plugins, info: PluginInfo) -> Callable[[type[Sink]], None]:
+    def register(sink: type[Sink]) -> None:
+        if not (isinstance(sink, type) and issubclass(sink, Sink)):
+            raise PluginError(f"register_sinks got {sink!r}, expected a Sink subclass")
+        plugins.sinks[sink.kind] = sink
+        info.sinks.append(sink.kind)
+
+    return register
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"

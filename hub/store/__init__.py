@@ -1,0 +1,1 @@
+"""Durable state: cursors, dedup index, outbox, quarantine, delivery state."""

@@ -1,0 +1,200 @@
+"""What an adapter is: a named, versioned plugin providing pull and push streams.
+
+    class MyAdapter(Adapter):
+        name = "water_utility"
+        version = "1.0.0"
+        Settings = MySettings                      # pydantic model of [adapters.water_utility] in hub.toml
+
+        def streams(self) -> list[Stream]:
+            return [ReadingsStream(self)]
+
+A :class:`PullStream` yields :class:`Page` objects (raw items + the cursor after them); a :class:`PushStream` turns
+a verified webhook request into raw items. Both turn one raw item into zero or more records with ``normalize``.
+The hub validates raw items against ``schema`` before calling ``normalize``, and validates, deduplicates and commits
+what ``normalize`` returns; adapters never touch the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from .client import OAuth2ClientCredentials, PartnerClient, RetryPolicy
+from .errors import PartnerResponseError
+from .records import ReductionRecord
+from .webhooks import WebhookVerifier
+
+if TYPE_CHECKING:
+    from .context import StreamContext
+
+__all__ = [
+    "Adapter",
+    "AdapterSettings",
+    "HttpOptions",
+    "Page",
+    "PullStream",
+    "PushStream",
+    "RecordLike",
+    "Stream",
+]
+
+RecordLike = dict[str, Any] | ReductionRecord
+"""What ``normalize`` may return: a record document (fast path, validated by the hub) or a model."""
+
+
+class AdapterSettings(BaseModel):
+    """Base for adapter settings models: unknown keys are an error, so typos in hub.toml are caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """How the hub wants partner HTTP done: a transport (tests, proxies) and the sleep used between retries."""
+
+    transport: httpx.AsyncBaseTransport | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of raw partner items and the cursor that resumes *after* them.
+
+    The hub commits the page's records and ``cursor`` in one transaction, so a crash never skips or repeats a page.
+    ``request`` describes where the page came from (for error messages and quarantine entries).
+    """
+
+    items: list[dict[str, Any]]
+    cursor: Any
+    request: str = ""
+
+
+class _StreamBase(ABC):
+    name: ClassVar[str]
+    """Stream name, unique within the adapter (``[a-z][a-z0-9_]+``)."""
+    schema: ClassVar[str]
+    """Name of the partner payload schema each raw item must satisfy."""
+    description: ClassVar[str] = ""
+    id_field: ClassVar[str] = "id"
+    """The raw item's field holding the partner's id for it (names quarantine entries)."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+
+    @abstractmethod
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
+        """Turn one schema-valid raw item into zero or more records.
+
+        Raise :class:`tanpuhui.sdk.ItemRejected` to quarantine the item with a reason. Stateful streams (e.g. pairing
+        tap-in with tap-out) keep their pending state in ``ctx.state``, which is committed with the cursor.
+        """
+
+    def flush(self, ctx: StreamContext, final: bool) -> Iterable[RecordLike]:
+        """Called after each page (``final`` after the last one): emit or give up on items held in ``ctx.state``.
+
+        Raise nothing here; report items that can never complete with ``ctx.reject(raw, problems)``.
+        """
+        return ()
+
+
+class PullStream(_StreamBase):
+    """A stream the hub pulls: ``pages`` yields raw pages from the partner, starting after ``cursor``."""
+
+    @abstractmethod
+    def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+        """Yield pages starting after ``cursor`` (``None`` on the first run)."""
+
+
+class PushStream(_StreamBase):
+    """A stream partners push to (a webhook route on the sidecar).
+
+    The default ``verify`` checks Standard Webhooks signatures against the adapter's ``webhook_secrets`` setting;
+    the default ``parse`` accepts a JSON array of items, a ``{"items": [...]}`` object, or a single item.
+    """
+
+    def verifier(self) -> WebhookVerifier:
+        secrets: Sequence[str] = getattr(self.adapter.settings, "webhook_secrets", ())
+        return WebhookVerifier(list(secrets))
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> str:
+        """Verify the request and return its webhook id (the idempotency key); raises ``SignatureError``."""
+        return self.verifier().verify(headers, body)
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise PartnerResponseError(f"{self.adapter.name}:{self.name}: body is not JSON ({exc})") from None
+        if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+            doc = doc["items"]
+        items = doc if isinstance(doc, list) else [doc]
+        return [i if isinstance(i, dict) else {"_not_an_object": i} for i in items]
+
+
+Stream = PullStream | PushStream
+
+
+class Adapter(ABC):
+    """A partner integration. Subclasses set ``name``, ``version``, ``Settings`` and implement ``streams``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    title: ClassVar[str] = ""
+    Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    schemas: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Partner payload schemas this adapter ships, by name (they appear in ``tanpuhui schemas``)."""
+    stream_types: ClassVar[Sequence[type[PullStream] | type[PushStream]]] = ()
+    """The stream classes; the default :meth:`streams` instantiates each with the adapter."""
+
+    def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
+        self.settings = settings
+        self.http = http or HttpOptions()
+        self._streams: dict[str, Stream] = {}
+        self._clients: list[PartnerClient] = []
+
+    def partner_client(
+        self,
+        base_url: str,
+        *,
+        oauth: OAuth2ClientCredentials | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> PartnerClient:
+        """A :class:`PartnerClient` wired to the hub's transport and sleep (tests inject both); closed with the adapter."""
+        client = PartnerClient(
+            base_url,
+            name=self.name,
+            oauth=oauth,
+            retry=retry,
+            timeout=timeout,
+            headers=headers,
+            transport=self.http.transport,
+            sleep=self.http.sleep,
+        )
+        self._clients.append(client)
+        return client
+
+    def streams(self) -> Sequence[Stream]:
+        """The streams this adapter provides; by default one instance of each of ``stream_types``."""
+        if not self._streams:
+            self._streams = {s.name: s for s in (t(self) for t in self.stream_types)}
+        return list(self._streams.values())
+
+    def stream(self, name: str) -> Stream:
+        """The stream called ``name``; KeyError when there is none."""
+        if not self._streams:
+            self._streams = {s.name: s for s in self.streams()}
+        return self._streams[name]
+
+    async def aclose(self) -> None:
+        """Release clients and connections; called once when the hub stops using the adapter."""
+        for client in self._clients:
+            await client.aclose()

@@ -1,0 +1,144 @@
+"""The context the hub hands to a stream: pseudonymisation, methodologies, record building, pending state."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .errors import MethodologyError, Problem
+from .methodology import Methodology
+from .privacy import IdentifierKind, Pseudonymiser
+from .records import behaviour_fingerprint, make_record_id
+
+__all__ = ["Rejection", "StreamContext"]
+
+MethodologyLookup = Callable[[str], Methodology]
+
+
+class Rejection:
+    """An item a stream gave up on outside ``normalize`` (e.g. a tap-in that never got its tap-out)."""
+
+    __slots__ = ("partner_record_id", "problems", "raw")
+
+    def __init__(self, raw: Mapping[str, Any], problems: Iterable[Problem], partner_record_id: str = "") -> None:
+        self.raw = dict(raw)
+        self.problems = list(problems)
+        self.partner_record_id = partner_record_id
+
+
+class StreamContext:
+    """Services for one stream of one adapter during a run.
+
+    ``state`` is the stream's durable scratch space (JSON-serialisable, no clear-text personal data): the hub
+    saves it with the cursor in the same transaction as the page's records.
+    """
+
+    def __init__(
+        self,
+        *,
+        adapter: str,
+        adapter_version: str,
+        stream: str,
+        pseudonymiser: Pseudonymiser,
+        methodologies: MethodologyLookup,
+        state: dict[str, Any] | None = None,
+        fingerprint_window_minutes: int = 10,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.adapter_version = adapter_version
+        self.stream = stream
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.rejections: list[Rejection] = []
+        self.log = logger or logging.getLogger(f"tanpuhui.adapters.{adapter}")
+        self._pseudonymiser = pseudonymiser
+        self._methodologies = methodologies
+        self._window = fingerprint_window_minutes
+        self._cache: dict[str, Methodology] = {}
+
+    @property
+    def key_version(self) -> str:
+        return self._pseudonymiser.key_version
+
+    def pseudonym(self, kind: IdentifierKind, value: str) -> str:
+        """Keyed pseudonym of an identifier (validated and normalised first for resident IDs and mobiles)."""
+        return self._pseudonymiser.pseudonym(kind, value)
+
+    def subject(self, kind: IdentifierKind, value: str, *, enterprise: bool = False) -> dict[str, str]:
+        """The record's ``subject``: pseudonym + key version; never the identifier itself."""
+        return {
+            "kind": "enterprise" if enterprise else "person",
+            "pseudonym": self._pseudonymiser.pseudonym(kind, value),
+            "key_version": self._pseudonymiser.key_version,
+        }
+
+    def methodology(self, methodology_id: str) -> Methodology:
+        """The methodology in force for this hub (latest registered version, with configured factor overrides)."""
+        found = self._cache.get(methodology_id)
+        if found is None:
+            found = self._cache[methodology_id] = self._methodologies(methodology_id)
+        return found
+
+    def reject(self, raw: Mapping[str, Any], problems: Iterable[Problem], partner_record_id: str = "") -> None:
+        """Quarantine an item outside ``normalize`` (from ``flush``)."""
+        self.rejections.append(Rejection(raw, problems, partner_record_id))
+
+    def record(
+        self,
+        *,
+        raw: Mapping[str, Any],
+        partner_record_id: str,
+        subject: Mapping[str, str],
+        scenario: str,
+        start: datetime,
+        end: datetime | None = None,
+        region: str,
+        activity: float,
+        unit: str | None = None,
+        methodology: str | Methodology,
+        baseline: float | None = None,
+        baseline_method: str = "",
+        details: Mapping[str, str | int | float | bool | None] | None = None,
+        origin: Mapping[str, str] | None = None,
+        quantification: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Build a record document: ids, source reference, quantification and fingerprint filled in.
+
+        ``quantification`` overrides the computed one (a YRD record quantified by its origin platform).
+        """
+        method = self.methodology(methodology) if isinstance(methodology, str) else methodology
+        if quantification is None:
+            if unit is not None and unit != method.activity_unit:
+                raise MethodologyError(
+                    f"{self.adapter}:{self.stream}: activity in {unit!r} but {method.key} expects {method.activity_unit!r}"
+                )
+            quantification = method.quantify(activity, baseline, baseline_method).as_record()
+        raw_bytes = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        doc: dict[str, Any] = {
+            "record_id": make_record_id(start, self.adapter, self.stream, partner_record_id),
+            "schema_version": "1.0",
+            "source": {
+                "adapter": self.adapter,
+                "adapter_version": self.adapter_version,
+                "stream": self.stream,
+                "partner_record_id": partner_record_id,
+                "raw_sha256": hashlib.sha256(raw_bytes).hexdigest(),
+            },
+            "subject": dict(subject),
+            "scenario": scenario,
+            "period": {"start": start.isoformat(), "end": (end or start).isoformat()},
+            "region": region,
+            "activity": {"quantity": activity, "unit": unit or method.activity_unit},
+            "quantification": dict(quantification),
+            "fingerprint": behaviour_fingerprint(subject["pseudonym"], scenario, start, self._window),
+        }
+        if details:
+            doc["activity"]["details"] = dict(details)
+        if origin:
+            doc["origin"] = dict(origin)
+        return doc

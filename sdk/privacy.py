@@ -1,0 +1,197 @@
+"""Personal data: keyed pseudonyms, identifier validation and masking, redaction, sealing at rest.
+
+Rules (PIPL; see docs/privacy.md): a plain hash of a phone number is reversible by enumeration, so people are
+identified only by HMAC-SHA256 pseudonyms under a secret key kept outside the data, with the key's version carried
+in each record for rotation. Identifiers are normalised before hashing, so ``+86 138-0013-8000`` and
+``13800138000`` give the same pseudonym. Raw partner payloads the hub must keep (quarantine) are sealed with
+AES-256-GCM under a key derived from the same secret; error messages and logs go through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import PrivacyError
+
+__all__ = [
+    "KEY_ENV",
+    "IdentifierKind",
+    "Pseudonymiser",
+    "is_valid_resident_id",
+    "mask_mobile",
+    "mask_resident_id",
+    "normalise_mobile",
+    "normalise_resident_id",
+    "redact",
+]
+
+KEY_ENV = "TANPUHUI_PSEUDONYM_KEYS"
+"""Environment variable holding the keys: ``v2:<base64>,v1:<base64>`` — the first is current."""
+
+IdentifierKind = Literal["resident_id", "mobile", "card", "account", "enterprise"]
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+_RID_SHAPE = re.compile(r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$")
+_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE_STRIP = re.compile(r"[\s\-()]")
+# Candidates inside free text (error messages, logs): digits not glued to other digits.
+_RID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[\dXx](?![0-9A-Za-z])")
+_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[\s-]?|0086[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)")
+
+
+def is_valid_resident_id(value: str) -> bool:
+    """GB 11643 resident identity number: 18 characters, valid date shape and ISO 7064 MOD 11-2 check char."""
+    v = value.strip().upper()
+    if not _RID_SHAPE.match(v):
+        return False
+    total = sum(int(c) * w for c, w in zip(v[:17], _WEIGHTS, strict=True))
+    return _CHECK[total % 11] == v[17]
+
+
+def normalise_resident_id(value: str) -> str:
+    """Upper-case, stripped resident ID; :class:`PrivacyError` when the check character is wrong."""
+    v = value.strip().upper()
+    if not is_valid_resident_id(v):
+        raise PrivacyError(f"resident ID {mask_resident_id(v)} is not a valid GB 11643 number")
+    return v
+
+
+def normalise_mobile(value: str) -> str:
+    """11-digit mainland mobile number, after stripping +86/0086, spaces and hyphens."""
+    v = _MOBILE_STRIP.sub("", value.strip())
+    if v.startswith("+86"):
+        v = v[3:]
+    elif v.startswith("0086"):
+        v = v[4:]
+    elif v.startswith("86") and len(v) == 13:
+        v = v[2:]
+    if not _MOBILE.match(v):
+        raise PrivacyError(f"mobile number {mask_mobile(v)} is not an 11-digit mainland number (^1[3-9]\\d{{9}}$)")
+    return v
+
+
+def mask_mobile(value: str) -> str:
+    """``138****8000``: the first 3 and last 4 digits kept, as Chinese apps display them."""
+    v = _MOBILE_STRIP.sub("", value)
+    if len(v) < 7:
+        return "*" * len(v)
+    return f"{v[:3]}{'*' * (len(v) - 7)}{v[-4:]}"
+
+
+def mask_resident_id(value: str) -> str:
+    """``340524********001X``: region code and last 4 kept, birth date hidden."""
+    v = value.strip()
+    if len(v) < 10:
+        return "*" * len(v)
+    return f"{v[:6]}{'*' * (len(v) - 10)}{v[-4:]}"
+
+
+def redact(text: str) -> str:
+    """Mask anything in ``text`` shaped like a resident ID or a mobile number (for messages and logs)."""
+    text = _RID_IN_TEXT.sub(lambda m: mask_resident_id(m.group(0)), text)
+    return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    version: str
+    secret: bytes
+
+
+class Pseudonymiser:
+    """Keyed pseudonyms and sealing, under versioned secrets.
+
+    ``keys`` maps version -> secret (at least 16 bytes); ``current`` is the version new pseudonyms use.
+    Build it from the environment with :meth:`from_env`.
+    """
+
+    def __init__(self, keys: dict[str, bytes], current: str) -> None:
+        if current not in keys:
+            raise PrivacyError(f"current pseudonym key version {current!r} is not among {sorted(keys)}")
+        for version, secret in keys.items():
+            if len(secret) < 16:
+                raise PrivacyError(f"pseudonym key {version!r} is {len(secret)} bytes; use at least 16 random bytes")
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", version):
+                raise PrivacyError(f"pseudonym key version {version!r} must match [A-Za-z0-9._-]{{1,32}}")
+        self._keys = {v: _Key(v, s) for v, s in keys.items()}
+        self._current = self._keys[current]
+        self._aead = {v: AESGCM(_derive(k.secret, b"tanpuhui seal v1")) for v, k in self._keys.items()}
+
+    @classmethod
+    def parse(cls, spec: str, source: str = KEY_ENV) -> Pseudonymiser:
+        """Parse ``v2:<base64>,v1:<base64>`` (first = current)."""
+        keys: dict[str, bytes] = {}
+        current = ""
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            version, sep, encoded = part.partition(":")
+            if not sep:
+                raise PrivacyError(f"{source}: expected 'VERSION:BASE64' entries separated by commas")
+            try:
+                keys[version] = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                raise PrivacyError(f"{source}: key {version!r} is not valid base64") from None
+            current = current or version
+        if not keys:
+            raise PrivacyError(f"{source} is empty: set it to 'v1:' + base64 of 32 random bytes")
+        return cls(keys, current)
+
+    @classmethod
+    def from_env(cls, var: str = KEY_ENV) -> Pseudonymiser:
+        spec = os.environ.get(var)
+        if not spec:
+            raise PrivacyError(
+                f"environment variable {var} is not set; generate a key with "
+                f"`python -c \"import base64,os;print('v1:'+base64.b64encode(os.urandom(32)).decode())\"`"
+            )
+        return cls.parse(spec, var)
+
+    @property
+    def key_version(self) -> str:
+        return self._current.version
+
+    def pseudonym(self, kind: IdentifierKind, value: str, key_version: str | None = None) -> str:
+        """HMAC-SHA256 hex of ``kind:normalised value``; validates resident IDs and mobiles first."""
+        if kind == "resident_id":
+            value = normalise_resident_id(value)
+        elif kind == "mobile":
+            value = normalise_mobile(value)
+        else:
+            value = value.strip()
+            if not value:
+                raise PrivacyError(f"empty {kind} identifier")
+        key = self._keys[key_version] if key_version else self._current
+        return hmac.new(key.secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt ``data`` for storage: ``version|nonce|ciphertext+tag``."""
+        nonce = os.urandom(12)
+        version = self._current.version.encode()
+        ct = self._aead[self._current.version].encrypt(nonce, data, version)
+        return bytes([len(version)]) + version + nonce + ct
+
+    def unseal(self, blob: bytes) -> bytes:
+        """Decrypt what :meth:`seal` produced; :class:`PrivacyError` when the key is missing or the data altered."""
+        n = blob[0]
+        version = blob[1 : 1 + n].decode()
+        aead = self._aead.get(version)
+        if aead is None:
+            raise PrivacyError(f"sealed with key version {version!r}, which is not configured in {KEY_ENV}")
+        try:
+            return aead.decrypt(blob[1 + n : 13 + n], blob[13 + n :], version.encode())
+        except Exception:
+            raise PrivacyError(f"sealed data does not authenticate under key {version!r}") from None
+
+
+def _derive(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=info).derive(secret)
