@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from tanpuhui.sdk import (
     Problem,
     Pseudonymiser,
     PullStream,
+    PushStream,
     ReductionRecord,
     Sink,
     Stream,
@@ -35,6 +37,7 @@ from tanpuhui.sdk import (
     TanpuhuiError,
     redact,
 )
+from tanpuhui.sdk.records import fingerprint_claim_keys
 
 from .config import HubConfig, pydantic_problems
 from .plugins import Plugins, load_plugins
@@ -261,9 +264,7 @@ class Hub:
                     problems = rt.record_schema.problems(doc)
                     quarantined.append(self._quarantine("record", item, id_field, problems))
                     continue
-                scenario = doc["scenario"]
-                kg = doc["quantification"]["reduction_kgco2e"]
-                records.append(NewRecord(doc["record_id"], doc["fingerprint"], scenario, kg, orjson.dumps(doc)))
+                records.append(self._new_record(doc))
 
         for item in items:
             if not raw_valid(item):
@@ -303,6 +304,13 @@ class Hub:
                 result.kg_by_scenario[r.scenario] += r.reduction_kgco2e
                 result.inserted_by_scenario[r.scenario] += 1
         return result
+
+    def _new_record(self, doc: dict[str, Any]) -> NewRecord:
+        fingerprint = doc["fingerprint"]
+        start = datetime.fromisoformat(doc["period"]["start"])
+        _, neighbour = fingerprint_claim_keys(fingerprint, start, self.config.hub.fingerprint_window_minutes)
+        kg = doc["quantification"]["reduction_kgco2e"]
+        return NewRecord(doc["record_id"], fingerprint, doc["scenario"], kg, orjson.dumps(doc), neighbour)
 
     def _quarantine(
         self,
@@ -361,6 +369,22 @@ class Hub:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def receive(self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes) -> PageResult:
+        """Handle one pushed request: verify its signature, parse it, and commit its items.
+
+        Raises ``SignatureError`` (reject with 401) or ``PartnerResponseError`` (400) before anything is stored;
+        schema-invalid items are quarantined and reported in the result, never rejected as a whole.
+        """
+        rt = self.runtime(adapter_name, stream_name)
+        stream = rt.stream
+        if not isinstance(stream, PushStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a pull stream; it cannot receive pushes")
+        stream.verify(headers, body)
+        items = stream.parse(body, headers)
+        checkpoint = self.store.load_checkpoint(adapter_name, stream_name)
+        ctx = rt.context(dict(checkpoint.state))
+        return self.ingest(rt, ctx, items, checkpoint.cursor)
+
     # -- quarantine ----------------------------------------------------------------------------------------
 
     def quarantine_raw(self, entry: QuarantineEntry) -> Any:
@@ -397,16 +421,7 @@ class Hub:
                 else:
                     problems = [p for doc in out for p in rt.record_schema.problems(doc)]
                     if not problems:
-                        new = [
-                            NewRecord(
-                                d["record_id"],
-                                d["fingerprint"],
-                                d["scenario"],
-                                d["quantification"]["reduction_kgco2e"],
-                                orjson.dumps(d),
-                            )
-                            for d in out
-                        ]
+                        new = [self._new_record(d) for d in out]
                         # replay must not move the cursor, but pending state (e.g. a tap-in now open) is kept
                         self.store.commit_page(
                             entry.adapter, entry.stream, new, [], Checkpoint(checkpoint.cursor, ctx.state)

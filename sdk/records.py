@@ -25,6 +25,7 @@ __all__ = [
     "SourceRef",
     "Subject",
     "behaviour_fingerprint",
+    "fingerprint_claim_keys",
     "make_record_id",
 ]
 
@@ -73,17 +74,33 @@ def make_record_id(occurred_at: datetime, *source_key: str) -> str:
     return "".join(reversed(out))
 
 
+def _window_start(start: datetime, window_minutes: int) -> datetime:
+    utc = start.astimezone(UTC)
+    return utc - timedelta(minutes=utc.minute % window_minutes, seconds=utc.second, microseconds=utc.microsecond)
+
+
 def behaviour_fingerprint(subject_pseudonym: str, scenario: str, start: datetime, window_minutes: int = 10) -> str:
     """Identify a behaviour independently of the source that reports it.
 
-    ``<window start, UTC, YYYYMMDDHHMM>:<scenario>:<32 hex of SHA-256(subject, scenario, window)>``. The time
-    prefix keeps the index ordered; the subject is already a keyed pseudonym, so this holds nothing personal.
+    ``<window start, UTC, YYYYMMDDHHMM>:<scenario>:<32 hex of SHA-256(subject, scenario)>``. The time prefix keeps
+    the index ordered; the subject is already a keyed pseudonym, so this holds nothing personal.
     """
-    utc = start.astimezone(UTC)
-    floored = utc - timedelta(minutes=utc.minute % window_minutes, seconds=utc.second, microseconds=utc.microsecond)
-    window = floored.strftime("%Y%m%d%H%M")
-    digest = hashlib.sha256(f"{subject_pseudonym}|{scenario}|{window}".encode()).hexdigest()[:32]
+    window = _window_start(start, window_minutes).strftime("%Y%m%d%H%M")
+    digest = hashlib.sha256(f"{subject_pseudonym}|{scenario}".encode()).hexdigest()[:32]
     return f"{window}:{scenario}:{digest}"
+
+
+def fingerprint_claim_keys(fingerprint: str, start: datetime, window_minutes: int = 10) -> tuple[str, str]:
+    """The fingerprint and the one of the nearest neighbouring window.
+
+    Two sources rarely agree to the second on when a trip began; checking the closer neighbouring window too catches
+    the same behaviour reported a few minutes apart across a window boundary.
+    """
+    floored = _window_start(start, window_minutes)
+    into = start.astimezone(UTC) - floored
+    step = timedelta(minutes=window_minutes)
+    neighbour = floored - step if into < step / 2 else floored + step
+    return fingerprint, neighbour.strftime("%Y%m%d%H%M") + fingerprint[12:]
 
 
 class _Model(BaseModel):

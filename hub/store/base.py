@@ -30,13 +30,18 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class NewRecord:
-    """A validated record ready for the outbox."""
+    """A validated record ready for the outbox.
+
+    ``neighbour`` is the fingerprint of the nearest neighbouring time window (see
+    :func:`tanpuhui.sdk.records.fingerprint_claim_keys`); a claim of another source under either holds this one.
+    """
 
     record_id: str
     fingerprint: str
     scenario: str
     reduction_kgco2e: float
     body: bytes
+    neighbour: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,6 +230,8 @@ class SQLiteStore:
         by_fp: dict[str, list[NewRecord]] = {}
         for r in records:
             by_fp.setdefault(r.fingerprint, []).append(r)
+            if r.neighbour:
+                by_fp.setdefault(r.neighbour, []).append(r)
         fps = list(by_fp)
         claimed: dict[str, str] = {}
         for i in range(0, len(fps), _IN_CHUNK):
@@ -242,7 +244,7 @@ class SQLiteStore:
                     continue
                 for r in by_fp[fp]:
                     if r.record_id != other_id:
-                        claimed[r.record_id] = other_id
+                        claimed.setdefault(r.record_id, other_id)
         return claimed
 
     def record_stream_error(self, adapter: str, stream: str, message: str) -> None:

@@ -1,0 +1,1 @@
+"""Anhui provincial big-data (data-sharing) platform gateway adapter."""

@@ -1,0 +1,1 @@
+"""State Grid electricity adapter: daily frozen register readings and demand-response results."""

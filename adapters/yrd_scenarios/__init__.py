@@ -1,0 +1,1 @@
+"""Yangtze River Delta scenario platforms (Shanghai, Zhejiang, Jiangsu): catalog, records, mutual recognition."""
