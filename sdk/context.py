@@ -13,7 +13,7 @@ import orjson
 from .errors import MethodologyError, Problem
 from .methodology import Methodology
 from .privacy import IdentifierKind, Pseudonymiser
-from .records import behaviour_fingerprint, make_record_id
+from .records import fingerprint_at, record_id_at
 
 __all__ = ["Rejection", "StreamContext"]
 
@@ -117,10 +117,12 @@ class StreamContext:
                 raise MethodologyError(
                     f"{self.adapter}:{self.stream}: activity in {unit!r} but {method.key} expects {method.activity_unit!r}"
                 )
-            quantification = method.quantify(activity, baseline, baseline_method).as_record()
+            quantification = method.quantification(activity, baseline, baseline_method)
         raw_bytes = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        seconds = start.timestamp()
+        start_text = start.isoformat()
         doc: dict[str, Any] = {
-            "record_id": make_record_id(start, self.adapter, self.stream, partner_record_id),
+            "record_id": record_id_at(int(seconds * 1000), self.adapter, self.stream, partner_record_id),
             "schema_version": "1.0",
             "source": {
                 "adapter": self.adapter,
@@ -131,11 +133,11 @@ class StreamContext:
             },
             "subject": dict(subject),
             "scenario": scenario,
-            "period": {"start": start.isoformat(), "end": (end or start).isoformat()},
+            "period": {"start": start_text, "end": end.isoformat() if end is not None else start_text},
             "region": region,
             "activity": {"quantity": activity, "unit": unit or method.activity_unit},
             "quantification": dict(quantification),
-            "fingerprint": behaviour_fingerprint(subject["pseudonym"], scenario, start, self._window),
+            "fingerprint": fingerprint_at(subject["pseudonym"], scenario, int(seconds), self._window),
         }
         if details:
             doc["activity"]["details"] = dict(details)

@@ -10,9 +10,10 @@ Formulas are plain arithmetic over ``activity``, ``baseline`` and the factor nam
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from typing import Any
 
 from .errors import MethodologyError
@@ -40,7 +41,7 @@ _ALLOWED_NODES = (
 class Formula:
     """A compiled arithmetic expression. Unknown names and any other syntax are rejected at construction."""
 
-    __slots__ = ("_code", "names", "text")
+    __slots__ = ("_code", "_fn", "names", "text")
 
     def __init__(self, text: str) -> None:
         try:
@@ -48,6 +49,7 @@ class Formula:
         except SyntaxError as exc:
             raise MethodologyError(f"formula {text!r} is not valid arithmetic: {exc.msg}") from None
         names: set[str] = set()
+        called: set[int] = set()
         for node in ast.walk(tree):
             if not isinstance(node, _ALLOWED_NODES):
                 raise MethodologyError(f"formula {text!r}: {type(node).__name__} is not allowed")
@@ -56,21 +58,30 @@ class Formula:
             if isinstance(node, ast.Call):
                 if not isinstance(node.func, ast.Name) or node.func.id not in _ALLOWED_FUNCS or node.keywords:
                     raise MethodologyError(f"formula {text!r}: only min(...) and max(...) may be called")
-            elif isinstance(node, ast.Name) and node.id not in _ALLOWED_FUNCS:
-                names.add(node.id)
+                # min(x) / max() would fail only when evaluated, with a TypeError.
+                if len(node.args) < 2:
+                    raise MethodologyError(f"formula {text!r}: {node.func.id}(...) needs at least two arguments")
+                called.add(id(node.func))
+            elif isinstance(node, ast.Name):
+                if node.id in _ALLOWED_FUNCS and id(node) not in called:
+                    raise MethodologyError(f"formula {text!r}: {node.id} may only be called")
+                if node.id not in _ALLOWED_FUNCS:
+                    names.add(node.id)
         self.text = text
         self.names = frozenset(names)
         self._code = compile(tree, f"<formula {text}>", "eval")
+        # The same checked expression as a function of keyword arguments: ~10x cheaper than eval() per call.
+        params = ", ".join(sorted(self.names))
+        lambda_code = compile(f"lambda *, {params}: ({text})" if params else f"lambda: ({text})", "<formula>", "eval")
+        self._fn: Callable[..., float] = eval(lambda_code, {"__builtins__": {}, **_ALLOWED_FUNCS})
 
     def evaluate(self, variables: Mapping[str, float]) -> float:
         """Evaluate with the given variables; a missing one is a :class:`MethodologyError`."""
         missing = self.names - variables.keys()
         if missing:
             raise MethodologyError(f"formula {self.text!r} needs {', '.join(sorted(missing))}")
-        scope: dict[str, Any] = dict(variables)
-        scope.update(_ALLOWED_FUNCS)
         try:
-            return float(eval(self._code, {"__builtins__": {}}, scope))
+            return float(self._fn(**{name: variables[name] for name in self.names}))
         except ZeroDivisionError:
             raise MethodologyError(f"formula {self.text!r} divided by zero") from None
 
@@ -141,6 +152,7 @@ class Methodology:
     needs_baseline: bool = False
     baseline_unit: str | None = None
     _variables: dict[str, float] = field(init=False, repr=False, compare=False)
+    _bound: Callable[..., float] = field(init=False, repr=False, compare=False)
     factors_record: list[dict[str, Any]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,7 +163,9 @@ class Methodology:
             raise MethodologyError(
                 f"methodology {self.key}: formula uses {', '.join(sorted(unknown))}, which are not factors"
             )
-        object.__setattr__(self, "_variables", {f.name: f.value for f in self.factors})
+        variables = {f.name: f.value for f in self.factors if f.name in self.formula.names}
+        object.__setattr__(self, "_variables", variables)
+        object.__setattr__(self, "_bound", partial(self.formula._fn, **variables))
         object.__setattr__(self, "factors_record", [f.as_record() for f in self.factors])
 
     @property
@@ -180,20 +194,41 @@ class Methodology:
 
     def quantify(self, activity: float, baseline: float | None = None, baseline_method: str = "") -> Quantified:
         """Compute the reduction for one activity quantity (and baseline, when the method needs one)."""
+        doc = self.quantification(activity, baseline, baseline_method)
+        return Quantified(self, doc["reduction_kgco2e"], doc.get("baseline"))
+
+    def quantification(
+        self, activity: float, baseline: float | None = None, baseline_method: str = ""
+    ) -> dict[str, Any]:
+        """The record's ``quantification`` document for one activity (the hot-path form of :meth:`quantify`)."""
         if self.needs_baseline and baseline is None:
             raise MethodologyError(f"methodology {self.key} needs a baseline")
-        variables = dict(self._variables)
-        variables["activity"] = activity
+        args: dict[str, float] = {}
+        if "activity" in self.formula.names:
+            args["activity"] = activity
         baseline_doc = None
         if baseline is not None:
-            variables["baseline"] = baseline
+            if "baseline" in self.formula.names:
+                args["baseline"] = baseline
             baseline_doc = {
                 "quantity": baseline,
                 "unit": self.baseline_unit or self.activity_unit,
                 "method": baseline_method or "unspecified",
             }
-        value = max(0.0, round(self.formula.evaluate(variables), 6))
-        return Quantified(self, value, baseline_doc)
+        try:
+            value = max(0.0, round(float(self._bound(**args)), 6))
+        except ZeroDivisionError:
+            raise MethodologyError(f"methodology {self.key}: formula {self.formula.text!r} divided by zero") from None
+        doc: dict[str, Any] = {
+            "methodology_id": self.id,
+            "methodology_version": self.version,
+            "formula": self.formula.text,
+            "factors": self.factors_record,
+            "reduction_kgco2e": value,
+        }
+        if baseline_doc is not None:
+            doc["baseline"] = baseline_doc
+        return doc
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description for listings."""

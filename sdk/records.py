@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, Strict, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    field_validator,
+)
 
 __all__ = [
     "Activity",
@@ -25,8 +35,10 @@ __all__ = [
     "SourceRef",
     "Subject",
     "behaviour_fingerprint",
+    "fingerprint_at",
     "fingerprint_claim_keys",
     "make_record_id",
+    "record_id_at",
 ]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -56,27 +68,53 @@ Timestamp = Annotated[
 ]
 
 
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+
+
 def make_record_id(occurred_at: datetime, *source_key: str) -> str:
     """A deterministic, time-ordered id: 48-bit ms timestamp + 80-bit BLAKE2b of the source key, base32.
 
     The same source item always gets the same id (so re-pulls deduplicate), and ids of one period sort together,
     which keeps the dedup index append-mostly: a random id costs 4-10x more per insert at millions of rows.
     """
-    ms = int(occurred_at.timestamp() * 1000)
+    return record_id_at(int(occurred_at.timestamp() * 1000), *source_key)
+
+
+def record_id_at(ms: int, *source_key: str) -> str:
+    """:func:`make_record_id` from a unix time in milliseconds (saves a datetime conversion on the hot path)."""
     if ms < 0 or ms >= 1 << 48:
-        raise ValueError(f"occurred_at {occurred_at.isoformat()} is outside the id's time range")
+        raise ValueError(f"timestamp {ms} ms is outside the record id's time range")
     digest = hashlib.blake2b("\x1f".join(source_key).encode(), digest_size=10).digest()
+    # 2 zero bits + 128 bits = 130 bits = 26 base32 characters, taken 10 bits at a time.
     value = (ms << 80) | int.from_bytes(digest, "big")
-    out = []
-    for _ in range(26):
-        out.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    p = _PAIRS
+    return "".join(
+        (
+            p[value >> 120],
+            p[(value >> 110) & 1023],
+            p[(value >> 100) & 1023],
+            p[(value >> 90) & 1023],
+            p[(value >> 80) & 1023],
+            p[(value >> 70) & 1023],
+            p[(value >> 60) & 1023],
+            p[(value >> 50) & 1023],
+            p[(value >> 40) & 1023],
+            p[(value >> 30) & 1023],
+            p[(value >> 20) & 1023],
+            p[(value >> 10) & 1023],
+            p[value & 1023],
+        )
+    )
 
 
-def _window_start(start: datetime, window_minutes: int) -> datetime:
-    utc = start.astimezone(UTC)
-    return utc - timedelta(minutes=utc.minute % window_minutes, seconds=utc.second, microseconds=utc.microsecond)
+@lru_cache(maxsize=4096)
+def _window_label(window_epoch: int) -> str:
+    return datetime.fromtimestamp(window_epoch, UTC).strftime("%Y%m%d%H%M")
+
+
+@lru_cache(maxsize=65536)
+def _subject_digest(subject_pseudonym: str, scenario: str) -> str:
+    return hashlib.sha256(f"{subject_pseudonym}|{scenario}".encode()).hexdigest()[:32]
 
 
 def behaviour_fingerprint(subject_pseudonym: str, scenario: str, start: datetime, window_minutes: int = 10) -> str:
@@ -85,9 +123,13 @@ def behaviour_fingerprint(subject_pseudonym: str, scenario: str, start: datetime
     ``<window start, UTC, YYYYMMDDHHMM>:<scenario>:<32 hex of SHA-256(subject, scenario)>``. The time prefix keeps
     the index ordered; the subject is already a keyed pseudonym, so this holds nothing personal.
     """
-    window = _window_start(start, window_minutes).strftime("%Y%m%d%H%M")
-    digest = hashlib.sha256(f"{subject_pseudonym}|{scenario}".encode()).hexdigest()[:32]
-    return f"{window}:{scenario}:{digest}"
+    return fingerprint_at(subject_pseudonym, scenario, int(start.timestamp()), window_minutes)
+
+
+def fingerprint_at(subject_pseudonym: str, scenario: str, seconds: int, window_minutes: int = 10) -> str:
+    """:func:`behaviour_fingerprint` from a unix time in seconds."""
+    window = _window_label(seconds - seconds % (window_minutes * 60))
+    return f"{window}:{scenario}:{_subject_digest(subject_pseudonym, scenario)}"
 
 
 def fingerprint_claim_keys(fingerprint: str, start: datetime, window_minutes: int = 10) -> tuple[str, str]:
@@ -96,11 +138,11 @@ def fingerprint_claim_keys(fingerprint: str, start: datetime, window_minutes: in
     Two sources rarely agree to the second on when a trip began; checking the closer neighbouring window too catches
     the same behaviour reported a few minutes apart across a window boundary.
     """
-    floored = _window_start(start, window_minutes)
-    into = start.astimezone(UTC) - floored
-    step = timedelta(minutes=window_minutes)
-    neighbour = floored - step if into < step / 2 else floored + step
-    return fingerprint, neighbour.strftime("%Y%m%d%H%M") + fingerprint[12:]
+    step = window_minutes * 60
+    seconds = int(start.timestamp())
+    floored = seconds - seconds % step
+    neighbour = floored - step if seconds - floored < step / 2 else floored + step
+    return fingerprint, _window_label(neighbour) + fingerprint[12:]
 
 
 class _Model(BaseModel):
