@@ -99,12 +99,18 @@ class HubConfig:
                 f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, methodologies"
             )
         resolved = _resolve(doc, env, source, ())
+        table = "hub"
         try:
             hub = HubSettings.model_validate(resolved.get("hub", {}))
+            table = "forwarder"
             forwarder = ForwarderSettings.model_validate(resolved.get("forwarder", {}))
-            methods = {k: MethodologySettings.model_validate(v) for k, v in resolved.get("methodologies", {}).items()}
+            methods = {}
+            for key, value in resolved.get("methodologies", {}).items():
+                table = f'methodologies."{key}"'
+                methods[key] = MethodologySettings.model_validate(value)
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {pydantic_problems(exc)}") from None
+            # Name the table: "synchronous: ..." alone does not say where to look.
+            raise ConfigError(f"{source}: {pydantic_problems(exc, table)}") from None
         for section in ("adapters", "sinks"):
             for name, table in resolved.get(section, {}).items():
                 if not isinstance(table, dict):
@@ -174,10 +180,14 @@ def _apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[st
         if _SECRET_KEY.search(path[-1]):
             value = {"env": name}  # still a reference, so the literal-secret rule holds
         else:
-            try:
-                value = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:
-                value = raw
+            # Arrays and inline tables are read as TOML; scalars stay strings and the settings model coerces them
+            # (so REGION=340100 stays the string a str field expects, PAGE_SIZE=200 still becomes an int).
+            value = raw
+            if raw.lstrip()[:1] in ("[", "{"):
+                try:
+                    value = tomllib.loads(f"v = {raw}")["v"]
+                except tomllib.TOMLDecodeError:
+                    raise ConfigError(f"environment {name}: {raw!r} is not a TOML array or inline table") from None
         target = doc
         for part in path[:-1]:
             nxt = target.setdefault(part, {})

@@ -25,7 +25,7 @@ import httpx
 import orjson
 from authlib.integrations.base_client.errors import OAuthError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_exponential, wait_random
 
 from .errors import PartnerAuthError, PartnerResponseError, PartnerUnavailable
 
@@ -145,8 +145,20 @@ class PartnerClient:
                         await self._http.fetch_token(self._oauth.token_url, grant_type="client_credentials")
                     except (httpx.TimeoutException, httpx.TransportError) as exc:
                         raise _Retry(f"token endpoint: {type(exc).__name__}") from exc
+                    except httpx.HTTPStatusError as exc:
+                        # authlib raises this (not OAuthError) for an error status without an OAuth2 error body.
+                        status = exc.response.status_code
+                        if status in RETRYABLE_STATUS:
+                            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+                            raise _Retry(f"HTTP {status}", retry_after) from exc
+                        raise
         except _Retry as exc:
             raise PartnerUnavailable(f"{self.name}: token endpoint {self._oauth.token_url}: {exc.reason}") from exc
+        except httpx.HTTPStatusError as exc:
+            raise PartnerAuthError(
+                f"{self.name}: token endpoint {self._oauth.token_url} refused client {self._oauth.client_id!r}: "
+                f"{exc.response.status_code} {_brief(exc.response)}"
+            ) from None
         except OAuthError as exc:
             raise PartnerAuthError(
                 f"{self.name}: token endpoint {self._oauth.token_url} refused client {self._oauth.client_id!r}: "
@@ -158,13 +170,15 @@ class PartnerClient:
 
     def _retrying(self) -> AsyncRetrying:
         policy = self.retry
-        backoff = wait_exponential_jitter(initial=policy.initial, max=policy.maximum)
+        # Not wait_exponential_jitter(initial=...): tenacity 9.2 deprecated ``initial`` and older releases lack its
+        # replacement ``multiplier``.
+        backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, 1)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Retry) and exc.retry_after is not None:
                 return min(exc.retry_after, policy.max_retry_after)
-            return float(backoff(state))
+            return min(float(backoff(state)), policy.maximum)
 
         def count(_: RetryCallState) -> None:
             self.stats.retries += 1

@@ -222,7 +222,8 @@ class SQLiteStore:
                         now,
                     ),
                 )
-        return CommitResult(inserted, len(records) - inserted - len(held_rows), held, len(quarantined), inserted_ids)
+        # A held claim already on file (the same item pulled again) is a duplicate like any other.
+        return CommitResult(inserted, len(records) - inserted - held, held, len(quarantined), inserted_ids)
 
     @staticmethod
     def _claimed_elsewhere(conn: sqlite3.Connection, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
