@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,9 +13,11 @@ from .errors import TanpuhuiError
 __all__ = ["OutboxRow", "Sink", "SinkError", "SinkSettings"]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One committed record waiting for delivery. ``body`` is the record's JSON document (bytes)."""
+class OutboxRow(NamedTuple):
+    """One committed record waiting for delivery. ``body`` is the record's JSON document (bytes).
+
+    A named tuple: the forwarder builds one per row read, and a tuple is ~5x cheaper to build than a dataclass.
+    """
 
     seq: int
     record_id: str

@@ -1,0 +1,290 @@
+"""The forwarder: drains the outbox to sinks in batches, with retries, dead letters and replay.
+
+Each sink has its own position in the outbox (``store.sink_position``); the forwarder reads rows after it with a
+keyset cursor, hands a batch to the sink, and moves the position past the batch in one transaction — that is the
+"delivered" mark. A crash between send and mark re-sends the batch: delivery is at-least-once, and the record id
+(the CloudEvents ``id``) lets the consumer make it exactly-once.
+
+Per batch: retryable failures (429, 5xx, timeouts, refused connections) are retried with tenacity up to
+``attempts`` times in all, waiting what the consumer's ``Retry-After`` asked for (capped at ``max_retry_after``)
+or else an exponential backoff with jitter. A batch that exhausts its attempts, or fails permanently (another
+4xx), becomes dead letters in the same transaction that moves the position, and draining goes on. A 410 Gone
+stops that sink and leaves its position where it was. Sinks drain concurrently and independently: one sink being
+down never holds back another.
+
+Sink errors and their outcome::
+
+    SinkError(retryable=True)    retried; dead letters once attempts run out
+    SinkError(retryable=False)   dead letters at once
+    SinkError(gone=True)         the sink stops; its rows stay in the outbox for it
+    any other exception          a bug in the sink: it stops, nothing is marked, the error is reported
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .store.base import DeadLetter, Store
+
+__all__ = ["ForwardSummary", "Forwarder", "ReplayResult", "SinkSummary"]
+
+log = logging.getLogger("tanpuhui.forwarder")
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(slots=True)
+class SinkSummary:
+    """What one drain did for one sink."""
+
+    delivered: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    retries: int = 0
+    gone: bool = False
+    failed: bool = False
+    """Stopped by an unexpected error in the sink (a bug, not a delivery failure); nothing was marked."""
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class ForwardSummary:
+    """Per-sink results of :meth:`Forwarder.drain`, by sink name."""
+
+    sinks: dict[str, SinkSummary] = field(default_factory=dict)
+
+    def __getitem__(self, sink: str) -> SinkSummary:
+        return self.sinks[sink]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sinks)
+
+    @property
+    def delivered(self) -> int:
+        return sum(s.delivered for s in self.sinks.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(s.dead_lettered for s in self.sinks.values())
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was dead-lettered and no sink is gone or failed."""
+        return all(not (s.dead_lettered or s.gone or s.failed) for s in self.sinks.values())
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """Dead-letter ids delivered (and deleted) and still failing (kept); unpacks as ``delivered, still_failing``.
+
+    ``missing``: requested ids that are not dead letters (already replayed, or never were); ``errors``: the last
+    error per sink that still fails.
+    """
+
+    delivered: list[int] = field(default_factory=list)
+    still_failing: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter((self.delivered, self.still_failing))
+
+
+class _Stop(Exception):
+    """The sink must not be used any more in this run (410 Gone, or a bug in the sink)."""
+
+
+class Forwarder:
+    """Drains the outbox of ``store`` to ``sinks`` (by name); see the module docstring for the semantics.
+
+    ``sleep`` is what retries wait with (tests pass a recorder). The sinks stay owned by the caller, who closes
+    them (``await sink.aclose()``) on the event loop that used them.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        *,
+        batch_size: int = 1000,
+        attempts: int = 8,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        max_retry_after: float = 300.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.store = store
+        self.sinks = dict(sinks)
+        self.batch_size = batch_size
+        self.attempts = attempts
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+
+    # -- draining --------------------------------------------------------------------------------------------
+
+    async def drain(self, sink: str | None = None, progress: Progress | None = None) -> ForwardSummary:
+        """Deliver everything after each sink's position (or only ``sink``'s) until the outbox is exhausted.
+
+        ``progress(sink_name, rows)`` is called after each batch is marked (delivered or dead-lettered).
+        """
+        names = [self._known(sink)] if sink is not None else list(self.sinks)
+        summary = ForwardSummary({name: SinkSummary() for name in names})
+        await asyncio.gather(*(self._drain_one(name, summary.sinks[name], progress) for name in names))
+        return summary
+
+    def _known(self, name: str) -> str:
+        if name not in self.sinks:
+            known = ", ".join(sorted(self.sinks)) or "none"
+            raise ConfigError(f"unknown sink {name!r}; configured sinks: {known}")
+        return name
+
+    async def _drain_one(self, name: str, summary: SinkSummary, progress: Progress | None) -> None:
+        sink = self.sinks[name]
+        store = self.store
+        # The next batch is read (in a thread) while the current one is on the wire: the read does not depend on
+        # how delivery ends, since the position moves past a batch whether it was delivered or dead-lettered.
+        reading = asyncio.ensure_future(
+            asyncio.to_thread(store.read_outbox, store.sink_position(name), self.batch_size)
+        )
+        try:
+            while True:
+                rows = await reading
+                if not rows:
+                    return
+                last = rows[-1].seq
+                reading = asyncio.ensure_future(asyncio.to_thread(store.read_outbox, last, self.batch_size))
+                try:
+                    error, attempts = await self._deliver(name, sink, rows, summary)
+                except _Stop:
+                    return
+                if error is None:
+                    store.advance_sink(name, last)
+                    summary.delivered += len(rows)
+                else:
+                    message = str(error)
+                    store.advance_sink(name, last, dead=[(row, attempts, message) for row in rows])
+                    summary.dead_lettered += len(rows)
+                    log.warning(
+                        "sink %s: %d records (seq %d-%d) dead-lettered after %d attempt(s): %s",
+                        name,
+                        len(rows),
+                        rows[0].seq,
+                        last,
+                        attempts,
+                        message,
+                    )
+                summary.batches += 1
+                if progress is not None:
+                    progress(name, len(rows))
+        finally:
+            if not reading.done():
+                await asyncio.wait([reading])
+            if not reading.cancelled():
+                reading.exception()  # retrieved, so an abandoned read error is not reported as unhandled
+
+    async def _deliver(
+        self, name: str, sink: Sink, rows: Sequence[OutboxRow], summary: SinkSummary
+    ) -> tuple[SinkError | None, int]:
+        """Send one batch with retries: (None, attempts) when delivered, (error, attempts) when it must be
+        dead-lettered; raises :class:`_Stop` when the sink is gone or broken."""
+        attempts = 0
+        try:
+            async for attempt in self._retrying(summary):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    await sink.send(rows)
+        except SinkError as exc:
+            summary.last_error = str(exc)
+            if exc.gone:
+                summary.gone = True
+                log.error("sink %s is gone (410); stopped, its records stay in the outbox: %s", name, exc)
+                raise _Stop from exc
+            return exc, attempts
+        except Exception as exc:
+            summary.failed = True
+            summary.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("sink %s failed unexpectedly; stopped, nothing marked", name)
+            raise _Stop from exc
+        return None, attempts
+
+    def _retrying(self, summary: SinkSummary) -> AsyncRetrying:
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, SinkError) and exc.retry_after is not None:
+                return min(max(exc.retry_after, 0.0), self.max_retry_after)
+            base = self.initial_backoff * 2.0 ** (state.attempt_number - 1)
+            return min(self.max_backoff, base * random.uniform(1.0, 1.5))
+
+        def before_sleep(state: RetryCallState) -> None:
+            summary.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            summary.last_error = str(exc)
+            log.info("retrying after attempt %d: %s", state.attempt_number, exc)
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait,
+            retry=retry_if_exception(_retryable),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    # -- dead letters ----------------------------------------------------------------------------------------
+
+    async def replay(self, ids: Sequence[int]) -> ReplayResult:
+        """Send the given dead letters again (with retries), grouped by sink; delivered ones are deleted.
+
+        A dead letter whose sink is not configured any more, or that fails again, stays (its id is in
+        ``still_failing``).
+        """
+        result = ReplayResult()
+        found = self.store.dead_letter_rows(ids)
+        found_ids = {letter.id for letter, _ in found}
+        result.missing = [i for i in ids if i not in found_ids]
+        by_sink: dict[str, list[tuple[DeadLetter, OutboxRow]]] = {}
+        for letter, row in sorted(found, key=lambda pair: pair[1].seq):
+            by_sink.setdefault(letter.sink, []).append((letter, row))
+        await asyncio.gather(*(self._replay_one(name, pairs, result) for name, pairs in by_sink.items()))
+        return result
+
+    async def _replay_one(self, name: str, pairs: list[tuple[DeadLetter, OutboxRow]], result: ReplayResult) -> None:
+        sink = self.sinks.get(name)
+        if sink is None:
+            result.still_failing.extend(letter.id for letter, _ in pairs)
+            result.errors[name] = f"sink {name!r} is not configured"
+            return
+        summary = SinkSummary()
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start : start + self.batch_size]
+            letter_ids = [letter.id for letter, _ in chunk]
+            try:
+                error, _attempts = await self._deliver(name, sink, [row for _, row in chunk], summary)
+            except _Stop:
+                rest = [letter.id for letter, _ in pairs[start:]]
+                result.still_failing.extend(rest)
+                result.errors[name] = summary.last_error or "stopped"
+                return
+            if error is None:
+                self.store.delete_dead_letters(letter_ids)
+                result.delivered.extend(letter_ids)
+            else:
+                result.still_failing.extend(letter_ids)
+                result.errors[name] = str(error)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, SinkError) and exc.retryable and not exc.gone
