@@ -1,0 +1,470 @@
+"""Transit card operator adapter: metro tap-in/tap-out pairs and single-tap bus journeys become ``pkm`` records.
+
+Partner interface
+=================
+No public interface of an Anhui card-clearing operator was found (JT/T 978.4-2015 is file-based between the
+clearing centre and its members). What follows is the interface this adapter speaks, modelled on the fields of the
+Shenzhen Tong open dataset; **the real partner's interface document rules**, and the paths, the auth method and the
+methodologies are settings so a deployment can follow it without code changes. docs/adapters/transit_card.md has
+the same description with examples.
+
+``POST {token_url}`` (default ``{base_url}/oauth/token``)
+    OAuth2 client credentials, ``client_secret_basic`` (``client_secret_post`` configurable), optional ``scope``.
+    Answers ``{"access_token": "...", "token_type": "Bearer", "expires_in": 1800}``.
+
+``GET {network_path}`` (default ``/v1/network``)
+    The distance table, schema ``transit-card-network``: lines with their ordered stops and cumulative km;
+    stops sharing a ``station`` on two metro lines are a transfer; bus lines carry ``avg_trip_km``. Fetched once
+    per run, before the first page is handed to the hub, and validated; a bad table stops the run with a
+    :class:`~tanpuhui.sdk.PartnerResponseError` naming the JSON pointer.
+
+``GET {transactions_path}?limit=N[&cursor=C]`` (default ``/v1/transactions``)
+    ``{"data": [transaction, ...], "next_cursor": "...", "has_more": true|false}``, transactions (schema
+    ``transit-card-trip``) ordered by ``deal_time``. The cursor is opaque; the hub stores ``next_cursor`` with the
+    page's records and the next run resumes from it. ``has_more: false`` ends the run, and its ``next_cursor``
+    (or the request cursor when the partner sends none) is kept for the next incremental run. A page that answers
+    ``has_more: true`` with the cursor it was asked for would loop forever: the run stops with a
+    :class:`~tanpuhui.sdk.PartnerResponseError`.
+
+Retries (429 with ``Retry-After``, 5xx, timeouts), token expiry and a token revoked early (one re-fetch on a 401)
+are handled by :class:`~tanpuhui.sdk.PartnerClient`.
+
+Normalization
+=============
+- Subject: the account's mobile number when the transaction carries ``account_mobile`` (QR-code accounts), else
+  the card number; both only as keyed pseudonyms, also in the stream state.
+- ``bus``: one record, distance = the line's ``avg_trip_km`` (methodology ``tph.transit.bus``).
+- ``metro_in``: held in ``ctx.state["open"]`` under the subject's pseudonym until its tap-out; a second tap-in
+  before any tap-out gives up the first one (quarantined: "tap-in without tap-out").
+- ``metro_out``: paired with the subject's open tap-in; distance = shortest path over the metro network
+  (methodology ``tph.transit.metro``); record id from ``"<tap-in txn>+<tap-out txn>"``, period from tap-in to
+  tap-out. A tap-out without tap-in, a journey longer than ``max_journey_minutes`` and a tap-in and tap-out at the
+  same station are quarantined, not credited.
+- After each page, tap-ins older than ``max_journey_minutes`` before the latest tap time seen are given up
+  (quarantined). Recent ones stay held across runs: their tap-out may come in the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from tanpuhui.schemas import load_builtin
+from tanpuhui.sdk import (
+    Adapter,
+    AdapterSettings,
+    ConfigError,
+    HttpOptions,
+    ItemRejected,
+    OAuth2ClientCredentials,
+    Page,
+    PartnerClient,
+    PartnerResponseError,
+    PrivacyError,
+    Problem,
+    PullStream,
+    RecordLike,
+    RetryPolicy,
+    StreamContext,
+)
+
+from .network import Network
+
+__all__ = ["TransactionsStream", "TransitCardAdapter", "TransitCardSettings"]
+
+
+class TransitCardSettings(AdapterSettings):
+    """``[adapters.transit_card]`` in hub.toml."""
+
+    base_url: str = Field(description="Partner API root, e.g. https://api.transit-operator.example")
+    token_url: str = Field(default="", description="OAuth2 token endpoint; default {base_url}/oauth/token")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    page_size: int = Field(default=500, ge=1, le=5000, description="limit= asked per transactions page")
+    max_journey_minutes: int = Field(
+        default=240,
+        ge=1,
+        le=24 * 60,
+        description="a tap-in with no tap-out this long before the latest tap seen is given up (quarantined)",
+    )
+    retry_attempts: int = Field(default=5, ge=1, le=20, description="attempts per request, the first included")
+    retry_initial_backoff: float = Field(default=0.5, gt=0, le=60, description="first backoff, seconds (then doubling)")
+    retry_max_backoff: float = Field(default=30.0, gt=0, le=600)
+    max_retry_after: float = Field(default=120.0, ge=0, le=3600, description="cap on a partner's Retry-After, seconds")
+    region: str = Field(
+        default="340100", pattern=r"^[1-8][0-9]{5}$", description="GB/T 2260 code used when a transaction has none"
+    )
+    timeout: float = Field(default=30.0, gt=0, le=600, description="per-request timeout, seconds")
+    network_path: str = "/v1/network"
+    transactions_path: str = "/v1/transactions"
+    metro_methodology: str = "tph.transit.metro"
+    bus_methodology: str = "tph.transit.bus"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_token_url(self) -> TransitCardSettings:
+        if not self.token_url:
+            self.token_url = f"{self.base_url}/oauth/token"
+        return self
+
+
+_SUBJECT_CACHE_SIZE = 100_000
+
+
+def _tap_time(value: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ItemRejected(f"not an RFC 3339 date-time: {value!r}", "/deal_time") from None
+    if when.tzinfo is None:
+        raise ItemRejected(f"date-time {value!r} has no UTC offset (expected e.g. +08:00)", "/deal_time")
+    return when
+
+
+class TransactionsStream(PullStream):
+    """Card transactions (``GET /v1/transactions``), one record per bus tap and per metro tap-in/tap-out pair."""
+
+    name = "transactions"
+    schema = "transit-card-trip"
+    id_field = "txn_id"
+    description = "Card transactions: bus taps and metro tap-in/tap-out pairs, credited in passenger-km"
+
+    adapter: TransitCardAdapter
+
+    def __init__(self, adapter: TransitCardAdapter) -> None:
+        super().__init__(adapter)
+        self.network: Network | None = None
+        """The distance table of the current run (kept until the next run fetches it again)."""
+        self._latest_text = ""
+        self._latest_ts = 0.0
+        self._subjects_ctx: StreamContext | None = None
+        self._subjects: dict[tuple[str, Any], dict[str, str]] = {}
+
+    # -- pulling -----------------------------------------------------------------------------------------------
+
+    def use_network(self, doc: Any) -> Network:
+        """Validate and install a distance table (what each run does with ``GET /v1/network``)."""
+        self.network = Network.from_document(doc, f"{self.adapter.name}: GET {self.adapter.config.network_path}")
+        return self.network
+
+    async def load_network(self) -> Network:
+        """Fetch, validate and install the partner's distance table."""
+        doc = await self.adapter.client.get_json(self.adapter.config.network_path)
+        return self.use_network(doc)
+
+    async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+        config = self.adapter.config
+        path = config.transactions_path
+        fresh_network = False
+        while True:
+            params: dict[str, Any] = {"limit": config.page_size}
+            if cursor:
+                params["cursor"] = cursor
+            described = f"GET {path}?limit={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
+            doc = await self.adapter.client.get_json(path, params=params)
+            items, next_cursor, has_more = self._envelope(doc, described)
+            if has_more and next_cursor == cursor:
+                raise PartnerResponseError(
+                    f"{self.adapter.name}: {described}: has_more is true but next_cursor is the cursor just "
+                    f"requested ({cursor!r}); stopping instead of asking for the same page forever"
+                )
+            if not fresh_network:
+                await self.load_network()
+                fresh_network = True
+            yield Page(items=items, cursor=next_cursor or cursor, request=described)
+            if not has_more:
+                return
+            cursor = next_cursor
+
+    def _envelope(self, doc: Any, described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+        where = f"{self.adapter.name}: {described}"
+        if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+            raise PartnerResponseError(
+                f'{where}: expected {{"data": [...], "next_cursor": ..., "has_more": ...}}, got {_shape(doc)}'
+            )
+        has_more = doc.get("has_more")
+        if not isinstance(has_more, bool):
+            raise PartnerResponseError(f"{where}: /has_more must be true or false, got {has_more!r}")
+        next_cursor = doc.get("next_cursor")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise PartnerResponseError(f"{where}: /next_cursor must be a string, got {_shape(next_cursor)}")
+        if has_more and not next_cursor:
+            raise PartnerResponseError(f"{where}: has_more is true but there is no next_cursor to continue from")
+        # Non-objects still reach the hub, which quarantines them against the schema with the rest of the page.
+        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in doc["data"]]
+        return items, next_cursor, has_more
+
+    # -- normalizing -------------------------------------------------------------------------------------------
+
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
+        network = self.network
+        if network is None:
+            raise ItemRejected(
+                f"no distance table loaded: {self.adapter.config.network_path} is fetched by a pull run, "
+                "so this item can only be normalized during one"
+            )
+        when = _tap_time(item.get("deal_time"))
+        state = ctx.state
+        ts = when.timestamp()
+        if ts > self._latest(state):
+            state["latest"] = item["deal_time"]
+            self._latest_text, self._latest_ts = item["deal_time"], ts
+        deal_type = item.get("deal_type")
+        if deal_type == "bus":
+            return (self._bus(item, when, network, ctx),)
+        if deal_type == "metro_out":
+            return (self._metro_out(item, when, network, ctx),)
+        if deal_type == "metro_in":
+            self._metro_in(item, network, ctx)
+            return ()
+        raise ItemRejected(f"unknown deal_type {deal_type!r}; expected metro_in, metro_out or bus", "/deal_type")
+
+    def _latest(self, state: dict[str, Any]) -> float:
+        text = state.get("latest")
+        if not text:
+            return float("-inf")
+        if text != self._latest_text:
+            self._latest_text, self._latest_ts = text, datetime.fromisoformat(text).timestamp()
+        return self._latest_ts
+
+    def _subject(self, item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
+        # A card taps several times a day: keep its pseudonym for the run instead of one HMAC per tap (~3 µs).
+        # Memory only, and per context, so a key rotation between runs is honoured.
+        if ctx is not self._subjects_ctx:
+            self._subjects_ctx, self._subjects = ctx, {}
+        mobile = item.get("account_mobile")
+        key = ("mobile", mobile) if mobile else ("card", item.get("card_no"))
+        found = self._subjects.get(key)
+        if found is None:
+            found = self._pseudonymise(item, ctx)
+            if len(self._subjects) >= _SUBJECT_CACHE_SIZE:
+                self._subjects.clear()
+            self._subjects[key] = found
+        return found
+
+    @staticmethod
+    def _pseudonymise(item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
+        mobile = item.get("account_mobile")
+        if mobile:
+            try:
+                return ctx.subject("mobile", mobile)
+            except PrivacyError as exc:
+                raise ItemRejected(str(exc), "/account_mobile") from None
+        card = item.get("card_no")
+        if not card or not isinstance(card, str):
+            raise ItemRejected("a card number is required to credit the trip", "/card_no")
+        return ctx.subject("card", card)
+
+    def _bus(self, item: dict[str, Any], when: datetime, network: Network, ctx: StreamContext) -> RecordLike:
+        line_id = item["line_id"]
+        km = network.bus_km(line_id)
+        if km is None:
+            raise ItemRejected(
+                f"bus line {line_id!r} is not in the distance table (network {network.version}), "
+                "so the trip length is unknown",
+                "/line_id",
+            )
+        return ctx.record(
+            raw=item,
+            partner_record_id=item["txn_id"],
+            subject=self._subject(item, ctx),
+            scenario="bus",
+            start=when,
+            region=item.get("region") or self.adapter.config.region,
+            activity=km,
+            unit="pkm",
+            methodology=self.adapter.config.bus_methodology,
+            details={
+                "line": line_id,
+                "stop": item["stop_id"],
+                "distance_basis": "line average trip length",
+                "network_version": network.version,
+            },
+        )
+
+    def _metro_in(self, item: dict[str, Any], network: Network, ctx: StreamContext) -> None:
+        stop_id = item["stop_id"]
+        if stop_id not in network.stops:
+            raise ItemRejected(
+                f"metro stop {stop_id!r} is not in the distance table (network {network.version})", "/stop_id"
+            )
+        key = self._subject(item, ctx)["pseudonym"]
+        tap_in = {
+            "txn_id": item["txn_id"],
+            "deal_time": item["deal_time"],
+            "line_id": item["line_id"],
+            "stop_id": stop_id,
+            "region": item.get("region") or self.adapter.config.region,
+        }
+        open_taps: dict[str, dict[str, Any]] = ctx.state.setdefault("open", {})
+        older = open_taps.get(key)
+        open_taps[key] = tap_in
+        if older is not None:
+            ctx.reject(
+                older,
+                [
+                    Problem(
+                        "/deal_time",
+                        f"tap-in without tap-out: the same card tapped in again at {item['deal_time']} "
+                        f"({item['txn_id']})",
+                    )
+                ],
+                partner_record_id=older["txn_id"],
+            )
+
+    def _metro_out(self, item: dict[str, Any], when: datetime, network: Network, ctx: StreamContext) -> RecordLike:
+        destination = item["stop_id"]
+        if destination not in network.stops:
+            # The card's tap-in stays open: given up later, both ends are in quarantine for the operator to see.
+            raise ItemRejected(
+                f"metro stop {destination!r} is not in the distance table (network {network.version})", "/stop_id"
+            )
+        subject = self._subject(item, ctx)
+        key = subject["pseudonym"]
+        open_taps: dict[str, dict[str, Any]] = ctx.state.get("open") or {}
+        tap_in = open_taps.get(key)
+        if tap_in is None:
+            raise ItemRejected("metro tap-out without a tap-in: this card has no open metro journey")
+        started = datetime.fromisoformat(tap_in["deal_time"])
+        minutes = (when - started).total_seconds() / 60
+        if minutes < 0:
+            raise ItemRejected(
+                f"metro tap-out at {item['deal_time']} is earlier than the card's open tap-in "
+                f"{tap_in['txn_id']} at {tap_in['deal_time']}",
+                "/deal_time",
+            )
+        del open_taps[key]
+        limit = self.adapter.config.max_journey_minutes
+        if minutes > limit:
+            ctx.reject(
+                tap_in,
+                [Problem("/deal_time", f"metro tap-in without tap-out within {limit} min")],
+                partner_record_id=tap_in["txn_id"],
+            )
+            raise ItemRejected(
+                f"metro tap-out {minutes:.0f} min after the card's tap-in {tap_in['txn_id']}: "
+                f"longer than max_journey_minutes ({limit}), not credited",
+                "/deal_time",
+            )
+        origin = tap_in["stop_id"]
+        if origin not in network.stops:
+            raise ItemRejected(
+                f"the card's tap-in {tap_in['txn_id']} was at stop {origin!r}, which the distance table "
+                f"(network {network.version}) no longer lists"
+            )
+        if network.same_station(origin, destination):
+            raise ItemRejected(
+                f"tap-in and tap-out at the same station (tap-in {tap_in['txn_id']} at {origin}, tap-out at "
+                f"{destination}): no journey, not credited",
+                "/stop_id",
+            )
+        km = network.metro_km(origin, destination)
+        if km is None:
+            raise ItemRejected(
+                f"no metro path joins the tap-in {tap_in['txn_id']} at {origin} and {destination} in the distance "
+                f"table (network {network.version})",
+                "/stop_id",
+            )
+        return ctx.record(
+            raw={"tap_in": tap_in, "tap_out": item},
+            partner_record_id=f"{tap_in['txn_id']}+{item['txn_id']}",
+            subject=subject,
+            scenario="metro",
+            start=started,
+            end=when,
+            region=item.get("region") or self.adapter.config.region,
+            activity=km,
+            unit="pkm",
+            methodology=self.adapter.config.metro_methodology,
+            details={
+                "origin_stop": origin,
+                "destination_stop": destination,
+                "line_in": tap_in["line_id"],
+                "line_out": item["line_id"],
+                "network_version": network.version,
+            },
+        )
+
+    def flush(self, ctx: StreamContext, final: bool) -> Iterable[RecordLike]:
+        """Give up tap-ins older than ``max_journey_minutes`` before the latest tap seen; keep recent ones.
+
+        ``final`` changes nothing: a recent tap-in's tap-out may come with the next run.
+        """
+        open_taps: dict[str, dict[str, Any]] | None = ctx.state.get("open")
+        if not open_taps:
+            return ()
+        limit = self.adapter.config.max_journey_minutes
+        cutoff = self._latest(ctx.state) - limit * 60
+        for key, tap_in in list(open_taps.items()):
+            if datetime.fromisoformat(tap_in["deal_time"]).timestamp() < cutoff:
+                del open_taps[key]
+                ctx.reject(
+                    tap_in,
+                    [Problem("/deal_time", f"metro tap-in without tap-out within {limit} min")],
+                    partner_record_id=tap_in["txn_id"],
+                )
+        return ()
+
+
+class TransitCardAdapter(Adapter):
+    """Pulls card transactions from a transit card operator; see the module docstring for the interface."""
+
+    name = "transit_card"
+    version = "1.0.0"
+    title = "Transit card operator: metro tap-in/tap-out pairs and bus taps"
+    Settings = TransitCardSettings
+    stream_types = (TransactionsStream,)
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {
+        "transit-card-trip": load_builtin("transit-card-trip"),
+        "transit-card-network": load_builtin("transit-card-network"),
+    }
+
+    def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
+        if not isinstance(settings, TransitCardSettings):
+            raise ConfigError(
+                f"adapter transit_card: settings must be TransitCardSettings, got {type(settings).__name__}"
+            )
+        super().__init__(settings, http)
+        self.config: TransitCardSettings = settings
+        self._client: PartnerClient | None = None
+
+    @property
+    def client(self) -> PartnerClient:
+        """The one partner client (created on first use, closed by :meth:`aclose`)."""
+        if self._client is None:
+            c = self.config
+            self._client = self.partner_client(
+                c.base_url,
+                oauth=OAuth2ClientCredentials(
+                    token_url=c.token_url,
+                    client_id=c.client_id,
+                    client_secret=c.client_secret.get_secret_value(),
+                    scope=c.scope,
+                    auth_method=c.auth_method,
+                ),
+                retry=RetryPolicy(
+                    attempts=c.retry_attempts,
+                    initial=c.retry_initial_backoff,
+                    maximum=c.retry_max_backoff,
+                    max_retry_after=c.max_retry_after,
+                ),
+                timeout=c.timeout,
+                headers={"Accept": "application/json"},
+            )
+        return self._client
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object with keys " + ", ".join(sorted(map(str, value))[:8])
+    return type(value).__name__

@@ -1,0 +1,16 @@
+"""Registers the transit card adapter (entry point ``transit_card`` in the ``tanpuhui`` group)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tanpuhui.sdk import Adapter, hookimpl
+
+from .adapter import TransitCardAdapter
+
+__all__ = ["register_adapters"]
+
+
+@hookimpl
+def register_adapters(register: Callable[[type[Adapter]], None]) -> None:
+    register(TransitCardAdapter)

@@ -1,0 +1,184 @@
+"""Shared fixtures for the transit card adapter tests: a stream context, a small network, a mini pull loop."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
+from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
+from tanpuhui.schemas import load_builtin
+from tanpuhui.sdk import HttpOptions, ItemRejected, Problem, Pseudonymiser, Rejection, StreamContext
+
+CASSETTES = Path(__file__).parent.parent / "cassettes" / "transit_card"
+BASE_URL = "https://transit.sandbox.example"
+KEYS = Pseudonymiser.parse("v1:" + base64.b64encode(bytes(range(1, 33))).decode())
+METHODOLOGIES = {m.id: m for m in BUILTIN_METHODOLOGIES}
+TRIP = Draft202012Validator(load_builtin("transit-card-trip"), format_checker=Draft202012Validator.FORMAT_CHECKER)
+RECORD = Draft202012Validator(load_builtin("reduction-record"), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+# A slice of a Hefei-like network: M1 and M2 cross at Dadongmen (大东门), B126 is a bus line.
+NETWORK: dict[str, Any] = {
+    "version": "hf-test-1",
+    "lines": [
+        {
+            "line_id": "M1",
+            "mode": "metro",
+            "stops": [
+                {"stop_id": "M1-01", "station": "hfhcz", "name": "合肥火车站", "km": 0},
+                {"stop_id": "M1-02", "station": "mgl", "name": "明光路", "km": 1.4},
+                {"stop_id": "M1-03", "station": "ddm", "name": "大东门", "km": 2.6},
+                {"stop_id": "M1-04", "station": "bgy", "name": "包公园", "km": 3.9},
+                {"stop_id": "M1-05", "station": "hgdnq", "name": "合工大南区", "km": 5.3},
+            ],
+        },
+        {
+            "line_id": "M2",
+            "mode": "metro",
+            "stops": [
+                {"stop_id": "M2-01", "station": "wld", "name": "五里墩", "km": 0},
+                {"stop_id": "M2-02", "station": "sxk", "name": "三孝口", "km": 1.7},
+                {"stop_id": "M2-03", "station": "spl", "name": "四牌楼", "km": 2.9},
+                {"stop_id": "M2-04", "station": "ddm", "name": "大东门", "km": 4.0},
+                {"stop_id": "M2-05", "station": "yhgy", "name": "瑶海公园", "km": 5.8},
+            ],
+        },
+        {
+            "line_id": "B126",
+            "mode": "bus",
+            "avg_trip_km": 4.2,
+            "stops": [
+                {"stop_id": "B126-01", "km": 0},
+                {"stop_id": "B126-07", "km": 3.1},
+                {"stop_id": "B126-12", "km": 6.4},
+            ],
+        },
+    ],
+}
+
+CARD = "9900000123456789"
+OTHER_CARD = "9900000987654321"
+
+
+def make_settings(**overrides: Any) -> TransitCardSettings:
+    values: dict[str, Any] = {
+        "base_url": BASE_URL,
+        "client_id": "tanpuhui-sandbox",
+        "client_secret": "s3cr3t-for-tests",
+    }
+    return TransitCardSettings(**{**values, **overrides})
+
+
+def make_ctx(state: dict[str, Any] | None = None) -> StreamContext:
+    return StreamContext(
+        adapter="transit_card",
+        adapter_version=TransitCardAdapter.version,
+        stream="transactions",
+        pseudonymiser=KEYS,
+        methodologies=METHODOLOGIES.__getitem__,
+        state=state,
+    )
+
+
+def tap(
+    deal_type: str,
+    deal_time: str,
+    stop_id: str,
+    *,
+    txn_id: str,
+    card_no: str = CARD,
+    line_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A transaction as the operator sends it."""
+    item: dict[str, Any] = {
+        "txn_id": txn_id,
+        "card_no": card_no,
+        "deal_time": deal_time,
+        "deal_type": deal_type,
+        "line_id": line_id or stop_id.split("-")[0],
+        "stop_id": stop_id,
+        "deal_value_fen": 0 if deal_type == "metro_in" else 200,
+        "deal_money_fen": 0 if deal_type == "metro_in" else 180,
+        "transfer": False,
+        "region": "340100",
+    }
+    item.update(extra)
+    return item
+
+
+class FakeSleep:
+    """Stands in for asyncio.sleep: records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def stream() -> Iterator[TransactionsStream]:
+    adapter = TransitCardAdapter(make_settings())
+    stream = adapter.stream("transactions")
+    assert isinstance(stream, TransactionsStream)
+    stream.use_network(NETWORK)
+    yield stream
+
+
+@pytest.fixture
+def ctx() -> StreamContext:
+    return make_ctx()
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
+def adapter_factory(fake_sleep: FakeSleep) -> Callable[..., TransitCardAdapter]:
+    def build(**overrides: Any) -> TransitCardAdapter:
+        return TransitCardAdapter(make_settings(**overrides), HttpOptions(sleep=fake_sleep))
+
+    return build
+
+
+@dataclass
+class Pulled:
+    """What the mini pull loop saw: the hub's view of one run, without a store."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    schema_invalid: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], list[Problem]]] = field(default_factory=list)
+    given_up: list[Rejection] = field(default_factory=list)
+    cursors: list[Any] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    items: int = 0
+
+
+async def pull(stream: TransactionsStream, ctx: StreamContext, cursor: Any = None) -> Pulled:
+    """Drive ``pages`` like the hub does: validate each raw item, normalize, flush after each page."""
+    out = Pulled()
+    async for page in stream.pages(ctx, cursor):
+        out.requests.append(page.request)
+        for item in page.items:
+            out.items += 1
+            if not TRIP.is_valid(item):
+                out.schema_invalid.append(item)
+                continue
+            try:
+                out.records.extend(dict(r) for r in stream.normalize(item, ctx))
+            except ItemRejected as exc:
+                out.rejected.append((item, exc.problems))
+        out.records.extend(dict(r) for r in stream.flush(ctx, final=False))
+        out.cursors.append(page.cursor)
+    out.records.extend(dict(r) for r in stream.flush(ctx, final=True))
+    out.given_up.extend(ctx.rejections)
+    ctx.rejections.clear()
+    return out
