@@ -38,6 +38,7 @@ from tanpuhui.sdk import ConfigError
 __all__ = ["ENV_PREFIX", "ForwarderSettings", "HubConfig", "HubSettings", "load_config", "pydantic_problems"]
 
 ENV_PREFIX = "TANPUHUI__"
+_NOT_SECRET_SUFFIX = re.compile(r"_(url|uri|endpoint|path|file|ttl|env|version|header)$", re.I)
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|app_key_secret)", re.I)
 
 
@@ -177,7 +178,7 @@ def _apply_env_overrides(doc: dict[str, Any], env: Mapping[str, str]) -> dict[st
         if not path:
             continue
         value: Any
-        if _SECRET_KEY.search(path[-1]):
+        if _is_secret_key(path[-1]):
             value = {"env": name}  # still a reference, so the literal-secret rule holds
         else:
             # Arrays and inline tables are read as TOML; scalars stay strings and the settings model coerces them
@@ -213,12 +214,17 @@ def _resolve(value: Any, env: Mapping[str, str], source: str, path: tuple[str, .
         return {k: _resolve(v, env, source, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve(v, env, source, (*path, str(i))) for i, v in enumerate(value)]
-    if isinstance(value, str) and path and _SECRET_KEY.search(_owning_key(path)):
+    if isinstance(value, str) and path and _is_secret_key(_owning_key(path)):
         raise ConfigError(
             f"{source}: {where} holds a literal secret; secrets appear only as references, "
             f'e.g. {_owning_key(path)} = {{ env = "{"_".join(p.upper() for p in path if not p.isdigit())}" }}'
         )
     return value
+
+
+def _is_secret_key(key: str) -> bool:
+    """``client_secret``, ``app_secret``, ``admin_token``... but not ``token_url`` or ``secret_path``."""
+    return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET_SUFFIX.search(key)
 
 
 def _owning_key(path: tuple[str, ...]) -> str:

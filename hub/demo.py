@@ -82,12 +82,12 @@ def run_demo(*, workdir: Path, trips: int, fresh: bool, from_start: bool, consol
         config_path = workdir / "hub.toml"
         config_path.write_text(_DEMO_TOML.format(partner=partner, consumer=consumer), encoding="utf-8")
         config = load_config(config_path)
-        pulled, forwarded = asyncio.run(_run(config, from_start, trips, console))
+        pulled, forwarded = asyncio.run(_run(config, from_start, len(partner.dataset.items), console))
         consumer_stats: dict[str, Any] = consumer.stats()
     _summary(console, pulled, forwarded, consumer_stats, workdir, time.perf_counter() - started)
 
 
-async def _run(config: HubConfig, from_start: bool, trips: int, console: Console) -> tuple[PullSummary, Any]:
+async def _run(config: HubConfig, from_start: bool, items: int, console: Console) -> tuple[PullSummary, Any]:
     hub = Hub(config)
     try:
         if from_start:
@@ -95,7 +95,7 @@ async def _run(config: HubConfig, from_start: bool, trips: int, console: Console
             hub.store.commit_page("transit_card", "transactions", [], [], _empty_checkpoint())
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("pull transit_card:transactions", total=trips)
+            task = progress.add_task("pull transit_card:transactions", total=items)
 
             def advance(page: PageResult) -> None:
                 progress.advance(task, page.items)

@@ -96,6 +96,12 @@ class _StreamBase(ABC):
         tap-in with tap-out) keep their pending state in ``ctx.state``, which is committed with the cursor.
         """
 
+    async def prepare(self, ctx: StreamContext) -> None:
+        """Load what ``normalize`` needs when it runs outside :meth:`PullStream.pages` (quarantine replay, pushes).
+
+        E.g. reference data a pull run fetches first (a distance table). Default: nothing. Cache what you load.
+        """
+
     def flush(self, ctx: StreamContext, final: bool) -> Iterable[RecordLike]:
         """Called after each page (``final`` after the last one): emit or give up on items held in ``ctx.state``.
 

@@ -162,6 +162,11 @@ class TransactionsStream(PullStream):
         doc = await self.adapter.client.get_json(self.adapter.config.network_path)
         return self.use_network(doc)
 
+    async def prepare(self, ctx: StreamContext) -> None:
+        """Replays and other work outside a pull run need the distance table too."""
+        if self.network is None:
+            await self.load_network()
+
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         config = self.adapter.config
         path = config.transactions_path
@@ -210,8 +215,8 @@ class TransactionsStream(PullStream):
         network = self.network
         if network is None:
             raise ItemRejected(
-                f"no distance table loaded: {self.adapter.config.network_path} is fetched by a pull run, "
-                "so this item can only be normalized during one"
+                f"no distance table loaded: {self.adapter.config.network_path} is fetched by a pull run "
+                "or by prepare() before a replay"
             )
         when = _tap_time(item.get("deal_time"))
         state = ctx.state

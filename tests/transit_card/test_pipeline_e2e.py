@@ -275,3 +275,24 @@ def test_a_recorded_page_with_malformed_items_through_the_hub(make_hub: HubFacto
         ("HF2024110518372207", "/deal_time"),
     ]
     cassette.assert_all_used()
+
+
+def test_replay_outside_a_pull_run_loads_the_distance_table_first(
+    make_hub: HubFactory, sandbox: TransitSandbox
+) -> None:
+    async def pull_then_replay_in_a_new_hub() -> list[Any]:
+        first = _hub(make_hub, sandbox)
+        await _pull(first)
+        await first.aclose()
+        second = _hub(make_hub, sandbox)
+        try:
+            entries = [e for e in second.store.quarantine_list(limit=1000) if e.stage == "normalize"]
+            assert entries, "the sandbox serves items that fail in normalize (unknown bus line, same station)"
+            return await second.replay_quarantine([e.id for e in entries])
+        finally:
+            await second.aclose()
+
+    results = run(pull_then_replay_in_a_new_hub)
+    messages = [p.message for r in results for p in r.problems]
+    assert all(r.status == "failed" for r in results)
+    assert not any("no distance table" in m for m in messages), messages
