@@ -1,0 +1,38 @@
+"""The demand-response methodology this adapter registers (``tph.electricity.demand-response``).
+
+A demand-response (需求响应) result is quantified against the partner's own event baseline, not against the
+household's trailing daily average that ``tph.electricity.peak-saving`` uses, so it gets a scenario and a
+methodology of its own: reporting can tell the two apart, and hub.toml can pin or override each separately.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tanpuhui.sdk import Factor, Formula, Methodology
+
+__all__ = ["DEMAND_RESPONSE", "GRID_ANHUI_2022"]
+
+GRID_ANHUI_2022 = Factor(
+    name="ef_grid",
+    value=0.6782,
+    unit="kgCO2/kWh",
+    source="MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
+    valid_from=date(2022, 1, 1),
+)
+"""The same figure as the hub's ``tph.electricity.peak-saving`` (shared/DOMAIN.md, status ✅)."""
+
+DEMAND_RESPONSE = Methodology(
+    id="tph.electricity.demand-response",
+    version="1.0.0",
+    scenario="demand_response",
+    title="Household demand-response event: consumption in the event window below the partner's event baseline",
+    formula=Formula("max(baseline - activity, 0) * ef_grid"),
+    factors=(GRID_ANHUI_2022,),
+    activity_unit="kWh",
+    needs_baseline=True,
+    references=(
+        "Electricity saving: ER = saved kWh x grid emission factor (CDM/CCER shape, shared/DOMAIN.md section 2)",
+        "Baseline: the partner's settled demand-response baseline for the event window, carried in the record",
+    ),
+)
