@@ -1,0 +1,757 @@
+"""A sandbox YRD data exchange: the partner API of :mod:`.adapter`, serving synthetic data on loopback.
+
+    with YrdSandbox(records=2000, seed=7) as sandbox:
+        settings = YrdScenariosSettings(**sandbox.settings())
+        ...
+        print(sandbox.stats.records_requests, sandbox.dataset.expected())
+
+What it serves (see docs/adapters/yrd_scenarios.md):
+
+- ``POST /oauth/token``: client credentials (Basic auth, or ``client_id``/``client_secret`` form fields); opaque
+  bearer tokens valid ``token_ttl`` seconds; :meth:`SandboxExchange.revoke_tokens` revokes them early.
+- ``GET /v1/scenarios``: the catalog of the three platforms (:data:`SCENARIOS`), in the ``{"code", "msg", "data"}``
+  envelope.
+- ``GET /v1/records?limit=N[&cursor=C]``: the records change feed, ordered by ``updated_at``, paged by an opaque
+  cursor, ``limit`` capped at ``page_size_cap``.
+- The same three under ``/platforms/<platform>/...``: one platform's own API (its catalog and records only), for
+  per-platform deployments (``sandbox.settings(per_platform=True)``).
+
+The dataset (:class:`Dataset`): ``records`` records of Anhui residents over ``days`` days, on the scenarios of
+:data:`SCENARIOS` that have a ``weight``; residents are identified by a mobile number (``198`` + 8 digits), a resident
+ID (Anhui region codes, valid GB 11643 check characters) or both; every value is synthetic, no real person's. Codes
+other than ``SHCER02010022024II`` and the origin factors are illustrative, not the platforms' published figures.
+Mixed in, ``bad`` items of the kinds in :data:`BAD_KINDS` and withdrawn ones of :data:`WITHDRAWN_KINDS` (default
+one per 500 records of each kind, at least one); :meth:`Dataset.expected` says what a correct pull makes of them.
+
+Faults: ``fail_every=N`` answers every N-th records request with a 500, ``throttle_every=N`` with a 429 and
+``Retry-After: retry_after``; :meth:`SandboxExchange.fail_next` queues one-off answers (any status, or a 200 whose
+envelope ``code`` is an error).
+
+:class:`SandboxExchange` is the ASGI app and its state (usable in-process with ``httpx.ASGITransport``);
+:class:`YrdSandbox` serves it with uvicorn in a background thread on ``127.0.0.1`` and an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import random
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tanpuhui.sdk import WebhookSigner
+
+from .recognition import lookup_recognition
+
+__all__ = [
+    "BAD_KINDS",
+    "CATALOG_VERSION",
+    "SCENARIOS",
+    "WITHDRAWN_KINDS",
+    "Dataset",
+    "SandboxExchange",
+    "SandboxStats",
+    "Scenario",
+    "YrdSandbox",
+    "sandbox_recognition",
+]
+
+CST = timezone(timedelta(hours=8))
+CATALOG_VERSION = "2024-11-01"
+PLATFORM_PREFIX = {"shanghai": "SH", "zhejiang": "ZJ", "jiangsu": "JS"}
+
+BAD_KINDS = ("no_offset", "bad_resident_id", "unrecognised_no_activity")
+"""Bad items the sandbox mixes in: a ``start_time`` without UTC offset (the schema rejects it), a resident ID whose
+check character is wrong, and a record of an unrecognised methodology that reports no activity (the adapter
+rejects both)."""
+
+WITHDRAWN_KINDS = ("credited", "cancelled", "cancelled_after_active")
+"""Records never offered for crediting: already ``credited`` on the origin platform, ``cancelled``, and one that is
+first ``active`` and later appears again as ``cancelled``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A catalog scenario and how the sandbox generates its records."""
+
+    platform: str
+    scenario_id: str
+    name: str
+    methodology_code: str
+    methodology_version: str
+    unit: str
+    origin_factor: float
+    """Illustrative kgCO2e per unit the sandbox's origin platform uses (not a published figure)."""
+    weight: int
+    """Share of the dataset's records; 0: listed in the catalog, no records (a new scenario)."""
+    regions: tuple[str, ...]
+    low: float
+    high: float
+
+    def catalog_entry(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "scenario_id": self.scenario_id,
+            "name": self.name,
+            "methodology_code": self.methodology_code,
+            "methodology_version": self.methodology_version,
+            "activity_unit": self.unit,
+            "online": True,
+        }
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "shanghai",
+        "SH-RAIL",
+        "轨道交通出行",
+        "SHCER-RAIL-2024",
+        "1.0",
+        "km",
+        0.0556,
+        30,
+        ("310000", "310104", "310115"),
+        3,
+        28,
+    ),
+    Scenario(
+        "shanghai", "SH-BUS", "公交出行", "SHCER-BUS-2024", "1.0", "km", 0.0312, 12, ("310000", "310106"), 1.5, 12
+    ),
+    Scenario(
+        "shanghai",
+        "SH-POWER-TOU",
+        "居民分时电价家庭节电",
+        "SHCER02010022024II",
+        "2024II",
+        "kWh",
+        0.55,
+        8,
+        ("310000",),
+        0.3,
+        4.5,
+    ),
+    Scenario(
+        "zhejiang", "ZJ-GJCX", "公交出行", "ZJ-TPH-GJCX-2023", "1.0", "km", 0.0298, 14, ("330100", "330200"), 1.5, 14
+    ),
+    Scenario(
+        "zhejiang", "ZJ-DTCX", "地铁出行", "ZJ-TPH-DTCX-2023", "1.0", "km", 0.0521, 16, ("330100", "330200"), 3, 30
+    ),
+    Scenario("zhejiang", "ZJ-GXDC", "共享单车骑行", "ZJ-TPH-GXDC-2023", "1.0", "km", 0.0933, 0, ("330100",), 0.5, 5),
+    Scenario(
+        "jiangsu", "JS-METRO", "地铁出行", "JS-TPH-METRO-2024", "1.0", "km", 0.049, 20, ("320100", "320500"), 3, 30
+    ),
+    Scenario("jiangsu", "JS-NEV", "新能源汽车出行", "JS-TPH-NEV-2024", "1.0", "km", 0.071, 0, ("320100",), 5, 60),
+)
+"""The three platforms' catalogs. ``SHCER02010022024II`` is Shanghai's real code for time-of-use household
+electricity (shared/DOMAIN.md); every other code, and every origin factor, is an illustrative placeholder."""
+
+
+def sandbox_recognition() -> dict[str, dict[str, str]]:
+    """The recognition tables the sandbox demo runs with (a deployment decides its own; see the docs).
+
+    Recognised: Shanghai rail and household electricity, Zhejiang bus. Re-quantified by scenario: Shanghai bus,
+    Zhejiang metro, Jiangsu metro. Not creditable (the catalog stream reports them): Zhejiang shared bikes, Jiangsu
+    new-energy vehicles.
+    """
+    return {
+        "recognition": {
+            "SHCER-RAIL-2024": "tph.transit.metro",
+            "SHCER02010022024II": "tph.electricity.peak-saving",
+            "ZJ-TPH-GJCX-2023@1.0": "tph.transit.bus",
+        },
+        "scenario_methodologies": {
+            "shanghai:SH-BUS": "tph.transit.bus",
+            "zhejiang:ZJ-DTCX": "tph.transit.metro",
+            "jiangsu:JS-METRO": "tph.transit.metro",
+        },
+    }
+
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+# Anhui county-level codes (GB/T 2260): Hefei Yaohai, Luyang, Shushan, Baohe; Wuhu Jinghu; Bengbu Longzihu;
+# Ma'anshan Huashan; Huangshan Tunxi; Xuancheng Xuanzhou; Anqing Yingjiang.
+_ANHUI_COUNTIES = ("340102", "340103", "340104", "340111", "340202", "340302", "340503", "341002", "341802", "340802")
+
+
+def _resident_id(rng: random.Random) -> str:
+    born = date(1960, 1, 1) + timedelta(days=rng.randrange(365 * 45))
+    body = f"{rng.choice(_ANHUI_COUNTIES)}{born:%Y%m%d}{rng.randrange(1000):03d}"
+    return body + _CHECK[sum(int(c) * w for c, w in zip(body, _WEIGHTS, strict=True)) % 11]
+
+
+@dataclass(slots=True)
+class _Resident:
+    mobile: str | None
+    resident_id: str | None
+    consent: str
+
+
+class Dataset:
+    """The records feed the sandbox serves, ordered by ``updated_at``, and what a correct pull makes of it."""
+
+    def __init__(
+        self,
+        records: int,
+        seed: int,
+        *,
+        days: int = 1,
+        start: date = date(2024, 11, 5),
+        bad: Mapping[str, int] | None = None,
+        withdrawn: Mapping[str, int] | None = None,
+    ) -> None:
+        if records < 0 or days < 1:
+            raise ValueError("records must be >= 0 and days >= 1")
+        unknown = (set(bad or ()) - set(BAD_KINDS)) | (set(withdrawn or ()) - set(WITHDRAWN_KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {sorted(unknown)}; known: {', '.join(BAD_KINDS + WITHDRAWN_KINDS)}")
+        rng = random.Random(seed)
+        self.seed = seed
+        per_kind = max(1, records // 500)
+        self.bad_counts = {k: per_kind for k in BAD_KINDS} if bad is None else dict(bad)
+        self.withdrawn_counts = {k: per_kind for k in WITHDRAWN_KINDS} if withdrawn is None else dict(withdrawn)
+        self.items: list[dict[str, Any]] = []
+        self.kinds: dict[str, list[str]] = {k: [] for k in BAD_KINDS + WITHDRAWN_KINDS}
+        """Kind -> origin record ids of the items of that kind."""
+        self.bad_positions: list[int] = []
+        self.treatments: Counter[str] = Counter()
+        """Forwarded records by treatment: recognised / requantified (for :meth:`expected`)."""
+
+        people = [self._person(rng, i) for i in range(max(1, records // 4))]
+        weighted = [s for s in SCENARIOS if s.weight]
+        weights = [s.weight for s in weighted]
+        recognition = sandbox_recognition()["recognition"]
+
+        # Pick which records get a special kind; each on a record of a scenario where the kind makes sense.
+        plan: list[str] = [""] * records
+        free = list(range(records))
+        rng.shuffle(free)
+        for kind in (*BAD_KINDS, *WITHDRAWN_KINDS):
+            count = (self.bad_counts if kind in BAD_KINDS else self.withdrawn_counts).get(kind, 0)
+            for _ in range(min(count, len(free))):
+                plan[free.pop()] = kind
+
+        serials: Counter[str] = Counter()
+        feed: list[tuple[datetime, int, dict[str, Any], str]] = []
+        for n in range(records):
+            kind = plan[n]
+            scenario = weighted[self._scenario_index(rng, weights)]
+            if kind == "unrecognised_no_activity":
+                scenario = next(s for s in SCENARIOS if s.scenario_id == "JS-METRO")
+            person = rng.choice(people)
+            day = start + timedelta(days=rng.randrange(days))
+            item, updated = self._record(rng, scenario, person, day, serials)
+            if kind == "no_offset":
+                item["start_time"] = item["start_time"][:19]
+            elif kind == "bad_resident_id":
+                rid = person.resident_id or _resident_id(rng)
+                wrong = _CHECK[(_CHECK.index(rid[17]) + 3) % 11]
+                item.pop("mobile", None)
+                item["resident_id"] = rid[:17] + wrong
+            elif kind == "unrecognised_no_activity":
+                item.pop("activity_quantity", None)
+                item.pop("activity_unit", None)
+            elif kind in ("credited", "cancelled"):
+                item["status"] = kind
+            elif kind == "cancelled_after_active":
+                later = updated + timedelta(hours=6, minutes=rng.randrange(60))
+                feed.append((later, 2 * n + 1, {**item, "status": "cancelled", "updated_at": later.isoformat()}, kind))
+            feed.append((updated, 2 * n, item, kind if kind != "cancelled_after_active" else ""))
+            if not kind or kind == "cancelled_after_active":
+                recognised = lookup_recognition(recognition, scenario.methodology_code, scenario.methodology_version)
+                self.treatments["requantified" if recognised is None else "recognised"] += 1
+        feed.sort(key=lambda t: (t[0], t[1]))
+        for position, (_, _, item, kind) in enumerate(feed):
+            self.items.append(item)
+            if kind:
+                self.kinds[kind].append(item["record_id"])
+                if kind in BAD_KINDS:
+                    self.bad_positions.append(position)
+
+    @staticmethod
+    def _scenario_index(rng: random.Random, weights: list[int]) -> int:
+        return rng.choices(range(len(weights)), weights)[0]
+
+    @staticmethod
+    def _person(rng: random.Random, n: int) -> _Resident:
+        draw = rng.random()
+        mobile = f"198{n:08d}" if draw < 0.75 else None
+        resident_id = _resident_id(rng) if draw >= 0.55 else None
+        if mobile and rng.random() < 0.1:
+            mobile = f"+86 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]}"
+        return _Resident(mobile, resident_id, f"CNS-{n:07d}")
+
+    def _record(
+        self, rng: random.Random, scenario: Scenario, person: _Resident, day: date, serials: Counter[str]
+    ) -> tuple[dict[str, Any], datetime]:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=CST)
+        if scenario.unit == "kWh":  # a time-of-use household's peak period (06:00-22:00) of the previous day
+            begin, end = midnight - timedelta(hours=18), midnight - timedelta(hours=2)
+        else:
+            draw = rng.random()
+            hour = rng.gauss(8, 0.8) if draw < 0.35 else rng.gauss(18, 1.0) if draw < 0.7 else rng.uniform(6, 22.5)
+            begin = midnight + timedelta(minutes=int(min(max(hour, 5.7), 23) * 60), seconds=rng.randrange(60))
+            end = None
+        quantity = round(rng.uniform(scenario.low, scenario.high), 1)
+        if end is None:
+            speed = 0.5 if scenario.unit == "km" else 1.0  # km per minute, door to door
+            end = begin + timedelta(minutes=round(4 + quantity / speed + rng.uniform(0, 6)))
+        updated = end + timedelta(minutes=rng.randint(2, 90), seconds=rng.randrange(60))
+        prefix = PLATFORM_PREFIX[scenario.platform]
+        serials[prefix] += 1
+        item: dict[str, Any] = {
+            "record_id": f"{prefix}{day:%Y%m%d}{serials[prefix]:08d}",
+            "platform": scenario.platform,
+            "scenario_id": scenario.scenario_id,
+        }
+        if person.mobile:
+            item["mobile"] = person.mobile
+        if person.resident_id:
+            item["resident_id"] = person.resident_id
+        item["start_time"] = begin.isoformat()
+        item["end_time"] = end.isoformat()
+        if rng.random() < 0.7:
+            item["region"] = rng.choice(scenario.regions)
+        recognised_without_activity = scenario.unit == "kWh" and rng.random() < 0.2
+        if not recognised_without_activity:
+            item["activity_quantity"] = quantity
+            item["activity_unit"] = scenario.unit
+        item.update(
+            {
+                "methodology_code": scenario.methodology_code,
+                "methodology_version": scenario.methodology_version,
+                "reduction_kgco2e": round(quantity * scenario.origin_factor, 4),
+                "status": "active",
+                "consent_id": f"{prefix}-{person.consent}",
+                "updated_at": updated.isoformat(),
+            }
+        )
+        return item, updated
+
+    def catalog(self, platform: str | None = None) -> list[dict[str, Any]]:
+        """The catalog entries (of one platform, or all)."""
+        return [s.catalog_entry() for s in SCENARIOS if platform is None or s.platform == platform]
+
+    def expected(self) -> dict[str, int]:
+        """What a correct pull of the whole feed (with :func:`sandbox_recognition`) ends with.
+
+        ``records``: forwarded records (of them ``recognised`` and ``requantified``); ``schema_invalid`` and
+        ``rejected``: quarantined by the schema and by the adapter; ``credited``/``cancelled``: withdrawn items
+        counted, not forwarded (``cancelled`` includes the later appearance of each cancelled-after-active one);
+        ``catalog_gaps``: catalog scenarios the sandbox tables do not cover.
+        """
+        k = {kind: len(ids) for kind, ids in self.kinds.items()}
+        return {
+            "items": len(self.items),
+            "records": self.treatments["recognised"] + self.treatments["requantified"],
+            "recognised": self.treatments["recognised"],
+            "requantified": self.treatments["requantified"],
+            "schema_invalid": k["no_offset"],
+            "rejected": k["bad_resident_id"] + k["unrecognised_no_activity"],
+            "quarantined": k["no_offset"] + k["bad_resident_id"] + k["unrecognised_no_activity"],
+            "credited": k["credited"],
+            "cancelled": k["cancelled"] + k["cancelled_after_active"],
+            "catalog_gaps": sum(1 for s in SCENARIOS if not _covered(s)),
+        }
+
+
+def _covered(s: Scenario) -> bool:
+    tables = sandbox_recognition()
+    return (
+        lookup_recognition(tables["recognition"], s.methodology_code, s.methodology_version) is not None
+        or f"{s.platform}:{s.scenario_id}" in tables["scenario_methodologies"]
+    )
+
+
+@dataclass(slots=True)
+class SandboxStats:
+    """What the sandbox served."""
+
+    requests: int = 0
+    token_requests: int = 0
+    tokens_issued: int = 0
+    catalog_requests: int = 0
+    records_requests: int = 0
+    items_served: int = 0
+    bad_items: int = 0
+    """Distinct bad items served at least once."""
+    unauthorized: int = 0
+    faults: Counter[int | str] = field(default_factory=Counter)
+    """Injected error answers by HTTP status (or envelope code)."""
+
+
+class SandboxExchange:
+    """The sandbox YRD data exchange as an ASGI app (:attr:`app`) plus the knobs to steer it.
+
+    ``visible`` hides the feed's tail until :meth:`publish` (for incremental runs); ``page_size_cap`` caps
+    ``limit``; ``fail_every``/``throttle_every`` inject 500s/429s on every N-th records request.
+    """
+
+    def __init__(
+        self,
+        records: int = 1000,
+        seed: int = 7,
+        *,
+        days: int = 1,
+        start: date = date(2024, 11, 5),
+        bad: Mapping[str, int] | None = None,
+        withdrawn: Mapping[str, int] | None = None,
+        page_size_cap: int = 1000,
+        fail_every: int = 0,
+        throttle_every: int = 0,
+        retry_after: int = 1,
+        token_ttl: int = 1800,
+        client_id: str = "anhui-tanpuhui-sandbox",
+        client_secret: str | None = None,
+        visible: int | None = None,
+    ) -> None:
+        self.dataset = Dataset(records, seed, days=days, start=start, bad=bad, withdrawn=withdrawn)
+        self.client_id = client_id
+        self.client_secret = client_secret or secrets.token_urlsafe(24)
+        self.page_size_cap = page_size_cap
+        self.fail_every = fail_every
+        self.throttle_every = throttle_every
+        self.retry_after = retry_after
+        self.token_ttl = token_ttl
+        self.stats = SandboxStats()
+        items = self.dataset.items
+        self.visible = len(items) if visible is None else min(visible, len(items))
+        self._encoded = [orjson.dumps(item) for item in items]
+        self._by_platform: dict[str, list[int]] = {p: [] for p in PLATFORM_PREFIX}
+        for position, item in enumerate(items):
+            self._by_platform.setdefault(item["platform"], []).append(position)
+        self._tokens: dict[str, float] = {}
+        self._faults: deque[tuple[int, int | None, str | None]] = deque()
+        self._served_bad: set[int] = set()
+        self._bad = set(self.dataset.bad_positions)
+        self._lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/oauth/token", self._token, methods=["POST"]),
+                Route("/v1/scenarios", self._scenarios, methods=["GET"]),
+                Route("/v1/records", self._records, methods=["GET"]),
+                Route("/platforms/{platform}/oauth/token", self._token, methods=["POST"]),
+                Route("/platforms/{platform}/v1/scenarios", self._scenarios, methods=["GET"]),
+                Route("/platforms/{platform}/v1/records", self._records, methods=["GET"]),
+            ]
+        )
+
+    # -- knobs -------------------------------------------------------------------------------------------------
+
+    def publish(self, count: int | None = None) -> None:
+        """Make ``count`` more feed items visible (all when None), as if the platforms shared more records."""
+        total = len(self.dataset.items)
+        self.visible = total if count is None else min(total, self.visible + count)
+
+    def revoke_tokens(self) -> None:
+        """Revoke every issued token before its expiry: the next API call with one gets a 401."""
+        with self._lock:
+            self._tokens.clear()
+
+    def fail_next(
+        self, status: int = 200, *, count: int = 1, retry_after: int | None = None, code: str | None = None
+    ) -> None:
+        """Answer the next ``count`` records requests with ``status`` (and ``Retry-After`` when given).
+
+        ``code``: answer HTTP ``status`` (200 by default) with that envelope ``code`` instead of ``"0000"``.
+        """
+        with self._lock:
+            self._faults.extend([(status, retry_after, code)] * count)
+
+    def signed_pushes(
+        self, secret: str, *, batch: int = 100, timestamp: int | None = None
+    ) -> list[tuple[dict[str, str], bytes]]:
+        """The visible feed as Standard Webhooks requests (headers, body) of ``{"items": [...]}`` batches.
+
+        What the platforms would push to ``/webhooks/yrd_scenarios/records_push``; ``timestamp`` defaults to now.
+        """
+        signer = WebhookSigner(secret)
+        out = []
+        for number, offset in enumerate(range(0, self.visible, batch)):
+            body = b'{"items":[' + b",".join(self._encoded[offset : min(offset + batch, self.visible)]) + b"]}"
+            out.append((signer.headers(f"msg_yrd_{self.dataset.seed}_{number:06d}", body, timestamp), body))
+        return out
+
+    # -- endpoints ---------------------------------------------------------------------------------------------
+
+    def _platform(self, request: Request) -> str | Response | None:
+        platform = request.path_params.get("platform")
+        if platform is not None and platform not in self._by_platform:
+            return _envelope(404, "4040", f"no platform {platform!r} on this exchange")
+        return platform
+
+    async def _token(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.token_requests += 1
+        form = dict(parse_qsl((await request.body()).decode("latin-1")))
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("latin-1")
+            except (binascii.Error, ValueError):
+                decoded = ""
+            basic_id, _, basic_secret = decoded.partition(":")
+            client_id, client_secret = unquote(basic_id), unquote(basic_secret)
+        if not (
+            secrets.compare_digest(client_id.encode(), self.client_id.encode())
+            and secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
+        ):
+            self.stats.unauthorized += 1
+            return _json(
+                401,
+                {"error": "invalid_client", "error_description": "unknown client or wrong secret"},
+                {"WWW-Authenticate": 'Basic realm="yrd-exchange-sandbox"'},
+            )
+        if form.get("grant_type") != "client_credentials":
+            return _json(400, {"error": "unsupported_grant_type", "error_description": "use client_credentials"})
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + self.token_ttl
+        self.stats.tokens_issued += 1
+        doc: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
+        if form.get("scope"):
+            doc["scope"] = form["scope"]
+        return _json(200, doc, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _authorized(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        expiry = self._tokens.get(token)
+        if expiry is not None and expiry > time.monotonic():
+            return None
+        self.stats.unauthorized += 1
+        return _json(
+            401,
+            {"error": "invalid_token", "error_description": "the access token is missing, expired or revoked"},
+            {"WWW-Authenticate": 'Bearer realm="yrd-exchange-sandbox", error="invalid_token"'},
+        )
+
+    async def _scenarios(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.catalog_requests += 1
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        platform = self._platform(request)
+        if isinstance(platform, Response):
+            return platform
+        data = {"version": CATALOG_VERSION, "items": self.dataset.catalog(platform)}
+        return _json(200, {"code": "0000", "msg": "success", "data": data})
+
+    async def _records(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.records_requests += 1
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        platform = self._platform(request)
+        if isinstance(platform, Response):
+            return platform
+        fault = self._fault(self.stats.records_requests)
+        if fault is not None:
+            return fault
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+            if limit < 1:
+                raise ValueError
+        except ValueError:
+            return _envelope(400, "4001", "limit must be a positive integer")
+        # The feed's positions this API serves: all of them (the exchange) or one platform's.
+        positions = range(self.visible) if platform is None else self._by_platform[platform]
+        visible = len(positions) if platform is None else bisect.bisect_left(positions, self.visible)
+        offset = _decode_cursor(request.query_params.get("cursor"))
+        if offset is None or offset > len(positions):
+            return _envelope(400, "4002", "cursor is not one this API issued")
+        end = min(offset + min(limit, self.page_size_cap), max(visible, offset))
+        chosen = [positions[i] for i in range(offset, end)]
+        self.stats.items_served += len(chosen)
+        for position in chosen:
+            if position in self._bad and position not in self._served_bad:
+                self._served_bad.add(position)
+                self.stats.bad_items += 1
+        body = b"".join(
+            (
+                b'{"code":"0000","msg":"success","data":{"items":[',
+                b",".join(self._encoded[p] for p in chosen),
+                b'],"next_cursor":',
+                orjson.dumps(_encode_cursor(end)),
+                b',"has_more":',
+                b"true" if end < visible else b"false",
+                b"}}",
+            )
+        )
+        return Response(body, media_type="application/json")
+
+    def _fault(self, serial: int) -> Response | None:
+        with self._lock:
+            queued = self._faults.popleft() if self._faults else None
+        code: str | None = None
+        if queued is not None:
+            status, retry_after, code = queued
+        elif self.fail_every and serial % self.fail_every == 0:
+            status, retry_after = 500, None
+        elif self.throttle_every and serial % self.throttle_every == 0:
+            status, retry_after = 429, self.retry_after
+        else:
+            return None
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if code is not None:
+            self.stats.faults[code] += 1
+            return _envelope(status, code, f"sandbox fault injection (code {code})", headers)
+        self.stats.faults[status] += 1
+        code = {429: "4290", 500: "5000", 502: "5020", 503: "5030"}.get(status, str(status))
+        return _envelope(status, code, f"sandbox fault injection ({status})", headers)
+
+
+def _json(status: int, doc: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, headers=dict(headers or {}), media_type="application/json")
+
+
+def _envelope(status: int, code: str, msg: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _json(status, {"code": code, "msg": msg, "data": None}, headers)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return 0
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
+    return offset if isinstance(offset, int) and offset >= 0 else None
+
+
+class YrdSandbox:
+    """:class:`SandboxExchange` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
+
+    Keyword arguments go to :class:`SandboxExchange`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
+    """
+
+    def __init__(self, records: int = 1000, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
+        self.exchange = SandboxExchange(records, seed, **options)
+        self.host = host
+        self.url = ""
+        """``http://127.0.0.1:<port>`` once started."""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self.exchange.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.exchange.client_secret
+
+    @property
+    def stats(self) -> SandboxStats:
+        return self.exchange.stats
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.exchange.dataset
+
+    def platform_url(self, platform: str) -> str:
+        """Base URL of one platform's own API on this sandbox."""
+        return f"{self.url}/platforms/{platform}"
+
+    def settings(
+        self, *, per_platform: bool = False, client_secret_env: str | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """``[adapters.yrd_scenarios]`` settings reaching this sandbox, with :func:`sandbox_recognition`.
+
+        ``per_platform``: one endpoint per platform instead of the exchange. ``client_secret_env``: refer to the
+        secret by environment variable (for a hub.toml) instead of carrying it. ``overrides`` are added.
+        """
+        secret: Any = {"env": client_secret_env} if client_secret_env else self.client_secret
+        credentials = {"client_id": self.client_id, "client_secret": secret}
+        if per_platform:
+            endpoints = {
+                p: {"base_url": self.platform_url(p), **credentials, "platforms": [p]} for p in PLATFORM_PREFIX
+            }
+        else:
+            endpoints = {"exchange": {"base_url": self.url, **credentials, "platforms": list(PLATFORM_PREFIX)}}
+        return {"endpoints": endpoints, **sandbox_recognition(), **overrides}
+
+    def start(self) -> YrdSandbox:
+        if self._server is not None:
+            return self
+        config = uvicorn.Config(
+            self.exchange.app,
+            host=self.host,
+            port=0,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="yrd-sandbox", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError(f"YRD sandbox did not start on {self.host}")
+            time.sleep(0.002)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> YrdSandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def publish(self, count: int | None = None) -> None:
+        """See :meth:`SandboxExchange.publish`."""
+        self.exchange.publish(count)
+
+    def revoke_tokens(self) -> None:
+        """See :meth:`SandboxExchange.revoke_tokens`."""
+        self.exchange.revoke_tokens()
+
+    def fail_next(
+        self, status: int = 200, *, count: int = 1, retry_after: int | None = None, code: str | None = None
+    ) -> None:
+        """See :meth:`SandboxExchange.fail_next`."""
+        self.exchange.fail_next(status, count=count, retry_after=retry_after, code=code)
+
+    def signed_pushes(
+        self, secret: str, *, batch: int = 100, timestamp: int | None = None
+    ) -> list[tuple[dict[str, str], bytes]]:
+        """See :meth:`SandboxExchange.signed_pushes`."""
+        return self.exchange.signed_pushes(secret, batch=batch, timestamp=timestamp)
