@@ -21,6 +21,17 @@ from .errors import (
     SignatureError,
     TanpuhuiError,
 )
+from .gateway import (
+    CodeAction,
+    GatewayAuth,
+    GatewayClient,
+    GatewayConfig,
+    GatewaySignatureError,
+    GatewayStats,
+    GatewayVerifier,
+    PayloadCipher,
+)
+from .gm import GMError
 from .hookspecs import hookimpl, hookspec
 from .methodology import Factor, Formula, Methodology, Quantified, recompute
 from .privacy import (
@@ -40,9 +51,17 @@ __all__ = [
     "Adapter",
     "AdapterSettings",
     "ClientStats",
+    "CodeAction",
     "ConfigError",
     "Factor",
     "Formula",
+    "GMError",
+    "GatewayAuth",
+    "GatewayClient",
+    "GatewayConfig",
+    "GatewaySignatureError",
+    "GatewayStats",
+    "GatewayVerifier",
     "HttpOptions",
     "ItemRejected",
     "Methodology",
@@ -55,6 +74,7 @@ __all__ = [
     "PartnerError",
     "PartnerResponseError",
     "PartnerUnavailable",
+    "PayloadCipher",
     "PluginError",
     "PrivacyError",
     "Problem",

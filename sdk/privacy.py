@@ -45,7 +45,7 @@ _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _MOBILE_STRIP = re.compile(r"[\s\-()]")
 # Candidates inside free text (error messages, logs): digits not glued to other digits.
 _RID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[\dXx](?![0-9A-Za-z])")
-_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[\s-]?|0086[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)")
+_MOBILE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[\s-]?|0086[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?![0-9A-Za-z])")
 
 
 def is_valid_resident_id(value: str) -> bool:
