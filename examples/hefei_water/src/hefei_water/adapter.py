@@ -1,0 +1,181 @@
+"""Hefei water utility adapter: monthly household bills become water-saving records.
+
+Partner interface (see README.md)
+=================================
+``POST {base_url}/oauth/token``: OAuth2 client credentials, ``client_secret_post``.
+
+``GET {base_url}/api/v2/bills?pageSize=N[&cursor=C]``: ``{"code": 0, "message": "ok", "data": {"list": [...],
+"nextCursor": "...", "hasMore": true|false}}``. A ``code`` other than 0 is a partner error naming the code and
+message. The cursor is opaque; the hub commits it with each page's records.
+
+Normalization
+=============
+A bill whose ``usageM3`` is below ``lastYearM3`` gives one ``water_saving`` record: activity = this month's m3,
+baseline = the same month last year, period = the billing month. A bill at or above its baseline gives none. The
+account is credited by the keyed pseudonym of ``accountNo``; the mobile number is never used or kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from datetime import date, datetime, time, timedelta, timezone
+from importlib import resources
+from typing import Any, ClassVar
+
+import orjson
+from pydantic import Field, SecretStr, field_validator
+from tanpuhui.sdk import (
+    Adapter,
+    AdapterSettings,
+    ConfigError,
+    HttpOptions,
+    ItemRejected,
+    OAuth2ClientCredentials,
+    Page,
+    PartnerClient,
+    PartnerResponseError,
+    PullStream,
+    RecordLike,
+    RetryPolicy,
+    StreamContext,
+)
+
+from .methodology import HOUSEHOLD_SAVING
+
+__all__ = ["BillsStream", "HefeiWaterAdapter", "HefeiWaterSettings"]
+
+CST = timezone(timedelta(hours=8))
+
+
+def _schema(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads((resources.files(__package__) / "schemas" / f"{name}.schema.json").read_bytes())
+    return doc
+
+
+class HefeiWaterSettings(AdapterSettings):
+    """``[adapters.hefei_water]`` in hub.toml."""
+
+    base_url: str = Field(description="The utility's API root, e.g. https://api.hfwater.example.cn")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    page_size: int = Field(200, ge=1, le=1000)
+    retry_attempts: int = Field(5, ge=1, le=20)
+    retry_initial_backoff: float = Field(0.5, gt=0, le=60)
+    retry_max_backoff: float = Field(30.0, gt=0, le=600)
+    max_retry_after: float = Field(120.0, ge=0, le=3600)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class BillsStream(PullStream):
+    """``GET /api/v2/bills``: one record per bill below the same month last year."""
+
+    name = "bills"
+    schema = "hefei-water-bill"
+    id_field = "billId"
+    description = "Monthly household water bills, credited when below the same month of the previous year"
+
+    adapter: HefeiWaterAdapter
+
+    def __init__(self, adapter: HefeiWaterAdapter) -> None:
+        super().__init__(adapter)
+        self.adapter = adapter
+
+    async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+        size = self.adapter.config.page_size
+        while True:
+            params: dict[str, Any] = {"pageSize": size}
+            if cursor:
+                params["cursor"] = cursor
+            described = f"GET /api/v2/bills?pageSize={size}" + (f"&cursor={cursor}" if cursor else "")
+            doc = await self.adapter.client.get_json("/api/v2/bills", params=params)
+            items, next_cursor, has_more = self._envelope(doc, f"{self.adapter.name}: {described}")
+            if has_more and next_cursor in (None, cursor):
+                raise PartnerResponseError(f"{self.adapter.name}: {described}: hasMore is true but no new nextCursor")
+            yield Page(items=items, cursor=next_cursor or cursor, request=described)
+            if not has_more:
+                return
+            cursor = next_cursor
+
+    @staticmethod
+    def _envelope(doc: Any, where: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+        if not isinstance(doc, dict) or doc.get("code") != 0:
+            code = doc.get("code") if isinstance(doc, dict) else None
+            message = doc.get("message") if isinstance(doc, dict) else None
+            raise PartnerResponseError(f"{where}: the utility answered code {code!r} ({message!r}); success is 0")
+        data = doc.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("list"), list):
+            raise PartnerResponseError(f'{where}: expected data {{"list": [...], "nextCursor": ..., "hasMore": ...}}')
+        next_cursor = data.get("nextCursor")
+        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["list"]]
+        return items, next_cursor if isinstance(next_cursor, str) else None, data.get("hasMore") is True
+
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
+        usage, baseline = float(item["usageM3"]), float(item["lastYearM3"])
+        if usage >= baseline:
+            return ()
+        year, month = (int(p) for p in item["period"].split("-"))
+        start = datetime.combine(date(year, month, 1), time(), CST)
+        end = datetime.combine(date(year + month // 12, month % 12 + 1, 1), time(), CST)
+        if date.fromisoformat(item["readDate"]) < start.date():
+            raise ItemRejected(f"read on {item['readDate']}, before its billing month {item['period']}", "/readDate")
+        return (
+            ctx.record(
+                raw=item,
+                partner_record_id=item["billId"],
+                subject=ctx.subject("account", item["accountNo"]),
+                scenario=HOUSEHOLD_SAVING.scenario,
+                start=start,
+                end=end,
+                region=item["district"],
+                activity=usage,
+                unit="m3",
+                methodology=HOUSEHOLD_SAVING.id,
+                baseline=baseline,
+                baseline_method="the household's usage in the same month of the previous year (utility billing data)",
+                details={"period": item["period"]},
+            ),
+        )
+
+
+class HefeiWaterAdapter(Adapter):
+    """A municipal water utility's billing API (third-party example adapter)."""
+
+    name = "hefei_water"
+    version = "0.1.0"
+    title = "Hefei water utility: household tap-water saving (example third-party adapter)"
+    Settings = HefeiWaterSettings
+    stream_types = (BillsStream,)
+    schemas: ClassVar[dict[str, dict[str, Any]]] = {"hefei-water-bill": _schema("hefei-water-bill")}
+
+    def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
+        if not isinstance(settings, HefeiWaterSettings):
+            raise ConfigError(
+                f"adapter hefei_water: settings must be HefeiWaterSettings, got {type(settings).__name__}"
+            )
+        super().__init__(settings, http)
+        self.config: HefeiWaterSettings = settings
+        self._client: PartnerClient | None = None
+
+    @property
+    def client(self) -> PartnerClient:
+        """The utility's API client (created on first use, closed with the adapter)."""
+        if self._client is None:
+            c = self.config
+            self._client = self.partner_client(
+                c.base_url,
+                oauth=OAuth2ClientCredentials(
+                    token_url=f"{c.base_url}/oauth/token",
+                    client_id=c.client_id,
+                    client_secret=c.client_secret.get_secret_value(),
+                    auth_method="client_secret_post",
+                ),
+                retry=RetryPolicy(c.retry_attempts, c.retry_initial_backoff, c.retry_max_backoff, c.max_retry_after),
+                headers={"Accept": "application/json"},
+            )
+        return self._client

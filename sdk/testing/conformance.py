@@ -1,0 +1,555 @@
+"""The conformance suite every adapter inherits: one set of tests that says whether a pull stream is correct.
+
+    from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+
+    class TestReadingsConformance(AdapterConformance):
+        plugin = hefei_water.plugin                 # the module (or object) registering the adapter
+        adapter = HefeiWaterAdapter
+        stream = "readings"                         # the pull stream under test
+        page_path = "/v1/readings"                  # the URL path of its page requests (faults go there)
+        cassette_dir = Path(__file__).parent / "cassettes" / "readings"
+
+        def settings(self, base_url, partner):      # the [adapters.hefei_water] table
+            secret = partner.handle.client_secret if partner else "replayed-secret"
+            return {"base_url": base_url, "client_id": "hub", "client_secret": secret, "page_size": 4,
+                    "retry_attempts": 3}
+
+        def sandbox(self):                          # a live partner to record from (optional)
+            return HefeiWaterSandbox(...)           # a context manager yielding a LivePartner
+
+The adapter runs inside a real :class:`tanpuhui.hub.pipeline.Hub` (SQLite store in a temporary folder, the plugin
+loaded like any other), so the suite checks what production does: schema validation, normalization, record
+validation, dedup, and one commit per page with the cursor. Retry waits are recorded, not slept.
+
+Scenarios, one cassette each in ``cassette_dir`` (recorded with ``pytest --tanpuhui-record``; faults are injected
+by a :class:`~tanpuhui.sdk.testing.FaultInjector` while recording, so the cassettes show them):
+
+==========================  =========================================================================================
+``two_pages.json``          an uninterrupted run over at least ``min_pages`` pages
+``resume_after_failure``    run 1 fails at page ``fail_at_page`` (503 until the client gives up); run 2 resumes
+``rate_limited.json``       page 1 answered 429 with ``Retry-After: retry_after`` once
+``server_error.json``       page ``fail_at_page`` answered 503 once
+``reauth_401.json``         page ``fail_at_page`` answered 401 once (a token revoked early)
+``empty_page.json``         a run from the end of ``two_pages``: the partner has nothing new
+==========================  =========================================================================================
+
+With ``cassette_dir = None`` every scenario runs live against :meth:`AdapterConformance.sandbox` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extra
+from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.pipeline import Hub, PageResult, PullSummary
+from tanpuhui.hub.plugins import Plugins, load_plugins
+from tanpuhui.hub.store.base import Checkpoint, QuarantineEntry
+from tanpuhui.schemas import builtin_names, load_builtin
+from tanpuhui.sdk import (
+    Adapter,
+    HttpOptions,
+    Pseudonymiser,
+    PullStream,
+    ReductionRecord,
+    StreamContext,
+    recompute,
+    redact,
+)
+
+from .cassette import Cassette
+from .faults import Fault, FaultInjector
+from .plugin import recording_settings, resolve_cassette
+from .recording import RecordingTransport
+from .scrub import Scrubber, identifiers_in, personal_fields
+
+__all__ = ["AdapterConformance", "Harness", "LivePartner", "Run"]
+
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+PSEUDONYM_KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
+"""A fixed test key: the same raw item gives the same pseudonym, hence the same record bytes, on every run."""
+
+SCENARIOS = ("two_pages", "resume_after_failure", "rate_limited", "server_error", "reauth_401", "empty_page")
+
+
+@dataclass(frozen=True, slots=True)
+class LivePartner:
+    """Where the partner really is while recording (or running live): ``url``, or an in-process ``transport``.
+
+    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials).
+    """
+
+    url: str
+    transport: httpx.AsyncBaseTransport | None = None
+    handle: Any = None
+
+
+@dataclass
+class Run:
+    """What one pull run of the stream did, as the hub saw it."""
+
+    summary: PullSummary
+    records: list[bytes]
+    """Record documents (JSON bytes) this run added to the outbox, in commit order."""
+    quarantined: list[QuarantineEntry]
+    """Quarantine entries this run added."""
+    checkpoint: Checkpoint
+    raw_items: list[dict[str, Any]]
+    requests: list[str]
+    """``METHOD URL`` of every request the adapter sent, retries included."""
+    waits: list[float]
+    """Retry waits the adapter asked for (recorded, not slept)."""
+
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        return [orjson.loads(body) for body in self.records]
+
+
+class _WatchedHub(Hub):
+    """A hub that keeps the raw items it ingests (the personal-data check needs them)."""
+
+    raw_items: list[dict[str, Any]]
+
+    def ingest(
+        self,
+        rt: Any,
+        ctx: StreamContext,
+        items: Sequence[dict[str, Any]],
+        cursor: Any,
+        *,
+        final: bool = False,
+        save_checkpoint: bool = True,
+    ) -> PageResult:
+        self.raw_items.extend(items)
+        return super().ingest(rt, ctx, items, cursor, final=final, save_checkpoint=save_checkpoint)
+
+
+class _Log(httpx.AsyncBaseTransport):
+    """Logs requests on their way to ``inner``; never closes it (one session serves several hubs in turn)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _as_env_refs(value: Any, env: dict[str, str]) -> Any:
+    # HubConfig refuses literal secrets (as hub.toml must); hand every string over as an environment reference.
+    if isinstance(value, Mapping):
+        return {k: _as_env_refs(v, env) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_env_refs(v, env) for v in value]
+    if isinstance(value, str):
+        name = f"TANPUHUI_CONFORMANCE_{len(env)}"
+        env[name] = value
+        return {"env": name}
+    return value
+
+
+class Harness:
+    """Runs the suite's scenarios: replayed from cassettes, or live (and recorded) against a partner."""
+
+    def __init__(self, suite: AdapterConformance, workdir: Path, config: pytest.Config) -> None:
+        self.suite = suite
+        self.workdir = workdir
+        recording = recording_settings(config)
+        self.recording = recording.enabled and suite.cassette_dir is not None
+        self.record_url = recording.url
+        self.cassette_dir = resolve_cassette(config, suite.cassette_dir) if suite.cassette_dir is not None else None
+        self.live = self.recording or self.cassette_dir is None
+        self._partner_cm: AbstractContextManager[LivePartner | None] | None = None
+        self._partner: LivePartner | None = None
+        self._effective: LivePartner | None = None
+        self._stores = 0
+        self._plugins: Plugins | None = None
+        self.written: list[Path] = []
+
+    @property
+    def adapter_name(self) -> str:
+        return self.suite.adapter.name
+
+    def plugins(self) -> Plugins:
+        if self._plugins is None:
+            self._plugins = load_plugins([self.suite.plugin], entry_points=False)
+            if self.adapter_name not in self._plugins.adapters:
+                problems = "; ".join(self._plugins.problems) or "it registered none"
+                raise AssertionError(
+                    f"plugin {self.suite.plugin!r} did not register adapter {self.adapter_name!r}: {problems}"
+                )
+        return self._plugins
+
+    def new_store(self) -> Path:
+        self._stores += 1
+        return self.workdir / f"hub-{self._stores}.db"
+
+    def partner(self) -> LivePartner | None:
+        """The live partner (opened on first use, closed with the harness)."""
+        if self._partner_cm is None:
+            self._partner_cm = self.suite.sandbox()
+            self._partner = self._partner_cm.__enter__()
+            self._effective = self._partner
+            if self.record_url:
+                self._effective = LivePartner(self.record_url, None, self._partner.handle if self._partner else None)
+        return self._effective
+
+    def close(self) -> None:
+        if self._partner_cm is not None:
+            self._partner_cm.__exit__(None, None, None)
+            self._partner_cm = None
+
+    # -- scenarios -----------------------------------------------------------------------------------------
+
+    def play(self, name: str, *, runs: int = 1, faults: Sequence[Fault] = (), store: Path | None = None) -> list[Run]:
+        """Play scenario ``name`` (``runs`` pull runs of fresh hubs on one store; faults only in the first)."""
+        return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+
+    async def _play(self, name: str, runs: int, faults: Sequence[Fault], store: Path) -> list[Run]:
+        out: list[Run] = []
+        async with self._session(name, faults) as (transport, injector, verify):
+            for number in range(runs):
+                if number == 1 and injector is not None:
+                    injector.clear()
+                out.append(await self._run(transport, store))
+            verify()
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, name: str, faults: Sequence[Fault]
+    ) -> AsyncIterator[tuple[_Log, FaultInjector | None, Any]]:
+        if not self.live:
+            assert self.cassette_dir is not None
+            cassette = Cassette.load(self.cassette_dir / f"{name}.json")
+            log = _Log(cassette.transport())
+
+            def verify() -> None:
+                problems = cassette.problems(self.suite.allow_unused)
+                if problems:
+                    raise AssertionError("\n".join(problems))
+
+            yield log, None, verify
+            return
+        partner = self.partner()
+        base = self.suite.base_url
+        live_url = partner.url if partner is not None else base
+        inner: httpx.AsyncBaseTransport = (
+            partner.transport if partner is not None and partner.transport is not None else httpx.AsyncHTTPTransport()
+        )
+        injector = FaultInjector(inner, faults)
+        schemas = [self.suite.adapter.schemas[n] for n in self.suite.adapter.schemas]
+        recorder = RecordingTransport(injector, rewrite={base: live_url}, scrubber=Scrubber(personal_fields(schemas)))
+        log = _Log(recorder)
+
+        def save() -> None:
+            if self.recording and self.cassette_dir is not None:
+                about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.sdk.testing)"
+                self.written.append(recorder.save(self.cassette_dir / f"{name}.json", about))
+
+        try:
+            yield log, injector, save
+        finally:
+            await inner.aclose()
+
+    async def _run(self, transport: _Log, store: Path) -> Run:
+        env: dict[str, str] = {}
+        table = _as_env_refs(self.suite.settings(self.suite.base_url, self._effective if self.live else None), env)
+        config = HubConfig.from_dict(
+            {"hub": {"store": str(store)}, "adapters": {self.adapter_name: table}},
+            source=f"conformance suite {type(self.suite).__name__}",
+            environ=env,
+        )
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        hub = _WatchedHub(
+            config,
+            plugins=self.plugins(),
+            pseudonymiser=Pseudonymiser.parse(PSEUDONYM_KEYS),
+            http=HttpOptions(transport=transport, sleep=sleep),
+        )
+        hub.raw_items = []
+        first_request = len(transport.requests)
+        try:
+            seq = hub.store.outbox_max_seq()
+            quarantined = {e.id for e in hub.store.quarantine_list(None, "open", 1_000_000)}
+            (summary,) = await hub.pull(self.adapter_name, self.suite.stream)
+            rows = hub.store.read_outbox(seq, 1_000_000)
+            entries = [e for e in hub.store.quarantine_list(None, "open", 1_000_000) if e.id not in quarantined]
+            checkpoint = hub.store.load_checkpoint(self.adapter_name, self.suite.stream)
+        finally:
+            await hub.aclose()
+        return Run(
+            summary=summary,
+            records=[r.body for r in rows],
+            quarantined=entries,
+            checkpoint=checkpoint,
+            raw_items=hub.raw_items,
+            requests=transport.requests[first_request:],
+            waits=waits,
+        )
+
+    # -- the standard scenarios ------------------------------------------------------------------------------
+
+    def _page_fault(self, page: int, status: int, times: int | None = 1, retry_after: int | None = None) -> Fault:
+        return Fault(self.suite.page_path, page=page, status=status, times=times, retry_after=retry_after)
+
+    def happy(self, store: Path | None = None) -> Run:
+        (run,) = self.play("two_pages", store=store)
+        return run
+
+    def resume(self) -> tuple[Run, Run]:
+        first, second = self.play(
+            "resume_after_failure", runs=2, faults=[self._page_fault(self.suite.fail_at_page, 503, times=None)]
+        )
+        return first, second
+
+    def rate_limited(self) -> Run:
+        (run,) = self.play("rate_limited", faults=[self._page_fault(1, 429, retry_after=self.suite.retry_after)])
+        return run
+
+    def server_error(self) -> Run:
+        (run,) = self.play("server_error", faults=[self._page_fault(self.suite.fail_at_page, 503)])
+        return run
+
+    def reauth(self) -> Run:
+        (run,) = self.play("reauth_401", faults=[self._page_fault(self.suite.fail_at_page, 401)])
+        return run
+
+    def empty_after_happy(self) -> tuple[Run, Run]:
+        store = self.new_store()
+        first = self.happy(store)
+        (second,) = self.play("empty_page", store=store)
+        return first, second
+
+    def page_requests(self, run: Run) -> list[str]:
+        path = self.suite.page_path
+        return [r for r in run.requests if httpx.URL(r.split(" ", 1)[1]).path.endswith(path)]
+
+
+_RECORD_VALIDATOR = Draft202012Validator(
+    load_builtin("reduction-record"), format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+
+class AdapterConformance:
+    """Inherit in a ``Test...`` class and set the class attributes; every ``test_*`` here then runs for the adapter.
+
+    Required: :attr:`plugin`, :attr:`adapter`, :attr:`stream`, :attr:`page_path`, :meth:`settings`; and either
+    :attr:`cassette_dir` (replay) or :meth:`sandbox` (live), or both (record with ``--tanpuhui-record``).
+    """
+
+    plugin: object  # not ClassVar: mypy refuses a module assigned to a ClassVar in a subclass
+    """The plugin (module or object with hookimpls) that registers the adapter and its methodologies."""
+    adapter: ClassVar[type[Adapter]]
+    stream: ClassVar[str]
+    """The pull stream under test (subclass once per stream to test several)."""
+    page_path: ClassVar[str]
+    """The URL path (or its tail) of the stream's page requests: faults are injected there."""
+    cassette_dir: ClassVar[str | Path | None] = None
+    """Folder of the scenario cassettes; relative paths start at the rootdir. None: run live against sandbox()."""
+    base_url: ClassVar[str] = "https://partner.sandbox.example"
+    """The URL the adapter is configured with; cassettes keep it, recording sends its requests to the partner."""
+    fail_at_page: ClassVar[int] = 2
+    """The page the resume, 5xx and 401 scenarios fail at (1-based)."""
+    retry_after: ClassVar[int] = 3
+    """Seconds in the injected 429's ``Retry-After``."""
+    max_attempts: ClassVar[int] = 10
+    """Upper bound on requests for one page before the client must give up."""
+    max_wait: ClassVar[float] = 120.0
+    """Upper bound on any single retry wait, seconds."""
+    min_pages: ClassVar[int] = 2
+    min_records: ClassVar[int] = 1
+    reauth: ClassVar[bool] = True
+    """False for a partner without tokens: the 401 scenario is skipped."""
+    allow_unused: ClassVar[bool] = False
+
+    def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
+        """The ``[adapters.NAME]`` table reaching ``base_url``; ``partner`` is None when replaying cassettes."""
+        raise NotImplementedError(f"{type(self).__name__} must define settings(base_url, partner)")
+
+    def sandbox(self) -> AbstractContextManager[LivePartner | None]:
+        """A live partner for recording and live runs; None (the default): the partner at ``base_url`` itself."""
+        return nullcontext(None)
+
+    @pytest.fixture
+    def conformance(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+        harness = Harness(self, tmp_path, request.config)
+        try:
+            yield harness
+        finally:
+            harness.close()
+
+    # -- schemas -------------------------------------------------------------------------------------------
+
+    def test_schemas_are_valid_2020_12_and_their_examples_validate(self) -> None:
+        streams = {t.name: t.schema for t in self.adapter.stream_types}
+        assert self.stream in streams, f"{self.adapter.name} has no stream {self.stream!r}; streams: {sorted(streams)}"
+        known = set(self.adapter.schemas) | set(builtin_names())
+        for stream, schema in streams.items():
+            assert schema in known, f"stream {stream!r} names schema {schema!r}, which the adapter does not ship"
+        for name, doc in self.adapter.schemas.items():
+            assert doc.get("$schema") == DRAFT_2020_12, f"schema {name!r}: $schema must be {DRAFT_2020_12}"
+            assert doc.get("$id"), f"schema {name!r} has no $id (integrators refer to schemas by a stable $id)"
+            Draft202012Validator.check_schema(doc)
+            examples = doc.get("examples", [])
+            if name in streams.values():
+                assert examples, f"schema {name!r} has no examples; give at least one valid payload"
+            validator = Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            for index, example in enumerate(examples):
+                errors = [
+                    f"{'/'.join(map(str, e.absolute_path)) or '/'}: {e.message}" for e in validator.iter_errors(example)
+                ]
+                assert not errors, f"schema {name!r} examples[{index}] is invalid: {'; '.join(errors)}"
+
+    def test_the_stream_is_a_pull_stream(self) -> None:
+        types = {t.name: t for t in self.adapter.stream_types}
+        assert issubclass(types[self.stream], PullStream), f"{self.adapter.name}:{self.stream} is not a pull stream"
+
+    # -- records -------------------------------------------------------------------------------------------
+
+    def test_an_uninterrupted_run_gives_valid_reduction_records(self, conformance: Harness) -> None:
+        run = conformance.happy()
+        assert run.summary.error is None, f"the run stopped: {run.summary.error}"
+        assert run.summary.pages >= self.min_pages, f"{run.summary.pages} page(s); the scenario needs {self.min_pages}"
+        assert len(run.records) >= self.min_records, (
+            f"{len(run.records)} record(s); expected at least {self.min_records}"
+        )
+        crashed = [e for e in run.quarantined if any(p.get("keyword") == "adapter" for p in e.problems)]
+        assert not crashed, f"normalize raised on {[(e.partner_record_id, e.problems) for e in crashed]}"
+        invalid = [e for e in run.quarantined if e.stage == "record"]
+        assert not invalid, f"records failing reduction-record: {[(e.partner_record_id, e.problems) for e in invalid]}"
+        for doc in run.documents:
+            errors = [
+                f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _RECORD_VALIDATOR.iter_errors(doc)
+            ]
+            assert not errors, f"record {doc.get('record_id')}: {'; '.join(errors)}"
+            ReductionRecord.model_validate(doc)
+            assert doc["source"]["adapter"] == self.adapter.name and doc["source"]["stream"] == self.stream
+
+    def test_records_are_deterministic(self, conformance: Harness) -> None:
+        first, second = conformance.happy(), conformance.happy()
+        assert first.records == second.records, "the same partner data gave different record bytes"
+        ids = [doc["record_id"] for doc in first.documents]
+        assert len(ids) == len(set(ids)), f"record ids repeat: {[i for i, n in Counter(ids).items() if n > 1]}"
+
+    def test_no_clear_text_personal_identifier_in_any_record(self, conformance: Harness) -> None:
+        run = conformance.happy()
+        schema = self.adapter.schemas.get(
+            next(t.schema for t in self.adapter.stream_types if t.name == self.stream), {}
+        )
+        fields = personal_fields([schema])
+        values = {
+            str(item[key])
+            for item in run.raw_items
+            for key in fields
+            if isinstance(item.get(key), str | int) and len(str(item[key])) >= 5
+        }
+        for doc, body in zip(run.documents, run.records, strict=True):
+            text = body.decode()
+            leaked = sorted(v for v in values if v in text)
+            assert not leaked, f"record {doc['record_id']} holds personal data in clear: {[redact(v) for v in leaked]}"
+            shaped = [s for s in _strings(doc) if identifiers_in(s)]
+            assert not shaped, (
+                f"record {doc['record_id']} holds resident-ID or mobile shaped values: {[redact(s) for s in shaped]}"
+            )
+
+    def test_every_reduction_recomputes_from_its_own_fields(self, conformance: Harness) -> None:
+        for doc in conformance.happy().documents:
+            stated = doc["quantification"]["reduction_kgco2e"]
+            assert recompute(doc) == pytest.approx(stated, abs=1e-6), (
+                f"record {doc['record_id']}: formula {doc['quantification']['formula']!r} over its factors, activity "
+                f"and baseline gives {recompute(doc)}, the record says {stated}"
+            )
+
+    # -- resume, retries, auth, empty pages ---------------------------------------------------------------------
+
+    def test_resume_after_a_failure_at_page_n_loses_and_duplicates_nothing(self, conformance: Harness) -> None:
+        reference = conformance.happy()
+        failed, resumed = conformance.resume()
+        assert failed.summary.error, f"run 1 was to fail at page {self.fail_at_page} but ended normally"
+        assert failed.summary.pages == self.fail_at_page - 1, (
+            f"run 1 committed {failed.summary.pages} page(s) before failing at page {self.fail_at_page}"
+        )
+        assert resumed.summary.error is None, f"the resumed run stopped: {resumed.summary.error}"
+        assert resumed.summary.duplicates == 0, f"the resumed run re-delivered {resumed.summary.duplicates} record(s)"
+        assert sorted(failed.records + resumed.records) == sorted(reference.records), (
+            "interrupted + resumed runs do not give the records of one uninterrupted run "
+            f"({len(failed.records)} + {len(resumed.records)} vs {len(reference.records)})"
+        )
+        quarantined = Counter((e.stage, e.partner_record_id) for e in failed.quarantined + resumed.quarantined)
+        assert quarantined == Counter((e.stage, e.partner_record_id) for e in reference.quarantined)
+        assert resumed.checkpoint.cursor == reference.checkpoint.cursor
+
+    def test_5xx_retries_stop_within_bounds(self, conformance: Harness) -> None:
+        failed, _ = conformance.resume()
+        pages = Counter(conformance.page_requests(failed))
+        tries = max(pages.values())
+        assert 2 <= tries <= self.max_attempts, f"the failing page was requested {tries} time(s)"
+        assert failed.waits and all(0 <= w <= self.max_wait for w in failed.waits), f"retry waits {failed.waits}"
+        assert self.adapter.name in (failed.summary.error or ""), (
+            f"the error does not name the adapter: {failed.summary.error}"
+        )
+
+    def test_a_5xx_is_retried_and_loses_nothing(self, conformance: Harness) -> None:
+        reference, run = conformance.happy(), conformance.server_error()
+        assert run.summary.error is None, f"one 503 stopped the run: {run.summary.error}"
+        assert len(run.waits) == 1 and 0 <= run.waits[0] <= self.max_wait, f"retry waits {run.waits}"
+        assert run.records == reference.records
+
+    def test_429_is_retried_after_retry_after(self, conformance: Harness) -> None:
+        reference, run = conformance.happy(), conformance.rate_limited()
+        assert run.summary.error is None, f"one 429 stopped the run: {run.summary.error}"
+        assert run.waits == [pytest.approx(self.retry_after)], (
+            f"waited {run.waits} after a 429 with Retry-After: {self.retry_after}"
+        )
+        assert run.records == reference.records
+
+    def test_a_401_reauthenticates_once_and_loses_nothing(self, conformance: Harness) -> None:
+        if not self.reauth:
+            pytest.skip(f"{self.adapter.name} uses no access tokens (reauth = False)")
+        reference, run = conformance.happy(), conformance.reauth()
+        assert run.summary.error is None, f"one 401 stopped the run: {run.summary.error}"
+        assert run.records == reference.records
+        extra = Counter(run.requests) - Counter(reference.requests)
+        page_extra = Counter(conformance.page_requests(run)) - Counter(conformance.page_requests(reference))
+        assert sum(page_extra.values()) == 1, f"the refused page was not requested again once: {dict(page_extra)}"
+        others = extra - page_extra
+        assert sum(others.values()) == 1, f"expected one token request after the 401, got {dict(others) or 'none'}"
+
+    def test_an_empty_page_adds_nothing_and_keeps_the_cursor(self, conformance: Harness) -> None:
+        first, second = conformance.empty_after_happy()
+        assert second.summary.error is None, f"an empty page stopped the run: {second.summary.error}"
+        assert second.records == [] and second.quarantined == []
+        assert second.summary.pulled == 0, f"the empty-page run pulled {second.summary.pulled} item(s)"
+        if first.checkpoint.cursor is not None:
+            assert second.checkpoint.cursor is not None, "an empty page reset the cursor: the next run starts over"
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)

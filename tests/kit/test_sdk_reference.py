@@ -1,0 +1,120 @@
+"""docs/sdk-reference.md documents every public name of the SDK and its testing kit.
+
+The reference is generated from the docstrings; regenerate it after changing the public surface:
+
+    .venv/bin/python tests/kit/test_sdk_reference.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+DOC = Path(__file__).parent.parent.parent / "docs" / "sdk-reference.md"
+MODULES = ("tanpuhui.sdk", "tanpuhui.sdk.testing", "tanpuhui.sdk.testing.conformance")
+
+HEADER = """\
+# SDK reference
+
+Every public name of `tanpuhui.sdk` (the contract adapter, methodology and sink authors import: `from tanpuhui.sdk
+import ...`), of its testing kit `tanpuhui.sdk.testing`, and of the conformance suite
+`tanpuhui.sdk.testing.conformance`, with its signature and docstring. docs/adapter-authors.md shows them at work;
+docs/plugin-hooks.md documents the hooks.
+
+Generated from the docstrings by `python tests/kit/test_sdk_reference.py`; a test fails when a public name is
+missing here.
+"""
+
+
+VALUES = {
+    "hookimpl": '`pluggy.HookimplMarker("tanpuhui")`: mark a plugin\'s hook implementations (docs/plugin-hooks.md).',
+    "hookspec": '`pluggy.HookspecMarker("tanpuhui")`: marks the hook specifications in `tanpuhui.sdk.hookspecs`.',
+    "RecordLike": "`dict[str, Any] | ReductionRecord`: what `normalize` may return (a record document is the fast path).",
+    "Stream": "`PullStream | PushStream`.",
+}
+
+
+def _names(module: ModuleType) -> list[str]:
+    return list(getattr(module, "__all__", []))
+
+
+def _signature(obj: Any, name: str) -> str:
+    target = obj
+    if inspect.isclass(obj):
+        target = obj.__init__ if "__init__" in vars(obj) else obj
+    try:
+        sig = str(inspect.signature(target))
+    except (TypeError, ValueError):
+        return ""
+    sig = sig.replace("(self, ", "(").replace("(self)", "()")
+    sig = re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"\1", sig)  # defaults like asyncio.sleep, stably
+    sig = re.sub(r"'([^']*)'", r"\1", sig)  # string annotations (from __future__ import annotations)
+    return f"{name}{sig}"
+
+
+def _kind(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return "exception" if issubclass(obj, BaseException) else "class"
+    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+        return "function"
+    return "value"
+
+
+def render() -> str:
+    parts = [HEADER]
+    for module_name in MODULES:
+        module = importlib.import_module(module_name)
+        parts.append(f"\n## `{module_name}`\n")
+        doc = inspect.getdoc(module) or ""
+        if doc:
+            parts.append(doc.split("\n\n")[0] + "\n")
+        by_source: dict[str, list[str]] = {}
+        for name in _names(module):
+            obj = getattr(module, name)
+            source = getattr(obj, "__module__", None) or module_name
+            by_source.setdefault(source if source.startswith("tanpuhui") else module_name, []).append(name)
+        for source in sorted(by_source):
+            if source != module_name:
+                parts.append(f"\n### from `{source}`\n")
+            for name in sorted(by_source[source], key=str.lower):
+                obj = getattr(module, name)
+                parts.append(f"\n#### `{name}`\n")
+                signature = _signature(obj, name) if _kind(obj) != "value" else ""
+                parts.append(f"*{_kind(obj)}*" + (f" `{signature}`" if signature else "") + "\n")
+                text = inspect.getdoc(obj) if _kind(obj) != "value" else VALUES.get(name, "")
+                if text and not (inspect.isclass(obj) and text == inspect.getdoc(type)):
+                    parts.append("\n" + re.sub(r"\n{3,}", "\n\n", text) + "\n")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_every_public_name_is_in_the_reference(module_name: str) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    module = importlib.import_module(module_name)
+    section = text.split(f"## `{module_name}`", 1)
+    assert len(section) == 2, f"docs/sdk-reference.md has no section for {module_name}; regenerate it (see {__file__})"
+    body = section[1].split("\n## `", 1)[0]
+    missing = [n for n in _names(module) if f"#### `{n}`" not in body]
+    assert not missing, (
+        f"{module_name} names missing from docs/sdk-reference.md: {', '.join(missing)}; "
+        f"regenerate it with `python {Path(__file__).relative_to(DOC.parent.parent)}`"
+    )
+
+
+def test_the_reference_names_nothing_that_is_no_longer_public() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    public = {n for m in MODULES for n in _names(importlib.import_module(m))}
+    documented = set(re.findall(r"^#### `([^`]+)`", text, re.M))
+    assert documented <= public, f"documented but not public: {sorted(documented - public)}"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render(), encoding="utf-8")
+    print(f"wrote {DOC}", file=sys.stderr)
