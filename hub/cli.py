@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tanpuhui.sdk import Problem, PullStream, TanpuhuiError, redact
 
@@ -43,7 +44,7 @@ class UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        err.print(f"[bold red]error:[/] {self.message}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(self.message)}", markup=True)
 
 
 def friendly(func: Callable[P, R]) -> Callable[P, R]:
@@ -351,11 +352,17 @@ def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, config_path: P
         ids += [e.id for e in hub.store.quarantine_list(None, "open", 1_000_000)]
     if not ids:
         raise UserError("give entry ids or --all")
-    results = hub.replay_quarantine(ids)
+
+    async def run() -> Any:
+        try:
+            return await hub.replay_quarantine(ids)
+        finally:
+            await hub.aclose()
+
+    results = asyncio.run(run())
     for r in results:
         detail = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in r.problems)
         out.print(f"{r.entry_id}: {r.status}{' - ' + detail if detail else ''}", markup=False)
-    asyncio.run(hub.aclose())
     if any(r.status != "resolved" for r in results):
         sys.exit(1)
 
@@ -385,3 +392,151 @@ def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
     from .demo import run_demo
 
     run_demo(workdir=workdir, trips=trips, fresh=fresh, from_start=from_start, console=out)
+
+
+# -- serve -------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", default=None, help="Address to bind (default: [server] host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to bind (default: [server] port, 8700).")
+@friendly
+def serve(config_path: Path, host: str | None, port: int | None) -> None:
+    """Run the sidecar: webhooks, validation, health, metrics and admin API, scheduled pulls and forwarding.
+
+    Logs are JSON lines on stderr (personal identifiers and secrets masked). SIGTERM or Ctrl-C stops it cleanly
+    within [server] shutdown_timeout. See docs/operator-guide.md.
+    """
+    from .logging import configure_logging, known_secrets
+    from .server import ServerSettings, Sidecar
+    from .server import serve as run_sidecar
+
+    config = load_config(config_path)
+    settings = ServerSettings.from_config(config)
+    configure_logging(settings.log_level, secrets=known_secrets(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        plugins = load_plugins()  # problems are logged (as JSON) and shown by /readyz
+    sidecar = Sidecar(config, plugins=plugins, settings=settings)
+    if not run_sidecar(sidecar, host, port):
+        sys.exit(3)
+
+
+# -- plugins and scaffolding (the adapter author's kit) ------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly
+def plugins(as_json: bool) -> None:
+    """List loaded plugins: distribution, version, hooks implemented and what each registered.
+
+    Plugins come from the `tanpuhui` entry-point group (built-in adapters included). Set TANPUHUI_TRACE_HOOKS=1 to
+    log every hook call.
+    """
+    loaded = _plugins()
+    if as_json:
+        rows = [
+            {
+                "plugin": p.name,
+                "distribution": p.distribution,
+                "version": p.version,
+                "hooks": sorted(p.hooks),
+                "adapters": p.adapters,
+                "methodologies": p.methodologies,
+                "sinks": p.sinks,
+            }
+            for p in loaded.info
+        ]
+        sys.stdout.write(
+            orjson.dumps({"plugins": rows, "problems": loaded.problems}, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return
+    table = Table("plugin", "distribution", "version", "hooks", "registered", title="Plugins")
+    for p in loaded.info:
+        registered = ", ".join(p.adapters + p.methodologies + p.sinks) or "-"
+        table.add_row(p.name, p.distribution, p.version or "-", ", ".join(sorted(p.hooks)) or "-", registered)
+    out.print(table)
+
+
+@main.command("new-adapter")
+@click.argument("name")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the NAME folder.",
+)
+@click.option("--no-record", is_flag=True, help="Do not record the conformance cassettes from the sandbox now.")
+@click.option("--force", is_flag=True, help="Write into an existing, non-empty NAME folder.")
+@friendly
+def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> None:
+    """Scaffold an installable adapter package NAME that passes the conformance suite.
+
+    Writes ./NAME (pyproject with the `tanpuhui` entry point, adapter, partner schema, methodology, sandbox,
+    conformance tests), then records its cassettes from the sandbox with `pytest --tanpuhui-record`.
+    """
+    from .scaffold import record_cassettes, scaffold
+
+    made = scaffold(name, directory, force=force)
+    for rel in made.files:
+        out.print(f"  created {made.root / rel}", markup=False)
+    if not no_record:
+        err.print("recording the conformance cassettes from the sandbox (pytest --tanpuhui-record) ...")
+        result = record_cassettes(made.root)
+        if result.returncode != 0:
+            err.print(result.stdout[-4000:] + result.stderr[-2000:], markup=False)
+            raise UserError(f"recording the cassettes failed (pytest exit {result.returncode}); see above")
+        cassettes = sorted((made.root / "tests" / "cassettes").rglob("*.json"))
+        out.print(f"  recorded {len(cassettes)} cassettes in {made.root / 'tests' / 'cassettes'}", markup=False)
+    out.print(
+        f"\nNext: cd {made.root} && pip install -e '.[test]' && pytest\n"
+        "Then make it yours: docs/adapter-authors.md (partner interface, schema, methodology, re-record).",
+        markup=False,
+    )
+
+
+# -- store schema ----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when migrations are pending, 2 when newer.")
+@friendly
+def migrate(config_path: Path, check: bool) -> None:
+    """Bring the store's schema up to this tanpuhui version (the SQLite file or the PostgreSQL database).
+
+    Run it after installing or upgrading, before starting the hub: a store older than the code is refused at
+    start-up until it is migrated, a newer one always. Applies what is missing in one transaction; safe to run
+    again, and from several replicas at once. See docs/scaling.md.
+    """
+    from .store.factory import migrate_store, schema_status
+
+    config = load_config(config_path)
+    if check:
+        status = schema_status(config)
+        if status.found is None:
+            out.print(f"{status.store}: no store yet (created at version {status.expected} on first use)", markup=False)
+        elif status.newer:
+            raise UserError(
+                f"{status.store}: schema version {status.found} is newer than this tanpuhui ({status.expected})"
+            )
+        elif status.pending:
+            out.print(
+                f"{status.store}: schema version {status.found}, this tanpuhui needs {status.expected}: "
+                "run `tanpuhui migrate`",
+                markup=False,
+            )
+            sys.exit(1)
+        else:
+            out.print(f"{status.store}: schema version {status.found}, up to date", markup=False)
+        return
+    report = migrate_store(config)
+    for m in report.applied:
+        out.print(f"  applied {m.version}: {m.name}", markup=False)
+    if report.applied:
+        out.print(f"{report.store}: schema version {report.before} -> {report.after}", markup=False)
+    else:
+        out.print(f"{report.store}: schema version {report.after}, up to date (nothing to do)", markup=False)

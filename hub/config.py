@@ -81,6 +81,8 @@ class HubConfig:
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
     methodologies: dict[str, MethodologySettings] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)
+    """The ``[server]`` table of the sidecar, validated by ``tanpuhui.hub.server.ServerSettings`` when it starts."""
     base_dir: Path = field(default_factory=Path.cwd)
 
     @classmethod
@@ -94,10 +96,10 @@ class HubConfig:
     ) -> HubConfig:
         env = os.environ if environ is None else environ
         doc = _apply_env_overrides(_deepcopy(data), env)
-        unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies"}
+        unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies", "server"}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, methodologies"
+                f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, methodologies, server"
             )
         resolved = _resolve(doc, env, source, ())
         table = "hub"
@@ -112,6 +114,8 @@ class HubConfig:
         except ValidationError as exc:
             # Name the table: "synchronous: ..." alone does not say where to look.
             raise ConfigError(f"{source}: {pydantic_problems(exc, table)}") from None
+        if not isinstance(resolved.get("server", {}), dict):
+            raise ConfigError(f"{source}: [server] must be a table")
         for section in ("adapters", "sinks"):
             for name, table in resolved.get(section, {}).items():
                 if not isinstance(table, dict):
@@ -123,6 +127,7 @@ class HubConfig:
             adapters=dict(resolved.get("adapters", {})),
             sinks=dict(resolved.get("sinks", {})),
             methodologies=methods,
+            server=dict(resolved.get("server", {})),
             base_dir=base_dir or Path.cwd(),
         )
 

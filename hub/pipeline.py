@@ -10,12 +10,14 @@ id); a crash after it resumes from the next page. Invalid items never block the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -41,11 +43,21 @@ from tanpuhui.sdk.records import fingerprint_claim_keys
 
 from .config import HubConfig, pydantic_problems
 from .plugins import Plugins, load_plugins
-from .store.base import Checkpoint, CommitResult, NewQuarantine, NewRecord, QuarantineEntry, Store
+from .store.base import (
+    Checkpoint,
+    CommitResult,
+    NewQuarantine,
+    NewReceipt,
+    NewRecord,
+    PageWrite,
+    QuarantineEntry,
+    Store,
+    WebhookReceipt,
+)
 from .store.sqlite import SQLiteStore
 from .validation import RECORD_SCHEMA, CompiledSchema, SchemaRegistry
 
-__all__ = ["Hub", "PageResult", "PullSummary", "ReplayResult"]
+__all__ = ["Hub", "PageResult", "PreparedPush", "PullSummary", "PushOutcome", "ReplayResult"]
 
 log = logging.getLogger("tanpuhui.pipeline")
 
@@ -99,6 +111,60 @@ class PullSummary:
         self.quarantined += page.quarantined
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
+
+
+@dataclass(slots=True)
+class _Processed:
+    """A page validated and normalized, not yet committed."""
+
+    result: PageResult
+    records: list[NewRecord] = field(default_factory=list)
+    quarantined: list[NewQuarantine] = field(default_factory=list)
+    rejected: dict[int, tuple[str, list[Problem]]] = field(default_factory=dict)
+    """Item index -> (stage, problems) for the page's items that were quarantined."""
+
+    def committed(self, committed: CommitResult) -> PageResult:
+        result = self.result
+        result.records = len(self.records)
+        result.inserted = committed.inserted
+        result.duplicates = committed.duplicates
+        result.held = committed.held
+        result.quarantined = committed.quarantined
+        for r in self.records:
+            if committed.inserted_ids is None or r.record_id in committed.inserted_ids:
+                result.kg_by_scenario[r.scenario] += r.reduction_kgco2e  # type: ignore[assignment]  # kg: floats
+                result.inserted_by_scenario[r.scenario] += 1
+        return result
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    """The answer to one webhook request: an HTTP status and a JSON body (a problem document when >= 400).
+
+    ``page`` is what this request committed; None when nothing was (a rejected request, or a repeat answered from
+    the receipt of the first delivery, then ``replayed`` is true).
+    """
+
+    status: int
+    body: bytes
+    page: PageResult | None = None
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class PreparedPush:
+    """A verified webhook request, validated and normalized, waiting for :meth:`Hub.commit_pushes`."""
+
+    rt: _StreamRuntime
+    key: str
+    processed: _Processed
+    checkpoint: Checkpoint
+    receipt: NewReceipt
+
+
+def problem_body(status: int, title: str, detail: str) -> bytes:
+    """An RFC 9457 problem document (``application/problem+json``)."""
+    return orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": redact(detail)})
 
 
 @dataclass(frozen=True)
@@ -226,6 +292,9 @@ class Hub:
                 raise ConfigError(
                     f"{self.config.source}: [sinks.{name}] type {kind!r} is not a registered sink type ({known})"
                 )
+            path = table.get("path")
+            if isinstance(path, str) and not Path(path).is_absolute():
+                table = {**table, "path": str(self.config.base_dir / path)}  # relative to hub.toml, like the store
             try:
                 settings = cls.Settings.model_validate(table)
             except ValidationError as exc:
@@ -248,62 +317,67 @@ class Hub:
         save_checkpoint: bool = True,
     ) -> PageResult:
         """Run one page of raw items through the pipeline and commit it (with the cursor) atomically."""
+        processed = self._process(rt, ctx, items, final)
+        checkpoint = Checkpoint(cursor, ctx.state) if save_checkpoint else None
+        committed: CommitResult = self.store.commit_page(
+            rt.adapter.name, rt.stream.name, processed.records, processed.quarantined, checkpoint
+        )
+        return processed.committed(committed)
+
+    def _process(
+        self, rt: _StreamRuntime, ctx: StreamContext, items: Sequence[dict[str, Any]], final: bool
+    ) -> _Processed:
+        """Validate and normalize a page (nothing is stored yet); ``rejected`` says which items were quarantined."""
         stream = rt.stream
         adapter = rt.adapter.name
-        result = PageResult(adapter, stream.name, items=len(items))
-        records: list[NewRecord] = []
-        quarantined: list[NewQuarantine] = []
+        processed = _Processed(PageResult(adapter, stream.name, items=len(items)))
+        result = processed.result
+        records = processed.records
+        quarantined = processed.quarantined
+        rejected = processed.rejected
         raw_valid = rt.raw_schema.is_valid
         record_valid = rt.record_schema.is_valid
         id_field = stream.id_field
 
-        def accept(out: Iterable[Any], item: dict[str, Any]) -> None:
+        def reject(index: int, stage: str, item: dict[str, Any], problems: Sequence[Problem]) -> None:
+            quarantined.append(self._quarantine(stage, item, id_field, problems))
+            if index >= 0:
+                rejected.setdefault(index, (stage, []))[1].extend(problems)
+
+        def accept(index: int, out: Iterable[Any], item: dict[str, Any]) -> None:
             for rec in out:
                 doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
                 if not record_valid(doc):
-                    problems = rt.record_schema.problems(doc)
-                    quarantined.append(self._quarantine("record", item, id_field, problems))
+                    reject(index, "record", item, rt.record_schema.problems(doc))
                     continue
                 records.append(self._new_record(doc))
 
-        for item in items:
+        for index, item in enumerate(items):
             if not raw_valid(item):
-                quarantined.append(self._quarantine("raw", item, id_field, rt.raw_schema.problems(item)))
+                reject(index, "raw", item, rt.raw_schema.problems(item))
                 continue
             try:
                 out = list(stream.normalize(item, ctx))
             except ItemRejected as exc:
-                quarantined.append(self._quarantine("normalize", item, id_field, exc.problems))
+                reject(index, "normalize", item, exc.problems)
                 continue
             except TanpuhuiError as exc:
-                quarantined.append(self._quarantine("normalize", item, id_field, [Problem("", redact(str(exc)))]))
+                reject(index, "normalize", item, [Problem("", redact(str(exc)))])
                 continue
             except Exception as exc:  # an adapter bug must not lose the item: keep it for replay after a fix
                 log.exception("adapter %s stream %s: normalize raised", adapter, stream.name)
                 problem = Problem("", redact(f"adapter error {type(exc).__name__}: {exc}"), "adapter")
-                quarantined.append(self._quarantine("normalize", item, id_field, [problem]))
+                reject(index, "normalize", item, [problem])
                 continue
             result.valid_items += 1
-            accept(out, item)
-        accept(stream.flush(ctx, final), {})
+            accept(index, out, item)
+        accept(-1, stream.flush(ctx, final), {})
         for rejection in ctx.rejections:
             quarantined.append(
                 self._quarantine("incomplete", rejection.raw, id_field, rejection.problems, rejection.partner_record_id)
             )
         ctx.rejections.clear()
-
-        checkpoint = Checkpoint(cursor, ctx.state) if save_checkpoint else None
-        committed: CommitResult = self.store.commit_page(adapter, stream.name, records, quarantined, checkpoint)
-        result.records = len(records)
-        result.inserted = committed.inserted
-        result.duplicates = committed.duplicates
-        result.held = committed.held
-        result.quarantined = committed.quarantined
-        for r in records:
-            if committed.inserted_ids is None or r.record_id in committed.inserted_ids:
-                result.kg_by_scenario[r.scenario] += r.reduction_kgco2e
-                result.inserted_by_scenario[r.scenario] += 1
-        return result
+        return processed
 
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
@@ -385,13 +459,136 @@ class Hub:
         ctx = rt.context(dict(checkpoint.state))
         return self.ingest(rt, ctx, items, checkpoint.cursor)
 
+    # -- webhooks with receipts (the sidecar) ----------------------------------------------------------------
+
+    def push_runtime(self, adapter_name: str, stream_name: str) -> _StreamRuntime:
+        """The runtime of a push stream; ConfigError for a pull stream or an unknown one."""
+        rt = self.runtime(adapter_name, stream_name)
+        if not isinstance(rt.stream, PushStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a pull stream; it cannot receive pushes")
+        return rt
+
+    def verify_push(self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes) -> str:
+        """Check a webhook request's signature; returns its webhook id (the idempotency key).
+
+        Raises ``SignatureError`` for every missing, malformed, stale or wrong signature header.
+        """
+        stream = self.push_runtime(adapter_name, stream_name).stream
+        assert isinstance(stream, PushStream)
+        return stream.verify(headers, body)
+
+    def prepare_push(
+        self,
+        adapter_name: str,
+        stream_name: str,
+        key: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        states: dict[tuple[str, str], tuple[Any, dict[str, Any]]] | None = None,
+    ) -> PreparedPush | PushOutcome:
+        """Parse, validate and normalize a verified request (nothing is stored yet), or answer it at once.
+
+        Answers at once: a repeat of an id already committed (its stored answer, ``replayed``), the same id with
+        another body (422), a body the stream cannot parse (400). ``states`` carries the streams' pending state
+        from one request to the next of a group committed together (:meth:`commit_pushes`).
+        """
+        rt = self.push_runtime(adapter_name, stream_name)
+        stream = rt.stream
+        assert isinstance(stream, PushStream)
+        digest = hashlib.sha256(body).hexdigest()
+        stored = self.store.receipt_get(adapter_name, stream_name, key)
+        if stored is not None:
+            return _answer_from(stored, digest)
+        try:
+            items = stream.parse(body, headers)
+        except TanpuhuiError as exc:
+            return PushOutcome(400, problem_body(400, "Bad Request", str(exc)))
+        slot = (adapter_name, stream_name)
+        held = states.get(slot) if states is not None else None
+        if held is None:
+            checkpoint = self.store.load_checkpoint(adapter_name, stream_name)
+            held = (checkpoint.cursor, dict(checkpoint.state))
+        cursor, state = held
+        ctx = rt.context(state)
+        processed = self._process(rt, ctx, items, False)
+        if states is not None:
+            states[slot] = (cursor, ctx.state)
+        receipt = NewReceipt(key, digest, 200, self._push_answer(key, processed))
+        return PreparedPush(rt, key, processed, Checkpoint(cursor, ctx.state), receipt)
+
+    def commit_pushes(self, prepared: Sequence[PreparedPush]) -> list[PushOutcome]:
+        """Commit prepared requests in ONE transaction, each with its answer stored under its webhook id."""
+        writes = [
+            PageWrite(
+                p.rt.adapter.name,
+                p.rt.stream.name,
+                p.processed.records,
+                p.processed.quarantined,
+                p.checkpoint,
+                p.receipt,
+            )
+            for p in prepared
+        ]
+        out = []
+        for p, committed in zip(prepared, self.store.commit_pages(writes), strict=True):
+            if committed is not None:
+                out.append(PushOutcome(p.receipt.status, p.receipt.body, p.processed.committed(committed)))
+                continue
+            # Another process committed the same webhook id first: answer as it did.
+            stored = self.store.receipt_get(p.rt.adapter.name, p.rt.stream.name, p.key)
+            assert stored is not None
+            out.append(_answer_from(stored, p.receipt.request_hash))
+        return out
+
+    def receive_webhook(
+        self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes
+    ) -> PushOutcome:
+        """Verify, process and commit one webhook request with its receipt (the sidecar's path, unbatched).
+
+        Raises ``SignatureError`` before anything is read or stored.
+        """
+        key = self.verify_push(adapter_name, stream_name, headers, body)
+        prepared = self.prepare_push(adapter_name, stream_name, key, headers, body)
+        if isinstance(prepared, PushOutcome):
+            return prepared
+        (outcome,) = self.commit_pushes([prepared])
+        return outcome
+
+    @staticmethod
+    def _push_answer(key: str, processed: _Processed) -> bytes:
+        """The 200 body: totals and one result per item (quarantined ones with their JSON-pointer errors)."""
+        result = processed.result
+        rejected = processed.rejected
+        results: list[dict[str, Any]] = []
+        for index in range(result.items):
+            hit = rejected.get(index)
+            if hit is None:
+                results.append({"index": index, "status": "accepted"})
+            else:
+                stage, problems = hit
+                errors = [p.as_dict() for p in problems]
+                results.append({"index": index, "status": "quarantined", "stage": stage, "errors": errors})
+        return orjson.dumps(
+            {
+                "webhook_id": key,
+                "adapter": result.adapter,
+                "stream": result.stream,
+                "items": result.items,
+                "accepted": result.items - len(rejected),
+                "quarantined": len(rejected),
+                "records": len(processed.records),
+                "results": results,
+            }
+        )
+
     # -- quarantine ----------------------------------------------------------------------------------------
 
     def quarantine_raw(self, entry: QuarantineEntry) -> Any:
         """The quarantined raw item, unsealed (only for replay and masked display)."""
         return orjson.loads(self.pseudonymiser.unseal(entry.sealed_raw))
 
-    def replay_quarantine(self, ids: Sequence[int]) -> list[ReplayResult]:
+    async def replay_quarantine(self, ids: Sequence[int]) -> list[ReplayResult]:
         """Re-run quarantined items through the pipeline (after a partner fix or an adapter upgrade).
 
         Items that now pass are committed and the entry marked ``resolved``; others stay open with the new errors.
@@ -407,6 +604,11 @@ class Hub:
             item = self.quarantine_raw(entry)
             checkpoint = self.store.load_checkpoint(entry.adapter, entry.stream)
             ctx = rt.context(dict(checkpoint.state))
+            try:
+                await rt.stream.prepare(ctx)
+            except TanpuhuiError as exc:
+                results.append(ReplayResult(entry_id, "failed", [Problem("", redact(str(exc)), "prepare")]))
+                continue
             problems = rt.raw_schema.problems(item) if isinstance(item, dict) else [Problem("", "not a JSON object")]
             if not problems:
                 try:
@@ -437,3 +639,13 @@ class Hub:
             await adapter.aclose()
         self._adapters.clear()
         self.store.close()
+
+
+def _answer_from(stored: WebhookReceipt, digest: str) -> PushOutcome:
+    if stored.request_hash != digest:
+        detail = (
+            f"webhook id {stored.key!r} was already received on {stored.created_at} with another body; "
+            "a new message needs a new webhook id"
+        )
+        return PushOutcome(422, problem_body(422, "Unprocessable Content", detail))
+    return PushOutcome(stored.status, stored.body, None, replayed=True)

@@ -12,11 +12,16 @@ __all__ = [
     "Checkpoint",
     "CommitResult",
     "DeadLetter",
+    "DuplicateReceipt",
     "NewQuarantine",
+    "NewReceipt",
     "NewRecord",
+    "PageWrite",
     "QuarantineEntry",
+    "SinkBacklog",
     "Store",
     "StreamStatus",
+    "WebhookReceipt",
 ]
 
 
@@ -99,6 +104,66 @@ class StreamStatus:
     last_error_at: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class NewReceipt:
+    """The answer given to a webhook request, kept under its webhook id (the idempotency key).
+
+    Written in the transaction that commits the request's records, so a repeat of the request gets exactly the
+    first answer, and an answer is never on file for records that are not.
+    """
+
+    key: str
+    request_hash: str
+    """Hex SHA-256 of the request body: the same id with another body is a misuse (422), not a repeat."""
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReceipt:
+    """A stored :class:`NewReceipt`."""
+
+    adapter: str
+    stream: str
+    key: str
+    request_hash: str
+    status: int
+    body: bytes
+    created_at: str
+
+
+class DuplicateReceipt(Exception):
+    """:meth:`Store.commit_page` was given a receipt whose key is already on file; nothing was written."""
+
+    def __init__(self, adapter: str, stream: str, key: str) -> None:
+        super().__init__(f"{adapter}:{stream}: webhook {key!r} was already received")
+        self.adapter = adapter
+        self.stream = stream
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class PageWrite:
+    """One page for :meth:`Store.commit_pages` (the arguments of :meth:`Store.commit_page`)."""
+
+    adapter: str
+    stream: str
+    records: Sequence[NewRecord]
+    quarantined: Sequence[NewQuarantine]
+    checkpoint: Checkpoint | None
+    receipt: NewReceipt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBacklog:
+    """What waits in the outbox for one sink: rows after its position, and when the oldest was committed."""
+
+    sink: str
+    position: int
+    depth: int
+    oldest_created_at: str | None
+
+
 class Store(Protocol):
     """Durable state of the hub. Every method is one transaction."""
 
@@ -111,9 +176,30 @@ class Store(Protocol):
         records: Sequence[NewRecord],
         quarantined: Sequence[NewQuarantine],
         checkpoint: Checkpoint | None,
+        *,
+        receipt: NewReceipt | None = None,
     ) -> CommitResult:
         """Insert new records (dedup by record id; cross-source fingerprint claims are held), quarantine entries
-        and the new checkpoint (None: leave it) atomically."""
+        and the new checkpoint (None: leave it) atomically.
+
+        With ``receipt``, the webhook's answer is stored in the same transaction; when its key is already on file
+        nothing is written and :class:`DuplicateReceipt` is raised."""
+        ...
+
+    def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
+        """Commit several pages in ONE transaction (group commit: one sync to disk for all), in order.
+
+        A page whose receipt key is already on file is skipped (None in its place); the others are written."""
+        ...
+
+    def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None: ...
+
+    def prune_receipts(self, before: str) -> int:
+        """Forget receipts created before the ISO timestamp ``before``; returns how many."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise when the store cannot commit a transaction (readiness probes)."""
         ...
 
     def record_stream_error(self, adapter: str, stream: str, message: str) -> None: ...
@@ -126,6 +212,10 @@ class Store(Protocol):
     def read_outbox(self, after_seq: int, limit: int) -> list[OutboxRow]: ...
 
     def outbox_max_seq(self) -> int: ...
+
+    def sink_backlog(self, sink: str) -> SinkBacklog:
+        """Rows after the sink's position and the commit time of the oldest (metrics)."""
+        ...
 
     def advance_sink(self, sink: str, upto_seq: int, dead: Sequence[tuple[OutboxRow, int, str]] = ()) -> None:
         """Mark everything up to ``upto_seq`` handled for ``sink``; ``dead`` rows (row, attempts, error) become
@@ -148,5 +238,9 @@ class Store(Protocol):
     def quarantine_resolve(self, entry_id: int, status: str) -> None: ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def pending_counts(self) -> dict[str, int]:
+        """``quarantine_open`` and ``dead_letters`` only: cheap enough for every metrics scrape (no outbox scan)."""
+        ...
 
     def close(self) -> None: ...

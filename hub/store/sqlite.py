@@ -5,6 +5,8 @@ Layout and why:
   for unsent rows; ``record_id`` is UNIQUE and time-ordered, so the dedup index stays append-mostly.
 - a page's records, its quarantine entries and the stream's checkpoint are written in ONE transaction.
 - ``synchronous`` defaults to FULL: a commit that returned (and so a webhook we acknowledged) survives power loss.
+- a webhook's answer (``webhook_receipts``) is written with its records, keyed by the webhook id; several pages
+  (concurrent webhook requests) can share one transaction (``commit_pages``): one sync to disk for all of them.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from .base import (
     Checkpoint,
     CommitResult,
     DeadLetter,
+    DuplicateReceipt,
     NewQuarantine,
+    NewReceipt,
     NewRecord,
+    PageWrite,
     QuarantineEntry,
+    SinkBacklog,
     StreamStatus,
+    WebhookReceipt,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -92,6 +99,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_at TEXT NOT NULL,
     UNIQUE (sink, seq)
 );
+CREATE TABLE IF NOT EXISTS webhook_receipts (
+    adapter TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (adapter, stream, webhook_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_receipts_created ON webhook_receipts (created_at);
 """
 
 _IN_CHUNK = 500
@@ -155,73 +173,118 @@ class SQLiteStore:
         records: Sequence[NewRecord],
         quarantined: Sequence[NewQuarantine],
         checkpoint: Checkpoint | None,
+        *,
+        receipt: NewReceipt | None = None,
     ) -> CommitResult:
+        (result,) = self.commit_pages([PageWrite(adapter, stream, records, quarantined, checkpoint, receipt)])
+        if result is None:
+            assert receipt is not None
+            raise DuplicateReceipt(adapter, stream, receipt.key)
+        return result
+
+    def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
         now = _now()
+        out: list[CommitResult | None] = []
         with self._tx() as conn:
-            held_rows = []
-            fresh: Sequence[NewRecord] = records
-            if records:
-                claimed = self._claimed_elsewhere(conn, adapter, records)
-                if claimed:
-                    fresh = [r for r in records if r.record_id not in claimed]
-                    held_rows = [
-                        (r.record_id, r.fingerprint, adapter, stream, claimed[r.record_id], r.body, now)
-                        for r in records
-                        if r.record_id in claimed
-                    ]
-            max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO outbox (record_id, fingerprint, adapter, stream, scenario, reduction_kgco2e,"
-                " body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.record_id, r.fingerprint, adapter, stream, r.scenario, r.reduction_kgco2e, r.body, now)
-                    for r in fresh
-                ],
-            )
-            inserted = conn.total_changes - before
-            inserted_ids = None
-            if inserted != len(records):
-                rows = conn.execute("SELECT record_id FROM outbox WHERE seq > ?", (max_seq,))
-                inserted_ids = frozenset(r[0] for r in rows)
-            before = conn.total_changes
-            if held_rows:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO held_claims (record_id, fingerprint, adapter, stream, claimed_by, body,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    held_rows,
-                )
-            held = conn.total_changes - before
-            if quarantined:
-                conn.executemany(
-                    "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            adapter,
-                            stream,
-                            q.stage,
-                            q.partner_record_id,
-                            orjson.dumps([p.as_dict() for p in q.problems]).decode(),
-                            q.sealed_raw,
-                            now,
+            for page in pages:
+                receipt = page.receipt
+                if receipt is not None:
+                    # First, so a repeat writes nothing else (a failed INSERT undoes only itself).
+                    try:
+                        conn.execute(
+                            "INSERT INTO webhook_receipts (adapter, stream, webhook_id, request_hash, status, body,"
+                            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                page.adapter,
+                                page.stream,
+                                receipt.key,
+                                receipt.request_hash,
+                                receipt.status,
+                                receipt.body,
+                                now,
+                            ),
                         )
-                        for q in quarantined
-                    ],
+                    except sqlite3.IntegrityError:
+                        out.append(None)
+                        continue
+                out.append(
+                    self._write_page(
+                        conn, page.adapter, page.stream, page.records, page.quarantined, page.checkpoint, now
+                    )
                 )
-            if checkpoint is not None:
-                conn.execute(
-                    "INSERT INTO checkpoints (adapter, stream, cursor, state, last_success) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (adapter, stream) DO UPDATE SET cursor=excluded.cursor, state=excluded.state,"
-                    " last_success=excluded.last_success",
+        return out
+
+    def _write_page(
+        self,
+        conn: sqlite3.Connection,
+        adapter: str,
+        stream: str,
+        records: Sequence[NewRecord],
+        quarantined: Sequence[NewQuarantine],
+        checkpoint: Checkpoint | None,
+        now: str,
+    ) -> CommitResult:
+        held_rows = []
+        fresh: Sequence[NewRecord] = records
+        if records:
+            claimed = self._claimed_elsewhere(conn, adapter, records)
+            if claimed:
+                fresh = [r for r in records if r.record_id not in claimed]
+                held_rows = [
+                    (r.record_id, r.fingerprint, adapter, stream, claimed[r.record_id], r.body, now)
+                    for r in records
+                    if r.record_id in claimed
+                ]
+        max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox (record_id, fingerprint, adapter, stream, scenario, reduction_kgco2e,"
+            " body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.record_id, r.fingerprint, adapter, stream, r.scenario, r.reduction_kgco2e, r.body, now) for r in fresh],
+        )
+        inserted = conn.total_changes - before
+        inserted_ids = None
+        if inserted != len(records):
+            rows = conn.execute("SELECT record_id FROM outbox WHERE seq > ?", (max_seq,))
+            inserted_ids = frozenset(r[0] for r in rows)
+        before = conn.total_changes
+        if held_rows:
+            conn.executemany(
+                "INSERT OR IGNORE INTO held_claims (record_id, fingerprint, adapter, stream, claimed_by, body,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                held_rows,
+            )
+        held = conn.total_changes - before
+        if quarantined:
+            conn.executemany(
+                "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         adapter,
                         stream,
-                        orjson.dumps(checkpoint.cursor).decode(),
-                        orjson.dumps(checkpoint.state).decode(),
+                        q.stage,
+                        q.partner_record_id,
+                        orjson.dumps([p.as_dict() for p in q.problems]).decode(),
+                        q.sealed_raw,
                         now,
-                    ),
-                )
+                    )
+                    for q in quarantined
+                ],
+            )
+        if checkpoint is not None:
+            conn.execute(
+                "INSERT INTO checkpoints (adapter, stream, cursor, state, last_success) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (adapter, stream) DO UPDATE SET cursor=excluded.cursor, state=excluded.state,"
+                " last_success=excluded.last_success",
+                (
+                    adapter,
+                    stream,
+                    orjson.dumps(checkpoint.cursor).decode(),
+                    orjson.dumps(checkpoint.state).decode(),
+                    now,
+                ),
+            )
         # A held claim already on file (the same item pulled again) is a duplicate like any other.
         return CommitResult(inserted, len(records) - inserted - held, held, len(quarantined), inserted_ids)
 
@@ -286,6 +349,18 @@ class SQLiteStore:
         with self._lock:
             row = self._conn.execute("SELECT max(seq) FROM outbox").fetchone()
         return int(row[0] or 0)
+
+    def sink_backlog(self, sink: str) -> SinkBacklog:
+        # seq is the rowid and outbox rows are never deleted, so max - position is the depth without a count(*).
+        with self._lock:
+            conn = self._conn
+            row = conn.execute("SELECT seq FROM sink_positions WHERE sink=?", (sink,)).fetchone()
+            position = int(row[0]) if row else 0
+            top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+            oldest = conn.execute(
+                "SELECT created_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1", (position,)
+            ).fetchone()
+        return SinkBacklog(sink, position, max(0, top - position), oldest[0] if oldest else None)
 
     def advance_sink(self, sink: str, upto_seq: int, dead: Sequence[tuple[OutboxRow, int, str]] = ()) -> None:
         now = _now()
@@ -366,6 +441,29 @@ class SQLiteStore:
         with self._tx() as conn:
             conn.execute("UPDATE quarantine SET status=?, resolved_at=? WHERE id=?", (status, _now(), entry_id))
 
+    # -- webhook receipts ----------------------------------------------------------------------------------
+
+    def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT adapter, stream, webhook_id, request_hash, status, body, created_at FROM webhook_receipts"
+                " WHERE adapter=? AND stream=? AND webhook_id=?",
+                (adapter, stream, key),
+            ).fetchone()
+        return WebhookReceipt(*row) if row else None
+
+    def prune_receipts(self, before: str) -> int:
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM webhook_receipts WHERE created_at < ?", (before,)).rowcount
+
+    def check_writable(self) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_write_check', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (_now(),),
+            )
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             c = self._conn
@@ -373,6 +471,14 @@ class SQLiteStore:
                 "outbox": int(c.execute("SELECT count(*) FROM outbox").fetchone()[0]),
                 "quarantine_open": int(c.execute("SELECT count(*) FROM quarantine WHERE status='open'").fetchone()[0]),
                 "held_claims": int(c.execute("SELECT count(*) FROM held_claims").fetchone()[0]),
+                "dead_letters": int(c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]),
+            }
+
+    def pending_counts(self) -> dict[str, int]:
+        with self._lock:
+            c = self._conn
+            return {
+                "quarantine_open": int(c.execute("SELECT count(*) FROM quarantine WHERE status='open'").fetchone()[0]),
                 "dead_letters": int(c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]),
             }
 

@@ -240,7 +240,7 @@ def test_replay_resolves_an_item_once_the_adapter_accepts_it(
     hub = hub_factory()
     pull(hub)
     (entry,) = hub.store.quarantine_list()
-    (still,) = hub.replay_quarantine([entry.id])
+    (still,) = asyncio.run(hub.replay_quarantine([entry.id]))
     assert still.status == "failed" and still.problems[0].pointer == "/km"
     original = Rides.normalize
 
@@ -248,7 +248,7 @@ def test_replay_resolves_an_item_once_the_adapter_accepts_it(
         return original(self, {**item, "km": min(item["km"], 50)}, ctx)
 
     monkeypatch.setattr(Rides, "normalize", lenient)
-    (done,) = hub.replay_quarantine([entry.id])
+    (done,) = asyncio.run(hub.replay_quarantine([entry.id]))
     assert done.status == "resolved"
     assert hub.store.quarantine_list() == []
     assert len(outbox(hub)) == 1
