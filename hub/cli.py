@@ -24,8 +24,10 @@ from .validation import DocumentReport, SchemaRegistry, read_documents
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default for non-terminals.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -254,16 +256,7 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
 
     async def run() -> Any:
         sinks = hub.build_sinks(list(sink_names) or None)
-        f = hub.config.forwarder
-        forwarder = Forwarder(
-            hub.store,
-            sinks,
-            batch_size=f.batch_size,
-            attempts=f.attempts,
-            initial_backoff=f.initial_backoff,
-            max_backoff=f.max_backoff,
-            max_retry_after=f.max_retry_after,
-        )
+        forwarder = Forwarder.configured(hub.store, sinks, hub.config.forwarder)
         try:
             return await forwarder.drain()
         finally:
@@ -272,7 +265,68 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
             await hub.aclose()
 
     summary = asyncio.run(run())
-    out.print(summary)
+    table = Table("sink", "delivered", "batches", "retries", "dead letters", "state", "last error", title="Forwarding")
+    for name, s in sorted(summary.sinks.items()):
+        state = "gone (410): stopped" if s.gone else "failed" if s.failed else "ok"
+        table.add_row(
+            name, str(s.delivered), str(s.batches), str(s.retries), str(s.dead_lettered), state, s.last_error or ""
+        )
+    out.print(table)
+    if not summary.ok:
+        sys.exit(1)
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """List and replay deliveries that exhausted their retries."""
+
+
+@dead_letters.command("list")
+@CONFIG_OPTION
+@click.option("--sink", default=None, help="Only this sink.")
+@click.option("--limit", default=100, show_default=True)
+@friendly
+def dead_letters_list(config_path: Path, sink: str | None, limit: int) -> None:
+    """List dead letters."""
+    hub = _open_hub(config_path)
+    table = Table("id", "sink", "record id", "attempts", "error", "at", title="Dead letters")
+    for d in hub.store.dead_letters(sink, limit):
+        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), d.error, d.created_at)
+    out.print(table)
+    asyncio.run(hub.aclose())
+
+
+@dead_letters.command("replay")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@CONFIG_OPTION
+@friendly
+def dead_letters_replay(ids: Sequence[int], replay_all: bool, config_path: Path) -> None:
+    """Send dead letters again; delivered ones are removed."""
+    from .forwarder import Forwarder
+
+    hub = _open_hub(config_path)
+    chosen = list(ids) + ([d.id for d in hub.store.dead_letters(None, 1_000_000)] if replay_all else [])
+    if not chosen:
+        raise UserError("give dead-letter ids or --all")
+
+    async def run() -> Any:
+        sinks = hub.build_sinks()
+        try:
+            return await Forwarder.configured(hub.store, sinks, hub.config.forwarder).replay(chosen)
+        finally:
+            for sink in sinks.values():
+                await sink.aclose()
+            await hub.aclose()
+
+    result = asyncio.run(run())
+    out.print(
+        f"delivered {len(result.delivered)}, still failing {len(result.still_failing)}, missing {len(result.missing)}"
+    )
+    for sink_name, error in result.errors.items():
+        out.print(f"  {sink_name}: {error}", markup=False)
+    if result.still_failing:
+        sys.exit(1)
 
 
 # -- quarantine --------------------------------------------------------------------------------------------

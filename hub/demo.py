@@ -175,16 +175,7 @@ async def _run(
             sinks = hub.build_sinks()
             pending = sum(hub.store.outbox_max_seq() - hub.store.sink_position(n) for n in sinks)
             ftask = progress.add_task("forward → archive (JSONL), platform (HTTP)", total=max(pending, 1))
-            f = config.forwarder
-            forwarder = Forwarder(
-                hub.store,
-                sinks,
-                batch_size=f.batch_size,
-                attempts=f.attempts,
-                initial_backoff=f.initial_backoff,
-                max_backoff=f.max_backoff,
-                max_retry_after=f.max_retry_after,
-            )
+            forwarder = Forwarder.configured(hub.store, sinks, config.forwarder)
             try:
                 forwarded = await forwarder.drain(progress=lambda _sink, n: progress.advance(ftask, n))
             finally:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from .config import ForwarderSettings
 from .store.base import DeadLetter, Store
 
 __all__ = ["ForwardSummary", "Forwarder", "ReplayResult", "SinkSummary"]
@@ -132,6 +133,26 @@ class Forwarder:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+
+    @classmethod
+    def configured(
+        cls,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        settings: ForwarderSettings,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> Forwarder:
+        """A forwarder with hub.toml's ``[forwarder]`` settings."""
+        return cls(
+            store,
+            sinks,
+            batch_size=settings.batch_size,
+            attempts=settings.attempts,
+            initial_backoff=settings.initial_backoff,
+            max_backoff=settings.max_backoff,
+            max_retry_after=settings.max_retry_after,
+            sleep=sleep,
+        )
 
     # -- draining --------------------------------------------------------------------------------------------
 

@@ -235,16 +235,7 @@ class Sidecar:
         raw_sinks = self.hub.build_sinks()
         self.sinks: dict[str, Sink] = {n: InstrumentedSink(s, self.metrics) for n, s in raw_sinks.items()}
         f = config.forwarder
-        self.forwarder = Forwarder(
-            self.hub.store,
-            self.sinks,
-            batch_size=f.batch_size,
-            attempts=f.attempts,
-            initial_backoff=f.initial_backoff,
-            max_backoff=f.max_backoff,
-            max_retry_after=f.max_retry_after,
-            sleep=self.stopping.sleep,
-        )
+        self.forwarder = Forwarder.configured(self.hub.store, self.sinks, f, sleep=self.stopping.sleep)
         cfg = self.settings
         self.forwarding = ForwarderLoop(
             self.forwarder,
