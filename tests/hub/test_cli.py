@@ -133,7 +133,8 @@ def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox:
     code, out, _ = invoke("quarantine", "list", "--config", str(config), env=env)
     assert code == 0 and "transit_card:transactions" in out
     shown = [invoke("quarantine", "show", str(i), "--config", str(config), env=env)[1] for i in range(1, 8)]
-    with_card = [orjson.loads(text[text.index("{") :]) for text in shown if '"card_no"' in text]
+    items = [orjson.loads(text[text.index("{") :]) for text in shown if "{" in text]
+    with_card = [item for item in items if "card_no" in item]
     assert with_card, "some quarantined trips carry a card number"
     assert all(re.fullmatch(r"\d{2}\*+\d{2}", item["card_no"]) for item in with_card)
 
