@@ -2,6 +2,7 @@
 
     [hub]
     store = "var/hub.db"                          # SQLite file (or sqlite:///path)
+    # store = { env = "TANPUHUI_STORE_URL" }      # PostgreSQL: postgresql://user:password@host/db (docs/scaling.md)
     pseudonym_keys = { env = "TANPUHUI_PSEUDONYM_KEYS" }
 
     [adapters.transit_card]
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tanpuhui.sdk import ConfigError
@@ -48,6 +50,9 @@ class HubSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     store: str = "tanpuhui.db"
     synchronous: Literal["FULL", "NORMAL", "full", "normal"] = "FULL"
+    lease_ttl: float = Field(
+        default=30.0, gt=0, le=86400, description="seconds a replica's pull/sink lease lasts unless renewed"
+    )
     pseudonym_keys: str | None = None
     fingerprint_window_minutes: int = Field(default=10, ge=1, le=1440)
 
@@ -95,6 +100,7 @@ class HubConfig:
         base_dir: Path | None = None,
     ) -> HubConfig:
         env = os.environ if environ is None else environ
+        _check_store_literal(data, source)
         doc = _apply_env_overrides(_deepcopy(data), env)
         unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies", "server"}
         if unknown:
@@ -131,17 +137,49 @@ class HubConfig:
             base_dir=base_dir or Path.cwd(),
         )
 
+    def store_dsn(self) -> str | None:
+        """The PostgreSQL URL when ``[hub] store`` is one (``postgresql://`` or ``postgres://``), else None."""
+        raw = self.hub.store
+        return raw if raw.startswith(_POSTGRES_SCHEMES) else None
+
     def store_path(self) -> str:
         """The SQLite path, relative paths taken from the config file's folder."""
         raw = self.hub.store
         if raw.startswith("sqlite:///"):
             raw = raw[len("sqlite:///") :]
+        elif raw.startswith(_POSTGRES_SCHEMES):
+            raise ConfigError(f"{self.source}: [hub] store is a PostgreSQL URL, not a SQLite path")
         elif "://" in raw:
-            raise ConfigError(f"{self.source}: [hub] store {raw!r}: only SQLite paths are supported by this version")
+            scheme = raw.split("://", 1)[0]
+            raise ConfigError(
+                f"{self.source}: [hub] store: unknown scheme {scheme!r}; use a SQLite path (or sqlite:///path) or "
+                "postgresql://..."
+            )
         if raw == ":memory:":
             return raw
         path = Path(raw)
         return str(path if path.is_absolute() else self.base_dir / path)
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _check_store_literal(data: Mapping[str, Any], source: str) -> None:
+    """A PostgreSQL URL written in hub.toml must not carry its password (the rule for every secret)."""
+    hub = data.get("hub")
+    raw = hub.get("store") if isinstance(hub, Mapping) else None
+    if not isinstance(raw, str) or not raw.startswith(_POSTGRES_SCHEMES):
+        return
+    parts = urlsplit(raw)
+    try:
+        has_password = parts.password is not None
+    except ValueError:
+        has_password = False
+    if has_password or "password" in parse_qs(parts.query):
+        raise ConfigError(
+            f"{source}: hub.store holds a literal database password; secrets appear only as references: "
+            'store = { env = "TANPUHUI_STORE_URL" }, or a URL without the password and PGPASSWORD set'
+        )
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> HubConfig:

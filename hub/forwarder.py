@@ -10,7 +10,8 @@ Per batch: retryable failures (429, 5xx, timeouts, refused connections) are retr
 or else an exponential backoff with jitter. A batch that exhausts its attempts, or fails permanently (another
 4xx), becomes dead letters in the same transaction that moves the position, and draining goes on. A 410 Gone
 stops that sink and leaves its position where it was. Sinks drain concurrently and independently: one sink being
-down never holds back another.
+down never holds back another. Several replicas on one store: each sink is drained under a lease (``[hub]
+lease_ttl``), so one replica drains it at a time and the others skip it (``leased_elsewhere``).
 
 Sink errors and their outcome::
 
@@ -32,7 +33,9 @@ from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from .config import ForwarderSettings
-from .store.base import DeadLetter, Store
+from .leasing import HeldLease, hold_lease
+from .store.base import SINK_LEASES, DeadLetter, Store
+from .store.leases import new_owner_id
 
 __all__ = ["ForwardSummary", "Forwarder", "ReplayResult", "SinkSummary"]
 
@@ -52,6 +55,8 @@ class SinkSummary:
     gone: bool = False
     failed: bool = False
     """Stopped by an unexpected error in the sink (a bug, not a delivery failure); nothing was marked."""
+    leased_elsewhere: bool = False
+    """Skipped: another replica holds the sink's lease (it is draining the sink now)."""
     last_error: str | None = None
 
 
@@ -120,6 +125,8 @@ class Forwarder:
         max_backoff: float = 60.0,
         max_retry_after: float = 300.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        owner: str | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -133,6 +140,9 @@ class Forwarder:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+        self.owner = owner or new_owner_id()
+        """Lease owner name: one replica drains a sink at a time (the others skip it)."""
+        self.lease_ttl = lease_ttl
 
     @classmethod
     def configured(
@@ -141,8 +151,11 @@ class Forwarder:
         sinks: Mapping[str, Sink],
         settings: ForwarderSettings,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        owner: str | None = None,
+        lease_ttl: float = 30.0,
     ) -> Forwarder:
-        """A forwarder with hub.toml's ``[forwarder]`` settings."""
+        """A forwarder with hub.toml's ``[forwarder]`` settings (and ``[hub] lease_ttl`` for its sink leases)."""
         return cls(
             store,
             sinks,
@@ -152,6 +165,8 @@ class Forwarder:
             max_backoff=settings.max_backoff,
             max_retry_after=settings.max_retry_after,
             sleep=sleep,
+            owner=owner,
+            lease_ttl=lease_ttl,
         )
 
     # -- draining --------------------------------------------------------------------------------------------
@@ -173,6 +188,15 @@ class Forwarder:
         return name
 
     async def _drain_one(self, name: str, summary: SinkSummary, progress: Progress | None) -> None:
+        # With several replicas on one store, one drains a sink at a time; the lease is renewed in the background
+        # and given back at the end. A replica that dies mid-batch: the next owner sends that batch again.
+        async with hold_lease(self.store, SINK_LEASES, name, self.owner, self.lease_ttl) as lease:
+            if lease is None:
+                summary.leased_elsewhere = True
+                return
+            await self._drain_leased(name, summary, progress, lease)
+
+    async def _drain_leased(self, name: str, summary: SinkSummary, progress: Progress | None, lease: HeldLease) -> None:
         sink = self.sinks[name]
         store = self.store
         # The next batch is read (in a thread) while the current one is on the wire: the read does not depend on
@@ -183,7 +207,7 @@ class Forwarder:
         try:
             while True:
                 rows = await reading
-                if not rows:
+                if not rows or lease.lost:
                     return
                 last = rows[-1].seq
                 reading = asyncio.ensure_future(asyncio.to_thread(store.read_outbox, last, self.batch_size))

@@ -28,6 +28,7 @@ from tanpuhui.sdk import (
     HttpOptions,
     ItemRejected,
     Methodology,
+    PartnerResponseError,
     Problem,
     Pseudonymiser,
     PullStream,
@@ -39,9 +40,11 @@ from tanpuhui.sdk import (
     TanpuhuiError,
     redact,
 )
-from tanpuhui.sdk.records import fingerprint_claim_keys
+from tanpuhui.sdk.records import neighbour_fingerprint_at
 
+from .audit import AuditEvent
 from .config import HubConfig, pydantic_problems
+from .leasing import HeldLease, hold_lease
 from .plugins import Plugins, load_plugins
 from .store.base import (
     Checkpoint,
@@ -54,7 +57,8 @@ from .store.base import (
     Store,
     WebhookReceipt,
 )
-from .store.sqlite import SQLiteStore
+from .store.factory import open_store
+from .store.leases import LeaseLost, new_owner_id
 from .validation import RECORD_SCHEMA, CompiledSchema, SchemaRegistry
 
 __all__ = ["Hub", "PageResult", "PreparedPush", "PullSummary", "PushOutcome", "ReplayResult"]
@@ -79,6 +83,8 @@ class PageResult:
     quarantined: int = 0
     kg_by_scenario: Counter[str] = field(default_factory=Counter)
     inserted_by_scenario: Counter[str] = field(default_factory=Counter)
+    drift: Counter[str] = field(default_factory=Counter)
+    """Top-level fields the stream's schema does not name -> items carrying them (allowed; reported)."""
 
 
 @dataclass
@@ -97,8 +103,12 @@ class PullSummary:
     quarantined: int = 0
     seconds: float = 0.0
     error: str | None = None
+    leased_elsewhere: bool = False
+    """Skipped: another replica holds the stream's lease (it is pulling the stream now)."""
     kg_by_scenario: Counter[str] = field(default_factory=Counter)
     records_by_scenario: Counter[str] = field(default_factory=Counter)
+    drift: Counter[str] = field(default_factory=Counter)
+    """Top-level fields the partner sent that the stream's schema does not name -> items carrying them."""
 
     def add(self, page: PageResult) -> None:
         self.pages += 1
@@ -111,6 +121,7 @@ class PullSummary:
         self.quarantined += page.quarantined
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
+        self.drift.update(page.drift)
 
 
 @dataclass(slots=True)
@@ -122,6 +133,8 @@ class _Processed:
     quarantined: list[NewQuarantine] = field(default_factory=list)
     rejected: dict[int, tuple[str, list[Problem]]] = field(default_factory=dict)
     """Item index -> (stage, problems) for the page's items that were quarantined."""
+    drift: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Unknown top-level field -> (valid items carrying it, the partner id of one of them)."""
 
     def committed(self, committed: CommitResult) -> PageResult:
         result = self.result
@@ -134,6 +147,8 @@ class _Processed:
             if committed.inserted_ids is None or r.record_id in committed.inserted_ids:
                 result.kg_by_scenario[r.scenario] += r.reduction_kgco2e  # type: ignore[assignment]  # kg: floats
                 result.inserted_by_scenario[r.scenario] += 1
+        for name, (count, _) in self.drift.items():
+            result.drift[name] += count
         return result
 
 
@@ -182,6 +197,7 @@ class _StreamRuntime:
         self.stream = stream
         self.raw_schema: CompiledSchema = hub.schemas.get(stream.schema)
         self.record_schema: CompiledSchema = hub.schemas.get(RECORD_SCHEMA)
+        self.known_fields = _known_fields(self.raw_schema.document)
         self.hub = hub
 
     def context(self, state: dict[str, Any]) -> StreamContext:
@@ -221,9 +237,9 @@ class Hub:
         for adapter_cls in self.plugins.adapters.values():
             schemas.update(adapter_cls.schemas)
         self.schemas = SchemaRegistry(schemas)
-        self.store: Store = (
-            store if store is not None else SQLiteStore(config.store_path(), synchronous=config.hub.synchronous)
-        )
+        self.store: Store = store if store is not None else open_store(config)
+        self.replica_id = new_owner_id()
+        """This hub's name as a lease owner (host, process, random part)."""
         self._adapters: dict[str, Adapter] = {}
         self._runtimes: dict[tuple[str, str], _StreamRuntime] = {}
         self._methodologies: dict[str, Methodology] = {}
@@ -315,13 +331,26 @@ class Hub:
         *,
         final: bool = False,
         save_checkpoint: bool = True,
+        lease_owner: str | None = None,
     ) -> PageResult:
-        """Run one page of raw items through the pipeline and commit it (with the cursor) atomically."""
+        """Run one page of raw items through the pipeline and commit it (with the cursor) atomically.
+
+        ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`)."""
         processed = self._process(rt, ctx, items, final)
         checkpoint = Checkpoint(cursor, ctx.state) if save_checkpoint else None
-        committed: CommitResult = self.store.commit_page(
-            rt.adapter.name, rt.stream.name, processed.records, processed.quarantined, checkpoint
+        audit = AuditEvent("page.commit", f"{rt.adapter.name}:{rt.stream.name}", _page_details(items, cursor))
+        page = PageWrite(
+            rt.adapter.name,
+            rt.stream.name,
+            processed.records,
+            processed.quarantined,
+            checkpoint,
+            lease_owner=lease_owner,
+            audit=audit,
+            drift=processed.drift,
         )
+        (committed,) = self.store.commit_pages([page])
+        assert committed is not None  # only a page with a webhook receipt can be skipped
         return processed.committed(committed)
 
     def _process(
@@ -338,6 +367,8 @@ class Hub:
         raw_valid = rt.raw_schema.is_valid
         record_valid = rt.record_schema.is_valid
         id_field = stream.id_field
+        known = rt.known_fields
+        drift = processed.drift
 
         def reject(index: int, stage: str, item: dict[str, Any], problems: Sequence[Problem]) -> None:
             quarantined.append(self._quarantine(stage, item, id_field, problems))
@@ -356,6 +387,10 @@ class Hub:
             if not raw_valid(item):
                 reject(index, "raw", item, rt.raw_schema.problems(item))
                 continue
+            if known is not None and not known.issuperset(item):
+                for name in item.keys() - known:
+                    count, example = drift.get(name, (0, ""))
+                    drift[name] = (count + 1, example or redact(str(item.get(id_field, "")))[:128])
             try:
                 out = list(stream.normalize(item, ctx))
             except ItemRejected as exc:
@@ -381,8 +416,12 @@ class Hub:
 
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
-        start = datetime.fromisoformat(doc["period"]["start"])
-        _, neighbour = fingerprint_claim_keys(fingerprint, start, self.config.hub.fingerprint_window_minutes)
+        start = doc["period"]["start"]
+        if getattr(doc, "start_text", None) is start:  # a RecordDoc from ctx.record, its period unchanged since
+            seconds: int = doc.start_seconds  # type: ignore[attr-defined]
+        else:
+            seconds = int(datetime.fromisoformat(start).timestamp())
+        neighbour = neighbour_fingerprint_at(fingerprint, seconds, self.config.hub.fingerprint_window_minutes)
         kg = doc["quantification"]["reduction_kgco2e"]
         return NewRecord(doc["record_id"], fingerprint, doc["scenario"], kg, orjson.dumps(doc), neighbour)
 
@@ -419,12 +458,38 @@ class Hub:
             raise ConfigError(f"{adapter_name}:{stream_name} is a push stream; partners send it to the sidecar")
         summary = PullSummary(adapter_name, stream_name)
         started = time.perf_counter()
+        ttl = self.config.hub.lease_ttl
+        async with hold_lease(self.store, adapter_name, stream_name, self.replica_id, ttl) as lease:
+            if lease is None:
+                summary.leased_elsewhere = True
+                log.info("pull %s:%s skipped: another replica holds its lease", adapter_name, stream_name)
+            else:
+                await self._pull_leased(rt, summary, lease, progress, max_pages)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    async def _pull_leased(
+        self,
+        rt: _StreamRuntime,
+        summary: PullSummary,
+        lease: HeldLease,
+        progress: Progress | None,
+        max_pages: int | None,
+    ) -> None:
+        """Pull from the committed cursor (read once the lease is ours), each page committed under the lease."""
+        adapter_name, stream_name = summary.adapter, summary.stream
+        stream = rt.stream
+        assert isinstance(stream, PullStream)
         checkpoint = self.store.load_checkpoint(adapter_name, stream_name)
         ctx = rt.context(dict(checkpoint.state))
         cursor = checkpoint.cursor
+        seen = {_cursor_key(cursor): 0}
         try:
-            async for page in rt.stream.pages(ctx, cursor):
-                result = self.ingest(rt, ctx, page.items, page.cursor)
+            async for page in stream.pages(ctx, cursor):
+                if lease.lost:
+                    raise LeaseLost(adapter_name, stream_name, lease.owner)
+                _check_loop(adapter_name, stream_name, seen, cursor, summary.pages)
+                result = self.ingest(rt, ctx, page.items, page.cursor, lease_owner=lease.owner)
                 cursor = page.cursor
                 summary.add(result)
                 if progress:
@@ -432,16 +497,28 @@ class Hub:
                 if max_pages is not None and summary.pages >= max_pages:
                     break
             else:
-                result = self.ingest(rt, ctx, [], cursor, final=True)
+                result = self.ingest(rt, ctx, [], cursor, final=True, lease_owner=lease.owner)
                 if result.records or result.quarantined:
                     summary.add(result)
                     summary.pages -= 1
+        except LeaseLost as exc:
+            # Another replica took the stream over (this one stalled past the lease): it carries on from the
+            # last page committed here; nothing of the refused page was written.
+            summary.error = str(exc)
+            log.warning("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
         except TanpuhuiError as exc:
             summary.error = redact(str(exc))
             self.store.record_stream_error(adapter_name, stream_name, summary.error)
             log.error("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
-        summary.seconds = time.perf_counter() - started
-        return summary
+        if summary.drift:
+            fields = ", ".join(f"{name} ({count} items)" for name, count in sorted(summary.drift.items()))
+            log.warning(
+                "pull %s:%s: the partner sends fields its schema does not name (accepted, kept in the drift "
+                "report): %s",
+                adapter_name,
+                stream_name,
+                redact(fields),
+            )
 
     def receive(self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes) -> PageResult:
         """Handle one pushed request: verify its signature, parse it, and commit its items.
@@ -527,6 +604,13 @@ class Hub:
                 p.processed.quarantined,
                 p.checkpoint,
                 p.receipt,
+                audit=AuditEvent(
+                    "webhook.accept",
+                    f"{p.rt.adapter.name}:{p.rt.stream.name}",
+                    {"webhook_id": p.key, "request_sha256": p.receipt.request_hash, "items": p.processed.result.items},
+                    actor="partner",
+                ),
+                drift=p.processed.drift,
             )
             for p in prepared
         ]
@@ -625,9 +709,13 @@ class Hub:
                     if not problems:
                         new = [self._new_record(d) for d in out]
                         # replay must not move the cursor, but pending state (e.g. a tap-in now open) is kept
-                        self.store.commit_page(
-                            entry.adapter, entry.stream, new, [], Checkpoint(checkpoint.cursor, ctx.state)
+                        audit = AuditEvent(
+                            "quarantine.replay", f"{entry.adapter}:{entry.stream}", {"entry_id": entry_id}
                         )
+                        page = PageWrite(
+                            entry.adapter, entry.stream, new, [], Checkpoint(checkpoint.cursor, ctx.state), audit=audit
+                        )
+                        self.store.commit_pages([page])
                         self.store.quarantine_resolve(entry_id, "resolved")
                         results.append(ReplayResult(entry_id, "resolved", []))
                         continue
@@ -649,3 +737,50 @@ def _answer_from(stored: WebhookReceipt, digest: str) -> PushOutcome:
         )
         return PushOutcome(422, problem_body(422, "Unprocessable Content", detail))
     return PushOutcome(stored.status, stored.body, None, replayed=True)
+
+
+def _known_fields(schema: Mapping[str, Any]) -> frozenset[str] | None:
+    """The top-level fields a partner schema names, when it admits others (then they are drift); None when it
+    does not (unknown fields fail validation instead) or names none at the top level."""
+    if schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False:
+        return None
+    names: set[str] = set()
+    for part in (schema, *(s for key in ("allOf", "anyOf", "oneOf") for s in schema.get(key, ()))):
+        props = part.get("properties") if isinstance(part, Mapping) else None
+        if isinstance(props, Mapping):
+            names.update(props)
+    if not names or schema.get("patternProperties"):
+        return None
+    return frozenset(names)
+
+
+def _page_details(items: Sequence[Any], cursor: Any) -> dict[str, Any]:
+    """What a page's audit entry says about the page itself: its size and a digest of the cursor it moves to."""
+    return {"items": len(items), "cursor_sha256": hashlib.sha256(_cursor_key(cursor)).hexdigest()}
+
+
+def _cursor_key(cursor: Any) -> bytes:
+    try:
+        return orjson.dumps(cursor, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return repr(cursor).encode()
+
+
+def _check_loop(adapter: str, stream: str, seen: dict[bytes, int], cursor: Any, pages: int) -> None:
+    """Before the next page: the cursor it continues from (page ``pages``'s) must be new in this run.
+
+    A partner whose paging leads back to a cursor it already gave (``A -> B -> A``, or the same one again) would
+    be asked for the same pages forever; dedup keeps the outbox right, but the run would never end. Only the
+    cursor of the last page of a run may repeat (an empty last page keeps the cursor), and no page follows it.
+    """
+    if pages == 0:
+        return
+    key = _cursor_key(cursor)
+    first = seen.get(key)
+    if first is not None:
+        where = "the cursor the run started from" if first == 0 else f"the cursor of page {first}"
+        raise PartnerResponseError(
+            f"{adapter}:{stream}: the partner's paging loops: page {pages} gave {where} again; stopping instead "
+            f"of pulling the same pages forever (pages 1-{pages} are committed)"
+        )
+    seen[key] = pages

@@ -47,6 +47,7 @@ from tanpuhui.sdk import (
 )
 from tanpuhui.sdk.errors import ConfigError
 
+from ..audit import AuditEvent, AuditLog
 from ..config import HubConfig
 from ..forwarder import Forwarder, ForwardSummary
 from ..logging import new_request_id, request_id
@@ -56,6 +57,7 @@ from ..pipeline import Hub, PullSummary, PushOutcome, problem_body
 from ..plugins import Plugins, load_plugins
 from ..privacy_view import masked
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping, StreamBusy
+from ..store.base import DriftLog
 from ..validation import DocumentReport, read_documents
 from . import openapi
 from .ingest import IngestWorker
@@ -71,6 +73,9 @@ PROBLEM = "application/problem+json"
 WEBHOOK_TYPES = frozenset({JSON})
 VALIDATE_TYPES = frozenset({JSON, "application/x-ndjson", "application/jsonl", "application/ndjson"})
 _LIST_LIMIT = 1000
+_MAX_ID = 2**63 - 1
+"""Store ids are 64-bit integers."""
+_MAX_IDS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,7 @@ def _media_type(request: Request) -> str:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (while it streams in, not after) to hold more than ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _is_number(declared) and int(declared) > limit:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -235,7 +240,14 @@ class Sidecar:
         raw_sinks = self.hub.build_sinks()
         self.sinks: dict[str, Sink] = {n: InstrumentedSink(s, self.metrics) for n, s in raw_sinks.items()}
         f = config.forwarder
-        self.forwarder = Forwarder.configured(self.hub.store, self.sinks, f, sleep=self.stopping.sleep)
+        self.forwarder = Forwarder.configured(
+            self.hub.store,
+            self.sinks,
+            f,
+            sleep=self.stopping.sleep,
+            owner=self.hub.replica_id,
+            lease_ttl=config.hub.lease_ttl,
+        )
         cfg = self.settings
         self.forwarding = ForwarderLoop(
             self.forwarder,
@@ -583,6 +595,15 @@ class Sidecar:
 
         return guarded
 
+    async def _audit_request(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
+        """Log an admin request in the audit log before it is carried out (what it changes is logged as it
+        commits). The actor is the client address: the admin token is one shared secret, not a person."""
+        store = self.hub.store
+        if isinstance(store, AuditLog):
+            host = request.client.host if request.client else "unknown"
+            event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"admin@{host}")
+            await asyncio.to_thread(store.audit_append, [event])
+
     async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         try:
             raw = await _read_body(request, self.settings.max_body_bytes)
@@ -599,7 +620,20 @@ class Sidecar:
         return doc
 
     async def admin_streams(self, request: Request) -> Response:
-        statuses = {(s.adapter, s.stream): s for s in await asyncio.to_thread(self.hub.store.stream_status)}
+        store = self.hub.store
+        statuses = {(s.adapter, s.stream): s for s in await asyncio.to_thread(store.stream_status)}
+        drift: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        if isinstance(store, DriftLog):
+            for d in await asyncio.to_thread(store.schema_drift):
+                drift.setdefault((d.adapter, d.stream), []).append(
+                    {
+                        "field": d.field,
+                        "items": d.items,
+                        "example": d.example,
+                        "first_seen": d.first_seen,
+                        "last_seen": d.last_seen,
+                    }
+                )
         out = []
         for key in sorted(set(self.streams) | set(statuses)):
             info = self.streams.get(key)
@@ -613,6 +647,7 @@ class Sidecar:
                 "last_success": st.last_success if st else None,
                 "last_error": st.last_error if st else None,
                 "last_error_at": st.last_error_at if st else None,
+                "drift": drift.get(key, []),
             }
             if run is not None:
                 doc.update(run.as_dict())
@@ -627,6 +662,7 @@ class Sidecar:
             return problem(404, f"no configured stream {adapter}:{stream}")
         if info.kind != "pull":
             return problem(409, f"{adapter}:{stream} is a push stream; partners send it to the sidecar")
+        await self._audit_request(request, "admin.pull", f"{adapter}:{stream}", {})
         try:
             task = await self.scheduler.start_now(adapter, stream)
         except StreamBusy as exc:
@@ -651,6 +687,8 @@ class Sidecar:
 
     async def admin_quarantine_show(self, request: Request) -> Response:
         entry_id = request.path_params["entry_id"]
+        if not 0 < entry_id <= _MAX_ID:  # the store's ids are 64-bit: a larger one is no entry (not a 500)
+            return problem(404, f"no quarantine entry {entry_id}")
         entry = await asyncio.to_thread(self.hub.store.quarantine_get, entry_id)
         if entry is None:
             return problem(404, f"no quarantine entry {entry_id}")
@@ -674,6 +712,7 @@ class Sidecar:
             ids = [e.id for e in entries]
         if ids is None:
             return problem(400, 'send {"ids": [1, 2]} or {"all": true} (optionally with "adapter")')
+        await self._audit_request(request, "admin.quarantine.replay", "quarantine", {"ids": ids})
         results = await self.hub.replay_quarantine(ids)
         self.forwarding.notify()
         docs = [{"id": r.entry_id, "status": r.status, "errors": [p.as_dict() for p in r.problems]} for r in results]
@@ -714,6 +753,7 @@ class Sidecar:
             ids = [d.id for d in letters]
         if ids is None:
             return problem(400, 'send {"ids": [1, 2]} or {"all": true} (optionally with "sink")')
+        await self._audit_request(request, "admin.dead_letters.replay", "dead_letters", {"ids": ids})
         result = await self.forwarder.replay(ids)
         return _json(
             {
@@ -756,17 +796,27 @@ def _summary(s: PullSummary) -> dict[str, Any]:
     }
 
 
+def _is_number(raw: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "١", which ``int()`` then refuses or misreads."""
+    return raw.isascii() and raw.isdigit()
+
+
 def _limit(raw: str | None) -> int | None:
     if raw is None:
         return 100
-    if not raw.isdigit() or not 1 <= int(raw) <= _LIST_LIMIT:
+    if not _is_number(raw) or not 1 <= int(raw) <= _LIST_LIMIT:
         return None
     return int(raw)
 
 
 def _ids(body: dict[str, Any]) -> list[int] | None:
+    """Entry ids from ``{"ids": [...]}``: 1 to 100,000 positive 64-bit integers, else None (a 400)."""
     ids = body.get("ids")
-    if isinstance(ids, list) and ids and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+    if (
+        isinstance(ids, list)
+        and 0 < len(ids) <= _MAX_IDS
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= _MAX_ID for i in ids)
+    ):
         return list(ids)
     return None
 

@@ -338,6 +338,20 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
             "last_success": {"type": ["string", "null"]},
             "last_error": {"type": ["string", "null"]},
             "last_error_at": {"type": ["string", "null"]},
+            "drift": {
+                "description": "Top-level fields the partner sends that the stream's schema does not name",
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "field": {"type": "string"},
+                        "items": {"type": "integer"},
+                        "example": {"type": "string"},
+                        "first_seen": {"type": "string"},
+                        "last_seen": {"type": "string"},
+                    },
+                },
+            },
             "running": {"type": "boolean"},
             "next_run_at": {"type": ["string", "null"]},
         },

@@ -1,18 +1,26 @@
-"""The store interface: everything the hub keeps, behind one small protocol (SQLite now, PostgreSQL later)."""
+"""The store interface: everything the hub keeps, behind one small protocol (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tanpuhui.sdk import OutboxRow, Problem
 
+from ..audit import AuditEvent
+from .leases import SINK_LEASES, Lease, LeaseLost
+
 __all__ = [
+    "SINK_LEASES",
     "Checkpoint",
     "CommitResult",
     "DeadLetter",
+    "DriftEntry",
+    "DriftLog",
     "DuplicateReceipt",
+    "Lease",
+    "LeaseLost",
     "NewQuarantine",
     "NewReceipt",
     "NewRecord",
@@ -152,6 +160,35 @@ class PageWrite:
     quarantined: Sequence[NewQuarantine]
     checkpoint: Checkpoint | None
     receipt: NewReceipt | None = None
+    lease_owner: str | None = None
+    """Commit only while this owner holds the stream's lease (else :class:`LeaseLost`, nothing written)."""
+    audit: AuditEvent | None = None
+    """The batch's audit entry (action, subject, actor, details); a store that keeps an audit log appends it in
+    the same transaction, adding what it committed (see :mod:`tanpuhui.hub.audit`). None: ``page.commit``."""
+    drift: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    """Top-level fields the stream's schema does not name -> (items carrying it, an example partner id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftEntry:
+    """A top-level field a partner sends that the stream's schema does not name (allowed, and reported)."""
+
+    adapter: str
+    stream: str
+    field: str
+    first_seen: str
+    last_seen: str
+    items: int
+    """Items seen carrying it, over all pages."""
+    example: str
+    """The partner id of one item that carried it."""
+
+
+@runtime_checkable
+class DriftLog(Protocol):
+    """A store that keeps the schema drift report (written from ``PageWrite.drift`` with the page)."""
+
+    def schema_drift(self, adapter: str | None = None) -> list[DriftEntry]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,18 +215,39 @@ class Store(Protocol):
         checkpoint: Checkpoint | None,
         *,
         receipt: NewReceipt | None = None,
+        lease_owner: str | None = None,
     ) -> CommitResult:
         """Insert new records (dedup by record id; cross-source fingerprint claims are held), quarantine entries
         and the new checkpoint (None: leave it) atomically.
 
         With ``receipt``, the webhook's answer is stored in the same transaction; when its key is already on file
-        nothing is written and :class:`DuplicateReceipt` is raised."""
+        nothing is written and :class:`DuplicateReceipt` is raised. With ``lease_owner``, the stream's lease must
+        still be that owner's (checked in the same transaction): else nothing is written and :class:`LeaseLost`
+        is raised."""
         ...
 
     def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
         """Commit several pages in ONE transaction (group commit: one sync to disk for all), in order.
 
-        A page whose receipt key is already on file is skipped (None in its place); the others are written."""
+        A page whose receipt key is already on file is skipped (None in its place); the others are written.
+        A page whose ``lease_owner`` does not hold its stream's lease fails the whole group (:class:`LeaseLost`)."""
+        ...
+
+    # leases: one replica pulls a stream (or, with adapter=SINK_LEASES, drains a sink) at a time; see .leases
+    def acquire_lease(self, adapter: str, stream: str, owner: str, ttl: float) -> bool:
+        """Take the lease for ``ttl`` seconds: True when it was free, expired or already ``owner``'s (extended)."""
+        ...
+
+    def renew_lease(self, adapter: str, stream: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` seconds from now; False when another owner has taken it."""
+        ...
+
+    def release_lease(self, adapter: str, stream: str, owner: str) -> None:
+        """Give the lease back (nothing happens when ``owner`` does not hold it)."""
+        ...
+
+    def leases(self) -> list[Lease]:
+        """The leases held now (unexpired), by adapter and stream."""
         ...
 
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None: ...

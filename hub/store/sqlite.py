@@ -7,12 +7,22 @@ Layout and why:
 - ``synchronous`` defaults to FULL: a commit that returned (and so a webhook we acknowledged) survives power loss.
 - a webhook's answer (``webhook_receipts``) is written with its records, keyed by the webhook id; several pages
   (concurrent webhook requests) can share one transaction (``commit_pages``): one sync to disk for all of them.
+- the schema is versioned (``schema_migrations``, see :mod:`.migrations`): a new file is created at the current
+  version; an older one is refused until ``tanpuhui migrate``; a newer one always.
+- the audit log (``audit_log``, :mod:`tanpuhui.hub.audit`) is appended in the transaction of what it records:
+  each committed page (with the digest of the outbox rows it inserted), dead letters added and deleted,
+  quarantine entries resolved, receipts pruned; ``meta.audit_head`` (``seq:hash``) is updated with it, and each
+  append chains from that head, so deleting the newest entries cannot go unnoticed by the next append either.
+- ``schema_drift``: top-level fields partners send that the schema does not name, upserted with the page.
+- leases (``leases``) work as in PostgreSQL, with this host's clock: several processes may share one file (a CLI
+  pull next to the sidecar), one of them pulls a stream or drains a sink at a time.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,11 +32,15 @@ from typing import Any
 import orjson
 from tanpuhui.sdk import OutboxRow
 
+from ..audit import GENESIS, AuditEntry, AuditEvent, batch_digest, canonical_details, entry_hash
 from .base import (
     Checkpoint,
     CommitResult,
     DeadLetter,
+    DriftEntry,
     DuplicateReceipt,
+    Lease,
+    LeaseLost,
     NewQuarantine,
     NewReceipt,
     NewRecord,
@@ -36,81 +50,10 @@ from .base import (
     StreamStatus,
     WebhookReceipt,
 )
+from .migrations import SCHEMA_VERSION, MigrationReport, SchemaTooNew, SchemaTooOld, pending
+from .migrations.sqlite import MIGRATIONS, applied_version
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
-
-SCHEMA_VERSION = 1
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    record_id TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    adapter TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    scenario TEXT NOT NULL,
-    reduction_kgco2e REAL NOT NULL,
-    body BLOB NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_fingerprint ON outbox (fingerprint);
-CREATE TABLE IF NOT EXISTS held_claims (
-    id INTEGER PRIMARY KEY,
-    record_id TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    adapter TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    claimed_by TEXT NOT NULL,
-    body BLOB NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    adapter TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    cursor TEXT,
-    state TEXT NOT NULL DEFAULT '{}',
-    last_success TEXT,
-    last_error TEXT,
-    last_error_at TEXT,
-    PRIMARY KEY (adapter, stream)
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY,
-    adapter TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    partner_record_id TEXT NOT NULL,
-    problems TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    status TEXT NOT NULL DEFAULT 'open',
-    created_at TEXT NOT NULL,
-    resolved_at TEXT
-);
-CREATE INDEX IF NOT EXISTS quarantine_status ON quarantine (status, adapter);
-CREATE TABLE IF NOT EXISTS sink_positions (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,
-    sink TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    record_id TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (sink, seq)
-);
-CREATE TABLE IF NOT EXISTS webhook_receipts (
-    adapter TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    webhook_id TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (adapter, stream, webhook_id)
-);
-CREATE INDEX IF NOT EXISTS webhook_receipts_created ON webhook_receipts (created_at);
-"""
 
 _IN_CHUNK = 500
 
@@ -119,30 +62,73 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _from_unix(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
 class SQLiteStore:
     """:class:`tanpuhui.hub.store.base.Store` on SQLite (WAL)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    last_migration: MigrationReport
+    """What opening did to the schema (a new file is created at the current version)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", migrate: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
         conn = self._conn
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA foreign_keys=ON")
-        with self._tx():
-            for statement in filter(str.strip, _DDL.split(";")):
-                conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: store schema version {row[0]} is newer than this tanpuhui ({SCHEMA_VERSION})"
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.last_migration = self._open_schema(migrate)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open_schema(self, migrate: bool) -> MigrationReport:
+        """Check the schema version; create a new store, or apply what is missing when ``migrate``."""
+        with self._tx() as conn:
+            found = applied_version(conn)
+            if found > SCHEMA_VERSION:
+                raise SchemaTooNew(self.path, found)
+            fresh = found == 0 and not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone()
+            if found == SCHEMA_VERSION:
+                return MigrationReport(self.path, found, found, ())
+            if not (migrate or fresh):
+                raise SchemaTooOld(self.path, found)
+            todo = pending(MIGRATIONS, found)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TEXT NOT NULL)"
+            )
+            now = _now()
+            # A store from before versioned migrations (meta.schema_version only) is recorded as having those.
+            adopted = [(m.version, m.name, now) for m in MIGRATIONS if m.version <= found]
+            conn.executemany(
+                "INSERT OR IGNORE INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", adopted
+            )
+            for migration in todo:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR IGNORE INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, now),
                 )
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+            return MigrationReport(self.path, found, SCHEMA_VERSION, todo)
+
+    def schema_version(self) -> int:
+        """The newest migration applied to this file."""
+        with self._lock:
+            return applied_version(self._conn)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -175,8 +161,10 @@ class SQLiteStore:
         checkpoint: Checkpoint | None,
         *,
         receipt: NewReceipt | None = None,
+        lease_owner: str | None = None,
     ) -> CommitResult:
-        (result,) = self.commit_pages([PageWrite(adapter, stream, records, quarantined, checkpoint, receipt)])
+        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
+        (result,) = self.commit_pages([page])
         if result is None:
             assert receipt is not None
             raise DuplicateReceipt(adapter, stream, receipt.key)
@@ -186,6 +174,9 @@ class SQLiteStore:
         now = _now()
         out: list[CommitResult | None] = []
         with self._tx() as conn:
+            for page in pages:
+                if page.lease_owner is not None:
+                    self._check_lease(conn, page.adapter, page.stream, page.lease_owner)
             for page in pages:
                 receipt = page.receipt
                 if receipt is not None:
@@ -207,12 +198,147 @@ class SQLiteStore:
                     except sqlite3.IntegrityError:
                         out.append(None)
                         continue
-                out.append(
-                    self._write_page(
-                        conn, page.adapter, page.stream, page.records, page.quarantined, page.checkpoint, now
-                    )
+                result = self._write_page(
+                    conn, page.adapter, page.stream, page.records, page.quarantined, page.checkpoint, now
                 )
+                out.append(result)
+                if page.drift:
+                    self._write_drift(conn, page, now)
+                self._audit(conn, [self._page_event(conn, page, result)], now)
         return out
+
+    @staticmethod
+    def _page_event(conn: sqlite3.Connection, page: PageWrite, result: CommitResult) -> AuditEvent:
+        """The page's audit entry: the caller's (or ``page.commit``) with what this commit did added."""
+        given = page.audit or AuditEvent("page.commit", f"{page.adapter}:{page.stream}")
+        details: dict[str, Any] = {
+            **given.details,
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+            "held": result.held,
+            "quarantined": result.quarantined,
+        }
+        if result.inserted:
+            last = int(conn.execute("SELECT max(seq) FROM outbox").fetchone()[0])
+            ids = result.inserted_ids
+            seen: set[str] = set()
+            rows: list[tuple[str, bytes]] = []
+            for r in page.records:  # inserted in this order, so their seqs run first..last
+                if (ids is None or r.record_id in ids) and r.record_id not in seen:
+                    seen.add(r.record_id)
+                    rows.append((r.record_id, r.body))
+            details["first_seq"] = last - len(rows) + 1
+            details["last_seq"] = last
+            details["records_sha256"] = batch_digest(rows)
+        if result.quarantined:
+            last_q = int(conn.execute("SELECT max(id) FROM quarantine").fetchone()[0])
+            details["quarantine_ids"] = [last_q - result.quarantined + 1, last_q]
+        if page.drift:
+            details["unknown_fields"] = sorted(page.drift)
+        return AuditEvent(given.action, given.subject, details, given.actor)
+
+    @staticmethod
+    def _write_drift(conn: sqlite3.Connection, page: PageWrite, now: str) -> None:
+        conn.executemany(
+            "INSERT INTO schema_drift (adapter, stream, field, first_seen, last_seen, items, example)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (adapter, stream, field) DO UPDATE SET"
+            " last_seen=excluded.last_seen, items=schema_drift.items + excluded.items",
+            [(page.adapter, page.stream, name, now, now, n, example) for name, (n, example) in page.drift.items()],
+        )
+
+    # -- the audit log ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(conn: sqlite3.Connection, events: Sequence[AuditEvent], now: str) -> list[AuditEntry]:
+        """Append ``events`` inside the caller's transaction, chained from ``meta.audit_head``."""
+        if not events:
+            return []
+        row = conn.execute("SELECT value FROM meta WHERE key='audit_head'").fetchone()
+        if row is not None:
+            head_seq, _, prev = str(row[0]).partition(":")
+            seq = int(head_seq)
+        else:
+            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        entries = []
+        for event in events:
+            seq += 1
+            details = canonical_details(event.details)
+            digest = entry_hash(prev, seq, now, event.actor, event.action, event.subject, details)
+            entries.append(
+                AuditEntry(seq, now, event.actor, event.action, event.subject, dict(event.details), prev, digest)
+            )
+            prev = digest
+        conn.executemany(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.seq, e.at, e.actor, e.action, e.subject, canonical_details(e.details), e.prev_hash, e.hash)
+                for e in entries
+            ],
+        )
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            (f"{seq}:{prev}",),
+        )
+        return entries
+
+    def audit_append(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        with self._tx() as conn:
+            return self._audit(conn, events, _now())
+
+    def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        out = []
+        for seq, at, actor, action, subject, details, prev_hash, digest in rows:
+            try:
+                parsed = orjson.loads(details)
+            except orjson.JSONDecodeError:
+                parsed = {"unparseable": str(details)}  # an edited entry: verify reports it
+            out.append(
+                AuditEntry(
+                    seq,
+                    at,
+                    actor,
+                    action,
+                    subject,
+                    parsed if isinstance(parsed, dict) else {"value": parsed},
+                    prev_hash,
+                    digest,
+                )
+            )
+        return out
+
+    def audit_head(self) -> tuple[int, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='audit_head'").fetchone()
+        if row is None:
+            return None
+        seq, _, digest = str(row[0]).partition(":")
+        return (int(seq), digest) if seq.isdigit() else (-1, str(row[0]))
+
+    def audit_outbox_rows(self, first_seq: int, last_seq: int) -> list[tuple[str, bytes]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT record_id, body FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq", (first_seq, last_seq)
+            ).fetchall()
+        # A body edited with SQL text functions comes back as TEXT: compare its bytes all the same.
+        return [(str(r), b if isinstance(b, bytes) else str(b).encode()) for r, b in rows]
+
+    def schema_drift(self, adapter: str | None = None) -> list[DriftEntry]:
+        sql = "SELECT adapter, stream, field, first_seen, last_seen, items, example FROM schema_drift"
+        args: tuple[Any, ...] = ()
+        if adapter:
+            sql += " WHERE adapter=?"
+            args = (adapter,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY adapter, stream, field", args).fetchall()
+        return [DriftEntry(*row) for row in rows]
 
     def _write_page(
         self,
@@ -311,6 +437,12 @@ class SQLiteStore:
                         claimed.setdefault(r.record_id, other_id)
         return claimed
 
+    @staticmethod
+    def _check_lease(conn: sqlite3.Connection, adapter: str, stream: str, owner: str) -> None:
+        row = conn.execute("SELECT owner FROM leases WHERE adapter=? AND stream=?", (adapter, stream)).fetchone()
+        if row is None or row[0] != owner:
+            raise LeaseLost(adapter, stream, owner)
+
     def record_stream_error(self, adapter: str, stream: str, message: str) -> None:
         with self._tx() as conn:
             conn.execute(
@@ -329,6 +461,42 @@ class SQLiteStore:
         return [
             StreamStatus(a, s, orjson.loads(c) if c else None, ok, err, err_at) for a, s, c, ok, err, err_at in rows
         ]
+
+    # -- leases (expiry by this host's clock: the processes sharing a SQLite file share the host) ------------
+
+    def acquire_lease(self, adapter: str, stream: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO leases (adapter, stream, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (adapter, stream) DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at,"
+                " acquired_at=CASE WHEN leases.owner = excluded.owner THEN leases.acquired_at"
+                " ELSE excluded.acquired_at END"
+                " WHERE leases.owner = excluded.owner OR leases.expires_at <= ?",
+                (adapter, stream, owner, now, now + ttl, now),
+            )
+            return cur.rowcount > 0
+
+    def renew_lease(self, adapter: str, stream: str, owner: str, ttl: float) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE leases SET expires_at=? WHERE adapter=? AND stream=? AND owner=?",
+                (time.time() + ttl, adapter, stream, owner),
+            )
+            return cur.rowcount > 0
+
+    def release_lease(self, adapter: str, stream: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM leases WHERE adapter=? AND stream=? AND owner=?", (adapter, stream, owner))
+
+    def leases(self) -> list[Lease]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT adapter, stream, owner, acquired_at, expires_at FROM leases WHERE expires_at > ?"
+                " ORDER BY adapter, stream",
+                (time.time(),),
+            ).fetchall()
+        return [Lease(a, s, o, _from_unix(acquired), _from_unix(expires)) for a, s, o, acquired, expires in rows]
 
     # -- forwarding ----------------------------------------------------------------------------------------
 
@@ -371,6 +539,14 @@ class SQLiteStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(sink, row.seq, row.record_id, attempts, error, now) for row, attempts, error in dead],
                 )
+                seqs = [row.seq for row, _, _ in dead]
+                details = {
+                    "count": len(dead),
+                    "first_seq": min(seqs),
+                    "last_seq": max(seqs),
+                    "error": dead[-1][2][:300],
+                }
+                self._audit(conn, [AuditEvent("deadletter.add", sink, details)], now)
             conn.execute(
                 "INSERT INTO sink_positions (sink, seq) VALUES (?, ?)"
                 " ON CONFLICT (sink) DO UPDATE SET seq=max(seq, excluded.seq)",
@@ -403,7 +579,11 @@ class SQLiteStore:
 
     def delete_dead_letters(self, ids: Sequence[int]) -> None:
         with self._tx() as conn:
+            before = conn.total_changes
             conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids])
+            if conn.total_changes - before:
+                event = AuditEvent("deadletter.delete", "dead_letters", {"ids": sorted(ids)})
+                self._audit(conn, [event], _now())
 
     # -- quarantine ----------------------------------------------------------------------------------------
 
@@ -438,8 +618,12 @@ class SQLiteStore:
         )
 
     def quarantine_resolve(self, entry_id: int, status: str) -> None:
+        now = _now()
         with self._tx() as conn:
-            conn.execute("UPDATE quarantine SET status=?, resolved_at=? WHERE id=?", (status, _now(), entry_id))
+            cur = conn.execute("UPDATE quarantine SET status=?, resolved_at=? WHERE id=?", (status, now, entry_id))
+            if cur.rowcount:
+                event = AuditEvent("quarantine.resolve", f"quarantine:{entry_id}", {"status": status})
+                self._audit(conn, [event], now)
 
     # -- webhook receipts ----------------------------------------------------------------------------------
 
@@ -454,7 +638,11 @@ class SQLiteStore:
 
     def prune_receipts(self, before: str) -> int:
         with self._tx() as conn:
-            return conn.execute("DELETE FROM webhook_receipts WHERE created_at < ?", (before,)).rowcount
+            pruned = int(conn.execute("DELETE FROM webhook_receipts WHERE created_at < ?", (before,)).rowcount)
+            if pruned:
+                event = AuditEvent("receipts.prune", "webhook_receipts", {"before": before, "count": pruned})
+                self._audit(conn, [event], _now())
+            return pruned
 
     def check_writable(self) -> None:
         with self._tx() as conn:

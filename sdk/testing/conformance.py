@@ -130,9 +130,12 @@ class _WatchedHub(Hub):
         *,
         final: bool = False,
         save_checkpoint: bool = True,
+        lease_owner: str | None = None,
     ) -> PageResult:
         self.raw_items.extend(items)
-        return super().ingest(rt, ctx, items, cursor, final=final, save_checkpoint=save_checkpoint)
+        return super().ingest(
+            rt, ctx, items, cursor, final=final, save_checkpoint=save_checkpoint, lease_owner=lease_owner
+        )
 
 
 class _Log(httpx.AsyncBaseTransport):

@@ -175,7 +175,15 @@ def test_sqlite_url_store_is_a_path(tmp_path: Path) -> None:
     assert Path(config.store_path()) == tmp_path.resolve() / "var" / "hub.db"
 
 
-def test_other_database_urls_are_rejected(tmp_path: Path) -> None:
+def test_postgresql_url_is_a_dsn_not_a_path(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[hub]\nstore = "postgresql://hub@db/tanpuhui"\n'), {})
-    with pytest.raises(ConfigError, match="only SQLite"):
+    assert config.store_dsn() == "postgresql://hub@db/tanpuhui"
+    with pytest.raises(ConfigError, match="PostgreSQL URL, not a SQLite path"):
+        config.store_path()
+
+
+def test_other_database_urls_are_rejected(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[hub]\nstore = "mysql://hub@db/tanpuhui"\n'), {})
+    assert config.store_dsn() is None
+    with pytest.raises(ConfigError, match="unknown scheme 'mysql'"):
         config.store_path()

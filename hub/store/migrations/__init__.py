@@ -1,0 +1,94 @@
+"""Versioned schema migrations for both stores, kept as Python strings (no data files to ship).
+
+Each store has an ordered list of :class:`Migration` (``sqlite.MIGRATIONS``, ``postgres.MIGRATIONS``) numbered
+1, 2, ... with the same numbers meaning the same change in both. A store records what it applied in a
+``schema_migrations`` table (version, name, applied_at). At start-up a store compares its newest applied
+version with :data:`SCHEMA_VERSION`:
+
+- equal: it opens;
+- older: :class:`SchemaTooOld`, telling to run ``tanpuhui migrate --config hub.toml`` (a brand-new SQLite file is
+  the exception: it is created at the current version, the embedded default needs no setup step);
+- newer (written by a later tanpuhui): :class:`SchemaTooNew`; upgrade tanpuhui instead.
+
+``tanpuhui migrate`` applies the missing migrations in one transaction (PostgreSQL: under an advisory lock, so
+replicas starting together cannot race) and prints what it did.
+
+Adding a migration: append ``Migration(N + 1, "what it does", (...statements...))`` to BOTH lists, bump
+:data:`SCHEMA_VERSION`, and add a test that a store at version N is refused until migrated and keeps its data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tanpuhui.sdk import TanpuhuiError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Migration",
+    "MigrationReport",
+    "SchemaTooNew",
+    "SchemaTooOld",
+    "SchemaVersionError",
+    "pending",
+]
+
+SCHEMA_VERSION = 3
+"""The schema version this code reads and writes (the highest migration number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What :func:`migrate` found and did: versions before and after, and the migrations applied."""
+
+    store: str
+    before: int
+    after: int
+    applied: tuple[Migration, ...]
+
+
+class SchemaVersionError(TanpuhuiError, RuntimeError):
+    """The store's schema version is not the one this code needs."""
+
+    def __init__(self, store: str, found: int, expected: int, message: str) -> None:
+        super().__init__(message)
+        self.store = store
+        self.found = found
+        self.expected = expected
+
+
+class SchemaTooOld(SchemaVersionError):
+    def __init__(self, store: str, found: int, expected: int = SCHEMA_VERSION) -> None:
+        what = "has no tanpuhui schema yet" if found == 0 else f"schema version {found} is older than this tanpuhui"
+        super().__init__(
+            store,
+            found,
+            expected,
+            f"{store}: store {what} (needs {expected}); run `tanpuhui migrate --config hub.toml` first",
+        )
+
+
+class SchemaTooNew(SchemaVersionError):
+    def __init__(self, store: str, found: int, expected: int = SCHEMA_VERSION) -> None:
+        super().__init__(
+            store,
+            found,
+            expected,
+            f"{store}: store schema version {found} is newer than this tanpuhui ({expected}); "
+            "upgrade tanpuhui (a store is never migrated down)",
+        )
+
+
+def pending(migrations: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
+    """The migrations after ``current``, checked to be numbered 1..SCHEMA_VERSION without gaps."""
+    numbers = [m.version for m in migrations]
+    if numbers != list(range(1, SCHEMA_VERSION + 1)):
+        raise AssertionError(f"migrations must be numbered 1..{SCHEMA_VERSION} in order, got {numbers}")
+    return tuple(m for m in migrations if m.version > current)

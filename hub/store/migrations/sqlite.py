@@ -1,0 +1,139 @@
+"""The SQLite schema as migrations (see the package docstring). Statements run in one ``BEGIN IMMEDIATE``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from . import Migration
+
+__all__ = ["MIGRATIONS", "applied_version"]
+
+_BASELINE = (
+    # IF NOT EXISTS: a store created before versioned migrations (``meta.schema_version = 1``) adopts this.
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        reduction_kgco2e REAL NOT NULL,
+        body BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_fingerprint ON outbox (fingerprint)",
+    """CREATE TABLE IF NOT EXISTS held_claims (
+        id INTEGER PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        claimed_by TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        cursor TEXT,
+        state TEXT NOT NULL DEFAULT '{}',
+        last_success TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        PRIMARY KEY (adapter, stream)
+    )""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id INTEGER PRIMARY KEY,
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        partner_record_id TEXT NOT NULL,
+        problems TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        created_at TEXT NOT NULL,
+        resolved_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS quarantine_status ON quarantine (status, adapter)",
+    "CREATE TABLE IF NOT EXISTS sink_positions (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (sink, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS webhook_receipts (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        webhook_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (adapter, stream, webhook_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS webhook_receipts_created ON webhook_receipts (created_at)",
+)
+
+_LEASES = (
+    # expires_at in unix seconds: one host's clock (several processes on one file share it).
+    """CREATE TABLE leases (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (adapter, stream)
+    )""",
+)
+
+_AUDIT = (
+    # The tamper-evident audit log (tanpuhui.hub.audit): ``at`` and ``details`` are the exact texts hashed.
+    """CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    # Top-level fields partners send that their schema does not name (allowed, reported): one row per field.
+    """CREATE TABLE schema_drift (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        field TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        example TEXT NOT NULL,
+        PRIMARY KEY (adapter, stream, field)
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
+    Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
+    Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
+)
+
+
+def applied_version(conn: sqlite3.Connection) -> int:
+    """The store's schema version: the newest migration applied; 0 for an empty file.
+
+    Also ``meta.schema_version`` (kept equal): a store made before versioned migrations has only that."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    version = 0
+    if "schema_migrations" in tables:
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        version = int(row[0])
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = max(version, int(row[0]) if row else 0)
+    return version

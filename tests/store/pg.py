@@ -1,0 +1,67 @@
+"""A PostgreSQL to test against: the server on loopback, one throwaway database per test session.
+
+``TANPUHUI_TEST_PG`` is the admin connection (default ``postgresql://postgres@127.0.0.1:5432/postgres``, trust auth
+as on the CI machine). The session creates ``tanpuhui_test_<random>`` and drops it at the end, so parallel runs never
+share state; each test gets its own schema in it (``?options=-csearch_path=...``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import psycopg
+from psycopg import conninfo
+
+__all__ = ["ADMIN_DSN", "schema_dsn", "temporary_database", "temporary_schema"]
+
+ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    return conninfo.make_conninfo(dsn, dbname=dbname)
+
+
+@contextmanager
+def temporary_database() -> Iterator[str]:
+    """A fresh database (its connection string), dropped afterwards even if sessions are left connected."""
+    name = f"tanpuhui_test_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(
+            f"the tests need PostgreSQL at {ADMIN_DSN} (set TANPUHUI_TEST_PG); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`: {exc}"
+        ) from exc
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_dbname(ADMIN_DSN, name)
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def schema_dsn(database_dsn: str, schema: str) -> str:
+    """A URL for the database with ``search_path`` set to ``schema`` (as a hub.toml ``store`` would hold it)."""
+    params = conninfo.conninfo_to_dict(database_dsn)
+    user = params.get("user") or ""
+    host = params.get("host") or "127.0.0.1"
+    port = params.get("port") or 5432
+    return f"postgresql://{quote(str(user))}@{host}:{port}/{params['dbname']}?options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def temporary_schema(database_dsn: str) -> Iterator[str]:
+    """A new empty schema in the database; yields a URL whose connections use it."""
+    schema = f"t_{secrets.token_hex(5)}"
+    with psycopg.connect(database_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema_dsn(database_dsn, schema)
+    finally:
+        with psycopg.connect(database_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -1,0 +1,173 @@
+"""Versioned schemas for both stores: checked at start-up, brought up to date by `tanpuhui migrate`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from tanpuhui.hub.cli import main
+from tanpuhui.hub.store.migrations import SCHEMA_VERSION, SchemaTooNew, SchemaTooOld
+from tanpuhui.hub.store.migrations.postgres import MIGRATIONS as PG_MIGRATIONS
+from tanpuhui.hub.store.migrations.postgres import SCHEMA_TABLE
+from tanpuhui.hub.store.migrations.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from tanpuhui.hub.store.postgres import PostgresStore
+from tanpuhui.hub.store.sqlite import SQLiteStore
+
+from .conftest import Backend
+from .records import trips
+
+
+def test_both_stores_have_the_same_numbered_migrations() -> None:
+    assert [m.version for m in SQLITE_MIGRATIONS] == [m.version for m in PG_MIGRATIONS]
+    assert [m.name for m in SQLITE_MIGRATIONS] == [m.name for m in PG_MIGRATIONS]
+    assert SQLITE_MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+def _version_1_sqlite(path: Path) -> None:
+    """A store as the first release wrote it: baseline tables, ``meta.schema_version = 1``, one record."""
+    conn = sqlite3.connect(path)
+    with conn:
+        for statement in SQLITE_MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.execute(
+            "INSERT INTO outbox (record_id, fingerprint, adapter, stream, scenario, reduction_kgco2e, body, created_at)"
+            " VALUES ('01HXOLD', 'fp', 'transit_card', 'trips', 'metro', 0.4, x'7b7d', '2024-05-01T00:00:00+00:00')"
+        )
+        conn.execute(
+            "INSERT INTO checkpoints (adapter, stream, cursor, state) VALUES ('transit_card', 'trips', '\"c-9\"', '{}')"
+        )
+    conn.close()
+
+
+def _version_1_postgres(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(SCHEMA_TABLE)
+        for statement in PG_MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'baseline')")
+        conn.execute(
+            "INSERT INTO outbox (record_id, fingerprint, adapter, stream, scenario, reduction_kgco2e, body)"
+            " VALUES ('01HXOLD', 'fp', 'transit_card', 'trips', 'metro', 0.4, '\\x7b7d')"
+        )
+        conn.execute(
+            "INSERT INTO checkpoints (adapter, stream, cursor, state) VALUES ('transit_card', 'trips', '\"c-9\"', '{}')"
+        )
+
+
+def _old_store(backend: Backend) -> Callable[..., Any]:
+    """Make the backend's store a version-1 one; returns the opener (``migrate=`` keyword)."""
+    if backend.kind == "sqlite":
+        Path(backend.target).parent.mkdir(parents=True, exist_ok=True)
+        _version_1_sqlite(Path(backend.target))
+    else:
+        _version_1_postgres(backend.target)
+    return lambda migrate=False: backend.open(migrate=migrate)
+
+
+def test_an_older_store_is_refused_until_migrated_and_keeps_its_data(backend: Backend) -> None:
+    open_store = _old_store(backend)
+    with pytest.raises(SchemaTooOld, match=r"schema version 1 is older .*run `tanpuhui migrate --config hub.toml`"):
+        open_store()
+    store = open_store(migrate=True)
+    assert (store.last_migration.before, store.last_migration.after) == (1, SCHEMA_VERSION)
+    assert [m.version for m in store.last_migration.applied] == list(range(2, SCHEMA_VERSION + 1))
+    assert [r.record_id for r in store.read_outbox(0, 10)] == ["01HXOLD"]
+    assert store.load_checkpoint("transit_card", "trips").cursor == "c-9"
+    assert store.acquire_lease("transit_card", "trips", "replica-a", 30)  # the new table is there
+    store.commit_page("transit_card", "trips", trips(2), [], None)
+    assert store.counts()["outbox"] == 3
+    again = open_store()  # now it opens without migrating
+    assert again.schema_version() == SCHEMA_VERSION
+    assert again.last_migration.applied == ()
+
+
+def test_migrating_an_up_to_date_store_does_nothing(backend: Backend) -> None:
+    first = backend.open()
+    first.commit_page("transit_card", "trips", trips(2), [], None)
+    second = backend.open(migrate=True)
+    assert second.last_migration.applied == ()
+    assert second.counts()["outbox"] == 2
+
+
+def test_a_newer_store_is_refused_with_or_without_migrate(backend: Backend) -> None:
+    backend.open().close()
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target)
+        with conn:
+            conn.execute("INSERT INTO schema_migrations VALUES (99, 'from the future', '2030-01-01')")
+        conn.close()
+    else:
+        with psycopg.connect(backend.target) as conn:
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')")
+    for migrate in (False, True):
+        with pytest.raises(SchemaTooNew, match=r"schema version 99 is newer than this tanpuhui .*upgrade tanpuhui"):
+            backend.open(migrate=migrate)
+
+
+def test_a_new_sqlite_file_is_created_at_the_current_version(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "new.db")
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert [m.version for m in store.last_migration.applied] == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        store.close()
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "hub.toml"
+    path.write_text('[hub]\nstore = { env = "TANPUHUI_STORE_URL" }\n')
+    return path
+
+
+def test_migrate_command_on_sqlite(tmp_path: Path) -> None:
+    _version_1_sqlite(tmp_path / "hub.db")
+    config = _config(tmp_path)
+    env = {"TANPUHUI_STORE_URL": "hub.db"}
+    runner = CliRunner()
+    check = runner.invoke(main, ["migrate", "--check", "--config", str(config)], env=env)
+    assert check.exit_code == 1, check.output
+    assert "schema version 1, this tanpuhui needs" in check.output
+    done = runner.invoke(main, ["migrate", "--config", str(config)], env=env)
+    assert done.exit_code == 0, done.output
+    assert "applied 2: leases" in done.output
+    assert f"schema version 1 -> {SCHEMA_VERSION}" in done.output
+    again = runner.invoke(main, ["migrate", "--config", str(config)], env=env)
+    assert "up to date (nothing to do)" in again.output
+    check = runner.invoke(main, ["migrate", "--check", "--config", str(config)], env=env)
+    assert check.exit_code == 0 and "up to date" in check.output
+
+
+def test_migrate_check_without_a_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = CliRunner().invoke(
+        main, ["migrate", "--check", "--config", str(config)], env={"TANPUHUI_STORE_URL": "var/hub.db"}
+    )
+    assert result.exit_code == 0 and "no store yet" in result.output
+    assert not (tmp_path / "var" / "hub.db").exists()
+
+
+def test_migrate_command_on_postgres(tmp_path: Path, pg_dsn: str) -> None:
+    config = _config(tmp_path)
+    env = {"TANPUHUI_STORE_URL": pg_dsn, "TANPUHUI_PSEUDONYM_KEYS": "v1:" + "QUFB" * 10 + "QUE="}
+    runner = CliRunner()
+    check = runner.invoke(main, ["migrate", "--check", "--config", str(config)], env=env)
+    assert check.exit_code == 1 and f"schema version 0, this tanpuhui needs {SCHEMA_VERSION}" in check.output
+    pulled = runner.invoke(main, ["pull", "transit_card", "--config", str(config)], env=env)
+    assert pulled.exit_code == 2
+    assert "no tanpuhui schema yet" in pulled.output and "tanpuhui migrate" in pulled.output
+    done = runner.invoke(main, ["migrate", "--config", str(config)], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"schema version 0 -> {SCHEMA_VERSION}" in done.output
+    assert "postgresql://" in done.output and "options" not in done.output
+    store = PostgresStore(pg_dsn)
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
