@@ -1,0 +1,55 @@
+"""The crash test, quick variant: `tanpuhui pull`, `tanpuhui forward` and `tanpuhui serve` SIGKILLed at random points.
+
+The long variant is ``python -m tests.reliability.long_run`` (see docs/reliability.md); both run
+:func:`tests.reliability.crash.run_crash_test`, whose docstring says what is checked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .crash import CrashConfig, run_crash_test, set_check
+
+
+def test_hard_kills_of_pull_forward_and_serve_lose_nothing_and_double_nothing(tmp_path: Path) -> None:
+    seed = int(os.environ.get("TANPUHUI_CRASH_SEED", "20241105"))
+    config = CrashConfig(workdir=tmp_path, trips=1000, kills=8, seed=seed, serve=True, pushes=400, push_batch=20)
+    report = run_crash_test(config)
+    print(report.summary())
+    assert report.failures == []
+    assert report.lost == [], f"lost sequence numbers {report.lost[:20]}"
+    assert report.duplicated == [], f"journeys doubled under two event ids: {report.duplicated[:20]}"
+    assert report.unexpected == []
+    assert report.delivered == report.expected == 1000 + 400
+    assert report.acked_not_delivered == [] and report.webhooks_acked == 20
+    assert report.audit_problems == []
+    assert report.integrity == "ok" and report.outbox_rows == report.expected and report.quarantined == 0
+    assert report.lagging_sinks == {}
+    assert report.total_kills >= 8, report.summary()
+    assert report.kills["pull:after-page"] + report.kills["forward:after-request"] > 0, report.summary()
+    assert sum(n for kind, n in report.kills.items() if kind.startswith("serve:")) > 0, report.summary()
+
+
+def _event(event_id: str, partner_record_id: str) -> dict[str, object]:
+    return {"id": event_id, "data": {"source": {"partner_record_id": partner_record_id}}}
+
+
+ITEMS = [
+    {"txn_id": "T0", "deal_type": "metro_in"},
+    {"txn_id": "T1", "deal_type": "bus"},
+    {"txn_id": "T2", "deal_type": "metro_out"},
+    {"txn_id": "T3", "deal_type": "bus"},
+]
+
+
+def test_the_set_check_passes_a_complete_delivery() -> None:
+    found = set_check(ITEMS, [_event("a", "T1"), _event("b", "T0+T2"), _event("c", "T3")])
+    assert (found.expected, found.delivered, found.lost, found.duplicated, found.unexpected) == (3, 3, [], [], [])
+
+
+def test_the_set_check_reports_a_lost_a_doubled_and_an_unexpected_journey() -> None:
+    found = set_check(ITEMS, [_event("a", "T1"), _event("a2", "T1"), _event("b", "T0+T2"), _event("x", "T9")])
+    assert found.lost == ["3"]  # T3's journey never arrived
+    assert found.duplicated == ["1"]  # T1's journey arrived as two different records
+    assert found.unexpected == ["T9"]
