@@ -13,11 +13,16 @@ import orjson
 from .errors import MethodologyError, Problem
 from .methodology import Methodology
 from .privacy import IdentifierKind, Pseudonymiser
-from .records import fingerprint_at, record_id_at
+from .records import RecordDoc, fingerprint_at, record_id_at
 
 __all__ = ["Rejection", "StreamContext"]
 
 MethodologyLookup = Callable[[str], Methodology]
+
+_INSTANT_CACHE = 4096
+_sha256 = hashlib.sha256
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
 
 
 class Rejection:
@@ -60,6 +65,7 @@ class StreamContext:
         self._methodologies = methodologies
         self._window = fingerprint_window_minutes
         self._cache: dict[str, Methodology] = {}
+        self._instants: dict[int, tuple[datetime, tuple[int, int, str]]] = {}
 
     @property
     def key_version(self) -> str:
@@ -111,36 +117,61 @@ class StreamContext:
 
         ``quantification`` overrides the computed one (a YRD record quantified by its origin platform).
         """
-        method = self.methodology(methodology) if isinstance(methodology, str) else methodology
+        if isinstance(methodology, str):
+            method = self._cache.get(methodology) or self.methodology(methodology)
+        else:
+            method = methodology
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
                     f"{self.adapter}:{self.stream}: activity in {unit!r} but {method.key} expects {method.activity_unit!r}"
                 )
-            quantification = method.quantification(activity, baseline, baseline_method)
-        raw_bytes = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-        seconds = start.timestamp()
-        start_text = start.isoformat()
-        doc: dict[str, Any] = {
-            "record_id": record_id_at(int(seconds * 1000), self.adapter, self.stream, partner_record_id),
-            "schema_version": "1.0",
-            "source": {
-                "adapter": self.adapter,
-                "adapter_version": self.adapter_version,
-                "stream": self.stream,
-                "partner_record_id": partner_record_id,
-                "raw_sha256": hashlib.sha256(raw_bytes).hexdigest(),
-            },
-            "subject": dict(subject),
-            "scenario": scenario,
-            "period": {"start": start_text, "end": end.isoformat() if end is not None else start_text},
-            "region": region,
-            "activity": {"quantity": activity, "unit": unit or method.activity_unit},
-            "quantification": dict(quantification),
-            "fingerprint": fingerprint_at(subject["pseudonym"], scenario, int(seconds), self._window),
-        }
+            quantified = method.quantification(activity, baseline, baseline_method)  # a fresh dict
+        else:
+            quantified = dict(quantification)
+        ms, seconds, start_text = self._instant(start)
+        end_text = start_text if end is None or end is start else end.isoformat()
+        doc = RecordDoc(
+            {
+                "record_id": record_id_at(ms, self.adapter, self.stream, partner_record_id),
+                "schema_version": "1.0",
+                "source": {
+                    "adapter": self.adapter,
+                    "adapter_version": self.adapter_version,
+                    "stream": self.stream,
+                    "partner_record_id": partner_record_id,
+                    "raw_sha256": _sha256(_dumps(raw, option=_SORT_KEYS)).hexdigest(),
+                },
+                "subject": dict(subject),
+                "scenario": scenario,
+                "period": {"start": start_text, "end": end_text},
+                "region": region,
+                "activity": {"quantity": activity, "unit": unit or method.activity_unit},
+                "quantification": quantified,
+                "fingerprint": fingerprint_at(subject["pseudonym"], scenario, seconds, self._window),
+            }
+        )
+        doc.start_seconds, doc.start_text = seconds, start_text
         if details:
             doc["activity"]["details"] = dict(details)
         if origin:
             doc["origin"] = dict(origin)
         return doc
+
+    def _instant(self, when: datetime) -> tuple[int, int, str]:
+        """(unix ms, unix s, RFC 3339 text) of a datetime; remembered per datetime object.
+
+        Adapters often hand the same datetime object over again (a tap-in's time is a journey's start; taps of the
+        same second share one parsed object): ``timestamp()`` and ``isoformat()`` cost ~1 µs each. Keyed by identity
+        (the object is kept alive with its entry, so an id is never reused while cached): two equal datetimes in
+        different offsets must still get their own text.
+        """
+        found = self._instants.get(id(when))
+        if found is not None and found[0] is when:
+            return found[1]
+        ts = when.timestamp()
+        value = (int(ts * 1000), int(ts), when.isoformat())
+        if len(self._instants) >= _INSTANT_CACHE:
+            self._instants.clear()
+        self._instants[id(when)] = (when, value)
+        return value

@@ -20,6 +20,8 @@ from .errors import MethodologyError
 
 __all__ = ["Factor", "Formula", "Methodology", "Quantified", "recompute"]
 
+_QUANTIFIED_CACHE = 16_384
+
 _ALLOWED_FUNCS = {"min": min, "max": max}
 _ALLOWED_NODES = (
     ast.Expression,
@@ -154,6 +156,9 @@ class Methodology:
     _variables: dict[str, float] = field(init=False, repr=False, compare=False)
     _bound: Callable[..., float] = field(init=False, repr=False, compare=False)
     factors_record: list[dict[str, Any]] = field(init=False, repr=False, compare=False)
+    _quantified: dict[float, dict[str, Any]] = field(init=False, repr=False, compare=False)
+    """``quantification`` documents without a baseline by activity: a trip of a line's average length, or between
+    two given stations, is quantified once (bounded; the formula is pure)."""
 
     def __post_init__(self) -> None:
         names = {f.name for f in self.factors}
@@ -167,6 +172,7 @@ class Methodology:
         object.__setattr__(self, "_variables", variables)
         object.__setattr__(self, "_bound", partial(self.formula._fn, **variables))
         object.__setattr__(self, "factors_record", [f.as_record() for f in self.factors])
+        object.__setattr__(self, "_quantified", {})
 
     @property
     def key(self) -> str:
@@ -200,9 +206,23 @@ class Methodology:
     def quantification(
         self, activity: float, baseline: float | None = None, baseline_method: str = ""
     ) -> dict[str, Any]:
-        """The record's ``quantification`` document for one activity (the hot-path form of :meth:`quantify`)."""
-        if self.needs_baseline and baseline is None:
-            raise MethodologyError(f"methodology {self.key} needs a baseline")
+        """The record's ``quantification`` document for one activity (the hot-path form of :meth:`quantify`).
+
+        A new dict on every call (the caller may keep or change it); ``factors`` is shared and must not be changed.
+        """
+        if baseline is None:
+            if self.needs_baseline:
+                raise MethodologyError(f"methodology {self.key} needs a baseline")
+            cached = self._quantified.get(activity)
+            if cached is None:
+                cached = self._quantify(activity, None, "")
+                if len(self._quantified) >= _QUANTIFIED_CACHE:
+                    self._quantified.clear()
+                self._quantified[activity] = cached
+            return cached.copy()
+        return self._quantify(activity, baseline, baseline_method)
+
+    def _quantify(self, activity: float, baseline: float | None, baseline_method: str) -> dict[str, Any]:
         args: dict[str, float] = {}
         if "activity" in self.formula.names:
             args["activity"] = activity

@@ -31,6 +31,7 @@ __all__ = [
     "Origin",
     "Period",
     "Quantification",
+    "RecordDoc",
     "ReductionRecord",
     "SourceRef",
     "Subject",
@@ -38,6 +39,7 @@ __all__ = [
     "fingerprint_at",
     "fingerprint_claim_keys",
     "make_record_id",
+    "neighbour_fingerprint_at",
     "record_id_at",
 ]
 
@@ -84,27 +86,40 @@ def record_id_at(ms: int, *source_key: str) -> str:
     """:func:`make_record_id` from a unix time in milliseconds (saves a datetime conversion on the hot path)."""
     if ms < 0 or ms >= 1 << 48:
         raise ValueError(f"timestamp {ms} ms is outside the record id's time range")
-    digest = hashlib.blake2b("\x1f".join(source_key).encode(), digest_size=10).digest()
-    # 2 zero bits + 128 bits = 130 bits = 26 base32 characters, taken 10 bits at a time.
-    value = (ms << 80) | int.from_bytes(digest, "big")
+    digest = _blake2b("\x1f".join(source_key).encode(), digest_size=10).digest()
+    # 2 zero bits + 48-bit ms + 80-bit hash = 130 bits = 26 base32 characters, taken 10 bits (2 characters) at a
+    # time: the first 10 characters are the time alone (cached), the hash is read as two 40-bit halves so every
+    # step stays within machine-word integers.
+    a = _from_bytes(digest[:5], "big")
+    b = _from_bytes(digest[5:], "big")
     p = _PAIRS
-    return "".join(
-        (
-            p[value >> 120],
-            p[(value >> 110) & 1023],
-            p[(value >> 100) & 1023],
-            p[(value >> 90) & 1023],
-            p[(value >> 80) & 1023],
-            p[(value >> 70) & 1023],
-            p[(value >> 60) & 1023],
-            p[(value >> 50) & 1023],
-            p[(value >> 40) & 1023],
-            p[(value >> 30) & 1023],
-            p[(value >> 20) & 1023],
-            p[(value >> 10) & 1023],
-            p[value & 1023],
-        )
+    return (
+        f"{_time_prefix(ms)}{p[a >> 30]}{p[(a >> 20) & 1023]}{p[(a >> 10) & 1023]}{p[a & 1023]}"
+        f"{p[b >> 30]}{p[(b >> 20) & 1023]}{p[(b >> 10) & 1023]}{p[b & 1023]}"
     )
+
+
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
+
+
+@lru_cache(maxsize=8192)
+def _time_prefix(ms: int) -> str:
+    p = _PAIRS
+    return f"{p[ms >> 40]}{p[(ms >> 30) & 1023]}{p[(ms >> 20) & 1023]}{p[(ms >> 10) & 1023]}{p[ms & 1023]}"
+
+
+class RecordDoc(dict[str, Any]):
+    """A record document as :meth:`~tanpuhui.sdk.StreamContext.record` builds it: a plain ``dict`` to the schema,
+    JSON and everything else, which also remembers when its period starts in unix seconds (``start_seconds``,
+    for the period start text ``start_text``), so the hub does not parse the date-time back for the dedup keys.
+    A consumer must check ``doc["period"]["start"] is doc.start_text`` (the document may have been changed since).
+    """
+
+    __slots__ = ("start_seconds", "start_text")
+
+    start_seconds: int
+    start_text: str
 
 
 @lru_cache(maxsize=4096)
@@ -112,7 +127,7 @@ def _window_label(window_epoch: int) -> str:
     return datetime.fromtimestamp(window_epoch, UTC).strftime("%Y%m%d%H%M")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # a subject's trips of the last hour or so; ~250 bytes an entry, so kept small
 def _subject_digest(subject_pseudonym: str, scenario: str) -> str:
     return hashlib.sha256(f"{subject_pseudonym}|{scenario}".encode()).hexdigest()[:32]
 
@@ -138,11 +153,15 @@ def fingerprint_claim_keys(fingerprint: str, start: datetime, window_minutes: in
     Two sources rarely agree to the second on when a trip began; checking the closer neighbouring window too catches
     the same behaviour reported a few minutes apart across a window boundary.
     """
+    return fingerprint, neighbour_fingerprint_at(fingerprint, int(start.timestamp()), window_minutes)
+
+
+def neighbour_fingerprint_at(fingerprint: str, seconds: int, window_minutes: int = 10) -> str:
+    """The second key of :func:`fingerprint_claim_keys`, from the behaviour's start in unix seconds."""
     step = window_minutes * 60
-    seconds = int(start.timestamp())
     floored = seconds - seconds % step
     neighbour = floored - step if seconds - floored < step / 2 else floored + step
-    return fingerprint, _window_label(neighbour) + fingerprint[12:]
+    return _window_label(neighbour) + fingerprint[12:]
 
 
 class _Model(BaseModel):

@@ -118,7 +118,9 @@ class TransitCardSettings(AdapterSettings):
         return self
 
 
-_SUBJECT_CACHE_SIZE = 100_000
+_SUBJECT_CACHE_SIZE = 50_000
+"""Identifiers (per kind) whose pseudonym is kept in memory, ~220 bytes each: a tap-out finds its tap-in's."""
+_TIME_CACHE_SIZE = 16_384
 
 
 def _tap_time(value: Any) -> datetime:
@@ -148,7 +150,9 @@ class TransactionsStream(PullStream):
         self._latest_text = ""
         self._latest_ts = 0.0
         self._subjects_ctx: StreamContext | None = None
-        self._subjects: dict[tuple[str, Any], dict[str, str]] = {}
+        self._by_mobile: dict[str, str] = {}
+        self._by_card: dict[str, str] = {}
+        self._times: dict[str, tuple[datetime, float]] = {}
 
     # -- pulling -----------------------------------------------------------------------------------------------
 
@@ -218,9 +222,8 @@ class TransactionsStream(PullStream):
                 f"no distance table loaded: {self.adapter.config.network_path} is fetched by a pull run "
                 "or by prepare() before a replay"
             )
-        when = _tap_time(item.get("deal_time"))
+        when, ts = self._time(item.get("deal_time"))
         state = ctx.state
-        ts = when.timestamp()
         if ts > self._latest(state):
             state["latest"] = item["deal_time"]
             self._latest_text, self._latest_ts = item["deal_time"], ts
@@ -242,33 +245,48 @@ class TransactionsStream(PullStream):
             self._latest_text, self._latest_ts = text, datetime.fromisoformat(text).timestamp()
         return self._latest_ts
 
-    def _subject(self, item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
-        # A card taps several times a day: keep its pseudonym for the run instead of one HMAC per tap (~3 µs).
-        # Memory only, and per context, so a key rotation between runs is honoured.
-        if ctx is not self._subjects_ctx:
-            self._subjects_ctx, self._subjects = ctx, {}
-        mobile = item.get("account_mobile")
-        key = ("mobile", mobile) if mobile else ("card", item.get("card_no"))
-        found = self._subjects.get(key)
+    def _time(self, value: Any) -> tuple[datetime, float]:
+        """A tap time parsed and checked, with its unix time; parsed once per distinct text (taps share seconds,
+        and a tap-in's time is read again at its tap-out and by ``flush``)."""
+        found = self._times.get(value) if type(value) is str else None
         if found is None:
-            found = self._pseudonymise(item, ctx)
-            if len(self._subjects) >= _SUBJECT_CACHE_SIZE:
-                self._subjects.clear()
-            self._subjects[key] = found
+            when = _tap_time(value)
+            found = (when, when.timestamp())
+            if len(self._times) >= _TIME_CACHE_SIZE:
+                self._times.clear()
+            self._times[value] = found
         return found
 
-    @staticmethod
-    def _pseudonymise(item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
+    def _subject(self, item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
+        return {"kind": "person", "pseudonym": self._pseudonym(item, ctx), "key_version": ctx.key_version}
+
+    def _pseudonym(self, item: dict[str, Any], ctx: StreamContext) -> str:
+        # A card taps several times a day: keep its pseudonym for the run instead of one HMAC per tap (~3 µs).
+        # Memory only (identifier -> pseudonym, never stored), and per context, so a key rotation between runs is
+        # honoured; bounded, so a run over millions of cards does not grow without limit.
+        if ctx is not self._subjects_ctx:
+            self._subjects_ctx, self._by_mobile, self._by_card = ctx, {}, {}
         mobile = item.get("account_mobile")
         if mobile:
-            try:
-                return ctx.subject("mobile", mobile)
-            except PrivacyError as exc:
-                raise ItemRejected(str(exc), "/account_mobile") from None
-        card = item.get("card_no")
-        if not card or not isinstance(card, str):
-            raise ItemRejected("a card number is required to credit the trip", "/card_no")
-        return ctx.subject("card", card)
+            cache, kind, value = self._by_mobile, "mobile", mobile
+        else:
+            value = item.get("card_no")
+            if not value or not isinstance(value, str):
+                raise ItemRejected("a card number is required to credit the trip", "/card_no")
+            cache, kind = self._by_card, "card"
+        found = cache.get(value)
+        if found is None:
+            if kind == "mobile":
+                try:
+                    found = ctx.pseudonym("mobile", value)
+                except PrivacyError as exc:
+                    raise ItemRejected(str(exc), "/account_mobile") from None
+            else:
+                found = ctx.pseudonym("card", value)
+            if len(cache) >= _SUBJECT_CACHE_SIZE:
+                cache.clear()
+            cache[value] = found
+        return found
 
     def _bus(self, item: dict[str, Any], when: datetime, network: Network, ctx: StreamContext) -> RecordLike:
         line_id = item["line_id"]
@@ -303,7 +321,7 @@ class TransactionsStream(PullStream):
             raise ItemRejected(
                 f"metro stop {stop_id!r} is not in the distance table (network {network.version})", "/stop_id"
             )
-        key = self._subject(item, ctx)["pseudonym"]
+        key = self._pseudonym(item, ctx)
         tap_in = {
             "txn_id": item["txn_id"],
             "deal_time": item["deal_time"],
@@ -327,6 +345,11 @@ class TransactionsStream(PullStream):
                 partner_record_id=older["txn_id"],
             )
 
+    def _started(self, text: str) -> datetime:
+        """A held tap-in's time (checked when it was taken; usually still parsed in :attr:`_times`)."""
+        known = self._times.get(text)
+        return known[0] if known is not None else datetime.fromisoformat(text)
+
     def _metro_out(self, item: dict[str, Any], when: datetime, network: Network, ctx: StreamContext) -> RecordLike:
         destination = item["stop_id"]
         if destination not in network.stops:
@@ -340,7 +363,7 @@ class TransactionsStream(PullStream):
         tap_in = open_taps.get(key)
         if tap_in is None:
             raise ItemRejected("metro tap-out without a tap-in: this card has no open metro journey")
-        started = datetime.fromisoformat(tap_in["deal_time"])
+        started = self._started(tap_in["deal_time"])
         minutes = (when - started).total_seconds() / 60
         if minutes < 0:
             raise ItemRejected(
@@ -410,8 +433,11 @@ class TransactionsStream(PullStream):
             return ()
         limit = self.adapter.config.max_journey_minutes
         cutoff = self._latest(ctx.state) - limit * 60
+        times = self._times
         for key, tap_in in list(open_taps.items()):
-            if datetime.fromisoformat(tap_in["deal_time"]).timestamp() < cutoff:
+            known = times.get(tap_in["deal_time"])
+            ts = known[1] if known is not None else datetime.fromisoformat(tap_in["deal_time"]).timestamp()
+            if ts < cutoff:
                 del open_taps[key]
                 ctx.reject(
                     tap_in,

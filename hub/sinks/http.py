@@ -63,7 +63,7 @@ class HttpSettings(SinkSettings):
 def build_batch(rows: Sequence[OutboxRow], source: str) -> bytes:
     """The ``application/cloudevents-batch+json`` body for ``rows`` (record bytes spliced in as ``data``)."""
     middles: dict[tuple[str, str], bytes] = {}
-    pieces: list[bytes] = []
+    pieces: list[bytes] = [b"["]  # one join builds the whole body (no second copy of ~1 MB for the bracket)
     extend = pieces.extend
     for row in rows:
         key = (row.adapter, row.stream)
@@ -81,10 +81,10 @@ def build_batch(rows: Sequence[OutboxRow], source: str) -> bytes:
         # control characters, the only ones JSON needs escaped).
         encoded = record_id.encode() if record_id.isalnum() else orjson.dumps(record_id)[1:-1]
         extend((b'{"specversion":"1.0","id":"', encoded, middle, row.body, b"},"))
-    if not pieces:
+    if len(pieces) == 1:
         return b"[]"
     pieces[-1] = b"}]"
-    return b"[" + b"".join(pieces)
+    return b"".join(pieces)
 
 
 class HttpSink(Sink):
