@@ -15,6 +15,7 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
 from tanpuhui.sdk import Problem, PullStream, TanpuhuiError, redact
 
 from .config import HubConfig, load_config

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from tanpuhui.sdk import ConfigError
 
 __all__ = ["ENV_PREFIX", "ForwarderSettings", "HubConfig", "HubSettings", "load_config", "pydantic_problems"]

@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
 from tanpuhui.sdk import SignatureError, WebhookVerifier
 
 __all__ = ["BATCH_CONTENT_TYPE", "EVENT_CONTENT_TYPE", "Consumer", "ConsumerServer", "Scripted", "main"]

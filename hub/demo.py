@@ -25,6 +25,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox

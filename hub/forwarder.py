@@ -29,8 +29,9 @@ import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
 
 from .config import ForwarderSettings
 from .leasing import HeldLease, hold_lease

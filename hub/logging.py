@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 import orjson
+
 from tanpuhui.sdk import redact
 from tanpuhui.sdk.privacy import KEY_ENV
 

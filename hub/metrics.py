@@ -41,6 +41,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
+
 from tanpuhui.sdk import Adapter, ClientStats, OutboxRow, Sink, SinkError
 
 from .pipeline import PageResult, PullSummary

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+
 from tanpuhui.sdk import (
     Adapter,
     ConfigError,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+
 from tanpuhui.sdk import Adapter, Methodology, Sink, hookspecs
 from tanpuhui.sdk.errors import MethodologyError, PluginError
 

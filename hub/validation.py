@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema_rs
 import orjson
+
 from tanpuhui.schemas import builtin_names, load_builtin
 from tanpuhui.sdk import Problem, SchemaError, redact
 

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from tanpuhui.hub.cli import main
 
 

@@ -45,6 +45,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
     Adapter,

@@ -57,6 +57,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tanpuhui.sdk import GatewaySignatureError, GatewayVerifier, PayloadCipher
 from tanpuhui.sdk.gateway import SIGN_METHODS, SignMethod
 

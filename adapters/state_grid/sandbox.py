@@ -56,6 +56,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tanpuhui.sdk import WebhookSigner
 
 __all__ = ["FAULT_KINDS", "Dataset", "SandboxPartner", "SandboxStats", "StateGridSandbox"]

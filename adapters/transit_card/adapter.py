@@ -51,6 +51,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
     Adapter,

@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 import jsonschema_rs
+
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import PartnerResponseError
 

@@ -50,6 +50,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
     Adapter,

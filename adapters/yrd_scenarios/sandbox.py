@@ -54,6 +54,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
 from tanpuhui.sdk import WebhookSigner
 
 from .recognition import lookup_recognition

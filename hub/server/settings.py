@@ -23,6 +23,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
 from tanpuhui.sdk import ConfigError
 
 from ..config import HubConfig, pydantic_problems

@@ -23,6 +23,7 @@ from typing import Literal
 import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
+
 from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings, WebhookSigner
 from tanpuhui.sdk.client import parse_retry_after
 from tanpuhui.sdk.errors import SignatureError

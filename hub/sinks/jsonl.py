@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import orjson
+
 from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 __all__ = ["JsonlSink"]

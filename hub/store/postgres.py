@@ -34,6 +34,7 @@ import orjson
 import psycopg
 from psycopg import conninfo
 from psycopg.pq import TransactionStatus
+
 from tanpuhui.sdk import OutboxRow
 
 from .base import (

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from tanpuhui.sdk import OutboxRow
 
 from ..audit import GENESIS, AuditEntry, AuditEvent, batch_digest, canonical_details, entry_hash

@@ -52,6 +52,7 @@ import httpx
 import orjson
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extra
+
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, PageResult, PullSummary
 from tanpuhui.hub.plugins import Plugins, load_plugins

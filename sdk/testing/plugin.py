@@ -40,6 +40,7 @@ import pytest
 
 if TYPE_CHECKING:
     import httpx
+
     from tanpuhui.sdk import HttpOptions
 
     from .cassette import Cassette

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.store.base import NewRecord
 from tanpuhui.hub.store.sqlite import SQLiteStore

@@ -7,6 +7,7 @@ import time
 import httpx
 import orjson
 import pytest
+
 from tanpuhui.hub.consumer import BATCH_CONTENT_TYPE, EVENT_CONTENT_TYPE, ConsumerServer, Scripted
 from tanpuhui.sdk import WebhookSigner
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.sinks.http import HttpSink

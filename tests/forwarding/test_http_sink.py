@@ -9,6 +9,7 @@ import jsonschema
 import orjson
 import pydantic
 import pytest
+
 from tanpuhui.hub.consumer import Scripted
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.http import BATCH_CONTENT_TYPE, EVENT_TYPE, HttpSink, build_batch

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 import pytest
+
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.jsonl import JsonlSink
 from tanpuhui.sdk import OutboxRow, SinkError

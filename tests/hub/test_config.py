@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tanpuhui.hub.config import load_config
 from tanpuhui.sdk import ConfigError
 

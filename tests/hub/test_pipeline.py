@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
+
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub
 from tanpuhui.hub.plugins import load_plugins

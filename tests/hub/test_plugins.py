@@ -8,6 +8,7 @@ import types
 from collections.abc import Callable
 
 import pytest
+
 import tanpuhui.sdk
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plugins import PluginWarning, load_plugins

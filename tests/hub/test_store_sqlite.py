@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from tanpuhui.hub.store.base import Checkpoint, NewQuarantine, NewRecord
 from tanpuhui.hub.store.sqlite import SQLiteStore
 from tanpuhui.sdk import Problem, behaviour_fingerprint, make_record_id

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
 from tanpuhui.sdk import Adapter, Page, RecordLike, StreamContext, hookimpl
 from tanpuhui.sdk.testing.conformance import AdapterConformance, Harness

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tanpuhui.sdk.testing.conformance import SCENARIOS, Harness
 
 from . import test_conformance_transit_card as transit

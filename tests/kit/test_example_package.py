@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.pipeline import Hub

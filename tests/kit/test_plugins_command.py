@@ -8,6 +8,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 from click.testing import CliRunner
+
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import Adapter, hookimpl

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.scaffold import scaffold

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
 from tanpuhui.adapters.provincial_bigdata import plugin
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter, ProvincialBigDataSettings
 from tanpuhui.adapters.provincial_bigdata.methodologies import APPLIANCE_METHODOLOGIES

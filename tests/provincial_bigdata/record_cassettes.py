@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter, ProvincialBigDataSettings
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
 from tanpuhui.sdk import HttpOptions, Methodology, PartnerError, Pseudonymiser, PullStream, StreamContext

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import respx
+
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.sdk.testing import Cassette
 

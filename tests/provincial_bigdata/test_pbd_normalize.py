@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter
 from tanpuhui.sdk import ItemRejected, PullStream, StreamContext, recompute
 

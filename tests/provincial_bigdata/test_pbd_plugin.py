@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from pydantic import ValidationError
+
 from tanpuhui.adapters.provincial_bigdata import plugin
 from tanpuhui.adapters.provincial_bigdata.adapter import DATASETS, ProvincialBigDataAdapter, ProvincialBigDataSettings
 from tanpuhui.adapters.provincial_bigdata.methodologies import APPLIANCE_CATEGORIES, appliance_methodology_id

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from tanpuhui.adapters.provincial_bigdata.adapter import DATASETS
 from tanpuhui.adapters.provincial_bigdata.sandbox import TOKEN_PATH, ProvincialSandbox, records_path
 from tanpuhui.hub.pipeline import Hub, PullSummary

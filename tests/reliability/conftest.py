@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from tanpuhui.adapters.transit_card.sandbox import BAD_KINDS, TransitSandbox
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub

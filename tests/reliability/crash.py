@@ -56,6 +56,7 @@ from typing import IO, Any
 
 import httpx
 import orjson
+
 from tanpuhui.adapters.transit_card.sandbox import BAD_KINDS, TransitSandbox
 from tanpuhui.adapters.yrd_scenarios.sandbox import BAD_KINDS as YRD_BAD_KINDS
 from tanpuhui.adapters.yrd_scenarios.sandbox import WITHDRAWN_KINDS, Dataset, sandbox_recognition

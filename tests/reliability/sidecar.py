@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from tanpuhui.adapters.yrd_scenarios.sandbox import BAD_KINDS as YRD_BAD_KINDS
 from tanpuhui.adapters.yrd_scenarios.sandbox import WITHDRAWN_KINDS, Dataset, sandbox_recognition
 from tanpuhui.hub.config import HubConfig

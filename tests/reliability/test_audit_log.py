@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.adapters.yrd_scenarios.adapter import RecordsPushStream
 from tanpuhui.adapters.yrd_scenarios.sandbox import BAD_KINDS as YRD_BAD_KINDS

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
 from tanpuhui.hub.forwarder import Forwarder, ForwardSummary
 from tanpuhui.hub.sinks.http import HttpSink

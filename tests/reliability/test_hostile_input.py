@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
+
 from tanpuhui.hub.demo import to_toml
 
 from .crash import tanpuhui_exe

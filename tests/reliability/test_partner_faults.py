@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.audit import AuditEntry, AuditLog
 from tanpuhui.hub.pipeline import Hub, PullSummary

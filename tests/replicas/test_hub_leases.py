@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from store.conftest import Backend
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.forwarder import Forwarder

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 from store.pg import temporary_database, temporary_schema
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from tanpuhui.sdk import (
     OAuth2ClientCredentials,
     PartnerAuthError,

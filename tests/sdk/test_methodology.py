@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.sdk import Factor, Formula, Methodology, MethodologyError, Pseudonymiser, StreamContext, recompute
 

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 from pydantic import ValidationError
+
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import Methodology, Pseudonymiser, ReductionRecord, StreamContext

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from tanpuhui.sdk import SignatureError, WebhookSigner, WebhookVerifier
 
 # (secret, id, timestamp, body, expected signature header) — the two published Standard Webhooks vectors.

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,

@@ -9,6 +9,7 @@ import hmac
 
 import httpx
 import pytest
+
 from tanpuhui.sdk.gateway import (
     GatewayAuth,
     GatewaySignatureError,

@@ -6,6 +6,7 @@ import hashlib
 import os
 
 import pytest
+
 from tanpuhui.sdk import gm
 from tanpuhui.sdk.gm import (
     GMError,

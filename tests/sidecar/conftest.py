@@ -17,6 +17,7 @@ import orjson
 import pytest
 import uvicorn
 from pydantic import Field
+
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.plugins import Plugins, load_plugins

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.server import ServerSettings, Sidecar
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from tanpuhui.hub.logging import JsonFormatter, known_secrets, new_request_id
 
 from .conftest import (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from starlette.routing import Route
+
 from tanpuhui.hub.server import Sidecar
 from tanpuhui.hub.server.openapi import openapi_path
 

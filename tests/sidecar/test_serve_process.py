@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.consumer import ConsumerServer

@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+
 from tanpuhui.hub.cli import main
 
 from .conftest import SidecarFactory

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from tanpuhui.sdk import WebhookSigner
 
 from .conftest import (

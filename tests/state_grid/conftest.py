@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.state_grid import plugin
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, PageResult

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from tanpuhui.adapters.state_grid import plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
 from tanpuhui.hub.config import HubConfig

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 import respx
+
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.sdk.testing import Cassette
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from tanpuhui.sdk import ConfigError, SignatureError, recompute
 
 from .conftest import KEYS, WEBHOOK_SECRET, HubFactory, dr_result, outbox, quarantine, signed

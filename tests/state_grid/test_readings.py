@@ -10,6 +10,7 @@ from datetime import date
 
 import orjson
 import pytest
+
 from tanpuhui.sdk import recompute
 
 from .conftest import (

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from tanpuhui.adapters.state_grid import StateGridSettings
 from tanpuhui.adapters.state_grid.sandbox import Dataset, StateGridSandbox
 from tanpuhui.hub.pipeline import Hub, PullSummary

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 from jsonschema import Draft202012Validator
+
 from tanpuhui.adapters.state_grid import DEMAND_RESPONSE, StateGridAdapter, plugin
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tanpuhui.hub.store.postgres import PostgresStore
 from tanpuhui.hub.store.sqlite import SQLiteStore
 

@@ -6,6 +6,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 import orjson
+
 from tanpuhui.hub.store.base import NewQuarantine, NewRecord
 from tanpuhui.sdk import Problem, behaviour_fingerprint, make_record_id
 from tanpuhui.sdk.records import fingerprint_claim_keys

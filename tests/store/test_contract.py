@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.hub.store.base import Checkpoint, DriftLog, DuplicateReceipt, NewReceipt, PageWrite, Store
 from tanpuhui.hub.store.leases import SINK_LEASES, LeaseLost
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION

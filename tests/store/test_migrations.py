@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION, SchemaTooNew, SchemaTooOld
 from tanpuhui.hub.store.migrations.postgres import MIGRATIONS as PG_MIGRATIONS

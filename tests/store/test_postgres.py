@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from tanpuhui.hub.store.base import Checkpoint, CommitResult, PageWrite
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION, SchemaTooOld
 from tanpuhui.hub.store.postgres import PostgresStore, display_dsn

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.schemas import load_builtin

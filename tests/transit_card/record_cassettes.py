@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import SecretStr
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext

@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 from pydantic import ValidationError
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import AdapterSettings, ConfigError, HttpOptions

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
 from tanpuhui.sdk import PartnerAuthError, PartnerResponseError, StreamContext
 from tanpuhui.sdk.testing import Cassette

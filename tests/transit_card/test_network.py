@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from tanpuhui.adapters.transit_card import Network
 from tanpuhui.sdk import PartnerResponseError
 

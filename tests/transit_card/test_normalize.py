@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
 from tanpuhui.sdk import ItemRejected, StreamContext, recompute
 

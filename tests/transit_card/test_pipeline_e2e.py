@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 import respx
+
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, PullSummary

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tanpuhui.adapters.transit_card import Network, TransactionsStream, TransitCardAdapter
 from tanpuhui.adapters.transit_card.sandbox import BAD_KINDS, SandboxPartner, TransitSandbox, hefei_network
 from tanpuhui.sdk import HttpOptions, is_valid_resident_id

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
+
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter, YrdScenariosSettings, plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import sandbox_recognition
 from tanpuhui.hub.config import HubConfig

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from tanpuhui.adapters.yrd_scenarios import CatalogStream, RecordsStream, YrdScenariosAdapter, YrdScenariosSettings
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext, WebhookSigner

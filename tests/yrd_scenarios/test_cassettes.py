@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import respx
+
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.sdk import recompute
 from tanpuhui.sdk.testing import Cassette

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox, hefei_network

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.yrd_scenarios import RecordsPushStream, RecordsStream, YrdScenariosAdapter
 from tanpuhui.adapters.yrd_scenarios.recognition import recognised_quantification
 from tanpuhui.sdk import ItemRejected, StreamContext, recompute

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 import respx
+
 from tanpuhui.adapters.yrd_scenarios import RecordsPushStream, YrdScenariosAdapter
 from tanpuhui.hub.pipeline import Hub
 from tanpuhui.sdk import PartnerResponseError, SignatureError, WebhookSigner

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from tanpuhui.adapters.yrd_scenarios.sandbox import SandboxExchange, YrdSandbox
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.sdk import recompute

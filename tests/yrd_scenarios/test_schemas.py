@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from tanpuhui.adapters.yrd_scenarios.sandbox import SandboxExchange
 from tanpuhui.hub.validation import SchemaRegistry
 from tanpuhui.schemas import load_builtin

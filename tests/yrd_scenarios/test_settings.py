@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tanpuhui.adapters.yrd_scenarios import EndpointSettings, YrdScenariosAdapter, YrdScenariosSettings, plugin
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.plugins import load_plugins

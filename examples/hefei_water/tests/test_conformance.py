@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from hefei_water import plugin
 from hefei_water.adapter import HefeiWaterAdapter
 from hefei_water.sandbox import WaterSandbox

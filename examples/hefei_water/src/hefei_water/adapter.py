@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import orjson
 from pydantic import Field, SecretStr, field_validator
+
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
