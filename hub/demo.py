@@ -97,6 +97,9 @@ def run_demo(*, workdir: Path, trips: int, fresh: bool, from_start: bool, consol
             **pbd_env,
         }
         os.environ.update(env)
+        env_file = workdir / "sandbox.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+        env_file.chmod(0o600)
         document = {
             "hub": {"store": "hub.db", "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
             "adapters": {
@@ -236,8 +239,8 @@ def _summary(
     console.print(
         f"done in {seconds:.1f} s; state in {workdir}/ (hub.toml, hub.db, records.jsonl). Run again: nothing is "
         "forwarded twice; add --from-start to re-pull everything and see it deduplicated.\n"
-        f"Inspect the quarantine: TANPUHUI_PSEUDONYM_KEYS=$(cat {workdir}/{_KEY_FILE}) "
-        f"tanpuhui quarantine list --config {workdir}/hub.toml",
+        f"Inspect the quarantine (the sandbox secrets are in {workdir}/sandbox.env): "
+        f"set -a; . {workdir}/sandbox.env; set +a; tanpuhui quarantine list --config {workdir}/hub.toml",
         markup=False,
     )
 
