@@ -1,0 +1,58 @@
+"""``python -m benchmarks [--quick] [--only NAME ...]``: run the benchmarks and print one table.
+
+Names: pull, dedup, forward, webhook, memory. ``--quick`` runs small sizes (a CI smoke test: it asserts nothing
+about time). See docs/performance.md for what each measures and the figures on the reference machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from .common import Row, Sizes, machine_line, print_table
+
+BENCHMARKS = {
+    "pull": "benchmarks.pull",
+    "dedup": "benchmarks.dedup",
+    "forward": "benchmarks.forward",
+    "webhook": "benchmarks.webhook",
+    "memory": "benchmarks.memory",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute (CI smoke test)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of the timed runs (median reported)")
+    parser.add_argument("--tmp", type=Path, default=None, help="directory for the benchmark databases")
+    args = parser.parse_args(argv)
+    sizes = Sizes.make(args.quick)
+    if args.repeats:
+        sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+    names = args.only or list(BENCHMARKS)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for name in names:
+        t = time.perf_counter()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        module = importlib.import_module(BENCHMARKS[name])
+        rows.extend(module.run(sizes, args.tmp))
+        print(f"  {name} took {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    print_table(
+        rows, machine_line() + f"; {'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

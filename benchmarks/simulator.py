@@ -1,0 +1,96 @@
+"""A streaming transit-card partner for the memory benchmark: raw asyncio HTTP/1.1, run in its own process.
+
+It speaks the interface of ``tanpuhui.adapters.transit_card`` (see the sandbox): ``POST /oauth/token`` (any client
+credentials), ``GET /v1/network`` (``hefei_network()``) and ``GET /v1/transactions?limit=N&cursor=pK``, where page
+``K`` is generated on the fly from ``K`` by :class:`benchmarks.feed.TransitFeed` (nothing is held: the partner
+side never grows however many pages are pulled). ``limit`` is ignored: a page is one 10-minute window, ~1000
+transactions.
+
+    python -m benchmarks.simulator --pages 16000   # prints "PORT <n>" when listening
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from .feed import TransitFeed
+
+__all__ = ["main"]
+
+
+class _Partner:
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+        self.feed = TransitFeed()
+        self.network = orjson.dumps(self.feed.network_doc)
+        self.token = orjson.dumps({"access_token": "bench-token", "token_type": "Bearer", "expires_in": 86400})
+
+    def answer(self, method: bytes, target: bytes) -> tuple[int, bytes]:
+        parts = urlsplit(target.decode("latin-1"))
+        if method == b"POST" and parts.path == "/oauth/token":
+            return 200, self.token
+        if method == b"GET" and parts.path == "/v1/network":
+            return 200, self.network
+        if method == b"GET" and parts.path == "/v1/transactions":
+            cursor = parse_qs(parts.query).get("cursor", ["p0"])[0]
+            try:
+                k = int(cursor[1:])
+            except ValueError:
+                return 400, b'{"error":"invalid_cursor"}'
+            return 200, self.feed.page(k, self.pages) if k < self.pages else self._last(k)
+        return 404, b'{"error":"not_found"}'
+
+    def _last(self, k: int) -> bytes:
+        return orjson.dumps({"data": [], "next_cursor": f"p{k}", "has_more": False})
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.split(b"\r\n")
+                method, target, _ = lines[0].split(b" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if length:
+                    await reader.readexactly(length)
+                status, body = self.answer(method, target)
+                reason = b"OK" if status == 200 else b"Error"
+                writer.write(
+                    b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                    % (status, reason, len(body))
+                )
+                writer.write(body)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def _serve(pages: int) -> None:
+    partner = _Partner(pages)
+    server = await asyncio.start_server(partner.handle, "127.0.0.1", 0)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.simulator")
+    parser.add_argument("--pages", type=int, required=True)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.pages))
+
+
+if __name__ == "__main__":
+    main()

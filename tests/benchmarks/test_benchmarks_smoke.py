@@ -1,0 +1,57 @@
+"""Smoke test of the benchmark suite (``python -m benchmarks``): it runs and prints its table. Nothing is asserted
+about speed: CI machines differ, and the figures belong in docs/performance.md, not in a unit test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level folder of the repository, not an installed package
+
+from benchmarks.common import Row, Sizes, print_table  # noqa: E402
+
+TINY = replace(
+    Sizes.make(quick=True),
+    pull_pages=3,
+    naive_pages=1,
+    dedup_small=1_000,
+    dedup_large=5_000,
+    forward_records=2_000,
+    webhook_seconds=0.3,
+    webhook_batches=2,
+    memory_records=3_000,
+)
+
+
+def test_the_quick_suite_runs_from_the_command_line_and_prints_one_table() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "pull"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| path" in out.stdout and "naive baseline (same run)" in out.stdout
+    assert "pull path end to end, one core (records/s)" in out.stdout
+    assert "machine:" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["pull", "dedup", "forward", "webhook", "memory"])
+def test_each_benchmark_completes_at_tiny_sizes(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    rows = importlib.import_module(f"benchmarks.{name}").run(TINY, tmp_path)
+    assert rows and all(isinstance(r, Row) for r in rows)
+    assert all(r.figure > 0 for r in rows)
+    print_table(rows, "machine: test")
+    table = capsys.readouterr().out
+    for row in rows:
+        assert row.path in table
