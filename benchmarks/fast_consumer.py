@@ -17,6 +17,7 @@ import hmac
 import os
 
 import orjson
+
 from tanpuhui.sdk.webhooks import decode_secret
 
 __all__ = ["main"]

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+
 from tanpuhui.adapters.transit_card.network import Network
 from tanpuhui.adapters.transit_card.sandbox import hefei_network
 

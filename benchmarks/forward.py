@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.http import HttpSink

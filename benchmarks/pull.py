@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
+
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import ItemRejected, TanpuhuiError

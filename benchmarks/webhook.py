@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from tanpuhui.sdk import WebhookSigner
 
 from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, free_port, make_hub
