@@ -38,7 +38,7 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     target_records = sizes.memory_records
-    budget = 30.0 if sizes.quick else 150.0
+    budget = 20.0 if sizes.quick else 150.0
     pages = math.ceil(target_records / RECORDS_PER_PAGE)
     root = Path(__file__).resolve().parent.parent
     with (
