@@ -48,7 +48,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -60,6 +59,7 @@ from starlette.routing import Route
 
 from tanpuhui.sdk import GatewaySignatureError, GatewayVerifier, PayloadCipher
 from tanpuhui.sdk.gateway import SIGN_METHODS, SignMethod
+from tanpuhui.sdk.sandbox import LoopbackServer
 
 from .methodologies import APPLIANCE_CATEGORIES
 
@@ -678,11 +678,13 @@ def _decode_cursor(cursor: str | None) -> int | None:
     return offset if isinstance(offset, int) and offset >= 0 else None
 
 
-class ProvincialSandbox:
+class ProvincialSandbox(LoopbackServer):
     """:class:`SandboxGateway` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
 
     Keyword arguments go to :class:`SandboxGateway`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
     """
+
+    server_name = "provincial sandbox"
 
     def __init__(self, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
         self.gateway = SandboxGateway(seed, **options)
@@ -748,47 +750,8 @@ class ProvincialSandbox:
         }
         return table, env
 
-    def start(self) -> ProvincialSandbox:
-        if self._server is not None:
-            return self
-        config = uvicorn.Config(
-            self.gateway.app,
-            host=self.host,
-            port=0,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="provincial-sandbox", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                raise RuntimeError(f"provincial sandbox did not start on {self.host}")
-            time.sleep(0.002)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> ProvincialSandbox:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def asgi_app(self) -> Any:
+        return self.gateway.app
 
     # Knobs, forwarded to the gateway.
 

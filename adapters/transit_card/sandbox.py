@@ -42,7 +42,6 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -52,6 +51,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tanpuhui.sdk.sandbox import LoopbackServer
 
 from .network import Network
 
@@ -681,11 +682,13 @@ def _decode_cursor(cursor: str | None) -> int | None:
     return offset if isinstance(offset, int) and offset >= 0 else None
 
 
-class TransitSandbox:
+class TransitSandbox(LoopbackServer):
     """:class:`SandboxPartner` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
 
     Keyword arguments go to :class:`SandboxPartner`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
     """
+
+    server_name = "transit sandbox"
 
     def __init__(self, trips: int = 1000, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
         self.partner = SandboxPartner(trips, seed, **options)
@@ -715,47 +718,8 @@ class TransitSandbox:
         """``[adapters.transit_card]`` settings that reach this sandbox (``overrides`` added)."""
         return {"base_url": self.url, "client_id": self.client_id, "client_secret": self.client_secret, **overrides}
 
-    def start(self) -> TransitSandbox:
-        if self._server is not None:
-            return self
-        config = uvicorn.Config(
-            self.partner.app,
-            host=self.host,
-            port=0,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="transit-sandbox", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                raise RuntimeError(f"transit sandbox did not start on {self.host}")
-            time.sleep(0.002)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> TransitSandbox:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def asgi_app(self) -> Any:
+        return self.partner.app
 
     def publish(self, count: int | None = None) -> None:
         """See :meth:`SandboxPartner.publish`."""
