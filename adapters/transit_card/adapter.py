@@ -46,8 +46,10 @@ Normalization
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
+from itertools import count
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -154,6 +156,12 @@ class TransactionsStream(PullStream):
         self._by_mobile: dict[str, str] = {}
         self._by_card: dict[str, str] = {}
         self._times: dict[str, tuple[datetime, float]] = {}
+        self._expiry: list[tuple[float, int, str, dict[str, Any]]] = []
+        """Held tap-ins by time (a heap of (unix time, tie-break, subject key, tap-in)) for :meth:`flush`; entries
+        whose tap-in has been paired or replaced since are skipped when they come up."""
+        self._expiry_of: dict[str, dict[str, Any]] | None = None
+        """The ``ctx.state["open"]`` map that :attr:`_expiry` indexes (another one -> rebuilt from it)."""
+        self._tie = count()
 
     # -- pulling -----------------------------------------------------------------------------------------------
 
@@ -234,7 +242,7 @@ class TransactionsStream(PullStream):
         if deal_type == "metro_out":
             return (self._metro_out(item, when, network, ctx),)
         if deal_type == "metro_in":
-            self._metro_in(item, network, ctx)
+            self._metro_in(item, ts, network, ctx)
             return ()
         raise ItemRejected(f"unknown deal_type {deal_type!r}; expected metro_in, metro_out or bus", "/deal_type")
 
@@ -316,7 +324,7 @@ class TransactionsStream(PullStream):
             },
         )
 
-    def _metro_in(self, item: dict[str, Any], network: Network, ctx: StreamContext) -> None:
+    def _metro_in(self, item: dict[str, Any], ts: float, network: Network, ctx: StreamContext) -> None:
         stop_id = item["stop_id"]
         if stop_id not in network.stops:
             raise ItemRejected(
@@ -333,6 +341,8 @@ class TransactionsStream(PullStream):
         open_taps: dict[str, dict[str, Any]] = ctx.state.setdefault("open", {})
         older = open_taps.get(key)
         open_taps[key] = tap_in
+        if open_taps is self._expiry_of:
+            heapq.heappush(self._expiry, (ts, next(self._tie), key, tap_in))
         if older is not None:
             ctx.reject(
                 older,
@@ -432,20 +442,29 @@ class TransactionsStream(PullStream):
         open_taps: dict[str, dict[str, Any]] | None = ctx.state.get("open")
         if not open_taps:
             return ()
+        heap = self._expiry
+        if open_taps is not self._expiry_of or len(heap) > 4 * len(open_taps) + 4096:
+            # Another run's (or a replay's) state, or a heap mostly made of tap-ins paired since: index it afresh.
+            heap = self._expiry = [(self._tap_ts(t), next(self._tie), k, t) for k, t in open_taps.items()]
+            heapq.heapify(heap)
+            self._expiry_of = open_taps
         limit = self.adapter.config.max_journey_minutes
         cutoff = self._latest(ctx.state) - limit * 60
-        times = self._times
-        for key, tap_in in list(open_taps.items()):
-            known = times.get(tap_in["deal_time"])
-            ts = known[1] if known is not None else datetime.fromisoformat(tap_in["deal_time"]).timestamp()
-            if ts < cutoff:
-                del open_taps[key]
-                ctx.reject(
-                    tap_in,
-                    [Problem("/deal_time", f"metro tap-in without tap-out within {limit} min")],
-                    partner_record_id=tap_in["txn_id"],
-                )
+        while heap and heap[0][0] < cutoff:
+            _, _, key, tap_in = heapq.heappop(heap)
+            if open_taps.get(key) is not tap_in:
+                continue  # paired with its tap-out, or replaced by a later tap-in, since
+            del open_taps[key]
+            ctx.reject(
+                tap_in,
+                [Problem("/deal_time", f"metro tap-in without tap-out within {limit} min")],
+                partner_record_id=tap_in["txn_id"],
+            )
         return ()
+
+    def _tap_ts(self, tap_in: dict[str, Any]) -> float:
+        known = self._times.get(tap_in["deal_time"])
+        return known[1] if known is not None else datetime.fromisoformat(tap_in["deal_time"]).timestamp()
 
 
 class TransitCardAdapter(Adapter):

@@ -198,6 +198,28 @@ def test_flush_gives_up_tap_ins_older_than_the_journey_limit_before_the_latest_t
     assert ctx.state["open"] == {}
 
 
+def test_flush_gives_up_only_the_tap_ins_still_open_oldest_first_across_pages_and_runs(
+    stream: TransactionsStream, ctx: StreamContext
+) -> None:
+    stream.flush(ctx, final=False)  # the flush index is built before the taps below arrive
+    stream.normalize(tap("metro_in", "2024-11-05T08:00:00+08:00", "M1-01", txn_id="HF0800IN"), ctx)  # paired
+    _one(stream, tap("metro_out", "2024-11-05T08:20:00+08:00", "M1-04", txn_id="HF0820OUT"), ctx)
+    stream.normalize(tap("metro_in", "2024-11-05T08:30:00+08:00", "M1-01", txn_id="HF0830IN"), ctx)  # replaced
+    stream.normalize(tap("metro_in", "2024-11-05T08:40:00+08:00", "M1-02", txn_id="HF0840IN"), ctx)
+    stream.normalize(tap("metro_in", "2024-11-05T08:10:00+08:00", "M2-01", txn_id="HF0810IN", card_no=OTHER_CARD), ctx)
+    ctx.rejections.clear()  # HF0830IN, given up when HF0840IN came
+    stream.normalize(tap("bus", "2024-11-05T12:45:00+08:00", "B126-07", txn_id="HF1245B", card_no="9" * 16), ctx)
+    stream.flush(ctx, final=False)
+    assert [r.partner_record_id for r in ctx.rejections] == ["HF0810IN", "HF0840IN"]
+    assert ctx.state["open"] == {}
+    # A run resuming from the saved state (new objects) gives up its old tap-ins as well.
+    stream.normalize(tap("metro_in", "2024-11-05T13:00:00+08:00", "M1-01", txn_id="HF1300IN"), ctx)
+    resumed = make_ctx(orjson.loads(orjson.dumps(ctx.state)))
+    stream.normalize(tap("bus", "2024-11-05T17:01:00+08:00", "B126-07", txn_id="HF1701B", card_no="9" * 16), resumed)
+    stream.flush(resumed, final=False)
+    assert [r.partner_record_id for r in resumed.rejections] == ["HF1300IN"]
+
+
 def test_the_final_flush_keeps_recent_tap_ins_for_the_next_run(stream: TransactionsStream, ctx: StreamContext) -> None:
     stream.normalize(tap("metro_in", "2024-11-05T22:41:00+08:00", "M1-01", txn_id="HF2241IN"), ctx)
     stream.flush(ctx, final=True)
