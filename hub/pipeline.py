@@ -41,7 +41,7 @@ from tanpuhui.sdk import (
     TanpuhuiError,
     redact,
 )
-from tanpuhui.sdk.records import neighbour_fingerprint_at
+from tanpuhui.sdk.records import RecordDoc, neighbour_fingerprint_at
 
 from .audit import AuditEvent
 from .config import HubConfig, pydantic_problems
@@ -144,10 +144,16 @@ class _Processed:
         result.duplicates = committed.duplicates
         result.held = committed.held
         result.quarantined = committed.quarantined
+        ids = committed.inserted_ids
+        kg: dict[str, float] = {}
+        counts: dict[str, int] = {}
         for r in self.records:
-            if committed.inserted_ids is None or r.record_id in committed.inserted_ids:
-                result.kg_by_scenario[r.scenario] += r.reduction_kgco2e  # type: ignore[assignment]  # kg: floats
-                result.inserted_by_scenario[r.scenario] += 1
+            if ids is None or r.record_id in ids:
+                scenario = r.scenario
+                kg[scenario] = kg.get(scenario, 0.0) + r.reduction_kgco2e
+                counts[scenario] = counts.get(scenario, 0) + 1
+        result.kg_by_scenario.update(kg)  # a Counter of kg: floats
+        result.inserted_by_scenario.update(counts)
         for name, (count, _) in self.drift.items():
             result.drift[name] += count
         return result
@@ -418,8 +424,8 @@ class Hub:
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
         start = doc["period"]["start"]
-        if getattr(doc, "start_text", None) is start:  # a RecordDoc from ctx.record, its period unchanged since
-            seconds: int = doc.start_seconds  # type: ignore[attr-defined]
+        if type(doc) is RecordDoc and doc.start_text is start:  # from ctx.record, its period unchanged since
+            seconds = doc.start_seconds
         else:
             seconds = int(datetime.fromisoformat(start).timestamp())
         neighbour = neighbour_fingerprint_at(fingerprint, seconds, self.config.hub.fingerprint_window_minutes)

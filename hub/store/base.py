@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tanpuhui.sdk import OutboxRow, Problem
 
@@ -41,12 +41,12 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class NewRecord:
+class NewRecord(NamedTuple):
     """A validated record ready for the outbox.
 
     ``neighbour`` is the fingerprint of the nearest neighbouring time window (see
     :func:`tanpuhui.sdk.records.fingerprint_claim_keys`); a claim of another source under either holds this one.
+    A named tuple: one is built per record on the hot path, ~4x cheaper than a frozen dataclass.
     """
 
     record_id: str

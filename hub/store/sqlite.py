@@ -59,6 +59,10 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 _IN_CHUNK = 500
 
 
+PAGE_SIZE = 16384
+"""SQLite page size of a new store file, bytes."""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -81,6 +85,10 @@ class SQLiteStore:
         self._lock = threading.RLock()
         conn = self._conn
         try:
+            # Only takes effect when the file is created (an existing store keeps its page size). 16 KiB pages
+            # write a page's ~600 records (~1.2 KB bodies) in a quarter of the WAL frames 4 KiB pages need: the
+            # COMMIT of a pull page costs ~6 instead of ~9 µs of CPU per record (docs/performance.md).
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             conn.execute("PRAGMA busy_timeout=10000")

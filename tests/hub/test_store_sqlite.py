@@ -310,6 +310,21 @@ def test_database_is_in_wal_mode(store: SQLiteStore, db_path: Path) -> None:
         conn.close()
 
 
+def test_a_new_store_file_uses_16_kib_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "new.db").close()
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE t (x)")  # a file created with SQLite's default page size
+    conn.close()
+    SQLiteStore(old, migrate=True).close()
+    sizes = {}
+    for name in ("new.db", "old.db"):
+        conn = sqlite3.connect(tmp_path / name)
+        sizes[name] = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.close()
+    assert sizes == {"new.db": 16384, "old.db": 4096}
+
+
 def test_store_reopens_with_its_data_intact(db_path: Path) -> None:
     store = SQLiteStore(db_path)
     _fill(store, 3)
