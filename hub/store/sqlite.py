@@ -426,24 +426,23 @@ class SQLiteStore:
     @staticmethod
     def _claimed_elsewhere(conn: sqlite3.Connection, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
         """record_id -> the record of another adapter that already claimed the same behaviour."""
-        by_fp: dict[str, list[NewRecord]] = {}
-        for r in records:
-            by_fp.setdefault(r.fingerprint, []).append(r)
-            if r.neighbour:
-                by_fp.setdefault(r.neighbour, []).append(r)
-        fps = list(by_fp)
-        claimed: dict[str, str] = {}
-        for i in range(0, len(fps), _IN_CHUNK):
-            chunk = fps[i : i + _IN_CHUNK]
+        keys = list(dict.fromkeys([r.fingerprint for r in records] + [r.neighbour for r in records if r.neighbour]))
+        hits: dict[str, list[str]] = {}  # fingerprint -> record ids of other adapters (rare: a claim across sources)
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for fp, other_adapter, other_id in conn.execute(
-                f"SELECT fingerprint, adapter, record_id FROM outbox WHERE fingerprint IN ({marks})", chunk
+            for fp, other_id in conn.execute(
+                f"SELECT fingerprint, record_id FROM outbox WHERE fingerprint IN ({marks}) AND adapter != ?",
+                [*chunk, adapter],
             ):
-                if other_adapter == adapter:
-                    continue
-                for r in by_fp[fp]:
-                    if r.record_id != other_id:
-                        claimed.setdefault(r.record_id, other_id)
+                hits.setdefault(fp, []).append(other_id)
+        claimed: dict[str, str] = {}
+        if hits:
+            for r in records:
+                for fp in (r.fingerprint, r.neighbour):
+                    for other_id in hits.get(fp, ()):
+                        if r.record_id != other_id:
+                            claimed.setdefault(r.record_id, other_id)
         return claimed
 
     @staticmethod
