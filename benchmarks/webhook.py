@@ -115,10 +115,27 @@ class _Client:
         self.statuses: dict[int, int] = {}
 
     async def send(self, raw: bytes) -> int:
-        conn = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
+        # Like any HTTP client: an idle keep-alive connection the server has closed meanwhile (uvicorn closes one
+        # after 5 s idle, and an idle list under bursty load keeps some that long) is dropped, and a request that
+        # meets such a close on a reused connection is sent again on a new one (the time spent counts).
+        while self.idle:
+            reader, writer = conn = self.idle.pop()
+            if not reader.at_eof():
+                writer.write(raw)
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    writer.close()
+                    continue
+                return await self._finish(conn, head)
+            writer.close()
+        conn = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = conn
         writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
+        return await self._finish(conn, await reader.readuntil(b"\r\n\r\n"))
+
+    async def _finish(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes) -> int:
+        reader, _ = conn
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n")[1:]:

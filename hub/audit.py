@@ -39,6 +39,7 @@ __all__ = [
     "Verification",
     "batch_digest",
     "canonical_details",
+    "canonical_entry_hash",
     "entry_hash",
     "iter_pages",
     "parse_anchor",
@@ -50,6 +51,7 @@ GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry."""
 
 _DOMAIN = b"tanpuhui-audit-v1\n"
+_SORT = orjson.OPT_SORT_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,16 @@ def entry_hash(prev_hash: str, seq: int, at: str, actor: str, action: str, subje
         details = orjson.loads(details_json)
     except orjson.JSONDecodeError:
         details = details_json
-    body = orjson.dumps([seq, at, actor, action, subject, details], option=orjson.OPT_SORT_KEYS)
+    return canonical_entry_hash(prev_hash, seq, at, actor, action, subject, orjson.dumps(details, option=_SORT))
+
+
+def canonical_entry_hash(
+    prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, details_canonical: bytes
+) -> str:
+    """:func:`entry_hash` of details already in canonical form (the bytes of :func:`canonical_details`), without
+    parsing them back: what the store uses when it appends (it has just made that text itself)."""
+    head = orjson.dumps([seq, at, actor, action, subject])
+    body = head[:-1] + b"," + details_canonical + b"]"  # == orjson.dumps([seq, ..., details], OPT_SORT_KEYS)
     return hashlib.sha256(_DOMAIN + prev_hash.encode("ascii", "replace") + b"\n" + body).hexdigest()
 
 

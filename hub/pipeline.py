@@ -557,8 +557,10 @@ class Hub:
 
         Raises ``SignatureError`` for every missing, malformed, stale or wrong signature header.
         """
-        stream = self.push_runtime(adapter_name, stream_name).stream
-        assert isinstance(stream, PushStream)
+        rt = self._runtimes.get((adapter_name, stream_name)) or self.push_runtime(adapter_name, stream_name)
+        stream = rt.stream
+        if not isinstance(stream, PushStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a pull stream; it cannot receive pushes")
         return stream.verify(headers, body)
 
     def prepare_push(
@@ -569,17 +571,19 @@ class Hub:
         headers: Mapping[str, str],
         body: bytes,
         *,
-        states: dict[tuple[str, str], tuple[Any, dict[str, Any]]] | None = None,
+        states: dict[tuple[str, str], tuple[Any, StreamContext]] | None = None,
     ) -> PreparedPush | PushOutcome:
         """Parse, validate and normalize a verified request (nothing is stored yet), or answer it at once.
 
         Answers at once: a repeat of an id already committed (its stored answer, ``replayed``), the same id with
-        another body (422), a body the stream cannot parse (400). ``states`` carries the streams' pending state
-        from one request to the next of a group committed together (:meth:`commit_pushes`).
+        another body (422), a body the stream cannot parse (400). ``states`` carries each stream's cursor and
+        context (with its pending state) from one request to the next of a group committed together
+        (:meth:`commit_pushes`), as the pages of one pull run share theirs.
         """
-        rt = self.push_runtime(adapter_name, stream_name)
+        rt = self._runtimes.get((adapter_name, stream_name)) or self.push_runtime(adapter_name, stream_name)
         stream = rt.stream
-        assert isinstance(stream, PushStream)
+        if not isinstance(stream, PushStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a pull stream; it cannot receive pushes")
         digest = hashlib.sha256(body).hexdigest()
         stored = self.store.receipt_get(adapter_name, stream_name, key)
         if stored is not None:
@@ -592,12 +596,11 @@ class Hub:
         held = states.get(slot) if states is not None else None
         if held is None:
             checkpoint = self.store.load_checkpoint(adapter_name, stream_name)
-            held = (checkpoint.cursor, dict(checkpoint.state))
-        cursor, state = held
-        ctx = rt.context(state)
+            held = (checkpoint.cursor, rt.context(dict(checkpoint.state)))
+            if states is not None:
+                states[slot] = held
+        cursor, ctx = held
         processed = self._process(rt, ctx, items, False)
-        if states is not None:
-            states[slot] = (cursor, ctx.state)
         receipt = NewReceipt(key, digest, 200, self._push_answer(key, processed))
         return PreparedPush(rt, key, processed, Checkpoint(cursor, ctx.state), receipt)
 

@@ -20,7 +20,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,8 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,12 +129,64 @@ def _too_large(limit: int) -> Response:
     return problem(413, f"request body is larger than {limit} bytes", {"connection": "close"})
 
 
-class RequestContext:
-    """Pure ASGI middleware: the request id (``X-Request-ID`` in, echoed out, in every log line) and access log."""
+_Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+"""A webhook answer: status, body, content type, extra headers (sent before content-length and content-type)."""
+_JSON = JSON.encode()
+_PROBLEM = PROBLEM.encode()
+_CLOSE = [(b"connection", b"close")]
+_REPLAYED = [(b"x-webhook-replayed", b"true")]
 
-    def __init__(self, app: ASGIApp, *, log_access: bool = True) -> None:
+
+def _problem(status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> _Answer:
+    """:func:`problem` as a webhook answer."""
+    return status, problem_body(status, HTTPStatus(status).phrase, detail), _PROBLEM, list(extra or ())
+
+
+def _media_type_of(content_type: bytes | None) -> str:
+    """:func:`_media_type` from the raw header value."""
+    if content_type is None:
+        return ""
+    return content_type.decode("latin-1").partition(";")[0].strip().lower()
+
+
+async def _receive_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """:func:`_read_body` on the ASGI messages themselves (no ``Request``, no async generator per request)."""
+    if declared is not None:
+        text = declared.decode("latin-1")
+        if _is_number(text) and int(text) > limit:
+            raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class RequestContext:
+    """Pure ASGI middleware: the request id (``X-Request-ID`` in, echoed out, in every log line) and access log.
+
+    ``direct``: path -> a pure ASGI app answering ``POST`` on that path itself (the webhook routes). It is called
+    instead of the Starlette stack below (router, exception middleware, ``Request``/``Response`` objects), which
+    cost about as much per request as verifying, processing and committing a one-record webhook. Any other method
+    on such a path still goes through the router (405). Starlette's ``ServerErrorMiddleware`` stays outermost.
+    """
+
+    def __init__(self, app: ASGIApp, *, log_access: bool = True, direct: Mapping[str, ASGIApp] | None = None) -> None:
         self.app = app
         self.log_access = log_access
+        self.direct = direct if direct is not None else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,10 +210,13 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        app = self.app
+        if self.direct and scope["method"] == "POST" and not scope.get("root_path"):
+            app = self.direct.get(scope["path"], app)
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         finally:
-            if self.log_access:
+            if self.log_access and access_log.isEnabledFor(logging.INFO):
                 ms = round((time.perf_counter() - started) * 1000, 2)
                 path = scope.get("path", "")
                 access_log.info(
@@ -284,7 +340,12 @@ class Sidecar:
             routes=[Route(e.path, e.handler, methods=[e.method]) for e in self.endpoints],
             lifespan=self._lifespan,
         )
-        self.app.add_middleware(RequestContext, log_access=cfg.access_log)
+        direct = {
+            f"/v1/webhooks/{adapter}/{stream}": self._webhook_app(adapter, stream)
+            for (adapter, stream), info in self.streams.items()
+            if info.kind == "push"
+        }
+        self.app.add_middleware(RequestContext, log_access=cfg.access_log, direct=direct)
 
     @property
     def in_progress(self) -> frozenset[tuple[str, str, str]]:
@@ -534,49 +595,90 @@ class Sidecar:
             return problem(400, str(exc))
 
     def _webhook_handler(self, adapter: str, stream: str) -> Callable[[Request], Awaitable[Response]]:
+        """The route's Starlette handler (used when the direct path does not apply, e.g. under a root path)."""
+        answer = self._webhook_answer(adapter, stream)
+
+        async def webhook(request: Request) -> Response:
+            status, body, media_type, extra = await answer(request.headers.raw, request.receive)
+            response = Response(body, status, media_type=media_type.decode())
+            response.raw_headers[:0] = extra
+            return response
+
+        return webhook
+
+    def _webhook_app(self, adapter: str, stream: str) -> ASGIApp:
+        """The same route as a pure ASGI app: what :class:`RequestContext` calls for ``POST`` on the path."""
+        answer = self._webhook_answer(adapter, stream)
+
+        async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                status, body, media_type, extra = await answer(scope["headers"], receive)
+            except ClientDisconnect:
+                return  # nobody to answer
+            headers = [*extra, (b"content-length", str(len(body)).encode()), (b"content-type", media_type)]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return webhook
+
+    def _webhook_answer(
+        self, adapter: str, stream: str
+    ) -> Callable[[Sequence[tuple[bytes, bytes]], Receive], Awaitable[_Answer]]:
+        """A webhook request -> (status, body, content type, extra headers); see the module docstring."""
         seconds = self.metrics.webhook_seconds.labels(adapter, stream)
         requests = self.metrics.webhook_requests
+        counters: dict[int, Any] = {}
         limit = self.settings.max_body_bytes
         inflight = self._state.inflight
         hub = self.hub
         ingest = self.ingest
 
-        async def webhook(request: Request) -> Response:
+        async def answer(raw_headers: Sequence[tuple[bytes, bytes]], receive: Receive) -> _Answer:
             started = time.perf_counter()
-            response = await handle(request)
-            requests.labels(adapter, stream, str(response.status_code)).inc()
+            result = await handle(raw_headers, receive)
+            status = result[0]
+            counter = counters.get(status)
+            if counter is None:
+                counter = counters[status] = requests.labels(adapter, stream, str(status))
+            counter.inc()
             seconds.observe(time.perf_counter() - started)
-            return response
+            return result
 
-        async def handle(request: Request) -> Response:
-            if _media_type(request) not in WEBHOOK_TYPES:
-                return problem(415, "send the items as application/json")
+        async def handle(raw_headers: Sequence[tuple[bytes, bytes]], receive: Receive) -> _Answer:
+            content_type: bytes | None = None
+            declared: bytes | None = None
+            for name, value in raw_headers:  # the first of each, as Headers.get
+                if name == b"content-type":
+                    if content_type is None:
+                        content_type = value
+                elif name == b"content-length" and declared is None:
+                    declared = value
+            if _media_type_of(content_type) not in WEBHOOK_TYPES:
+                return _problem(415, "send the items as application/json")
             try:
-                body = await _read_body(request, limit)
+                body = await _receive_body(receive, declared, limit)
             except _BodyTooLarge:
-                return _too_large(limit)
-            headers = request.headers
+                return _problem(413, f"request body is larger than {limit} bytes", _CLOSE)
+            headers = Headers(raw=list(raw_headers))
             try:
                 key = hub.verify_push(adapter, stream, headers, body)
             except SignatureError as exc:
-                return problem(401, f"signature rejected: {exc}")
+                return _problem(401, f"signature rejected: {exc}")
             except Exception as exc:  # never a 500 for what a client sent
                 log.warning("webhook %s:%s: signature check failed: %s: %s", adapter, stream, type(exc).__name__, exc)
-                return problem(400, "malformed webhook signature headers")
+                return _problem(400, "malformed webhook signature headers")
             slot = (adapter, stream, key)
             if slot in inflight:
-                return problem(409, f"webhook {key!r} is being processed; retry later for its answer")
+                return _problem(409, f"webhook {key!r} is being processed; retry later for its answer")
             inflight.add(slot)
             try:
                 outcome: PushOutcome = await ingest.push(adapter, stream, key, headers, body)
             finally:
                 inflight.discard(slot)
-            extra = {"x-webhook-replayed": "true"} if outcome.replayed else None
-            return Response(
-                outcome.body, outcome.status, headers=extra, media_type=JSON if outcome.status < 400 else PROBLEM
-            )
+            extra = _REPLAYED if outcome.replayed else []
+            return outcome.status, outcome.body, _JSON if outcome.status < 400 else _PROBLEM, extra
 
-        return webhook
+        return answer
 
     # -- admin -----------------------------------------------------------------------------------------------
 

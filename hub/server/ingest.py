@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tanpuhui.sdk import StreamContext
+
 from ..metrics import HubMetrics
 from ..pipeline import Hub, PreparedPush, PushOutcome, problem_body
 
@@ -102,7 +104,7 @@ class IngestWorker:
         self._last_flush = loop.time()
 
     def _group(self, jobs: list[_Push]) -> None:
-        states: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        states: dict[tuple[str, str], tuple[Any, StreamContext]] = {}
         prepared: list[tuple[_Push, PreparedPush]] = []
         for job in jobs:
             try:

@@ -33,7 +33,7 @@ import orjson
 
 from tanpuhui.sdk import OutboxRow
 
-from ..audit import GENESIS, AuditEntry, AuditEvent, batch_digest, canonical_details, entry_hash
+from ..audit import GENESIS, AuditEntry, AuditEvent, batch_digest, canonical_entry_hash
 from .base import (
     Checkpoint,
     CommitResult,
@@ -270,22 +270,23 @@ class SQLiteStore:
             last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         entries = []
+        rows = []
         for event in events:
             seq += 1
-            details = canonical_details(event.details)
-            digest = entry_hash(prev, seq, now, event.actor, event.action, event.subject, details)
-            entries.append(
-                AuditEntry(seq, now, event.actor, event.action, event.subject, dict(event.details), prev, digest)
-            )
+            details = dict(event.details)
+            text = orjson.dumps(details, option=orjson.OPT_SORT_KEYS)  # canonical_details, made once
+            digest = canonical_entry_hash(prev, seq, now, event.actor, event.action, event.subject, text)
+            entries.append(AuditEntry(seq, now, event.actor, event.action, event.subject, details, prev, digest))
+            rows.append((seq, now, event.actor, event.action, event.subject, text.decode(), prev, digest))
             prev = digest
-        conn.executemany(
+        insert = (
             "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (e.seq, e.at, e.actor, e.action, e.subject, canonical_details(e.details), e.prev_hash, e.hash)
-                for e in entries
-            ],
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        if len(rows) == 1:
+            conn.execute(insert, rows[0])
+        else:
+            conn.executemany(insert, rows)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
             (f"{seq}:{prev}",),
