@@ -22,6 +22,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from tanpuhui.adapters.transit_card import TransactionsStream
+from tanpuhui.hub.store.sqlite import PAGE_SIZE
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import ItemRejected, TanpuhuiError
 from tanpuhui.sdk.records import fingerprint_claim_keys
@@ -161,7 +162,7 @@ def floor(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float
 
     Timed: ``orjson.loads`` of each page, jsonschema-rs validation of every item and of every record document,
     ``orjson.dumps`` of the records and one ``executemany`` + COMMIT per page into a table shaped like the outbox
-    (WAL, FULL). Not timed: making the record documents (the hub's own pass over the same pages, beforehand).
+    (WAL, FULL, the store's page size). Not timed: making the record documents (the hub's own pass over the same pages, beforehand).
     """
     hub, rt, ctx = _runtime(directory, feed)
     try:
@@ -173,6 +174,7 @@ def floor(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float
     finally:
         hub.store.close()
     conn = sqlite3.connect(directory / "floor.db", isolation_level=None)
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # as the hub's store files
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     for statement in _NAIVE_DDL.split(";"):
