@@ -294,13 +294,18 @@ class RecordNormalizer:
     # -- parts -----------------------------------------------------------------------------------------------
 
     def _subject(self, item: dict[str, Any], ctx: StreamContext) -> dict[str, str]:
-        chosen = next((k for k in self.subject_order if item.get(k) is not None), None)
+        chosen = None
+        for kind in self.subject_order:
+            if item.get(kind) is not None:
+                chosen = kind
+                break
         # Every identifier present must be valid, also the one not used: a record whose identifiers fail their own
         # check rules belongs to nobody we can name. The chosen one is checked by the pseudonymiser itself.
         for kind in _KINDS:
-            value = item.get(kind)
-            if value is not None and kind != chosen and not _valid(kind, value):
-                raise ItemRejected(_invalid(kind, value), f"/{kind}")
+            if kind != chosen:
+                value = item.get(kind)
+                if value is not None and not _valid(kind, value):
+                    raise ItemRejected(_invalid(kind, value), f"/{kind}")
         if chosen is None:
             present = [k for k in _KINDS if item.get(k) is not None]
             raise ItemRejected(
