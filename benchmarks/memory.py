@@ -138,8 +138,10 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     ran = f"{records:,} records in {doc['seconds']:.0f} s ({records / doc['seconds']:,.0f} rec/s)"
     if doc["stopped_early"] or records < target_records:
         ran += f", stopped by the {budget:.0f} s budget before {target_records:,}; 10M extrapolated"
+    milestones = _milestones(samples, records)
+    milestones += ", " if milestones else ""
     notes = [
-        f"{ran}; RSS {doc['rss_start_kib'] / 1024:.0f} MB at start, {_milestones(samples, records)}, "
+        f"{ran}; RSS {doc['rss_start_kib'] / 1024:.0f} MB at start, {milestones}"
         f"{end_mb:.0f} MB at the end; slope over the second half {slope:+.1f} MB per million records "
         f"(least squares; median of pairwise slopes {robust:+.1f}) -> {at_10m:.0f} MB at 10M records"
     ]
