@@ -112,10 +112,13 @@ class StreamContext:
         details: Mapping[str, str | int | float | bool | None] | None = None,
         origin: Mapping[str, str] | None = None,
         quantification: Mapping[str, Any] | None = None,
+        id_stream: str | None = None,
     ) -> dict[str, Any]:
         """Build a record document: ids, source reference, quantification and fingerprint filled in.
 
         ``quantification`` overrides the computed one (a YRD record quantified by its origin platform).
+        ``id_stream``: the stream name the record id is derived from, when not this one (a record that arrives
+        pushed or pulled keeps one id whichever way it comes: the YRD push stream uses its pull stream's name).
         """
         if isinstance(methodology, str):
             method = self._cache.get(methodology) or self.methodology(methodology)
@@ -133,7 +136,7 @@ class StreamContext:
         end_text = start_text if end is None or end is start else end.isoformat()
         doc = RecordDoc(
             {
-                "record_id": record_id_at(ms, self.adapter, self.stream, partner_record_id),
+                "record_id": record_id_at(ms, self.adapter, id_stream or self.stream, partner_record_id),
                 "schema_version": "1.0",
                 "source": {
                     "adapter": self.adapter,

@@ -236,6 +236,7 @@ class RecordNormalizer:
                 methodology=method,
                 details=details,
                 origin=origin,
+                id_stream=RECORD_KEY_STREAM,
                 quantification=recognised_quantification(
                     method,
                     platform=platform_id,
@@ -286,9 +287,8 @@ class RecordNormalizer:
                 methodology=method,
                 details=details,
                 origin=origin,
+                id_stream=RECORD_KEY_STREAM,
             )
-        if ctx.stream != RECORD_KEY_STREAM:  # pushed: the id the pulled record has
-            doc["record_id"] = make_record_id(start, self.adapter, RECORD_KEY_STREAM, partner_record_id)
         return (doc,)
 
     # -- parts -----------------------------------------------------------------------------------------------
