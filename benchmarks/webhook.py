@@ -9,17 +9,12 @@ back the next request):
 - single: one record per request, offered open-loop at 1,000 requests/s; latency is measured from the moment a
   request was due, so time spent queued behind a slow server counts (no coordinated omission);
 - batched: 500 records per request, 4 connections back to back; records/s over the whole run.
-
-HOOK (``SERVER``): if ``tanpuhui.hub.server`` cannot be imported, the same requests go to
-:meth:`Hub.receive_webhook` in-process instead (verify, validate, normalize, commit with the receipt); the table
-says which path ran.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -29,12 +24,10 @@ import orjson
 
 from tanpuhui.sdk import WebhookSigner
 
-from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, free_port, make_hub
+from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, free_port
 
 __all__ = ["run"]
 
-SERVER = importlib.util.find_spec("tanpuhui.hub.server") is not None
-"""The hook: True -> the real sidecar in another process; False -> Hub.receive_webhook in-process."""
 
 RATE = 1000
 TARGET_P99_MS = 25.0
@@ -224,27 +217,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _in_process(directory: Path, singles: list[tuple[dict[str, str], bytes]], batches: list[Any]) -> tuple[Any, ...]:
-    """The hook's other side: the same requests through Hub.receive_webhook, paced at RATE."""
-    hub = make_hub(directory, adapters={"yrd_scenarios": _adapter_settings(PUSH_SECRET)})
-    try:
-        latencies = []
-        start = time.perf_counter()
-        for i, (headers, body) in enumerate(singles):
-            due = start + i / RATE
-            while time.perf_counter() < due:
-                pass
-            hub.receive_webhook("yrd_scenarios", "records_push", headers, body)
-            latencies.append(time.perf_counter() - due)
-        elapsed = time.perf_counter() - start
-        t = time.perf_counter()
-        for headers, body in batches:
-            hub.receive_webhook("yrd_scenarios", "records_push", headers, body)
-        return latencies, elapsed, time.perf_counter() - t
-    finally:
-        hub.store.close()
-
-
 def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     from tanpuhui.adapters.yrd_scenarios.sandbox import SandboxExchange
 
@@ -257,26 +229,17 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     singles = _requests(items[warm : warm + single_n], 1, "bench-single")
     capacity = _requests(items[warm + single_n : warm + single_n + capacity_n], 1, "bench-capacity")
     batches = _requests(items[warm + single_n + capacity_n :], BATCH, "bench-batch")
-    capacity_note = ""
-    with tempfile.TemporaryDirectory(prefix="tph-bench-webhook-", dir=tmp) as d:
-        if SERVER:
-            with _sidecar(Path(d)) as sidecar:
-                port = sidecar.port
-                asyncio.run(_open_loop(port, [_raw(*r) for r in warmup], RATE / 4))
-                latencies, elapsed, statuses = asyncio.run(_open_loop(port, [_raw(*r) for r in singles], RATE))
-                capacity_s, capacity_statuses = asyncio.run(_closed_loop(port, [_raw(*r) for r in capacity], 16))
-                batch_s, batch_statuses = asyncio.run(_closed_loop(port, [_raw(*r) for r in batches], 4))
-            statuses = {k: statuses.get(k, 0) + capacity_statuses.get(k, 0) for k in {*statuses, *capacity_statuses}}
-            capacity_note = (
-                f"; capacity, closed loop with 16 connections: {len(capacity) / capacity_s:,.0f} single-record "
-                "requests/s"
-            )
-            path = "the sidecar (tanpuhui serve, another process)"
-        else:
-            latencies, elapsed, batch_s = _in_process(Path(d), warmup + singles, batches)
-            latencies = latencies[warm:]
-            statuses = batch_statuses = {200: -1}
-            path = "Hub.receive_webhook in-process (the sidecar was not available)"
+    with tempfile.TemporaryDirectory(prefix="tph-bench-webhook-", dir=tmp) as d, _sidecar(Path(d)) as sidecar:
+        port = sidecar.port
+        asyncio.run(_open_loop(port, [_raw(*r) for r in warmup], RATE / 4))
+        latencies, elapsed, statuses = asyncio.run(_open_loop(port, [_raw(*r) for r in singles], RATE))
+        capacity_s, capacity_statuses = asyncio.run(_closed_loop(port, [_raw(*r) for r in capacity], 16))
+        batch_s, batch_statuses = asyncio.run(_closed_loop(port, [_raw(*r) for r in batches], 4))
+    statuses = {k: statuses.get(k, 0) + capacity_statuses.get(k, 0) for k in {*statuses, *capacity_statuses}}
+    capacity_note = (
+        f"; capacity, closed loop with 16 connections: {len(capacity) / capacity_s:,.0f} single-record requests/s"
+    )
+    path = "the sidecar (tanpuhui serve, another process)"
     bad = {k: v for k, v in {**statuses, **batch_statuses}.items() if k != 200}
     if bad:
         raise RuntimeError(f"webhook requests failed: {bad}")
