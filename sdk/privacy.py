@@ -101,6 +101,10 @@ def redact(text: str) -> str:
     return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text)
 
 
+_MEMO_SIZE = 16_384
+"""Identifiers whose pseudonym :class:`Pseudonymiser` remembers (~250 bytes each)."""
+
+
 class _Key:
     """A key with its HMAC-SHA256 pads pre-hashed (RFC 2104): a pseudonym then costs two hash copies, not a new HMAC."""
 
@@ -132,6 +136,10 @@ class Pseudonymiser:
         self._keys = {v: _Key(v, s) for v, s in keys.items()}
         self._current = self._keys[current]
         self._aead = {v: AESGCM(_derive(k.secret, b"tanpuhui seal v1")) for v, k in self._keys.items()}
+        self._memo: dict[tuple[str, str], str] = {}
+        """(kind, identifier as given) -> pseudonym under the current key: the same resident or card comes back
+        many times in a run. In memory only, bounded (:data:`_MEMO_SIZE`), and gone with this object: a key
+        rotation builds a new Pseudonymiser."""
 
     @classmethod
     def parse(cls, spec: str, source: str = KEY_ENV) -> Pseudonymiser:
@@ -167,6 +175,22 @@ class Pseudonymiser:
 
     def pseudonym(self, kind: IdentifierKind, value: str, key_version: str | None = None) -> str:
         """HMAC-SHA256 hex of ``kind:normalised value``; validates resident IDs and mobiles first."""
+        if key_version is None or key_version == self._current.version:
+            memo = self._memo
+            found = memo.get((kind, value))
+            if found is None:
+                found = self._pseudonym(kind, value, self._current)
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[(kind, value)] = found
+            return found
+        key = self._keys.get(key_version)
+        if key is None:
+            raise PrivacyError(f"pseudonym key version {key_version!r} is not among {sorted(self._keys)}")
+        return self._pseudonym(kind, value, key)
+
+    @staticmethod
+    def _pseudonym(kind: IdentifierKind, value: str, key: _Key) -> str:
         if kind == "resident_id":
             value = normalise_resident_id(value)
         elif kind == "mobile":
@@ -175,9 +199,6 @@ class Pseudonymiser:
             value = value.strip()
             if not value:
                 raise PrivacyError(f"empty {kind} identifier")
-        key = self._keys.get(key_version) if key_version else self._current
-        if key is None:
-            raise PrivacyError(f"pseudonym key version {key_version!r} is not among {sorted(self._keys)}")
         inner = key.inner.copy()
         inner.update(f"{kind}:{value}".encode())
         outer = key.outer.copy()

@@ -163,6 +163,18 @@ def test_previous_key_still_gives_its_pseudonyms_after_rotation(hub_keys: Pseudo
     assert rotated.pseudonym("mobile", "13800138000", key_version="v1") == hub_keys.pseudonym("mobile", "13800138000")
 
 
+def test_a_remembered_pseudonym_is_the_computed_one_under_each_key_and_a_bad_identifier_is_never_remembered() -> None:
+    rotated = Pseudonymiser.parse(SPEC)
+    first = [rotated.pseudonym("mobile", "+86 138-0013-8000") for _ in range(3)]  # computed once, then remembered
+    assert first == [Pseudonymiser({"v2": KEY_V2}, "v2").pseudonym("mobile", "13800138000")] * 3
+    old = rotated.pseudonym("mobile", "+86 138-0013-8000", key_version="v1")
+    assert old == Pseudonymiser({"v1": KEY_V1}, "v1").pseudonym("mobile", "13800138000") != first[0]
+    assert rotated.pseudonym("card", "+86 138-0013-8000") != first[0]  # the kind is part of what is remembered
+    for _ in range(2):
+        with pytest.raises(PrivacyError, match="not a valid GB 11643"):
+            rotated.pseudonym("resident_id", "110105194912310021")  # check character wrong
+
+
 def test_unknown_key_version_for_a_pseudonym_is_a_privacy_error(hub_keys: Pseudonymiser) -> None:
     with pytest.raises(PrivacyError, match="v9"):
         hub_keys.pseudonym("mobile", "13800138000", key_version="v9")
