@@ -76,7 +76,7 @@ class Sizes:
     def make(cls, quick: bool) -> Sizes:
         if quick:
             return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000)
-        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 60, 10_000_000)
+        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000)
 
 
 def make_hub(directory: Path, *, adapters: dict[str, dict[str, Any]] | None = None, **hub: Any) -> Hub:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tanpuhui.sdk import Problem, PullStream, TanpuhuiError, redact
+from tanpuhui.sdk import ConfigError, Problem, PullStream, TanpuhuiError, redact
 
 from .config import HubConfig, load_config
 from .plugins import Plugins, PluginWarning, load_plugins
@@ -460,12 +461,19 @@ def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
 @CONFIG_OPTION
 @click.option("--host", default=None, help="Address to bind (default: [server] host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to bind (default: [server] port, 8700).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sidecar processes sharing the port, one core each (default: [server] workers, 1).",
+)
 @friendly
-def serve(config_path: Path, host: str | None, port: int | None) -> None:
+def serve(config_path: Path, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the sidecar: webhooks, validation, health, metrics and admin API, scheduled pulls and forwarding.
 
     Logs are JSON lines on stderr (personal identifiers and secrets masked). SIGTERM or Ctrl-C stops it cleanly
-    within [server] shutdown_timeout. See docs/operator-guide.md.
+    within [server] shutdown_timeout. With --workers N, N processes share the port and the store (pulls and
+    deliveries are leased, so none is done twice). See docs/operator-guide.md.
     """
     from .logging import configure_logging, known_secrets
     from .server import ServerSettings, Sidecar
@@ -474,12 +482,31 @@ def serve(config_path: Path, host: str | None, port: int | None) -> None:
     config = load_config(config_path)
     settings = ServerSettings.from_config(config)
     configure_logging(settings.log_level, secrets=known_secrets(config))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PluginWarning)
-        plugins = load_plugins()  # problems are logged (as JSON) and shown by /readyz
-    sidecar = Sidecar(config, plugins=plugins, settings=settings)
-    if not run_sidecar(sidecar, host, port):
-        sys.exit(3)
+    workers = workers or settings.workers
+
+    def run(sock: socket.socket | None = None) -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PluginWarning)
+            plugins = load_plugins()  # problems are logged (as JSON) and shown by /readyz
+        sidecar = Sidecar(config, plugins=plugins, settings=settings)
+        return 0 if run_sidecar(sidecar, host, port, sock) else 3
+
+    if workers == 1:
+        sys.exit(run())
+    from .server.workers import check_address, run_workers
+    from .store.factory import open_store
+
+    if config.store_dsn() is None and config.store_path() == ":memory:":
+        raise ConfigError(
+            f"{config.source}: [server] workers = {workers} needs a store file or PostgreSQL, not :memory:"
+        )
+    open_store(config, migrate=False).close()  # the schema exists (or the error is shown) before any worker starts
+    address = (host or settings.host, settings.port if port is None else port)
+    try:
+        check_address(*address)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
+    sys.exit(run_workers(workers, *address, run))
 
 
 # -- plugins and scaffolding (the adapter author's kit) ------------------------------------------------------

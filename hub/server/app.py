@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -517,7 +518,7 @@ class Sidecar:
     # -- public endpoints ------------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return _json({"status": "ok", "pid": os.getpid()})  # which worker answered (serve --workers)
 
     async def readyz(self, request: Request) -> Response:
         checks: dict[str, Any] = {}

@@ -61,7 +61,18 @@ def health_operation() -> dict[str, Any]:
         "operationId": "healthz",
         "summary": "The process is alive",
         "tags": ["operations"],
-        "responses": {"200": _ok("Alive", {"type": "object", "properties": {"status": {"const": "ok"}}})},
+        "responses": {
+            "200": _ok(
+                "Alive",
+                {
+                    "type": "object",
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "pid": {"type": "integer", "description": "the process that answered (serve --workers)"},
+                    },
+                },
+            )
+        },
     }
 
 

@@ -6,6 +6,7 @@
     admin_token = { env = "TANPUHUI_ADMIN_TOKEN" }
     max_body_bytes = 8_388_608
     shutdown_timeout = "10s"
+    workers = 1                                  # sidecar processes on the port (one core each)
 
     [server.schedules.transit_card]              # every pull stream of the adapter
     interval = "5m"
@@ -70,6 +71,9 @@ class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=0, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="sidecar processes sharing the port, one core each (serve --workers)"
+    )
     admin_token: SecretStr | None = Field(default=None, description="bearer token of /v1/admin (env reference)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="request body limit (413 beyond)")
     shutdown_timeout: Duration = Field(default=10.0, ge=0, description="SIGTERM: how long in-flight work may take")

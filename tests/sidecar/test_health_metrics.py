@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def test_healthz_answers_while_the_process_lives(start_sidecar: SidecarFactory) -> None:
     response = start_sidecar().http.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()) == (200, {"status": "ok", "pid": os.getpid()})
 
 
 def test_readyz_checks_store_adapters_and_sinks(
