@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import re
+from operator import mul
 from typing import Literal
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -40,6 +41,7 @@ IdentifierKind = Literal["resident_id", "mobile", "card", "account", "enterprise
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
+_ZERO = ord("0") * sum(_WEIGHTS)
 _RID_SHAPE = re.compile(r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$")
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _MOBILE_STRIP = re.compile(r"[\s\-()]")
@@ -53,7 +55,7 @@ def is_valid_resident_id(value: str) -> bool:
     v = value.strip().upper()
     if not _RID_SHAPE.match(v):
         return False
-    total = sum(int(c) * w for c, w in zip(v[:17], _WEIGHTS, strict=True))
+    total = sum(map(mul, v[:17].encode(), _WEIGHTS)) - _ZERO  # the digits' values from their ASCII codes
     return _CHECK[total % 11] == v[17]
 
 
