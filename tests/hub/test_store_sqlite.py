@@ -310,6 +310,32 @@ def test_database_is_in_wal_mode(store: SQLiteStore, db_path: Path) -> None:
         conn.close()
 
 
+def test_a_commit_that_changes_neither_cursor_nor_state_leaves_the_checkpoint_row_within_the_second(
+    store: SQLiteStore, db_path: Path
+) -> None:
+    state = {
+        "withdrawn_log": [{"record_id": f"01JBWHXNV8K1CVK93HGMRJ{i:04d}", "status": "credited"} for i in range(500)]
+    }
+
+    def row() -> tuple[str, str]:
+        conn = sqlite3.connect(db_path)
+        try:
+            found = conn.execute("SELECT state, last_success FROM checkpoints WHERE stream='records_push'").fetchone()
+        finally:
+            conn.close()
+        return str(found[0]), str(found[1])
+
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint(None, state))
+    first = row()
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint(None, state))
+    again = row()
+    assert again == first or again[1][:19] != first[1][:19]  # rewritten only once the second has moved on
+    changed = {**state, "withdrawn": {"shanghai:credited": 1}}
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint(None, changed))
+    assert orjson.loads(row()[0]) == changed
+    assert store.load_checkpoint("yrd_scenarios", "records_push").state == changed
+
+
 def test_a_new_store_file_uses_16_kib_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
     SQLiteStore(tmp_path / "new.db").close()
     old = tmp_path / "old.db"
