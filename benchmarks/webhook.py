@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from tanpuhui.hub.demo import to_toml
 from tanpuhui.sdk import WebhookSigner
 
 from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, free_port
@@ -59,30 +60,14 @@ def _adapter_settings(secret: Any) -> dict[str, Any]:
     }
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{orjson.dumps(k).decode()} = {_toml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return orjson.dumps(str(value)).decode()
-
-
 def _config(directory: Path) -> Path:
-    tables: dict[str, dict[str, Any]] = {
+    document = {
         "hub": {"store": str(directory / "hub.db"), "pseudonym_keys": {"env": "BENCH_PSEUDONYM_KEYS"}},
         "server": {"forward": False, "log_level": "warning"},
-        "adapters.yrd_scenarios": _adapter_settings({"env": "BENCH_PUSH_SECRET"}),
+        "adapters": {"yrd_scenarios": _adapter_settings({"env": "BENCH_PUSH_SECRET"})},
     }
-    text = "\n".join(
-        f"[{name}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in table.items()) + "\n"
-        for name, table in tables.items()
-    )
     path = directory / "hub.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(to_toml(document), encoding="utf-8")
     return path
 
 

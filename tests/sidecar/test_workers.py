@@ -21,6 +21,7 @@ import pytest
 
 from tanpuhui.adapters.yrd_scenarios.sandbox import PLATFORM_PREFIX, SandboxExchange, sandbox_recognition
 from tanpuhui.hub.config import load_config
+from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.factory import open_store
 from tanpuhui.sdk import WebhookSigner
 
@@ -32,7 +33,7 @@ PATH = "/v1/webhooks/yrd_scenarios/records_push"
 
 
 def _toml(directory: Path, workers: int) -> Path:
-    settings = {
+    yrd = {
         "endpoints": {
             "exchange": {
                 "base_url": "http://127.0.0.1:9",
@@ -44,32 +45,14 @@ def _toml(directory: Path, workers: int) -> Path:
         **sandbox_recognition(),
         "webhook_secrets": [{"env": "YRD_PUSH_SECRET"}],
     }
-    lines = [
-        "[hub]",
-        'store = "hub.db"',
-        'pseudonym_keys = { env = "TANPUHUI_PSEUDONYM_KEYS" }',
-        "[server]",
-        f"workers = {workers}",
-        'shutdown_timeout = "3s"',
-        "forward = false",
-        "[adapters.yrd_scenarios]",
-        *(f"{key} = {_inline(value)}" for key, value in settings.items()),
-    ]
     path = directory / "hub.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    document = {
+        "hub": {"store": "hub.db", "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
+        "server": {"workers": workers, "shutdown_timeout": "3s", "forward": False},
+        "adapters": {"yrd_scenarios": yrd},
+    }
+    path.write_text(to_toml(document), encoding="utf-8")
     return path
-
-
-def _inline(value: object) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{orjson.dumps(k).decode()} = {_inline(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return orjson.dumps(str(value)).decode()
 
 
 ENV = {
