@@ -368,7 +368,12 @@ class PostgresStore:
             cur.execute(
                 "INSERT INTO checkpoints (adapter, stream, cursor, state, last_success) VALUES (%s, %s, %s, %s, now())"
                 " ON CONFLICT (adapter, stream) DO UPDATE SET cursor=excluded.cursor, state=excluded.state,"
-                " last_success=excluded.last_success",
+                " last_success=excluded.last_success"
+                # Unchanged cursor and state (most webhook groups): no new row version of a possibly large state,
+                # last_success moved on at most once a second (as the SQLite store does).
+                " WHERE checkpoints.cursor IS DISTINCT FROM excluded.cursor"
+                " OR checkpoints.state IS DISTINCT FROM excluded.state OR checkpoints.last_success IS NULL"
+                " OR checkpoints.last_success < excluded.last_success - interval '1 second'",
                 (adapter, stream, *checkpoint),
             )
         # A held claim already on file (the same item pulled again) is a duplicate like any other.

@@ -35,6 +35,23 @@ def test_committed_page_stores_records_and_checkpoint(store: Store) -> None:
     assert (rows[0].adapter, rows[0].stream, rows[0].scenario) == ("transit_card", "trips", "metro")
 
 
+def test_an_unchanged_checkpoint_is_not_rewritten_within_the_second_and_a_changed_one_is(store: Store) -> None:
+    state = {"withdrawn_log": [{"record_id": f"R{i:05d}", "status": "credited"} for i in range(300)]}
+
+    def last_success() -> str | None:
+        (status,) = [s for s in store.stream_status() if s.stream == "records_push"]
+        return status.last_success
+
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint(None, state))
+    first = last_success()
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint(None, state))
+    again = last_success()
+    assert first and again and (again == first or again[:19] != first[:19])
+    changed = {**state, "withdrawn": {"shanghai:credited": 1}}
+    store.commit_page("yrd_scenarios", "records_push", [], [], Checkpoint("c-2", changed))
+    assert store.load_checkpoint("yrd_scenarios", "records_push") == Checkpoint("c-2", changed)
+
+
 def test_stream_without_a_checkpoint_starts_from_none(store: Store) -> None:
     assert store.load_checkpoint("transit_card", "trips") == Checkpoint(None, {})
 
