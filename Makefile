@@ -27,3 +27,6 @@ typecheck: install
 	$(BIN)/mypy -p tanpuhui.sdk -p tanpuhui.hub -p tanpuhui.adapters -p tanpuhui.schemas
 
 check: test lint typecheck
+
+bench: install  # the performance table (docs/performance.md); e.g. make bench ARGS="--quick" or ARGS="--only pull"
+	$(BIN)/python -m benchmarks $(ARGS)
