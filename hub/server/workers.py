@@ -19,6 +19,7 @@ done before any worker builds its hub, so no thread or connection crosses a fork
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -64,6 +65,7 @@ def run_workers(workers: int, host: str, port: int, worker: Callable[[socket.soc
     """Fork ``workers`` processes, each running ``worker(its socket on host:port)`` (the return value is the
     process's exit status), and supervise them until all have stopped; returns the exit status for ``serve``."""
     children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
+    parent = os.getpid()
     stopping = False
     failed = 0
 
@@ -74,6 +76,7 @@ def run_workers(workers: int, host: str, port: int, worker: Callable[[socket.soc
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, _stop_starting)  # until the server takes the signals over
+                _stop_with_parent(parent)
                 status = worker(bind(host, port))
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else 1
@@ -124,3 +127,15 @@ def run_workers(workers: int, host: str, port: int, worker: Callable[[socket.soc
 def _stop_starting(sig: int, frame: FrameType | None) -> None:
     """A stop signal to a worker still starting: it ends cleanly (nothing was accepted yet)."""
     raise SystemExit(0)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies (even by SIGKILL): no orphan keeps the
+    port. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere workers outlive a killed supervisor."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before the call: no signal will come
+        raise SystemExit(0)

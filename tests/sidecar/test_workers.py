@@ -141,6 +141,30 @@ def test_workers_share_the_port_and_the_store_are_replaced_and_stop_together(tmp
             proc.wait()
 
 
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # exited, not reaped yet
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _start(_toml(tmp_path, 2), port, tmp_path / "serve.log")
+    try:
+        workers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
+        wait_for(lambda: _pid(port) is not None, 20, "a worker to answer")
+        proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+        proc.wait()
+        wait_for(lambda: all(_gone(pid) for pid in workers), 20, "the workers to stop with their supervisor")
+        assert _pid(port) is None  # nobody left on the port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize(
     ("store", "port", "expected"),
     [
