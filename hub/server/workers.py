@@ -9,6 +9,7 @@ kernel spreads new connections over them), and supervises them:
   forwarding takes the sink's, so N workers never pull a stream or deliver a batch twice;
 - SIGTERM or SIGINT to the parent is passed to every worker as SIGTERM: each drains as a single sidecar does, and
   the parent exits 0 once all have stopped cleanly;
+- a supervisor that dies, even by SIGKILL, takes its workers with it (Linux ``PR_SET_PDEATHSIG``: SIGTERM);
 - a worker that dies on its own is replaced; one that could not start (bad configuration, the store refused) or
   died within :data:`MIN_LIFETIME` seconds of starting stops the others, and ``serve`` exits with status 3.
 
