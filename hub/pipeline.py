@@ -10,11 +10,12 @@ id); a crash after it resumes from the next page. Invalid items never block the 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from tanpuhui.sdk import (
     HttpOptions,
     ItemRejected,
     Methodology,
+    Page,
     PartnerResponseError,
     Problem,
     Pseudonymiser,
@@ -491,12 +493,20 @@ class Hub:
         ctx = rt.context(dict(checkpoint.state))
         cursor = checkpoint.cursor
         seen = _CursorsSeen(cursor)
+        pages = stream.pages(ctx, cursor)
+        if stream.prefetch:
+            pages = _ahead(pages, max_pages)
         try:
-            async for page in stream.pages(ctx, cursor):
+            async for page in pages:
                 if lease.lost:
                     raise LeaseLost(adapter_name, stream_name, lease.owner)
                 _check_loop(adapter_name, stream_name, seen, cursor, summary.pages)
-                result = self.ingest(rt, ctx, page.items, page.cursor, lease_owner=lease.owner)
+                if stream.prefetch:  # off the event loop: the next page's request runs meanwhile
+                    result = await asyncio.to_thread(
+                        self.ingest, rt, ctx, page.items, page.cursor, lease_owner=lease.owner
+                    )
+                else:
+                    result = self.ingest(rt, ctx, page.items, page.cursor, lease_owner=lease.owner)
                 cursor = page.cursor
                 summary.add(result)
                 if progress:
@@ -517,6 +527,10 @@ class Hub:
             summary.error = redact(str(exc))
             self.store.record_stream_error(adapter_name, stream_name, summary.error)
             log.error("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
+        finally:
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a prefetch in flight is cancelled; the stream's generator is closed
         if summary.drift:
             fields = ", ".join(f"{name} ({count} items)" for name, count in sorted(summary.drift.items()))
             log.warning(
@@ -762,6 +776,42 @@ def _known_fields(schema: Mapping[str, Any]) -> frozenset[str] | None:
     if not names or schema.get("patternProperties"):
         return None
     return frozenset(names)
+
+
+async def _ahead(pages: AsyncIterator[Page], max_pages: int | None) -> AsyncIterator[Page]:
+    """``pages``, with the request for the next page started as soon as one is handed out (``PullStream.prefetch``).
+
+    An error of that request is raised when the page is asked for, i.e. after the page before it was committed.
+    Past ``max_pages`` nothing is asked ahead (a run limited to N pages makes N requests).
+    """
+
+    async def following() -> Page:
+        return await anext(pages)
+
+    handed = 0
+    pending: asyncio.Task[Page] | None = asyncio.ensure_future(following())
+    try:
+        while pending is not None:
+            try:
+                page = await pending
+            except StopAsyncIteration:
+                pending = None
+                return
+            handed += 1
+            pending = asyncio.ensure_future(following()) if max_pages is None or handed < max_pages else None
+            yield page
+            if pending is None:
+                pending = asyncio.ensure_future(following())
+    finally:
+        if pending is not None:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # seen: a request error after the last page taken is not reported twice
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _page_details(items: Sequence[Any], cursor: Any) -> dict[str, Any]:

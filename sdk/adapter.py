@@ -113,6 +113,12 @@ class _StreamBase(ABC):
 class PullStream(_StreamBase):
     """A stream the hub pulls: ``pages`` yields raw pages from the partner, starting after ``cursor``."""
 
+    prefetch: ClassVar[bool] = False
+    """Set True when ``pages`` touches nothing ``normalize`` and ``flush`` use once it has yielded its first page
+    (not ``ctx.state``, not reference data it loaded): the hub then asks for the next page while a worker thread
+    validates, normalizes and commits the current one, so the partner's latency overlaps the hub's work. Pages are
+    still committed one by one, in order, each with its cursor; at most one more page is held in memory."""
+
     @abstractmethod
     def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         """Yield pages starting after ``cursor`` (``None`` on the first run)."""

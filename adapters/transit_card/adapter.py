@@ -142,6 +142,7 @@ class TransactionsStream(PullStream):
     name = "transactions"
     schema = "transit-card-trip"
     id_field = "txn_id"
+    prefetch = True  # pages() only reads the network it installed before its first page: safe to run ahead
     description = "Card transactions: bus taps and metro tap-in/tap-out pairs, credited in passenger-km"
 
     adapter: TransitCardAdapter

@@ -252,7 +252,10 @@ def test_a_token_revoked_after_every_page_is_renewed_and_the_pull_completes(
 
     summary = run(body)
     assert summary.inserted == sandbox.dataset.expected()["records"]
-    assert sandbox.stats.tokens_issued == summary.pages  # one at the start, one after each revocation but the last
+    # Every 401 got exactly one new token. (How many requests a revocation hits depends on timing: the stream
+    # prefetches, so the next page's request may already have been answered when the page before it is done.)
+    assert sandbox.stats.unauthorized >= 1
+    assert sandbox.stats.tokens_issued == sandbox.stats.unauthorized + 1
 
 
 def test_a_recorded_page_with_malformed_items_through_the_hub(make_hub: HubFactory) -> None:
