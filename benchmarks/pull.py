@@ -22,6 +22,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from tanpuhui.adapters.transit_card import TransactionsStream
+from tanpuhui.hub.process import tune_gc
 from tanpuhui.hub.store.sqlite import PAGE_SIZE
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import ItemRejected, TanpuhuiError
@@ -45,8 +46,12 @@ def _runtime(directory: Path, feed: TransitFeed) -> tuple[Any, Any, Any]:
 
 
 def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float, float, int, int]:
-    """(wall s, CPU s, items, records committed) for the hub's pull path over ``pages``."""
+    """(wall s, CPU s, items, records committed) for the hub's pull path over ``pages``.
+
+    After start-up, :func:`tanpuhui.hub.process.tune_gc` as ``tanpuhui pull`` calls it (process-wide: the naive
+    loop, which runs after it, gets the frozen start-up heap too)."""
     hub, rt, ctx = _runtime(directory, feed)
+    tune_gc()
     loads = orjson.loads
     ingest = hub.ingest
 

@@ -203,11 +203,15 @@ def validate(file: str, schema_name: str, fmt: str) -> None:
 # -- pull / forward ----------------------------------------------------------------------------------------
 
 
-def _open_hub(config_path: Path) -> Any:
+def _open_hub(config_path: Path, *, long_running: bool = False) -> Any:
     from .pipeline import Hub
+    from .process import tune_gc
 
     config: HubConfig = load_config(config_path)
-    return Hub(config, plugins=_plugins())
+    hub = Hub(config, plugins=_plugins())
+    if long_running:
+        tune_gc()  # what start-up built stays for the whole command: not walked by every full collection
+    return hub
 
 
 @main.command()
@@ -217,7 +221,7 @@ def _open_hub(config_path: Path) -> Any:
 def pull(target: str, config_path: Path) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
     adapter, _, stream = target.partition(":")
-    hub = _open_hub(config_path)
+    hub = _open_hub(config_path, long_running=True)
 
     async def run() -> Any:
         try:
@@ -254,7 +258,7 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
     """Deliver committed records from the outbox to the configured sinks."""
     from .forwarder import Forwarder
 
-    hub = _open_hub(config_path)
+    hub = _open_hub(config_path, long_running=True)
 
     async def run() -> Any:
         sinks = hub.build_sinks(list(sink_names) or None)

@@ -9,7 +9,6 @@ with status 0 after a clean stop (uvicorn would otherwise re-raise the signal, w
 from __future__ import annotations
 
 import contextlib
-import gc
 import signal
 import socket
 import threading
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from ..process import tune_gc
 from .app import Sidecar
 
 __all__ = ["SidecarServer", "serve", "tune_gc", "uvicorn_config"]
@@ -61,20 +61,6 @@ def uvicorn_config(sidecar: Sidecar, host: str | None = None, port: int | None =
         timeout_graceful_shutdown=max(1, round(s.shutdown_timeout)),
         server_header=False,
     )
-
-
-def tune_gc() -> None:
-    """Garbage collection for a long-running server process (called by :func:`serve`, once, at start).
-
-    What exists by now (modules, compiled schemas, adapters, configuration: ~67,000 tracked objects, kept for the
-    life of the process) is moved out of the collector's generations (``gc.freeze``). A full collection walked all
-    of it: ~50 ms on the benchmark machine, during which no request is answered, and it ran 4 times in a 20-second
-    benchmark run (each past the 25 ms p99 target for the requests it held up); after the freeze it walks only what
-    was allocated since. The thresholds stay the defaults (young collections are rare and cheap here: ~0.07 a
-    request).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def serve(
