@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from tanpuhui.hub import pipeline
-from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, _check_loop, _CursorsSeen
-from tanpuhui.hub.plugins import load_plugins
-from tanpuhui.sdk import Adapter, AdapterSettings, Page, PartnerResponseError, PullStream, StreamContext, hookimpl
+from tanpuhui.sdk import Page, PartnerResponseError, PullStream, StreamContext
 
 
 def _first_repeat(cursors: Iterable[Any], start: Any = None, window: int | None = None) -> tuple[int, int] | None:
@@ -96,33 +93,11 @@ class Endless(PullStream):
         return ()
 
 
-class EndlessPartner(Adapter):
-    name = "endless_partner"
-    version = "0.1.0"
-    Settings = AdapterSettings
-    schemas: ClassVar[dict[str, Any]] = {"empty-item": {"type": "object"}}
-    stream_types = (Endless,)
-
-
-class _Plugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(EndlessPartner)
-
-
 def test_a_pull_whose_paging_loops_through_more_pages_than_the_window_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_stream_hub: Callable[[str, type[PullStream]], Hub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline, "_LOOP_WINDOW", 8)
-    monkeypatch.setenv("TPH_TEST_KEYS", "v1:" + "a" * 43 + "=")
-    config = HubConfig.from_dict(
-        {
-            "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TPH_TEST_KEYS"}},
-            "adapters": {"endless_partner": {}},
-        },
-        source="test",
-    )
-    hub = Hub(config, plugins=load_plugins([_Plugin()], entry_points=False))
+    hub = one_stream_hub("endless_partner", Endless)
     Endless.requested.clear()
     try:
         (summary,) = asyncio.run(hub.pull("endless_partner", "endless"))

@@ -7,23 +7,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, PullSummary
-from tanpuhui.hub.plugins import load_plugins
-from tanpuhui.sdk import (
-    Adapter,
-    AdapterSettings,
-    Page,
-    PartnerResponseError,
-    PullStream,
-    StreamContext,
-    hookimpl,
-)
+from tanpuhui.sdk import Page, PartnerResponseError, PullStream, StreamContext
 
 PAGES = 4
 
@@ -64,36 +53,14 @@ class Meters(PullStream):
         return ()
 
 
-class MeterPartner(Adapter):
-    name = "meter_partner"
-    version = "0.1.0"
-    Settings = AdapterSettings
-    schemas: ClassVar[dict[str, Any]] = {"reading": {"type": "object"}}
-    stream_types = (Meters,)
-
-
-class _Plugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(MeterPartner)
-
-
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
-    monkeypatch.setenv("TPH_TEST_KEYS", "v1:" + "a" * 43 + "=")
-    config = HubConfig.from_dict(
-        {
-            "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TPH_TEST_KEYS"}},
-            "adapters": {"meter_partner": {}},
-        },
-        source="test",
-    )
+def hub(one_stream_hub: Callable[[str, type[PullStream]], Hub]) -> Iterator[Hub]:
     Meters.fail_at = None
     Meters.watch = False
     Meters.requested.clear()
     Meters.events.clear()
     Meters.asked.clear()
-    hub = Hub(config, plugins=load_plugins([_Plugin()], entry_points=False))
+    hub = one_stream_hub("meter_partner", Meters)
     yield hub
     asyncio.run(hub.aclose())
 
