@@ -24,6 +24,7 @@ __all__ = [
     "NewQuarantine",
     "NewReceipt",
     "NewRecord",
+    "OnePageCommit",
     "PageWrite",
     "QuarantineEntry",
     "SinkBacklog",
@@ -199,6 +200,32 @@ class SinkBacklog:
     position: int
     depth: int
     oldest_created_at: str | None
+
+
+class OnePageCommit:
+    """:meth:`Store.commit_page` written once, in terms of the store's own ``commit_pages``."""
+
+    def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
+        raise NotImplementedError
+
+    def commit_page(
+        self,
+        adapter: str,
+        stream: str,
+        records: Sequence[NewRecord],
+        quarantined: Sequence[NewQuarantine],
+        checkpoint: Checkpoint | None,
+        *,
+        receipt: NewReceipt | None = None,
+        lease_owner: str | None = None,
+    ) -> CommitResult:
+        """See :meth:`Store.commit_page`."""
+        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
+        (result,) = self.commit_pages([page])
+        if result is None:
+            assert receipt is not None
+            raise DuplicateReceipt(adapter, stream, receipt.key)
+        return result
 
 
 class Store(Protocol):

@@ -42,10 +42,8 @@ from .base import (
     CommitResult,
     DeadLetter,
     DriftEntry,
-    DuplicateReceipt,
-    NewQuarantine,
-    NewReceipt,
     NewRecord,
+    OnePageCommit,
     PageWrite,
     QuarantineEntry,
     SinkBacklog,
@@ -150,7 +148,7 @@ class _Pool:
             conn.close()
 
 
-class PostgresStore:
+class PostgresStore(OnePageCommit):
     """:class:`tanpuhui.hub.store.base.Store` on PostgreSQL; see the module docstring.
 
     ``migrate``: apply pending schema migrations first (what ``tanpuhui migrate`` does); otherwise a schema older
@@ -217,24 +215,6 @@ class PostgresStore:
         if row is None:
             return Checkpoint()
         return Checkpoint(orjson.loads(row[0]) if row[0] is not None else None, orjson.loads(row[1]))
-
-    def commit_page(
-        self,
-        adapter: str,
-        stream: str,
-        records: Sequence[NewRecord],
-        quarantined: Sequence[NewQuarantine],
-        checkpoint: Checkpoint | None,
-        *,
-        receipt: NewReceipt | None = None,
-        lease_owner: str | None = None,
-    ) -> CommitResult:
-        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
-        (result,) = self.commit_pages([page])
-        if result is None:
-            assert receipt is not None
-            raise DuplicateReceipt(adapter, stream, receipt.key)
-        return result
 
     def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
         # Serialized before the transaction: a value that cannot be stored fails here, with nothing written.

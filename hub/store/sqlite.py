@@ -39,12 +39,11 @@ from .base import (
     CommitResult,
     DeadLetter,
     DriftEntry,
-    DuplicateReceipt,
     Lease,
     LeaseLost,
     NewQuarantine,
-    NewReceipt,
     NewRecord,
+    OnePageCommit,
     PageWrite,
     QuarantineEntry,
     SinkBacklog,
@@ -71,7 +70,7 @@ def _from_unix(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
-class SQLiteStore:
+class SQLiteStore(OnePageCommit):
     """:class:`tanpuhui.hub.store.base.Store` on SQLite (WAL)."""
 
     last_migration: MigrationReport
@@ -160,24 +159,6 @@ class SQLiteStore:
         if row is None:
             return Checkpoint()
         return Checkpoint(orjson.loads(row[0]) if row[0] is not None else None, orjson.loads(row[1]))
-
-    def commit_page(
-        self,
-        adapter: str,
-        stream: str,
-        records: Sequence[NewRecord],
-        quarantined: Sequence[NewQuarantine],
-        checkpoint: Checkpoint | None,
-        *,
-        receipt: NewReceipt | None = None,
-        lease_owner: str | None = None,
-    ) -> CommitResult:
-        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
-        (result,) = self.commit_pages([page])
-        if result is None:
-            assert receipt is not None
-            raise DuplicateReceipt(adapter, stream, receipt.key)
-        return result
 
     def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
         now = _now()
