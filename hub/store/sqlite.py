@@ -390,21 +390,24 @@ class SQLiteStore(OnePageCommit):
                 ],
             )
         if checkpoint is not None:
-            cursor_text = orjson.dumps(checkpoint.cursor).decode()
-            state_text = orjson.dumps(checkpoint.state).decode()
-            row = conn.execute(
-                "SELECT cursor, state, last_success FROM checkpoints WHERE adapter=? AND stream=?", (adapter, stream)
-            ).fetchone()
             # The row holds the whole state (a YRD push stream's withdrawn log: ~100 KB), and SQLite rewrites all of
             # it for any change. A commit that changes neither cursor nor state (most webhook groups) leaves it,
-            # except to move last_success on once a second.
-            if row is None or row[0] != cursor_text or row[1] != state_text or str(row[2])[:19] != now[:19]:
-                conn.execute(
-                    "INSERT INTO checkpoints (adapter, stream, cursor, state, last_success) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (adapter, stream) DO UPDATE SET cursor=excluded.cursor, state=excluded.state,"
-                    " last_success=excluded.last_success",
-                    (adapter, stream, cursor_text, state_text, now),
-                )
+            # except to move last_success on once a second (as the PostgreSQL store does).
+            conn.execute(
+                "INSERT INTO checkpoints (adapter, stream, cursor, state, last_success) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (adapter, stream) DO UPDATE SET cursor=excluded.cursor, state=excluded.state,"
+                " last_success=excluded.last_success"
+                " WHERE checkpoints.cursor IS NOT excluded.cursor OR checkpoints.state IS NOT excluded.state"
+                " OR checkpoints.last_success IS NULL"
+                " OR substr(checkpoints.last_success, 1, 19) <> substr(excluded.last_success, 1, 19)",
+                (
+                    adapter,
+                    stream,
+                    orjson.dumps(checkpoint.cursor).decode(),
+                    orjson.dumps(checkpoint.state).decode(),
+                    now,
+                ),
+            )
         # A held claim already on file (the same item pulled again) is a duplicate like any other.
         return CommitResult(inserted, len(records) - inserted - held, held, len(quarantined), inserted_ids)
 

@@ -1,6 +1,6 @@
 """The embedded SQLite store: one transaction per page, dedup, cross-source claims, quarantine, delivery state,
 and the file itself. What every store must do is also in tests/store/test_contract.py, run against SQLite and
-PostgreSQL; the tests here that had an identical twin there were dropped."""
+PostgreSQL."""
 
 from __future__ import annotations
 
