@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy -p tanpuhui.sdk -p tanpuhui.hub -p tanpuhui.adapters -p tanpuhui.schemas
+	$(BIN)/mypy -p tanpuhui.sdk -p tanpuhui.testing -p tanpuhui.hub -p tanpuhui.adapters -p tanpuhui.schemas
 
 check: test lint typecheck
 

@@ -3,7 +3,7 @@
 The package (``./NAME``) holds a pull stream for a partner API of the most common shape (OAuth2 client credentials,
 cursor paging), its partner schema with examples, a methodology with a labelled default factor, a plugin module
 registered under the ``tanpuhui`` entry-point group, an in-process sandbox of the partner, and tests that inherit
-:class:`tanpuhui.sdk.testing.conformance.AdapterConformance`. The scenario cassettes are recorded from the sandbox
+:class:`tanpuhui.testing.conformance.AdapterConformance`. The scenario cassettes are recorded from the sandbox
 right after scaffolding (``pytest --tanpuhui-record``), so the package passes its suite as generated; an author then
 replaces the partner interface, the schema and the methodology, and re-records against the real partner.
 
@@ -480,7 +480,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 from $name import plugin
 from $name.adapter import ${Title}Adapter

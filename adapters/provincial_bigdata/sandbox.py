@@ -59,7 +59,7 @@ from starlette.routing import Route
 
 from tanpuhui.sdk import GatewaySignatureError, GatewayVerifier, PayloadCipher
 from tanpuhui.sdk.gateway import SIGN_METHODS, SignMethod
-from tanpuhui.sdk.sandbox import LoopbackServer
+from tanpuhui.testing.loopback import LoopbackServer
 
 from .methodologies import APPLIANCE_CATEGORIES
 

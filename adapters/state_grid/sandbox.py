@@ -57,7 +57,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tanpuhui.sdk import WebhookSigner
-from tanpuhui.sdk.sandbox import LoopbackServer
+from tanpuhui.testing.loopback import LoopbackServer
 
 __all__ = ["FAULT_KINDS", "Dataset", "SandboxPartner", "SandboxStats", "StateGridSandbox"]
 

@@ -52,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tanpuhui.sdk.sandbox import LoopbackServer
+from tanpuhui.testing.loopback import LoopbackServer
 
 from .network import Network
 

@@ -55,7 +55,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tanpuhui.sdk import WebhookSigner
-from tanpuhui.sdk.sandbox import LoopbackServer
+from tanpuhui.testing.loopback import LoopbackServer
 
 from .recognition import lookup_recognition
 

@@ -11,7 +11,7 @@ import pytest
 
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
 from tanpuhui.sdk import Adapter, Page, RecordLike, StreamContext, hookimpl
-from tanpuhui.sdk.testing.conformance import AdapterConformance, Harness
+from tanpuhui.testing.conformance import AdapterConformance, Harness
 
 from . import test_conformance_transit_card as transit
 

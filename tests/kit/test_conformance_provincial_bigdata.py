@@ -14,7 +14,7 @@ from typing import Any
 from tanpuhui.adapters.provincial_bigdata import plugin as provincial_plugin
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 CASSETTES = Path(__file__).parent / "cassettes" / "provincial_bigdata"
 # Fixed keys: replaying a sealed dataset needs the keys it was sealed with (test keys, nobody's real ones).

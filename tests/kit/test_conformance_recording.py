@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tanpuhui.sdk.testing.conformance import SCENARIOS, Harness
+from tanpuhui.testing.conformance import SCENARIOS, Harness
 
 from . import test_conformance_transit_card as transit
 

@@ -13,7 +13,7 @@ from typing import Any
 from tanpuhui.adapters.state_grid import StateGridAdapter
 from tanpuhui.adapters.state_grid import plugin as state_grid_plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 CASSETTES = Path(__file__).parent / "cassettes"
 

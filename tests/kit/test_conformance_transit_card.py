@@ -13,7 +13,7 @@ from typing import Any
 from tanpuhui.adapters.transit_card import TransitCardAdapter
 from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 CASSETTES = Path(__file__).parent / "cassettes"
 

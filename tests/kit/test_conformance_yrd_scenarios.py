@@ -13,7 +13,7 @@ from typing import Any
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter
 from tanpuhui.adapters.yrd_scenarios import plugin as yrd_plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox, sandbox_recognition
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 CASSETTES = Path(__file__).parent / "cassettes"
 

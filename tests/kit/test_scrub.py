@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tanpuhui.sdk import is_valid_resident_id
-from tanpuhui.sdk.testing import Scrubber, identifiers_in, is_secret_key, personal_fields
+from tanpuhui.testing import Scrubber, identifiers_in, is_secret_key, personal_fields
 
 VALID_RID = "340104198706150015"
 INVALID_RID = "340104198706150018"

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "sdk-reference.md"
-MODULES = ("tanpuhui.sdk", "tanpuhui.sdk.testing", "tanpuhui.sdk.testing.conformance")
+MODULES = ("tanpuhui.sdk", "tanpuhui.testing", "tanpuhui.testing.conformance")
 
 HEADER = """\
 # SDK reference
 
 Every public name of `tanpuhui.sdk` (the contract adapter, methodology and sink authors import: `from tanpuhui.sdk
-import ...`), of its testing kit `tanpuhui.sdk.testing`, and of the conformance suite
-`tanpuhui.sdk.testing.conformance`, with its signature and docstring. docs/adapter-authors.md shows them at work;
+import ...`), of its testing kit `tanpuhui.testing`, and of the conformance suite
+`tanpuhui.testing.conformance`, with its signature and docstring. docs/adapter-authors.md shows them at work;
 docs/plugin-hooks.md documents the hooks.
 
 Generated from the docstrings by `python tests/kit/test_sdk_reference.py`; a test fails when a public name is

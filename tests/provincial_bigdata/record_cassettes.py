@@ -5,7 +5,7 @@
 Each scenario runs the real adapter against a :class:`ProvincialSandbox` on loopback through a recording transport:
 requests are signed for ``https://gateway.sandbox.example`` (the signature covers the path, not the host), forwarded
 to the sandbox, which verifies them, and each exchange is written down in the cassette format of
-:mod:`tanpuhui.sdk.testing.cassette`. Access tokens are replaced by ``sandbox-token-N``; the app secret only ever
+:mod:`tanpuhui.testing.cassette`. Access tokens are replaced by ``sandbox-token-N``; the app secret only ever
 travels as signatures in request headers, which cassettes do not keep. Sealed pages are sealed with the published
 test keys :data:`SM4_KEY` / :data:`MAC_KEY` (never use them for anything else), so tests can open them. Data is
 seeded; the SM4 IVs, nonces and sealed-answer timestamps differ between recordings.

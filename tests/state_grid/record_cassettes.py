@@ -4,7 +4,7 @@
 
 Each scenario pulls through a real hub (SQLite store in a temporary folder) against a :class:`StateGridSandbox`
 on loopback, through a recording transport: requests go out to the sandbox and each exchange is written down
-under the base URL ``https://sgcc-sandbox.example`` in the cassette format of :mod:`tanpuhui.sdk.testing.cassette`.
+under the base URL ``https://sgcc-sandbox.example`` in the cassette format of :mod:`tanpuhui.testing.cassette`.
 Access tokens become ``sandbox-token-N``; the client secret only travels in the token request's Authorization
 header, which cassettes do not keep. Datasets are seeded, so re-recording gives the same files. Where a scenario
 reads a whole dataset, the script checks the hub's result against :meth:`Dataset.expected` before writing.

@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from tanpuhui.hub.pipeline import Hub, PullSummary
-from tanpuhui.sdk.testing import Cassette
+from tanpuhui.testing import Cassette
 
 from .conftest import CASSETTES, FakeSleep, HubFactory, household_state, outbox, quarantine
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tanpuhui.adapters.state_grid import StateGridAdapter, plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 
 class TestReadingsConformance(AdapterConformance):

@@ -4,7 +4,7 @@
 
 Each scenario runs the real adapter against a :class:`TransitSandbox` on loopback through a recording transport:
 requests go out to the sandbox, and each exchange is written down under the base URL
-``https://transit.sandbox.example`` in the cassette format of :mod:`tanpuhui.sdk.testing.cassette`. Access tokens are
+``https://transit.sandbox.example`` in the cassette format of :mod:`tanpuhui.testing.cassette`. Access tokens are
 replaced by ``sandbox-token-N``; the client secret only ever travels in the token request's Authorization header,
 which cassettes do not keep. Datasets are seeded, so re-recording gives the same files (tokens and cursors
 included).

@@ -12,7 +12,7 @@ import respx
 
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
 from tanpuhui.sdk import PartnerAuthError, PartnerResponseError, StreamContext
-from tanpuhui.sdk.testing import Cassette
+from tanpuhui.testing import Cassette
 
 from .conftest import BASE_URL, CASSETTES, NETWORK, FakeSleep, Pulled, make_ctx, pull
 

@@ -18,7 +18,7 @@ from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import HttpOptions, recompute
-from tanpuhui.sdk.testing import Cassette
+from tanpuhui.testing import Cassette
 
 from .conftest import BASE_URL, CASSETTES, RECORD, FakeSleep
 

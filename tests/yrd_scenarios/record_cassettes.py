@@ -4,7 +4,7 @@
 
 Each scenario runs the real adapter against a :class:`YrdSandbox` on loopback through a recording transport:
 requests go to the sandbox, and each exchange is written down under the base URL
-``https://yrd-exchange.sandbox.example`` in the cassette format of :mod:`tanpuhui.sdk.testing.cassette`. Access
+``https://yrd-exchange.sandbox.example`` in the cassette format of :mod:`tanpuhui.testing.cassette`. Access
 tokens are replaced by ``sandbox-token-N``; the client secret only travels in the token request's Authorization
 header, which cassettes do not keep. Datasets are seeded, so re-recording gives the same files.
 

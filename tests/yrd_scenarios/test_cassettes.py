@@ -11,7 +11,7 @@ import respx
 
 from tanpuhui.hub.pipeline import Hub, PullSummary
 from tanpuhui.sdk import recompute
-from tanpuhui.sdk.testing import Cassette
+from tanpuhui.testing import Cassette
 
 from .conftest import CASSETTES, REDUCTION, FakeSleep, HubFactory, outbox, settings_dict
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter, plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox, sandbox_recognition
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 from .conftest import CASSETTES
 

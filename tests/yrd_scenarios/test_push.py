@@ -12,7 +12,7 @@ import respx
 from tanpuhui.adapters.yrd_scenarios import RecordsPushStream, YrdScenariosAdapter
 from tanpuhui.hub.pipeline import Hub
 from tanpuhui.sdk import PartnerResponseError, SignatureError, WebhookSigner
-from tanpuhui.sdk.testing import Cassette
+from tanpuhui.testing import Cassette
 
 from .conftest import (
     CASSETTES,

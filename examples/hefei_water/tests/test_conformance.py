@@ -15,7 +15,7 @@ import httpx
 from hefei_water import plugin
 from hefei_water.adapter import HefeiWaterAdapter
 from hefei_water.sandbox import WaterSandbox
-from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
 
 class TestBillsConformance(AdapterConformance):

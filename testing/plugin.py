@@ -16,7 +16,7 @@ in the ini file).
 
 Record: run the same test with ``--tanpuhui-record`` (or ``TANPUHUI_RECORD=1``) and, when the partner is not at
 ``base_url`` itself, ``--tanpuhui-record-url http://127.0.0.1:8123`` (or ``TANPUHUI_RECORD_URL``): requests go to
-the partner through a :class:`~tanpuhui.sdk.testing.RecordingTransport` and, when the test passes, the cassette is
+the partner through a :class:`~tanpuhui.testing.RecordingTransport` and, when the test passes, the cassette is
 written, scrubbed of secrets and personal identifiers.
 
 Marker: ``cassette(path, *, base_url=None, allow_unused=False, ignore_query=(), personal_fields=None)``; relative
@@ -79,7 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "cassette(path, *, base_url=None, allow_unused=False, ignore_query=(), personal_fields=None): "
-        "replay (or with --tanpuhui-record, record) the partner exchanges of this test; see tanpuhui.sdk.testing",
+        "replay (or with --tanpuhui-record, record) the partner exchanges of this test; see tanpuhui.testing",
     )
 
 

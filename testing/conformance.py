@@ -1,6 +1,6 @@
 """The conformance suite every adapter inherits: one set of tests that says whether a pull stream is correct.
 
-    from tanpuhui.sdk.testing.conformance import AdapterConformance, LivePartner
+    from tanpuhui.testing.conformance import AdapterConformance, LivePartner
 
     class TestReadingsConformance(AdapterConformance):
         plugin = hefei_water.plugin                 # the module (or object) registering the adapter
@@ -22,7 +22,7 @@ loaded like any other), so the suite checks what production does: schema validat
 validation, dedup, and one commit per page with the cursor. Retry waits are recorded, not slept.
 
 Scenarios, one cassette each in ``cassette_dir`` (recorded with ``pytest --tanpuhui-record``; faults are injected
-by a :class:`~tanpuhui.sdk.testing.FaultInjector` while recording, so the cassettes show them):
+by a :class:`~tanpuhui.testing.FaultInjector` while recording, so the cassettes show them):
 
 ==========================  =========================================================================================
 ``two_pages.json``          an uninterrupted run over at least ``min_pages`` pages
@@ -263,7 +263,7 @@ class Harness:
 
         def save() -> None:
             if self.recording and self.cassette_dir is not None:
-                about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.sdk.testing)"
+                about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.testing)"
                 self.written.append(recorder.save(self.cassette_dir / f"{name}.json", about))
 
         try:

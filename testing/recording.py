@@ -7,7 +7,7 @@
 
 The adapter is configured with the cassette's stable base URL; ``rewrite`` sends its requests to wherever the
 partner (or a sandbox) really is, and the cassette keeps the stable URL, so replays need no configuration change.
-Exchanges are kept raw in memory and scrubbed (:class:`~tanpuhui.sdk.testing.scrub.Scrubber`) in request order when
+Exchanges are kept raw in memory and scrubbed (:class:`~tanpuhui.testing.scrub.Scrubber`) in request order when
 the cassette is written: request headers and bodies are never written (requests match on method and URL).
 A timeout or refused connection is recorded as ``{"error": "timeout"}`` / ``{"error": "connect"}``.
 """

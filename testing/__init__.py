@@ -2,9 +2,9 @@
 
 - :class:`Cassette` replays recorded partner exchanges with respx; :class:`RecordingTransport` records them from a
   live partner or sandbox, scrubbed by a :class:`Scrubber`; :class:`FaultInjector` makes the partner fail on demand.
-- The pytest plugin (:mod:`tanpuhui.sdk.testing.plugin`, loaded automatically through the ``pytest11`` entry
+- The pytest plugin (:mod:`tanpuhui.testing.plugin`, loaded automatically through the ``pytest11`` entry
   point) provides the ``cassette`` marker and fixture and the ``--tanpuhui-record`` option.
-- :mod:`tanpuhui.sdk.testing.conformance` holds :class:`~tanpuhui.sdk.testing.conformance.AdapterConformance`, the
+- :mod:`tanpuhui.testing.conformance` holds :class:`~tanpuhui.testing.conformance.AdapterConformance`, the
   suite every adapter's tests inherit (imported on its own: it needs pytest and the hub).
 
 docs/adapter-authors.md walks through all of it.
