@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 
 __all__ = [
     "PSEUDONYM_KEYS",

@@ -40,13 +40,13 @@ def sample_records(directory: Path, pages: int = 3) -> list[NewRecord]:
     feed = TransitFeed()
     hub = make_hub(directory)
     try:
-        rt = hub.runtime("transit_card", "transactions")
+        rt = hub.stream("transit_card", "transactions")
         assert isinstance(rt.stream, TransactionsStream)
         rt.stream.use_network(feed.network_doc)
         ctx = rt.context({})
         out: list[NewRecord] = []
         for k in range(pages):
-            out.extend(hub._process(rt, ctx, orjson.loads(feed.page(k, pages))["data"], False).records)
+            out.extend(hub.pipeline.process(rt, ctx, orjson.loads(feed.page(k, pages))["data"]).records)
         return out
     finally:
         hub.store.close()

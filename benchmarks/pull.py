@@ -39,7 +39,7 @@ TARGET_RATIO = 15.0
 
 def _runtime(directory: Path, feed: TransitFeed) -> tuple[Any, Any, Any]:
     hub = make_hub(directory)
-    rt = hub.runtime("transit_card", "transactions")
+    rt = hub.stream("transit_card", "transactions")
     assert isinstance(rt.stream, TransactionsStream)
     rt.stream.use_network(feed.network_doc)
     return hub, rt, rt.context({})
@@ -53,7 +53,7 @@ def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float,
     hub, rt, ctx = _runtime(directory, feed)
     tune_gc()
     loads = orjson.loads
-    ingest = hub.ingest
+    ingest = hub.pulls.commit_page
 
     def loop() -> tuple[int, int]:
         items = records = 0
@@ -172,7 +172,7 @@ def floor(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float
     hub, rt, ctx = _runtime(directory, feed)
     try:
         docs = [
-            [orjson.loads(r.body) for r in hub._process(rt, ctx, orjson.loads(body)["data"], False).records]
+            [orjson.loads(r.body) for r in hub.pipeline.process(rt, ctx, orjson.loads(body)["data"]).records]
             for body in pages
         ]
         raw_valid, record_valid = rt.raw_schema.is_valid, rt.record_schema.is_valid

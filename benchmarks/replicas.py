@@ -61,7 +61,7 @@ def _worker(
     bodies = feed.pages(pages)
     hub = make_hub(Path(directory), store=store)
     owner = new_owner_id()
-    rt: Any = hub.runtime(ADAPTER, "transactions")  # the transit stream (use_network), renamed per shard below
+    rt: Any = hub.stream(ADAPTER, "transactions")  # the transit stream (use_network), renamed per shard below
     rt.stream.use_network(feed.network_doc)
     inserted = 0
     try:
@@ -83,7 +83,7 @@ def _worker(
                 ctx = shard_rt.context(dict(checkpoint.state))
                 for k in range(done, pages):
                     doc = orjson.loads(bodies[k])
-                    result = hub.ingest(shard_rt, ctx, doc["data"], k + 1, lease_owner=owner)
+                    result = hub.pulls.commit_page(shard_rt, ctx, doc["data"], k + 1, lease_owner=owner)
                     inserted += result.inserted
             finally:
                 hub.store.release_lease(ADAPTER, name, owner)

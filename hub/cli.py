@@ -204,7 +204,7 @@ def validate(file: str, schema_name: str, fmt: str) -> None:
 
 
 def _open_hub(config_path: Path, *, long_running: bool = False) -> Any:
-    from .pipeline import Hub
+    from .hub import Hub
     from .process import tune_gc
 
     config: HubConfig = load_config(config_path)

@@ -33,8 +33,10 @@ from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox
 
 from .config import load_config
 from .consumer import ConsumerServer
+from .drivers.pull import PullSummary
 from .forwarder import Forwarder, ForwardSummary
-from .pipeline import Hub, PageResult, PullSummary
+from .hub import Hub
+from .pipeline import PageResult
 from .store.base import Checkpoint
 
 __all__ = ["run_demo"]
@@ -167,12 +169,14 @@ async def _run(
                 task = progress.add_task(f"receive {adapter}:{stream}", total=len(requests))
                 result = PageResult(adapter, stream)
                 for headers, body in requests:
-                    page = hub.receive(adapter, stream, headers, body)
+                    page = hub.receive(adapter, stream, headers, body).page
+                    progress.advance(task)
+                    if page is None:  # a repeat of an earlier run's request, answered from its receipt
+                        continue
                     for name in ("items", "valid_items", "records", "inserted", "duplicates", "held", "quarantined"):
                         setattr(result, name, getattr(result, name) + getattr(page, name))
                     result.kg_by_scenario.update(page.kg_by_scenario)
                     result.inserted_by_scenario.update(page.inserted_by_scenario)
-                    progress.advance(task)
                 pushed[f"{adapter}:{stream}"] = result
                 totals.kg.update(result.kg_by_scenario)
                 totals.records.update(result.inserted_by_scenario)

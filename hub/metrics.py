@@ -44,7 +44,8 @@ from prometheus_client.registry import Collector
 
 from tanpuhui.sdk import Adapter, ClientStats, OutboxRow, Sink, SinkError
 
-from .pipeline import PageResult, PullSummary
+from .drivers.pull import PullSummary
+from .pipeline import PageResult
 from .store.base import Store
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "InstrumentedSink", "StateCollector", "partner_stats"]

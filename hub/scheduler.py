@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .drivers.pull import PullSummary
 from .forwarder import Forwarder, ForwardSummary
-from .pipeline import Hub, PageResult, PullSummary
+from .hub import Hub
+from .pipeline import PageResult
 
 __all__ = ["ForwarderLoop", "Schedule", "Scheduler", "ShutdownRequested", "Stopping", "StreamBusy"]
 

@@ -17,7 +17,7 @@
         def sandbox(self):                          # a live partner to record from (optional)
             return HefeiWaterSandbox(...)           # a context manager yielding a LivePartner
 
-The adapter runs inside a real :class:`tanpuhui.hub.pipeline.Hub` (SQLite store in a temporary folder, the plugin
+The adapter runs inside a real :class:`tanpuhui.hub.hub.Hub` (SQLite store in a temporary folder, the plugin
 loaded like any other), so the suite checks what production does: schema validation, normalization, record
 validation, dedup, and one commit per page with the cursor. Retry waits are recorded, not slept.
 
@@ -54,8 +54,11 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extra
 
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub, PageResult, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.pipeline import ProcessedPage
 from tanpuhui.hub.plugins import Plugins, load_plugins
+from tanpuhui.hub.runtime import BoundStream
 from tanpuhui.hub.store.base import Checkpoint, QuarantineEntry
 from tanpuhui.schemas import builtin_names, load_builtin
 from tanpuhui.sdk import (
@@ -64,7 +67,6 @@ from tanpuhui.sdk import (
     Pseudonymiser,
     PullStream,
     ReductionRecord,
-    StreamContext,
     recompute,
     redact,
 )
@@ -117,26 +119,14 @@ class Run:
         return [orjson.loads(body) for body in self.records]
 
 
-class _WatchedHub(Hub):
-    """A hub that keeps the raw items it ingests (the personal-data check needs them)."""
+class _RawItems:
+    """A page observer keeping the raw items the hub processes (the personal-data check needs them)."""
 
-    raw_items: list[dict[str, Any]]
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
 
-    def ingest(
-        self,
-        rt: Any,
-        ctx: StreamContext,
-        items: Sequence[dict[str, Any]],
-        cursor: Any,
-        *,
-        final: bool = False,
-        save_checkpoint: bool = True,
-        lease_owner: str | None = None,
-    ) -> PageResult:
-        self.raw_items.extend(items)
-        return super().ingest(
-            rt, ctx, items, cursor, final=final, save_checkpoint=save_checkpoint, lease_owner=lease_owner
-        )
+    def page_processed(self, stream: BoundStream, items: Sequence[Any], page: ProcessedPage) -> None:
+        self.items.extend(items)
 
 
 class _Log(httpx.AsyncBaseTransport):
@@ -284,13 +274,14 @@ class Harness:
         async def sleep(seconds: float) -> None:
             waits.append(seconds)
 
-        hub = _WatchedHub(
+        raw = _RawItems()
+        hub = Hub(
             config,
             plugins=self.plugins(),
             pseudonymiser=Pseudonymiser.parse(PSEUDONYM_KEYS),
             http=HttpOptions(transport=transport, sleep=sleep),
+            observers=[raw],
         )
-        hub.raw_items = []
         first_request = len(transport.requests)
         try:
             seq = hub.store.outbox_max_seq()
@@ -306,7 +297,7 @@ class Harness:
             records=[r.body for r in rows],
             quarantined=entries,
             checkpoint=checkpoint,
-            raw_items=hub.raw_items,
+            raw_items=raw.items,
             requests=transport.requests[first_request:],
             waits=waits,
         )

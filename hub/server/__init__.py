@@ -3,7 +3,8 @@
 :class:`Sidecar` is the runtime and its ASGI app; :func:`serve` runs it with uvicorn until SIGTERM/SIGINT.
 """
 
-from .app import Endpoint, Sidecar
+from .app import Sidecar
+from .openapi import Endpoint
 from .run import serve
 from .settings import ScheduleSettings, ServerSettings, parse_duration
 

@@ -20,16 +20,27 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from tanpuhui.sdk import StreamContext
-
+from ..drivers.push import PreparedPush, PushDriver, PushOutcome, PushStates
 from ..metrics import HubMetrics
-from ..pipeline import Hub, PreparedPush, PushOutcome, problem_body
 
-__all__ = ["IngestWorker"]
+__all__ = ["IngestWorker", "NotCommitted"]
 
 log = logging.getLogger("tanpuhui.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class NotCommitted:
+    """The request could not be processed (500) or its group not committed (503): our failure; the partner
+    retries, and nothing of the request was stored."""
+
+    status: int
+    detail: str
+    page: None = None
+
+
+_PROCESSING_FAILED = NotCommitted(500, "processing failed; retry")
+_COMMIT_FAILED = NotCommitted(503, "the store could not commit; retry")
 
 
 @dataclass(slots=True)
@@ -39,7 +50,7 @@ class _Push:
     key: str
     headers: Mapping[str, str]
     body: bytes
-    future: asyncio.Future[PushOutcome]
+    future: asyncio.Future[PushOutcome | NotCommitted]
 
 
 class IngestWorker:
@@ -47,7 +58,7 @@ class IngestWorker:
 
     def __init__(
         self,
-        hub: Hub,
+        pushes: PushDriver,
         metrics: HubMetrics,
         *,
         max_group: int = 64,
@@ -55,7 +66,7 @@ class IngestWorker:
         commit_delay: float = 0.002,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
-        self.hub = hub
+        self.pushes = pushes
         self.metrics = metrics
         self.max_group = max_group
         self.max_bytes = max_bytes
@@ -66,10 +77,12 @@ class IngestWorker:
         self._scheduled = False
         self._last_flush = -1.0
 
-    async def push(self, adapter: str, stream: str, key: str, headers: Mapping[str, str], body: bytes) -> PushOutcome:
+    async def push(
+        self, adapter: str, stream: str, key: str, headers: Mapping[str, str], body: bytes
+    ) -> PushOutcome | NotCommitted:
         """Process and commit one verified request; resolves once its records are committed."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[PushOutcome] = loop.create_future()
+        future: asyncio.Future[PushOutcome | NotCommitted] = loop.create_future()
         self._pending.append(_Push(adapter, stream, key, headers, body, future))
         if not self._scheduled:
             self._scheduled = True
@@ -104,28 +117,28 @@ class IngestWorker:
         self._last_flush = loop.time()
 
     def _group(self, jobs: list[_Push]) -> None:
-        states: dict[tuple[str, str], tuple[Any, StreamContext]] = {}
+        states: PushStates = {}
         prepared: list[tuple[_Push, PreparedPush]] = []
         for job in jobs:
             try:
-                outcome = self.hub.prepare_push(job.adapter, job.stream, job.key, job.headers, job.body, states=states)
+                outcome = self.pushes.prepare(job.adapter, job.stream, job.key, job.headers, job.body, states=states)
             except Exception:
                 log.exception("webhook %s:%s: processing failed", job.adapter, job.stream)
-                outcome = PushOutcome(500, problem_body(500, "Internal Server Error", "processing failed; retry"))
-            if isinstance(outcome, PushOutcome):
-                _resolve(job, outcome)
-            else:
+                _resolve(job, _PROCESSING_FAILED)
+                continue
+            if isinstance(outcome, PreparedPush):
                 prepared.append((job, outcome))
+            else:
+                _resolve(job, outcome)
         if not prepared:
             return
         started = time.perf_counter()
         try:
-            outcomes = self.hub.commit_pushes([p for _, p in prepared])
+            outcomes = self.pushes.commit([p for _, p in prepared])
         except Exception:
             log.exception("commit of %d webhook request(s) failed; nothing of them was stored", len(prepared))
-            failed = PushOutcome(503, problem_body(503, "Service Unavailable", "the store could not commit; retry"))
             for job, _ in prepared:
-                _resolve(job, failed)
+                _resolve(job, _COMMIT_FAILED)
             return
         self.metrics.commit_group.observe(len(prepared))
         log.debug("committed %d webhook request(s) in %.1f ms", len(prepared), (time.perf_counter() - started) * 1e3)
@@ -139,6 +152,6 @@ class IngestWorker:
             self._on_commit()
 
 
-def _resolve(job: _Push, outcome: PushOutcome) -> None:
+def _resolve(job: _Push, outcome: PushOutcome | NotCommitted) -> None:
     if not job.future.done():  # the client may have gone away (the request task was cancelled)
         job.future.set_result(outcome)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .app import Endpoint
+from starlette.requests import Request
+from starlette.responses import Response
 
-__all__ = ["document", "openapi_path"]
+__all__ = ["Endpoint", "document", "openapi_path"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One route and its OpenAPI operation: the sidecar's routes and its document are built from one table."""
+
+    path: str
+    """Starlette path (``{entry_id:int}`` convertors allowed; the document shows ``{entry_id}``)."""
+    method: str
+    handler: Callable[[Request], Awaitable[Response]]
+    operation: dict[str, Any]
+
 
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import Adapter, AdapterSettings, PullStream, hookimpl
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import (

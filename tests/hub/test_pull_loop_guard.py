@@ -8,14 +8,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tanpuhui.hub import pipeline
-from tanpuhui.hub.pipeline import Hub, _check_loop, _CursorsSeen
+from tanpuhui.hub.drivers import paging
+from tanpuhui.hub.drivers.paging import CursorsSeen, check_loop
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import Page, PartnerResponseError, PullStream, StreamContext
 
 
 def _first_repeat(cursors: Iterable[Any], start: Any = None, window: int | None = None) -> tuple[int, int] | None:
     """Feed page cursors 1, 2, ... to a guard: (page, earlier page) of the first repeat found, or None."""
-    seen = _CursorsSeen(start, window)
+    seen = CursorsSeen(start, window)
     for page, cursor in enumerate(cursors, start=1):
         first = seen.add(cursor, page)
         if first is not None:
@@ -38,7 +39,7 @@ def test_a_cursor_repeated_within_the_window_is_stopped_at_once_naming_the_page_
 
 
 def test_distinct_cursors_never_stop_a_long_run_and_the_guard_stays_bounded() -> None:
-    seen = _CursorsSeen("p0", window=64)
+    seen = CursorsSeen("p0", window=64)
     for page in range(1, 50_001):
         assert seen.add(f"p{page}", page) is None
     assert len(seen) == 64
@@ -60,15 +61,15 @@ def test_a_loop_longer_than_the_window_is_stopped_within_its_bound(before: int, 
 
 
 def test_check_loop_raises_a_partner_error_naming_the_pages() -> None:
-    seen = _CursorsSeen("start")
-    _check_loop("a", "s", seen, "start", 0)  # the first page continues from the run's start: nothing to check
-    _check_loop("a", "s", seen, "x", 1)
+    seen = CursorsSeen("start")
+    check_loop("a", "s", seen, "start", 0)  # the first page continues from the run's start: nothing to check
+    check_loop("a", "s", seen, "x", 1)
     with pytest.raises(
         PartnerResponseError, match=r"a:s: the partner's paging loops: page 2 gave the cursor of page 1"
     ):
-        _check_loop("a", "s", seen, "x", 2)
+        check_loop("a", "s", seen, "x", 2)
     with pytest.raises(PartnerResponseError, match="page 3 gave the cursor the run started from again"):
-        _check_loop("a", "s", seen, "start", 3)
+        check_loop("a", "s", seen, "start", 3)
 
 
 # -- end to end: a partner whose paging comes back to an earlier page after more pages than the window ----------
@@ -96,7 +97,7 @@ class Endless(PullStream):
 def test_a_pull_whose_paging_loops_through_more_pages_than_the_window_stops(
     one_stream_hub: Callable[[str, type[PullStream]], Hub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "_LOOP_WINDOW", 8)
+    monkeypatch.setattr(paging, "LOOP_WINDOW", 8)
     hub = one_stream_hub("endless_partner", Endless)
     Endless.requested.clear()
     try:

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import Page, PartnerResponseError, PullStream, StreamContext
 
 PAGES = 4

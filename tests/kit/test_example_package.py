@@ -25,7 +25,7 @@ import pytest
 
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.forwarder import Forwarder
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, WebhookSigner
 

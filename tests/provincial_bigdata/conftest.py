@@ -17,8 +17,8 @@ from tanpuhui.adapters.provincial_bigdata import plugin
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter, ProvincialBigDataSettings
 from tanpuhui.adapters.provincial_bigdata.methodologies import APPLIANCE_METHODOLOGIES
 from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-from tanpuhui.hub.pipeline import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext

@@ -58,7 +58,7 @@ def test_a_factor_override_in_hub_toml_changes_only_its_category(hub_factory: Hu
         },
         environ=ENV,
     )
-    from tanpuhui.hub.pipeline import Hub
+    from tanpuhui.hub.hub import Hub
 
     from .conftest import KEYS
 

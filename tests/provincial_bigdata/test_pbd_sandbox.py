@@ -12,7 +12,8 @@ import pytest
 
 from tanpuhui.adapters.provincial_bigdata.adapter import DATASETS
 from tanpuhui.adapters.provincial_bigdata.sandbox import TOKEN_PATH, ProvincialSandbox, records_path
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import PullStream
 from tanpuhui.sdk.gateway import signed_headers
 
@@ -140,7 +141,7 @@ async def _pages(hub: Hub, stream: str) -> Any:
     """Walk the stream's pages without ingesting them (to steer the sandbox between pages)."""
     target = hub.adapter("provincial_bigdata").stream(stream)
     assert isinstance(target, PullStream)
-    async for page in target.pages(hub.runtime("provincial_bigdata", stream).context({}), None):
+    async for page in target.pages(hub.stream("provincial_bigdata", stream).context({}), None):
         yield page
 
 

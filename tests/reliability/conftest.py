@@ -12,7 +12,7 @@ import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import BAD_KINDS, TransitSandbox
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import HttpOptions
 
 from .partner import FaultyPartner

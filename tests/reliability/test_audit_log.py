@@ -23,7 +23,7 @@ from tanpuhui.hub.audit import GENESIS, AuditEvent, AuditLog, canonical_details,
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.demo import to_toml
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.store.base import NewRecord
 from tanpuhui.sdk import HttpOptions, ItemRejected, StreamContext, WebhookSigner
 
@@ -190,7 +190,7 @@ def test_webhooks_replays_dead_letters_and_prunes_are_logged_in_one_intact_chain
         for n in range(2):
             body = orjson.dumps({"items": pushed[n * 20 : (n + 1) * 20]})
             headers = {**signer.headers(f"msg_audit_{n}", body), "content-type": "application/json"}
-            outcome = hub.receive_webhook("yrd_scenarios", "records_push", headers, body)
+            outcome = hub.receive("yrd_scenarios", "records_push", headers, body)
             assert outcome.status == 200
         store = hub.store
         assert isinstance(store, AuditLog)
@@ -230,10 +230,10 @@ def test_a_quarantine_replay_is_logged_with_the_records_it_committed(
 
     hub = open_hub(config_path)
     try:
-        rt = hub.runtime("yrd_scenarios", "records_push")
+        rt = hub.stream("yrd_scenarios", "records_push")
         with monkeypatch.context() as patched:
             patched.setattr(RecordsPushStream, "normalize", not_yet)
-            hub.ingest(rt, rt.context({}), [item], None)
+            hub.pulls.commit_page(rt, rt.context({}), [item], None)
         (entry,) = hub.store.quarantine_list()
         (replayed,) = run(lambda: hub.replay_quarantine([entry.id]))
         store = hub.store
@@ -263,13 +263,13 @@ def test_audit_list_shows_the_newest_entries_and_filters_by_action(config_path: 
 def test_drift_lists_unknown_fields_per_stream(config_path: Path) -> None:
     hub = open_hub(config_path)
     try:
-        rt = hub.runtime("yrd_scenarios", "records_push")
+        rt = hub.stream("yrd_scenarios", "records_push")
         ctx = rt.context({})
         item = dict(
             Dataset(1, 3, bad={k: 0 for k in YRD_BAD_KINDS}, withdrawn={k: 0 for k in WITHDRAWN_KINDS}).items[0]
         )
         item["green_points"] = 12
-        result = hub.ingest(rt, ctx, [item], None)
+        result = hub.pulls.commit_page(rt, ctx, [item], None)
     finally:
         run(hub.aclose)
     assert result.drift == {"green_points": 1} and result.inserted == 1

@@ -16,7 +16,8 @@ import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.audit import AuditEntry, AuditLog
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.store.base import DriftEntry, DriftLog, QuarantineEntry, StreamStatus
 
 from .conftest import HubFactory, SleepRecorder, run
@@ -183,7 +184,7 @@ def test_a_new_field_passes_and_is_reported_as_schema_drift_per_stream(
         finally:
             await hub.aclose()
 
-    with caplog.at_level("WARNING", logger="tanpuhui.pipeline"):
+    with caplog.at_level("WARNING", logger="tanpuhui.pull"):
         summary, drift, audit = run(body)
     assert summary.error is None and summary.quarantined == 0  # the schema admits extra fields: nothing refused
     assert summary.inserted == sandbox.dataset.expected()["records"]

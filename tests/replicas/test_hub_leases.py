@@ -16,7 +16,8 @@ from store.conftest import Backend
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.forwarder import Forwarder
-from tanpuhui.hub.pipeline import Hub, PageResult
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.pipeline import PageResult
 from tanpuhui.hub.store.base import SINK_LEASES
 from tanpuhui.hub.store.factory import open_store, store_display_name
 from tanpuhui.hub.store.postgres import PostgresStore
@@ -56,7 +57,7 @@ async def _pull(hub: Hub, progress: Any = None) -> Any:
     for adapter in hub._adapters.values():
         await adapter.aclose()
     hub._adapters.clear()
-    hub._runtimes.clear()
+    hub._streams.clear()
     return summary
 
 

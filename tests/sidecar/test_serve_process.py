@@ -18,7 +18,7 @@ import orjson
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.consumer import ConsumerServer
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 
 from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, MOBILE, PSEUDONYM_KEYS, RESIDENT_ID, wait_for
 

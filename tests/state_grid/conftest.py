@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 
 from tanpuhui.adapters.state_grid import plugin
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub, PageResult
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.pipeline import PageResult
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, WebhookSigner
 
@@ -88,10 +90,10 @@ def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
 
 def feed(hub: Hub, items: list[dict[str, Any]], stream: str = "readings") -> PageResult:
     """Run one page of raw items through the hub's pipeline, resuming from and saving the stream's state."""
-    rt = hub.runtime("state_grid", stream)
+    rt = hub.stream("state_grid", stream)
     checkpoint = hub.store.load_checkpoint("state_grid", stream)
     ctx = rt.context(dict(checkpoint.state))
-    return hub.ingest(rt, ctx, items, checkpoint.cursor)
+    return hub.pulls.commit_page(rt, ctx, items, checkpoint.cursor)
 
 
 def outbox(hub: Hub) -> list[dict[str, Any]]:
@@ -178,8 +180,9 @@ class Household:
         return items
 
 
-def signed(body: bytes, msg_id: str = "msg_sgdr_0001", secret: str = WEBHOOK_SECRET) -> dict[str, str]:
-    return WebhookSigner(secret).headers(msg_id, body)
+def signed(body: bytes, msg_id: str | None = None, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """Standard Webhooks headers; one webhook id per body unless given (a partner's retry reuses its id)."""
+    return WebhookSigner(secret).headers(msg_id or f"msg_sgdr_{hashlib.sha256(body).hexdigest()[:16]}", body)
 
 
 def dr_result(n: int = 1, **override: Any) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import orjson
 from tanpuhui.adapters.state_grid import plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, Pseudonymiser
 

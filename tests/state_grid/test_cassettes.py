@@ -9,7 +9,8 @@ from datetime import date
 import pytest
 import respx
 
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.testing import Cassette
 
 from .conftest import CASSETTES, FakeSleep, HubFactory, household_state, outbox, quarantine

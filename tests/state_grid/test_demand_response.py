@@ -13,7 +13,7 @@ from .conftest import KEYS, WEBHOOK_SECRET, HubFactory, dr_result, outbox, quara
 def test_a_signed_push_is_verified_committed_and_credited(make_hub: HubFactory) -> None:
     hub = make_hub()
     body = orjson.dumps([dr_result(1), dr_result(2, actual_kwh=0.95)])
-    result = hub.receive("state_grid", "demand_response", signed(body), body)
+    result = hub.receive("state_grid", "demand_response", signed(body), body).page
     assert (result.items, result.inserted, result.quarantined) == (2, 2, 0)
     first, second = outbox(hub)
     assert first["scenario"] == "demand_response"
@@ -54,7 +54,7 @@ def test_a_schema_invalid_result_is_quarantined_while_the_others_go_through(make
     missing_actual = dr_result(2)
     del missing_actual["actual_kwh"]
     body = orjson.dumps({"items": [dr_result(1), missing_actual, dr_result(3, window_start="2024-11-08 18:00")]})
-    result = hub.receive("state_grid", "demand_response", signed(body), body)
+    result = hub.receive("state_grid", "demand_response", signed(body), body).page
     assert (result.items, result.inserted, result.quarantined) == (3, 1, 2)
     entries = quarantine(hub)
     assert [(pid, stage) for pid, stage, _ in entries] == [
@@ -69,7 +69,7 @@ def test_the_same_event_result_pushed_twice_is_stored_once(make_hub: HubFactory)
     hub = make_hub()
     body = orjson.dumps([dr_result(1), dr_result(2)])
     hub.receive("state_grid", "demand_response", signed(body, "msg_first"), body)
-    again = hub.receive("state_grid", "demand_response", signed(body, "msg_retry"), body)
+    again = hub.receive("state_grid", "demand_response", signed(body, "msg_retry"), body).page
     assert (again.inserted, again.duplicates) == (0, 2)
     assert len(outbox(hub)) == 2
 
@@ -77,7 +77,7 @@ def test_the_same_event_result_pushed_twice_is_stored_once(make_hub: HubFactory)
 def test_a_result_at_or_above_its_baseline_gives_no_record(make_hub: HubFactory) -> None:
     hub = make_hub()
     body = orjson.dumps([dr_result(1, actual_kwh=1.86), dr_result(2, actual_kwh=2.4)])
-    result = hub.receive("state_grid", "demand_response", signed(body), body)
+    result = hub.receive("state_grid", "demand_response", signed(body), body).page
     assert (result.valid_items, result.records, result.quarantined) == (2, 0, 0)
 
 
@@ -85,14 +85,14 @@ def test_valley_filling_results_are_not_credited(make_hub: HubFactory) -> None:
     hub = make_hub()
     item = dr_result(1, response_type="valley_filling", baseline_kwh=0.74, actual_kwh=0.31)
     body = orjson.dumps(item)  # a single object is a batch of one
-    result = hub.receive("state_grid", "demand_response", signed(body), body)
+    result = hub.receive("state_grid", "demand_response", signed(body), body).page
     assert (result.valid_items, result.records) == (1, 0)
 
 
 def test_an_event_window_ending_before_it_starts_is_quarantined(make_hub: HubFactory) -> None:
     hub = make_hub()
     body = orjson.dumps([dr_result(1, window_end="2024-11-08T17:00:00+08:00"), dr_result(2)])
-    result = hub.receive("state_grid", "demand_response", signed(body), body)
+    result = hub.receive("state_grid", "demand_response", signed(body), body).page
     assert (result.inserted, result.quarantined) == (1, 1)
     ((pid, stage, problems),) = quarantine(hub)
     assert (pid, stage, problems[0]["pointer"]) == ("DR2024110801-000001", "normalize", "/window_end")
@@ -113,9 +113,9 @@ def test_rotated_secrets_both_verify(make_hub: HubFactory) -> None:
         webhook_secrets=[{"env": "SG_WEBHOOK_SECRET"}, {"env": "SG_OLD_SECRET"}],
     )
     body = orjson.dumps([dr_result(1), dr_result(2)])
-    assert hub.receive("state_grid", "demand_response", signed(body, secret=old), body).inserted == 2
+    assert hub.receive("state_grid", "demand_response", signed(body, secret=old), body).page.inserted == 2
     body = orjson.dumps([dr_result(3)])
-    assert hub.receive("state_grid", "demand_response", signed(body), body).inserted == 1
+    assert hub.receive("state_grid", "demand_response", signed(body), body).page.inserted == 1
 
 
 def test_a_literal_webhook_secret_in_hub_toml_is_refused(make_hub: HubFactory) -> None:

@@ -13,7 +13,8 @@ import respx
 
 from tanpuhui.adapters.state_grid import StateGridSettings
 from tanpuhui.adapters.state_grid.sandbox import Dataset, StateGridSandbox
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 
 from .conftest import KEYS, FakeSleep, HubFactory, outbox, quarantine
 
@@ -117,7 +118,7 @@ def test_throttling_server_errors_and_a_revoked_token_lose_nothing(make_hub: Hub
 
 def test_demand_response_pushes_from_the_sandbox_are_credited(sandbox: StateGridSandbox, make_hub: HubFactory) -> None:
     hub = sandbox_hub(make_hub, sandbox)
-    results = [hub.receive("state_grid", "demand_response", h, b) for h, b in sandbox.signed_demand_response(50)]
+    results = [hub.receive("state_grid", "demand_response", h, b).page for h, b in sandbox.signed_demand_response(50)]
     expected = sandbox.dataset.expected_demand_response()
     assert sum(r.items for r in results) == expected["results"]
     assert sum(r.inserted for r in results) == expected["records"]
@@ -131,7 +132,7 @@ def test_deliver_demand_response_posts_signed_batches(sandbox: StateGridSandbox,
     url = "http://hub.sidecar.test/webhooks/state_grid/demand_response"
 
     def receive(request: httpx.Request) -> httpx.Response:
-        result = hub.receive("state_grid", "demand_response", dict(request.headers), request.content)
+        result = hub.receive("state_grid", "demand_response", dict(request.headers), request.content).page
         return httpx.Response(200, json={"inserted": result.inserted})
 
     with respx.mock(assert_all_mocked=True) as router:

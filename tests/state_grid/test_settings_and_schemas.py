@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from tanpuhui.adapters.state_grid import DEMAND_RESPONSE, StateGridAdapter, plugin
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import ConfigError

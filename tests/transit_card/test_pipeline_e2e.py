@@ -15,7 +15,8 @@ import respx
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import HttpOptions, recompute
 from tanpuhui.testing import Cassette

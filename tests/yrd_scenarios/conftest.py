@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter, YrdScenariosSettings, plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import sandbox_recognition
 from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-from tanpuhui.hub.pipeline import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, Methodology, MethodologyError, Pseudonymiser, StreamContext

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import respx
 
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import recompute
 from tanpuhui.testing import Cassette
 

@@ -8,6 +8,7 @@ claim and holds the second (``held_claims``), whichever comes first, also across
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox, hefei_network
-from tanpuhui.hub.pipeline import Hub, PageResult
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.pipeline import PageResult
 from tanpuhui.sdk import WebhookSigner
 
 from .conftest import MOBILE, RESIDENT_ID, WEBHOOK_SECRET, HubFactory, metro_record, outbox, settings_dict
@@ -54,23 +56,26 @@ def tap(deal_type: str, when: str, stop: str, txn: str, mobile: str = MOBILE) ->
     }
 
 
+_deliveries = itertools.count(1)
+
+
 def card_trip(hub: Hub, tap_in: str, tap_out: str, mobile: str = MOBILE, txn: str = "HF20241105") -> PageResult:
     """A Hefei metro trip M1-03 -> M1-11 through the transit card stream's own normalize."""
-    rt = hub.runtime("transit_card", "transactions")
+    rt = hub.stream("transit_card", "transactions")
     assert isinstance(rt.stream, TransactionsStream)
     if rt.stream.network is None:
         rt.stream.use_network(hefei_network())
     ctx = rt.context(dict(hub.store.load_checkpoint("transit_card", "transactions").state))
     items = [tap("metro_in", tap_in, "M1-03", f"{txn}A", mobile), tap("metro_out", tap_out, "M1-11", f"{txn}B", mobile)]
-    return hub.ingest(rt, ctx, items, None)
+    return hub.pulls.commit_page(rt, ctx, items, None)
 
 
 def app_trip(hub: Hub, start: str, end: str, record_id: str = "SH2024110500000101", **changes: Any) -> PageResult:
     """The same trip as a YRD travel app reports it, pushed by its platform (recognised as our metro)."""
     item = metro_record(record_id, start_time=start, end_time=end, region="340100", activity_quantity=13.2, **changes)
     body = orjson.dumps({"items": [item]})
-    headers = WebhookSigner(WEBHOOK_SECRET).headers(f"msg_{record_id}", body)
-    return hub.receive("yrd_scenarios", "records_push", headers, body)
+    headers = WebhookSigner(WEBHOOK_SECRET).headers(f"msg_{record_id}_{next(_deliveries)}", body)  # a new message
+    return hub.receive("yrd_scenarios", "records_push", headers, body).page
 
 
 def adapters_in_outbox(hub: Hub) -> list[str]:

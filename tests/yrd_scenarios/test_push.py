@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import orjson
@@ -10,8 +11,9 @@ import pytest
 import respx
 
 from tanpuhui.adapters.yrd_scenarios import RecordsPushStream, YrdScenariosAdapter
-from tanpuhui.hub.pipeline import Hub
-from tanpuhui.sdk import PartnerResponseError, SignatureError, WebhookSigner
+from tanpuhui.hub.drivers.push import Refused
+from tanpuhui.hub.hub import Hub
+from tanpuhui.sdk import SignatureError, WebhookSigner
 from tanpuhui.testing import Cassette
 
 from .conftest import (
@@ -28,13 +30,14 @@ from .conftest import (
 RECORDED = orjson.loads((CASSETTES / "push_signatures.json").read_bytes())
 
 
-def signed(body: bytes, msg_id: str = "msg_yrd_test_0001", secret: str = WEBHOOK_SECRET) -> dict[str, str]:
-    return WebhookSigner(secret).headers(msg_id, body)
+def signed(body: bytes, msg_id: str | None = None, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """Standard Webhooks headers; one webhook id per body unless given (a partner's retry reuses its id)."""
+    return WebhookSigner(secret).headers(msg_id or f"msg_yrd_{hashlib.sha256(body).hexdigest()[:16]}", body)
 
 
-def push(hub: Hub, items: list[dict[str, Any]], msg_id: str = "msg_yrd_test_0001") -> Any:
+def push(hub: Hub, items: list[dict[str, Any]], msg_id: str | None = None) -> Any:
     body = orjson.dumps({"items": items})
-    return hub.receive("yrd_scenarios", "records_push", signed(body, msg_id), body)
+    return hub.receive("yrd_scenarios", "records_push", signed(body, msg_id), body).page
 
 
 def recorded_request(name: str) -> tuple[dict[str, str], bytes]:
@@ -106,15 +109,16 @@ def test_a_push_without_configured_secrets_is_refused(hub_factory: HubFactory) -
 def test_a_body_that_is_not_json_is_refused_before_anything_is_stored(hub_factory: HubFactory) -> None:
     hub = hub_factory()
     body = b"record_id=SH2024110500000017"
-    with pytest.raises(PartnerResponseError, match="body is not JSON"):
-        hub.receive("yrd_scenarios", "records_push", signed(body), body)
+    outcome = hub.receive("yrd_scenarios", "records_push", signed(body), body)
+    assert isinstance(outcome, Refused) and outcome.reason == "unparseable"
+    assert "body is not JSON" in outcome.detail
     assert hub.store.quarantine_list() == []
 
 
 def test_a_single_pushed_object_is_accepted_like_a_batch(hub_factory: HubFactory) -> None:
     hub = hub_factory()
     body = orjson.dumps(metro_record())
-    result = hub.receive("yrd_scenarios", "records_push", signed(body), body)
+    result = hub.receive("yrd_scenarios", "records_push", signed(body), body).page
     assert result.inserted == 1
 
 

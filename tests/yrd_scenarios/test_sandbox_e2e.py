@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import pytest
 
 from tanpuhui.adapters.yrd_scenarios.sandbox import SandboxExchange, YrdSandbox
-from tanpuhui.hub.pipeline import Hub, PullSummary
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import recompute
 
 from .conftest import REDUCTION, WEBHOOK_SECRET, FakeSleep, HubFactory, outbox
@@ -197,7 +198,7 @@ def test_the_pushed_feed_credits_what_a_pull_credits(
         p.unlink()
     pushed = hub_for(hub_factory, sandbox)
     results = [
-        pushed.receive("yrd_scenarios", "records_push", headers, body)
+        pushed.receive("yrd_scenarios", "records_push", headers, body).page
         for headers, body in sandbox.signed_pushes(WEBHOOK_SECRET, batch=250)
     ]
     assert {r["record_id"] for r in outbox(pushed)} == via_pull

@@ -23,7 +23,7 @@ def config(table: dict[str, Any], environ: dict[str, str] | None = None) -> HubC
 
 
 def adapter_from(table: dict[str, Any], environ: dict[str, str] | None = None) -> YrdScenariosAdapter:
-    from tanpuhui.hub.pipeline import Hub
+    from tanpuhui.hub.hub import Hub
 
     hub = Hub(
         config(table, environ), plugins=load_plugins([plugin], entry_points=False), pseudonymiser=KEYS, store=_NoStore()
@@ -113,7 +113,7 @@ def test_a_push_only_deployment_needs_no_endpoint(hub_factory: HubFactory) -> No
     assert summary.error is not None
     assert "no [adapters.yrd_scenarios.endpoints.NAME] table, so there is nothing to pull" in summary.error
     body = orjson.dumps([metro_record()])
-    result = hub.receive("yrd_scenarios", "records_push", WebhookSigner(WEBHOOK_SECRET).headers("m1", body), body)
+    result = hub.receive("yrd_scenarios", "records_push", WebhookSigner(WEBHOOK_SECRET).headers("m1", body), body).page
     assert result.inserted == 1
 
 

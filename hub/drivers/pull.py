@@ -1,0 +1,195 @@
+"""The pull driver: a stream's pages from its committed cursor to the partner's end, each committed with its cursor.
+
+Per page, in one transaction: the new outbox rows, the quarantine entries and the stream's checkpoint (partner
+cursor + the stream's pending state). A crash before the commit repeats the page (its records dedup by id); a crash
+after it resumes from the next page. A run holds the stream's lease, so replicas (and a CLI pull beside the
+sidecar) never pull one stream twice at once; each page commits only while the lease is still this run's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tanpuhui.sdk import ConfigError, PullStream, StreamContext, TanpuhuiError, redact
+
+from ..audit import AuditEvent
+from ..leasing import HeldLease, hold_lease
+from ..pipeline import PageResult, Pipeline
+from ..runtime import BoundStream, Runtime
+from ..store.base import Checkpoint
+from ..store.leases import LeaseLost
+from .paging import CursorsSeen, ahead, check_loop, page_details
+
+__all__ = ["Progress", "PullDriver", "PullSummary"]
+
+log = logging.getLogger("tanpuhui.pull")
+
+Progress = Callable[[PageResult], None]
+
+
+@dataclass
+class PullSummary:
+    """Totals of a pull run of one stream."""
+
+    adapter: str
+    stream: str
+    pages: int = 0
+    pulled: int = 0
+    valid: int = 0
+    records: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    held: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    leased_elsewhere: bool = False
+    """Skipped: another replica holds the stream's lease (it is pulling the stream now)."""
+    kg_by_scenario: Counter[str] = field(default_factory=Counter)
+    records_by_scenario: Counter[str] = field(default_factory=Counter)
+    drift: Counter[str] = field(default_factory=Counter)
+    """Top-level fields the partner sent that the stream's schema does not name -> items carrying them."""
+
+    def add(self, page: PageResult) -> None:
+        self.pages += 1
+        self.pulled += page.items
+        self.valid += page.valid_items
+        self.records += page.records
+        self.inserted += page.inserted
+        self.duplicates += page.duplicates
+        self.held += page.held
+        self.quarantined += page.quarantined
+        self.kg_by_scenario.update(page.kg_by_scenario)
+        self.records_by_scenario.update(page.inserted_by_scenario)
+        self.drift.update(page.drift)
+
+
+class PullDriver:
+    """Runs pull streams through the pipeline (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime, pipeline: Pipeline) -> None:
+        self.runtime = runtime
+        self.pipeline = pipeline
+
+    async def pull(
+        self,
+        adapter_name: str,
+        stream_name: str | None = None,
+        *,
+        progress: Progress | None = None,
+        max_pages: int | None = None,
+    ) -> list[PullSummary]:
+        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end."""
+        adapter = self.runtime.adapter(adapter_name)
+        names = [stream_name] if stream_name else [s.name for s in adapter.streams() if isinstance(s, PullStream)]
+        return [await self._pull_stream(adapter_name, name, progress, max_pages) for name in names]
+
+    def commit_page(
+        self,
+        bound: BoundStream,
+        ctx: StreamContext,
+        items: Sequence[Any],
+        cursor: Any,
+        *,
+        final: bool = False,
+        lease_owner: str | None = None,
+    ) -> PageResult:
+        """Run one page of raw items through the pipeline and commit it with the cursor, atomically.
+
+        ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`)."""
+        processed = self.pipeline.process(bound, ctx, items, final=final)
+        audit = AuditEvent("page.commit", bound.label, page_details(items, cursor))
+        write = processed.write(Checkpoint(cursor, ctx.state), audit, lease_owner=lease_owner)
+        (committed,) = self.runtime.store.commit_pages([write])
+        assert committed is not None  # only a page with a webhook receipt can be skipped
+        return processed.committed(committed)
+
+    async def _pull_stream(
+        self, adapter_name: str, stream_name: str, progress: Progress | None, max_pages: int | None
+    ) -> PullSummary:
+        bound = self.runtime.stream(adapter_name, stream_name)
+        if not isinstance(bound.stream, PullStream):
+            raise ConfigError(f"{adapter_name}:{stream_name} is a push stream; partners send it to the sidecar")
+        summary = PullSummary(adapter_name, stream_name)
+        started = time.perf_counter()
+        runtime = self.runtime
+        ttl = runtime.config.hub.lease_ttl
+        async with hold_lease(runtime.store, adapter_name, stream_name, runtime.replica_id, ttl) as lease:
+            if lease is None:
+                summary.leased_elsewhere = True
+                log.info("pull %s:%s skipped: another replica holds its lease", adapter_name, stream_name)
+            else:
+                await self._pull_leased(bound, summary, lease, progress, max_pages)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    async def _pull_leased(
+        self,
+        bound: BoundStream,
+        summary: PullSummary,
+        lease: HeldLease,
+        progress: Progress | None,
+        max_pages: int | None,
+    ) -> None:
+        """Pull from the committed cursor (read once the lease is ours), each page committed under the lease."""
+        adapter_name, stream_name = summary.adapter, summary.stream
+        stream = bound.stream
+        assert isinstance(stream, PullStream)
+        store = self.runtime.store
+        checkpoint = store.load_checkpoint(adapter_name, stream_name)
+        ctx = bound.context(dict(checkpoint.state))
+        cursor = checkpoint.cursor
+        seen = CursorsSeen(cursor)
+        pages = stream.pages(ctx, cursor)
+        if stream.prefetch:
+            pages = ahead(pages, max_pages)
+        try:
+            async for page in pages:
+                if lease.lost:
+                    raise LeaseLost(adapter_name, stream_name, lease.owner)
+                check_loop(adapter_name, stream_name, seen, cursor, summary.pages)
+                if stream.prefetch:  # off the event loop: the next page's request runs meanwhile
+                    result = await asyncio.to_thread(
+                        self.commit_page, bound, ctx, page.items, page.cursor, lease_owner=lease.owner
+                    )
+                else:
+                    result = self.commit_page(bound, ctx, page.items, page.cursor, lease_owner=lease.owner)
+                cursor = page.cursor
+                summary.add(result)
+                if progress:
+                    progress(result)
+                if max_pages is not None and summary.pages >= max_pages:
+                    break
+            else:
+                result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner)
+                if result.records or result.quarantined:
+                    summary.add(result)
+                    summary.pages -= 1
+        except LeaseLost as exc:
+            # Another replica took the stream over (this one stalled past the lease): it carries on from the
+            # last page committed here; nothing of the refused page was written.
+            summary.error = str(exc)
+            log.warning("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
+        except TanpuhuiError as exc:
+            summary.error = redact(str(exc))
+            store.record_stream_error(adapter_name, stream_name, summary.error)
+            log.error("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
+        finally:
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a prefetch in flight is cancelled; the stream's generator is closed
+        if summary.drift:
+            fields = ", ".join(f"{name} ({count} items)" for name, count in sorted(summary.drift.items()))
+            log.warning(
+                "pull %s:%s: the partner sends fields its schema does not name (accepted, kept in the drift "
+                "report): %s",
+                adapter_name,
+                stream_name,
+                redact(fields),
+            )

@@ -1,0 +1,133 @@
+"""Request and response helpers the sidecar's routes share (one copy of each).
+
+Bodies are read with a size limit enforced while they stream in; refusals are RFC 9457 problem documents
+(``application/problem+json``) whose ``detail`` is redacted of personal data.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from tanpuhui.sdk import redact
+
+__all__ = [
+    "JSON",
+    "LIST_LIMIT",
+    "MAX_ID",
+    "PROBLEM",
+    "BodyTooLarge",
+    "is_number",
+    "json_response",
+    "media_type",
+    "parse_ids",
+    "parse_limit",
+    "problem",
+    "problem_body",
+    "read_body",
+    "receive_body",
+    "too_large",
+]
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+LIST_LIMIT = 1000
+"""The most rows a listing returns at once."""
+MAX_ID = 2**63 - 1
+"""Store ids are 64-bit integers: a larger one names nothing (a 404, not a 500)."""
+_MAX_IDS = 100_000
+
+
+class BodyTooLarge(Exception):
+    """The request body is (or declares to be) larger than the limit; answer :func:`too_large`."""
+
+
+def problem_body(status: int, detail: str, title: str | None = None) -> bytes:
+    """An RFC 9457 problem document; ``detail`` is redacted."""
+    return orjson.dumps(
+        {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status, "detail": redact(detail)}
+    )
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """An RFC 9457 problem response; ``detail`` is redacted."""
+    return Response(problem_body(status, detail), status, headers=headers, media_type=PROBLEM)
+
+
+def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status, headers=headers, media_type=JSON)
+
+
+def too_large(limit: int) -> Response:
+    return problem(413, f"request body is larger than {limit} bytes", {"connection": "close"})
+
+
+def media_type(content_type: str | bytes | None) -> str:
+    """The media type of a ``Content-Type`` value, lower case, without parameters ("" when absent)."""
+    if content_type is None:
+        return ""
+    text = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type
+    return text.partition(";")[0].strip().lower()
+
+
+async def receive_body(receive: Receive, declared: str | bytes | None, limit: int) -> bytes:
+    """The body from the ASGI messages, refusing (while it streams in, not after) to hold more than ``limit``
+    bytes; ``declared`` is the ``Content-Length`` header, if any. Raises :class:`BodyTooLarge`, or
+    ``ClientDisconnect`` when the client went away."""
+    if declared is not None:
+        text = declared.decode("latin-1") if isinstance(declared, bytes) else declared
+        if is_number(text) and int(text) > limit:
+            raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """:func:`receive_body` for a Starlette request."""
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+def is_number(raw: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "١", which ``int()`` then refuses or misreads."""
+    return raw.isascii() and raw.isdigit()
+
+
+def parse_limit(raw: str | None, default: int = 100) -> int | None:
+    """A ``limit`` query parameter: 1 to :data:`LIST_LIMIT` (``default`` when absent), else None (a 400)."""
+    if raw is None:
+        return default
+    if not is_number(raw) or not 1 <= int(raw) <= LIST_LIMIT:
+        return None
+    return int(raw)
+
+
+def parse_ids(body: dict[str, Any]) -> list[int] | None:
+    """Entry ids from ``{"ids": [...]}``: 1 to 100,000 positive 64-bit integers, else None (a 400)."""
+    ids = body.get("ids")
+    if (
+        isinstance(ids, list)
+        and 0 < len(ids) <= _MAX_IDS
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids)
+    ):
+        return list(ids)
+    return None

@@ -1,0 +1,143 @@
+"""The sidecar's public routes: health, readiness, metrics, its OpenAPI document and the validate endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tanpuhui.sdk import Problem, SchemaError, Sink, redact
+
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import HubMetrics, sink_error_text
+from ..scheduler import Stopping
+from ..store.base import Store
+from ..validation import DocumentReport, SchemaRegistry, read_documents
+from . import openapi
+from .http import JSON, BodyTooLarge, json_response, media_type, problem, read_body, too_large
+from .openapi import Endpoint
+from .streams import Configured
+
+__all__ = ["VALIDATE_TYPES", "PublicApi"]
+
+VALIDATE_TYPES = frozenset({JSON, "application/x-ndjson", "application/jsonl", "application/ndjson"})
+
+
+class PublicApi:
+    """Routes that need no token (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        schemas: SchemaRegistry,
+        configured: Configured,
+        sinks: Mapping[str, Sink],
+        metrics: HubMetrics,
+        stopping: Stopping,
+        openapi_document: Callable[[], dict[str, Any]],
+        *,
+        max_body_bytes: int,
+        readiness_timeout: float,
+    ) -> None:
+        self.store = store
+        self.schemas = schemas
+        self.configured = configured
+        self.sinks = sinks
+        self.metrics = metrics
+        self.stopping = stopping
+        self.openapi_document = openapi_document
+        self.max_body_bytes = max_body_bytes
+        self.readiness_timeout = readiness_timeout
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("/healthz", "GET", self.healthz, openapi.health_operation()),
+            Endpoint("/readyz", "GET", self.readyz, openapi.ready_operation()),
+            Endpoint("/metrics", "GET", self.metrics_endpoint, openapi.metrics_operation()),
+            Endpoint("/openapi.json", "GET", self.openapi_endpoint, openapi.openapi_operation()),
+            Endpoint("/v1/validate/{schema}", "POST", self.validate, openapi.validate_operation(self.schemas.names())),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok", "pid": os.getpid()})  # which worker answered (serve --workers)
+
+    async def readyz(self, request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        ready = True
+        try:
+            await asyncio.to_thread(self.store.check_writable)
+            checks["store"] = {"ok": True}
+        except Exception as exc:
+            ready = False
+            checks["store"] = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
+        configured = self.configured
+        checks["plugins"] = {
+            "ok": not configured.adapter_problems,
+            "adapters": sorted(configured.adapters),
+            "problems": configured.problems,
+        }
+        ready = ready and not configured.adapter_problems
+        timeout = self.readiness_timeout
+
+        async def check(sink: Sink) -> tuple[str, str | None]:
+            try:
+                await asyncio.wait_for(sink.check(), timeout)
+            except TimeoutError:
+                return sink.name, f"no answer within {timeout:g} s"
+            except Exception as exc:
+                return sink.name, redact(sink_error_text(exc))
+            return sink.name, None
+
+        results = await asyncio.gather(*(check(s) for s in self.sinks.values()))
+        checks["sinks"] = {
+            name: {"ok": error is None, **({"error": error} if error else {})} for name, error in results
+        }
+        ready = ready and all(error is None for _, error in results)
+        if self.stopping.is_set:
+            ready = False
+            checks["shutdown"] = {"ok": False, "error": "shutting down"}
+        return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        body = await asyncio.to_thread(self.metrics.render)
+        return Response(body, 200, media_type=METRICS_CONTENT_TYPE)
+
+    async def openapi_endpoint(self, request: Request) -> Response:
+        return json_response(self.openapi_document())
+
+    async def validate(self, request: Request) -> Response:
+        name = request.path_params["schema"]
+        try:
+            compiled = self.schemas.get(name)
+        except SchemaError as exc:
+            return problem(404, str(exc))
+        if media_type(request.headers.get("content-type")) not in VALIDATE_TYPES:
+            return problem(415, f"send {', '.join(sorted(VALIDATE_TYPES))}")
+        limit = self.max_body_bytes
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return too_large(limit)
+
+        def report() -> dict[str, Any]:
+            # What `tanpuhui validate --format json` prints for a file.
+            reports = []
+            for index, line, doc in read_documents(body, "request body"):
+                problems = [doc] if isinstance(doc, Problem) else compiled.problems(doc)
+                reports.append(DocumentReport(index, line, problems))
+            return {
+                "source": "request body",
+                "schema": name,
+                "documents": len(reports),
+                "invalid": sum(1 for r in reports if not r.valid),
+                "results": [r.as_dict() for r in reports],
+            }
+
+        try:
+            return json_response(await asyncio.to_thread(report))
+        except SchemaError as exc:
+            return problem(400, str(exc))
