@@ -28,8 +28,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from tanpuhui.sdk import redact
-from tanpuhui.sdk.privacy import KEY_ENV
+from tanpuhui.sdk import Pseudonymiser, redact
 
 from .config import HubConfig
 
@@ -72,7 +71,7 @@ def known_secrets(config: HubConfig, environ: Mapping[str, str] | None = None) -
             _add_forms(found, str(value.get_secret_value()))
 
     walk({"adapters": config.adapters, "sinks": config.sinks, "server": config.server}, False)
-    for spec in (config.hub.pseudonym_keys, env.get(KEY_ENV)):
+    for spec in (config.hub.pseudonym_keys, env.get(Pseudonymiser.KEY_ENV)):
         if spec:
             _add_forms(found, spec)
     return {s for s in found if len(s) >= _MIN_SECRET}

@@ -13,13 +13,20 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 
-from tanpuhui.sdk import ItemRejected, Problem, ReductionRecord, StreamContext, TanpuhuiError, redact
-from tanpuhui.sdk.records import RecordDoc, neighbour_fingerprint_at
+from tanpuhui.sdk import (
+    ItemRejected,
+    Problem,
+    ReductionRecord,
+    StreamContext,
+    TanpuhuiError,
+    neighbour_fingerprint_at,
+    period_start_seconds,
+    redact,
+)
 
 from .audit import AuditEvent
 from .runtime import BoundStream, Runtime
@@ -198,12 +205,7 @@ class Pipeline:
 
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
-        start = doc["period"]["start"]
-        if type(doc) is RecordDoc and doc.start_text is start:  # from ctx.record, its period unchanged since
-            seconds = doc.start_seconds
-        else:
-            seconds = int(datetime.fromisoformat(start).timestamp())
-        neighbour = neighbour_fingerprint_at(fingerprint, seconds, self._window)
+        neighbour = neighbour_fingerprint_at(fingerprint, period_start_seconds(doc), self._window)
         kg = doc["quantification"]["reduction_kgco2e"]
         return NewRecord(doc["record_id"], fingerprint, doc["scenario"], kg, orjson.dumps(doc), neighbour)
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import pluggy
 
-from tanpuhui.sdk import Adapter, Methodology, Sink, hookspecs
-from tanpuhui.sdk.errors import MethodologyError, PluginError
+from tanpuhui.sdk import Adapter, Methodology, MethodologyError, PluginError, Sink, hookspecs
 
 __all__ = ["BUILTIN_PLUGINS", "PluginInfo", "PluginWarning", "Plugins", "load_plugins"]
 

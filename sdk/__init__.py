@@ -4,7 +4,7 @@ Everything public is re-exported here; import from ``tanpuhui.sdk`` only.
 """
 
 from .adapter import Adapter, AdapterSettings, HttpOptions, Page, PullStream, PushStream, RecordLike, Stream
-from .client import ClientStats, OAuth2ClientCredentials, PartnerClient, RetryPolicy
+from .client import ClientStats, OAuth2ClientCredentials, PartnerClient, RetryPolicy, parse_retry_after
 from .context import Rejection, StreamContext
 from .errors import (
     ConfigError,
@@ -43,9 +43,15 @@ from .privacy import (
     normalise_resident_id,
     redact,
 )
-from .records import ReductionRecord, behaviour_fingerprint, make_record_id
+from .records import (
+    ReductionRecord,
+    behaviour_fingerprint,
+    make_record_id,
+    neighbour_fingerprint_at,
+    period_start_seconds,
+)
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
-from .webhooks import WebhookSigner, WebhookVerifier
+from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
 __all__ = [
     "Adapter",
@@ -97,14 +103,18 @@ __all__ = [
     "WebhookSigner",
     "WebhookVerifier",
     "behaviour_fingerprint",
+    "decode_secret",
     "hookimpl",
     "hookspec",
     "is_valid_resident_id",
     "make_record_id",
     "mask_mobile",
     "mask_resident_id",
+    "neighbour_fingerprint_at",
     "normalise_mobile",
     "normalise_resident_id",
+    "parse_retry_after",
+    "period_start_seconds",
     "recompute",
     "redact",
 ]

@@ -35,7 +35,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-__all__ = ["ClientStats", "OAuth2ClientCredentials", "PartnerClient", "RetryPolicy"]
+__all__ = ["ClientStats", "OAuth2ClientCredentials", "PartnerClient", "RetryPolicy", "parse_retry_after"]
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 

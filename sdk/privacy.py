@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from operator import mul
-from typing import Literal
+from typing import ClassVar, Literal
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -126,6 +126,9 @@ class Pseudonymiser:
     ``keys`` maps version -> secret (at least 16 bytes); ``current`` is the version new pseudonyms use.
     Build it from the environment with :meth:`from_env`.
     """
+
+    KEY_ENV: ClassVar[str] = KEY_ENV
+    """The environment variable :meth:`from_env` reads the keys from."""
 
     def __init__(self, keys: dict[str, bytes], current: str) -> None:
         if current not in keys:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -40,6 +41,7 @@ __all__ = [
     "fingerprint_claim_keys",
     "make_record_id",
     "neighbour_fingerprint_at",
+    "period_start_seconds",
     "record_id_at",
 ]
 
@@ -154,6 +156,15 @@ def fingerprint_claim_keys(fingerprint: str, start: datetime, window_minutes: in
     the same behaviour reported a few minutes apart across a window boundary.
     """
     return fingerprint, neighbour_fingerprint_at(fingerprint, int(start.timestamp()), window_minutes)
+
+
+def period_start_seconds(doc: Mapping[str, Any]) -> int:
+    """Unix seconds of a record document's ``period.start``: remembered by a document ``ctx.record`` built (unless
+    its period was changed since), parsed otherwise."""
+    start = doc["period"]["start"]
+    if type(doc) is RecordDoc and doc.start_text is start:
+        return doc.start_seconds
+    return int(datetime.fromisoformat(start).timestamp())
 
 
 def neighbour_fingerprint_at(fingerprint: str, seconds: int, window_minutes: int = 10) -> str:

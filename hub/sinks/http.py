@@ -24,10 +24,16 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings, WebhookSigner
-from tanpuhui.sdk.client import parse_retry_after
-from tanpuhui.sdk.errors import SignatureError
-from tanpuhui.sdk.webhooks import decode_secret
+from tanpuhui.sdk import (
+    OutboxRow,
+    SignatureError,
+    Sink,
+    SinkError,
+    SinkSettings,
+    WebhookSigner,
+    decode_secret,
+    parse_retry_after,
+)
 
 __all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
 
