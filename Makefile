@@ -22,6 +22,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy -p tanpuhui.sdk -p tanpuhui.testing -p tanpuhui.hub -p tanpuhui.adapters -p tanpuhui.schemas
