@@ -21,6 +21,7 @@ from .errors import (
     SignatureError,
     TanpuhuiError,
 )
+from .factors import GRID_ANHUI_2022, NATURAL_GAS
 from .gateway import (
     CodeAction,
     GatewayAuth,
@@ -48,6 +49,8 @@ from .sink import OutboxRow, Sink, SinkError, SinkSettings
 from .webhooks import WebhookSigner, WebhookVerifier
 
 __all__ = [
+    "GRID_ANHUI_2022",
+    "NATURAL_GAS",
     "Adapter",
     "AdapterSettings",
     "ClientStats",
