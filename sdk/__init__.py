@@ -3,8 +3,18 @@
 Everything public is re-exported here; import from ``tanpuhui.sdk`` only.
 """
 
-from .adapter import Adapter, AdapterSettings, HttpOptions, Page, PullStream, PushStream, RecordLike, Stream
-from .client import ClientStats, OAuth2ClientCredentials, PartnerClient, RetryPolicy
+from .adapter import (
+    Adapter,
+    AdapterSettings,
+    HttpOptions,
+    Page,
+    PartnerSettings,
+    PullStream,
+    PushStream,
+    RecordLike,
+    Stream,
+)
+from .client import ClientStats, OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
 from .context import Rejection, StreamContext
 from .errors import (
     ConfigError,
@@ -70,12 +80,14 @@ __all__ = [
     "Methodology",
     "MethodologyError",
     "OAuth2ClientCredentials",
+    "OAuth2Settings",
     "OutboxRow",
     "Page",
     "PartnerAuthError",
     "PartnerClient",
     "PartnerError",
     "PartnerResponseError",
+    "PartnerSettings",
     "PartnerUnavailable",
     "PayloadCipher",
     "PluginError",
@@ -89,6 +101,7 @@ __all__ = [
     "ReductionRecord",
     "Rejection",
     "RetryPolicy",
+    "RetrySettings",
     "SchemaError",
     "SignatureError",
     "Sink",
