@@ -1,32 +1,18 @@
 """Built-in methodologies, registered through the same hook as any plugin's.
 
-Figures come from shared/DOMAIN.md (with its status marks); see docs/methodologies.md. Where no official
-figure exists for Anhui the factor is a labelled default (``default=True``): override it in hub.toml under
-``[methodologies."<id>".factors]``.
+Figures come from shared/DOMAIN.md (with its status marks); see docs/methodologies.md. Published figures are the
+SDK's (``tanpuhui.sdk.factors``), shared with the adapters' methodologies. Where no official figure exists for Anhui
+the factor is a labelled default (``default=True``): override it in hub.toml under ``[methodologies."<id>".factors]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 
-from tanpuhui.sdk import Factor, Formula, Methodology, hookimpl
+from tanpuhui.sdk import GRID_ANHUI_2022, NATURAL_GAS, Factor, Formula, Methodology, hookimpl
 
 __all__ = ["BUILTIN_METHODOLOGIES", "register_methodologies"]
 
-GRID_ANHUI_2022 = Factor(
-    name="ef_grid",
-    value=0.6782,
-    unit="kgCO2/kWh",
-    source="MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
-    valid_from=date(2022, 1, 1),
-)
-GAS = Factor(
-    name="ef_gas",
-    value=2.1622,
-    unit="kgCO2/m3",
-    source="Natural gas: 38,931 kJ/m3 x 15.3 tC/TJ x 0.99 oxidation x 44/12 (GB/T 32151 / provincial GHG guidelines defaults)",
-)
 _SHENZHEN = (
     "Shenzhen low-carbon public travel methodology (2021-12), reduction per passenger-km against the city's average "
     "road transport; no Anhui figure published - labelled default, override in hub.toml"
@@ -93,7 +79,7 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
         scenario="peak_gas_saving",
         title="Household peak-hour natural gas saving",
         formula=Formula("max(baseline - activity, 0) * ef_gas"),
-        factors=(GAS,),
+        factors=(NATURAL_GAS,),
         activity_unit="m3",
         needs_baseline=True,
     ),

@@ -3,8 +3,26 @@
 Everything public is re-exported here; import from ``tanpuhui.sdk`` only.
 """
 
-from .adapter import Adapter, AdapterSettings, HttpOptions, Page, PullStream, PushStream, RecordLike, Stream
-from .client import ClientStats, OAuth2ClientCredentials, PartnerClient, RetryPolicy, parse_retry_after
+from .adapter import (
+    Adapter,
+    AdapterSettings,
+    HttpOptions,
+    Page,
+    PartnerSettings,
+    PullStream,
+    PushStream,
+    RecordLike,
+    Stream,
+)
+from .client import (
+    ClientStats,
+    OAuth2ClientCredentials,
+    OAuth2Settings,
+    PartnerClient,
+    RetryPolicy,
+    RetrySettings,
+    parse_retry_after,
+)
 from .context import Rejection, StreamContext
 from .errors import (
     ConfigError,
@@ -21,6 +39,7 @@ from .errors import (
     SignatureError,
     TanpuhuiError,
 )
+from .factors import GRID_ANHUI_2022, NATURAL_GAS
 from .gateway import (
     CodeAction,
     GatewayAuth,
@@ -54,6 +73,8 @@ from .sink import OutboxRow, Sink, SinkError, SinkSettings
 from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
 __all__ = [
+    "GRID_ANHUI_2022",
+    "NATURAL_GAS",
     "Adapter",
     "AdapterSettings",
     "ClientStats",
@@ -73,12 +94,14 @@ __all__ = [
     "Methodology",
     "MethodologyError",
     "OAuth2ClientCredentials",
+    "OAuth2Settings",
     "OutboxRow",
     "Page",
     "PartnerAuthError",
     "PartnerClient",
     "PartnerError",
     "PartnerResponseError",
+    "PartnerSettings",
     "PartnerUnavailable",
     "PayloadCipher",
     "PluginError",
@@ -92,6 +115,7 @@ __all__ = [
     "ReductionRecord",
     "Rejection",
     "RetryPolicy",
+    "RetrySettings",
     "SchemaError",
     "SignatureError",
     "Sink",

@@ -26,7 +26,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from .client import OAuth2ClientCredentials, PartnerClient, RetryPolicy
+from .client import OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
 from .errors import PartnerResponseError
 from .records import ReductionRecord
 from .webhooks import WebhookVerifier
@@ -39,6 +39,7 @@ __all__ = [
     "AdapterSettings",
     "HttpOptions",
     "Page",
+    "PartnerSettings",
     "PullStream",
     "PushStream",
     "RecordLike",
@@ -53,6 +54,16 @@ class AdapterSettings(BaseModel):
     """Base for adapter settings models: unknown keys are an error, so typos in hub.toml are caught."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# Bases in this order because pydantic lists the fields of the last base first: base_url ... auth_method, then retry_*.
+class PartnerSettings(AdapterSettings, RetrySettings, OAuth2Settings):
+    """Settings of an adapter that pulls from one OAuth2 partner API: subclass it and add the adapter's own fields.
+
+    ``base_url``, ``token_url``, ``client_id``, ``client_secret``, ``scope``, ``auth_method`` (from
+    :class:`~tanpuhui.sdk.OAuth2Settings`), ``retry_*`` and ``timeout`` (from :class:`~tanpuhui.sdk.RetrySettings`);
+    :meth:`Adapter.oauth2_client` builds the client from them.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +204,29 @@ class Adapter(ABC):
         )
         self._clients.append(client)
         return client
+
+    def oauth2_client(
+        self,
+        settings: OAuth2Settings,
+        retry: RetrySettings | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> PartnerClient:
+        """A :meth:`partner_client` for the partner API ``settings`` configure (e.g. a :class:`PartnerSettings`).
+
+        OAuth2 client credentials from ``settings``; retry policy and timeout from ``retry``, by default from
+        ``settings`` itself when it has them (a ``PartnerSettings``), else the defaults; ``Accept: application/json``
+        unless ``headers`` say otherwise.
+        """
+        if retry is None:
+            retry = settings if isinstance(settings, RetrySettings) else RetrySettings()
+        return self.partner_client(
+            settings.base_url,
+            oauth=settings.credentials(),
+            retry=retry.retry_policy(),
+            timeout=retry.timeout,
+            headers={"Accept": "application/json", **(headers or {})},
+        )
 
     def streams(self) -> Sequence[Stream]:
         """The streams this adapter provides; by default one instance of each of ``stream_types``."""

@@ -9,6 +9,9 @@ httpx for transport, authlib for OAuth2 client credentials, tenacity for retries
 - maps failures to :mod:`tanpuhui.sdk.errors` with the adapter, method and URL in the message.
 
 Tests pass ``transport=`` or use respx; ``sleep=`` lets a test observe waits instead of sleeping them.
+
+:class:`OAuth2Settings` and :class:`RetrySettings` are the same knobs as settings fields (the ``[adapters.NAME]``
+table of hub.toml), so every adapter spells them alike; ``Adapter.oauth2_client`` builds the client from them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Self
 
 import httpx
 import orjson
 from authlib.integrations.base_client.errors import OAuthError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
@@ -35,7 +39,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-__all__ = ["ClientStats", "OAuth2ClientCredentials", "PartnerClient", "RetryPolicy", "parse_retry_after"]
+__all__ = [
+    "ClientStats",
+    "OAuth2ClientCredentials",
+    "OAuth2Settings",
+    "PartnerClient",
+    "RetryPolicy",
+    "RetrySettings",
+    "parse_retry_after",
+]
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -59,6 +71,74 @@ class OAuth2ClientCredentials:
     client_secret: str
     scope: str | None = None
     auth_method: str = "client_secret_basic"
+
+
+class RetrySettings(BaseModel):
+    """The :class:`RetryPolicy` and the per-request timeout as settings fields; :meth:`retry_policy` builds the policy.
+
+    Mix it into an adapter's settings model (``class MySettings(AdapterSettings, RetrySettings)``), or use
+    ``PartnerSettings``, which has these and :class:`OAuth2Settings` fields.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_attempts: int = Field(default=5, ge=1, le=20, description="attempts per request, the first included")
+    retry_initial_backoff: float = Field(default=0.5, gt=0, le=60, description="first backoff, seconds (then doubling)")
+    retry_max_backoff: float = Field(default=30.0, gt=0, le=600, description="longest backoff, seconds")
+    max_retry_after: float = Field(default=120.0, ge=0, le=3600, description="cap on a partner's Retry-After, seconds")
+    timeout: float = Field(default=30.0, gt=0, le=600, description="per-request timeout, seconds")
+
+    def retry_policy(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` these settings describe."""
+        return RetryPolicy(
+            attempts=self.retry_attempts,
+            initial=self.retry_initial_backoff,
+            maximum=self.retry_max_backoff,
+            max_retry_after=self.max_retry_after,
+        )
+
+
+class OAuth2Settings(BaseModel):
+    """A partner API root and its OAuth2 client-credentials grant as settings; :meth:`credentials` builds the grant.
+
+    ``token_url`` defaults to ``{base_url}/oauth/token``. ``base_url`` must be an http(s) URL (a trailing ``/`` is
+    dropped), or empty where a subclass gives it the default ``""`` (a partner that may be left unconfigured).
+    ``client_secret`` is a ``SecretStr``: in hub.toml it can only be an ``{ env = "NAME" }`` reference.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="Partner API root, e.g. https://api.partner.example")
+    token_url: str = Field(default="", description="OAuth2 token endpoint; default {base_url}/oauth/token")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value and not cls.model_fields["base_url"].is_required():
+            return value  # a subclass made the partner optional (e.g. push only): empty means not configured
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_token_url(self) -> Self:
+        if self.base_url and not self.token_url:
+            self.token_url = f"{self.base_url}/oauth/token"
+        return self
+
+    def credentials(self) -> OAuth2ClientCredentials:
+        """The :class:`OAuth2ClientCredentials` these settings describe."""
+        return OAuth2ClientCredentials(
+            token_url=self.token_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret.get_secret_value(),
+            scope=self.scope,
+            auth_method=self.auth_method,
+        )
 
 
 @dataclass(slots=True)

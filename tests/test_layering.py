@@ -41,9 +41,8 @@ def _sdk_imports(path: Path) -> list[str]:
 def test_the_hub_and_adapters_import_only_the_public_sdk(folder: str) -> None:
     problems = {str(p.relative_to(ROOT)): _sdk_imports(p) for p in _sources(folder)}
     problems = {k: v for k, v in problems.items() if v}
-    assert not problems, (
-        "import these from `tanpuhui.sdk` (export them there if adapters need them too): "
-        + "; ".join(f"{k} {', '.join(v)}" for k, v in problems.items())
+    assert not problems, "import these from `tanpuhui.sdk` (export them there if adapters need them too): " + "; ".join(
+        f"{k} {', '.join(v)}" for k, v in problems.items()
     )
 
 

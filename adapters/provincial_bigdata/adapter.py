@@ -63,7 +63,7 @@ from tanpuhui.sdk import (
     PrivacyError,
     PullStream,
     RecordLike,
-    RetryPolicy,
+    RetrySettings,
     StreamContext,
 )
 
@@ -84,8 +84,8 @@ CST = timezone(timedelta(hours=8))
 DATASETS = ("green_appliances", "water_usage", "gas_usage", "rooftop_pv")
 
 
-class ProvincialBigDataSettings(AdapterSettings):
-    """``[adapters.provincial_bigdata]`` in hub.toml."""
+class ProvincialBigDataSettings(AdapterSettings, RetrySettings):
+    """``[adapters.provincial_bigdata]`` in hub.toml; the retry fields come from ``RetrySettings``."""
 
     base_url: str = Field(description="Gateway root, e.g. https://api.data.ah.gov.cn/gateway")
     app_key: str = Field(min_length=1, description="X-Ca-Key issued by the platform")
@@ -110,11 +110,6 @@ class ProvincialBigDataSettings(AdapterSettings):
         default_factory=dict, description="gateway code -> action, over the SDK's defaults"
     )
     page_size: int = Field(500, ge=1, le=5000)
-    retry_attempts: int = Field(5, ge=1, le=20, description="attempts per request, the first included")
-    retry_initial_backoff: float = Field(0.5, gt=0, le=60)
-    retry_max_backoff: float = Field(30.0, gt=0, le=600)
-    max_retry_after: float = Field(120.0, ge=0, le=3600, description="cap on a gateway's Retry-After, seconds")
-    timeout: float = Field(30.0, gt=0, le=600)
     credited_grades: list[int] = Field(
         default_factory=lambda: [1], description="energy grades credited; the factors are grade-1 savings"
     )
@@ -498,13 +493,9 @@ class ProvincialBigDataAdapter(Adapter):
                 code_actions={code: CodeAction(action) for code, action in c.code_actions.items()},
                 cipher=cipher,
             )
-            retry = RetryPolicy(
-                attempts=c.retry_attempts,
-                initial=c.retry_initial_backoff,
-                maximum=c.retry_max_backoff,
-                max_retry_after=c.max_retry_after,
+            self._gateway = GatewayClient.for_adapter(
+                self, c.base_url, config, retry=c.retry_policy(), timeout=c.timeout
             )
-            self._gateway = GatewayClient.for_adapter(self, c.base_url, config, retry=retry, timeout=c.timeout)
         return self._gateway
 
     def dataset_code(self, stream: str) -> str:

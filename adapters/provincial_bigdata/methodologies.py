@@ -14,33 +14,17 @@ market-average unit (credited once, at purchase), and ``ef_grid`` the Anhui 2022
 an estimate from the category's China Energy Label standard (the grade-1 vs grade-3 threshold, grade 3 taken as the
 market average) and typical household use, with the assumptions in its ``source``; the grade thresholds quoted are
 as recalled from the standards, not checked against their texts. Override them with figures from your methodology
-filing. The grid factor is the MEE/NBS figure (shared/DOMAIN.md, ✅).
+filing. The grid factor is the SDK's ``GRID_ANHUI_2022``, the MEE/NBS figure (shared/DOMAIN.md, ✅).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from tanpuhui.sdk import GRID_ANHUI_2022, Factor, Formula, Methodology
 
-from tanpuhui.sdk import Factor, Formula, Methodology
-
-__all__ = [
-    "APPLIANCE_CATEGORIES",
-    "APPLIANCE_METHODOLOGIES",
-    "APPLIANCE_PREFIX",
-    "EF_GRID_ANHUI_2022",
-    "appliance_methodology_id",
-]
+__all__ = ["APPLIANCE_CATEGORIES", "APPLIANCE_METHODOLOGIES", "APPLIANCE_PREFIX", "appliance_methodology_id"]
 
 APPLIANCE_PREFIX = "tph.appliance.green"
 SCENARIO = "green_appliance"
-
-EF_GRID_ANHUI_2022 = Factor(
-    name="ef_grid",
-    value=0.6782,
-    unit="kgCO2/kWh",
-    source="MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
-    valid_from=date(2022, 1, 1),
-)
 
 _DEFAULT = "labelled default, no official per-unit figure found - override in hub.toml. Estimate: "
 
@@ -101,7 +85,7 @@ def _methodology(category: str) -> Methodology:
         formula=Formula("activity * kwh_saved_per_unit * ef_grid"),
         factors=(
             Factor("kwh_saved_per_unit", kwh, "kWh/unit", _DEFAULT + how, default=True),
-            EF_GRID_ANHUI_2022,
+            GRID_ANHUI_2022,
         ),
         activity_unit="unit",
         references=(

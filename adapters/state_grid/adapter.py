@@ -69,15 +69,14 @@ from tanpuhui.sdk import (
     ConfigError,
     HttpOptions,
     ItemRejected,
-    OAuth2ClientCredentials,
     Page,
     PartnerClient,
     PartnerResponseError,
+    PartnerSettings,
     Problem,
     PullStream,
     PushStream,
     RecordLike,
-    RetryPolicy,
     StreamContext,
     WebhookVerifier,
 )
@@ -94,15 +93,13 @@ DEFAULT_PEAK_REGISTERS: tuple[TariffRegister, ...] = ("PAP_R1", "PAP_R2")
 _ROUND = 4  # kWh decimals kept in differences (meters report 2-4)
 
 
-class StateGridSettings(AdapterSettings):
+class StateGridSettings(PartnerSettings):
     """``[adapters.state_grid]`` in hub.toml. The pull settings may be left out when only pushes are used."""
 
+    # Optional here (a push-only deployment has none); _consistent wants all three once base_url is set.
     base_url: str = Field("", description="Partner API root for the readings pull, e.g. https://api.sgcc-ah.example")
-    token_url: str = Field("", description="OAuth2 token endpoint; default {base_url}/oauth/token")
     client_id: str = ""
-    client_secret: SecretStr | None = None
-    scope: str | None = None
-    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    client_secret: SecretStr = SecretStr("")
     readings_path: str = "/api/v1/readings/daily"
     page_size: int = Field(500, ge=1, le=5000, description="size= asked per readings page")
     success_codes: list[str] = Field(default_factory=lambda: ["0000"], min_length=1)
@@ -118,18 +115,6 @@ class StateGridSettings(AdapterSettings):
     readings_methodology: str = "tph.electricity.peak-saving"
     demand_response_methodology: str = "tph.electricity.demand-response"
     webhook_secrets: list[SecretStr] = Field(default_factory=list, description="Standard Webhooks secrets (whsec_...)")
-    retry_attempts: int = Field(5, ge=1, le=20, description="attempts per request, the first included")
-    retry_initial_backoff: float = Field(0.5, gt=0, le=60)
-    retry_max_backoff: float = Field(30.0, gt=0, le=600)
-    max_retry_after: float = Field(120.0, ge=0, le=3600, description="cap on a partner's Retry-After, seconds")
-    timeout: float = Field(30.0, gt=0, le=600)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if value and not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
     @field_validator("peak_registers")
     @classmethod
@@ -146,10 +131,8 @@ class StateGridSettings(AdapterSettings):
                 f"({self.baseline_window_days})"
             )
         if self.base_url:
-            if not self.client_id or self.client_secret is None:
+            if not self.client_id or not self.client_secret.get_secret_value():
                 raise ValueError("base_url is set, so client_id and client_secret are needed for the readings pull")
-            if not self.token_url:
-                self.token_url = f"{self.base_url}/oauth/token"
         elif not self.webhook_secrets:
             raise ValueError(
                 "nothing to do: set base_url, client_id and client_secret (readings pull) and/or webhook_secrets "
@@ -435,30 +418,12 @@ class StateGridAdapter(Adapter):
     def client(self) -> PartnerClient:
         """The partner client of the readings pull (created on first use, closed by :meth:`aclose`)."""
         if self._client is None:
-            c = self.config
-            if not c.base_url or c.client_secret is None:
+            if not self.config.base_url:
                 raise ConfigError(
                     "adapter state_grid: the readings pull needs base_url, client_id and client_secret in "
                     "[adapters.state_grid]"
                 )
-            self._client = self.partner_client(
-                c.base_url,
-                oauth=OAuth2ClientCredentials(
-                    token_url=c.token_url,
-                    client_id=c.client_id,
-                    client_secret=c.client_secret.get_secret_value(),
-                    scope=c.scope,
-                    auth_method=c.auth_method,
-                ),
-                retry=RetryPolicy(
-                    attempts=c.retry_attempts,
-                    initial=c.retry_initial_backoff,
-                    maximum=c.retry_max_backoff,
-                    max_retry_after=c.max_retry_after,
-                ),
-                timeout=c.timeout,
-                headers={"Accept": "application/json"},
-            )
+            self._client = self.oauth2_client(self.config)
         return self._client
 
 

@@ -2,25 +2,15 @@
 
 A demand-response (需求响应) result is quantified against the partner's own event baseline, not against the
 household's trailing daily average that ``tph.electricity.peak-saving`` uses, so it gets a scenario and a
-methodology of its own: reporting can tell the two apart, and hub.toml can pin or override each separately.
+methodology of its own: reporting can tell the two apart, and hub.toml can pin or override each separately. Both
+value the kWh with the SDK's ``GRID_ANHUI_2022`` (shared/DOMAIN.md, status ✅).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from tanpuhui.sdk import GRID_ANHUI_2022, Formula, Methodology
 
-from tanpuhui.sdk import Factor, Formula, Methodology
-
-__all__ = ["DEMAND_RESPONSE", "GRID_ANHUI_2022"]
-
-GRID_ANHUI_2022 = Factor(
-    name="ef_grid",
-    value=0.6782,
-    unit="kgCO2/kWh",
-    source="MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
-    valid_from=date(2022, 1, 1),
-)
-"""The same figure as the hub's ``tph.electricity.peak-saving`` (shared/DOMAIN.md, status ✅)."""
+__all__ = ["DEMAND_RESPONSE"]
 
 DEMAND_RESPONSE = Methodology(
     id="tph.electricity.demand-response",

@@ -50,9 +50,9 @@ import heapq
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from itertools import count
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field
 
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
@@ -61,15 +61,14 @@ from tanpuhui.sdk import (
     ConfigError,
     HttpOptions,
     ItemRejected,
-    OAuth2ClientCredentials,
     Page,
     PartnerClient,
     PartnerResponseError,
+    PartnerSettings,
     PrivacyError,
     Problem,
     PullStream,
     RecordLike,
-    RetryPolicy,
     StreamContext,
 )
 
@@ -78,15 +77,9 @@ from .network import Network
 __all__ = ["TransactionsStream", "TransitCardAdapter", "TransitCardSettings"]
 
 
-class TransitCardSettings(AdapterSettings):
-    """``[adapters.transit_card]`` in hub.toml."""
+class TransitCardSettings(PartnerSettings):
+    """``[adapters.transit_card]`` in hub.toml: the partner API's (:class:`~tanpuhui.sdk.PartnerSettings`) and these."""
 
-    base_url: str = Field(description="Partner API root, e.g. https://api.transit-operator.example")
-    token_url: str = Field(default="", description="OAuth2 token endpoint; default {base_url}/oauth/token")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    scope: str | None = None
-    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
     page_size: int = Field(default=500, ge=1, le=5000, description="limit= asked per transactions page")
     max_journey_minutes: int = Field(
         default=240,
@@ -94,31 +87,13 @@ class TransitCardSettings(AdapterSettings):
         le=24 * 60,
         description="a tap-in with no tap-out this long before the latest tap seen is given up (quarantined)",
     )
-    retry_attempts: int = Field(default=5, ge=1, le=20, description="attempts per request, the first included")
-    retry_initial_backoff: float = Field(default=0.5, gt=0, le=60, description="first backoff, seconds (then doubling)")
-    retry_max_backoff: float = Field(default=30.0, gt=0, le=600)
-    max_retry_after: float = Field(default=120.0, ge=0, le=3600, description="cap on a partner's Retry-After, seconds")
     region: str = Field(
         default="340100", pattern=r"^[1-8][0-9]{5}$", description="GB/T 2260 code used when a transaction has none"
     )
-    timeout: float = Field(default=30.0, gt=0, le=600, description="per-request timeout, seconds")
     network_path: str = "/v1/network"
     transactions_path: str = "/v1/transactions"
     metro_methodology: str = "tph.transit.metro"
     bus_methodology: str = "tph.transit.bus"
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _default_token_url(self) -> TransitCardSettings:
-        if not self.token_url:
-            self.token_url = f"{self.base_url}/oauth/token"
-        return self
 
 
 _SUBJECT_CACHE_SIZE = 50_000
@@ -494,25 +469,7 @@ class TransitCardAdapter(Adapter):
     def client(self) -> PartnerClient:
         """The one partner client (created on first use, closed by :meth:`aclose`)."""
         if self._client is None:
-            c = self.config
-            self._client = self.partner_client(
-                c.base_url,
-                oauth=OAuth2ClientCredentials(
-                    token_url=c.token_url,
-                    client_id=c.client_id,
-                    client_secret=c.client_secret.get_secret_value(),
-                    scope=c.scope,
-                    auth_method=c.auth_method,
-                ),
-                retry=RetryPolicy(
-                    attempts=c.retry_attempts,
-                    initial=c.retry_initial_backoff,
-                    maximum=c.retry_max_backoff,
-                    max_retry_after=c.max_retry_after,
-                ),
-                timeout=c.timeout,
-                headers={"Accept": "application/json"},
-            )
+            self._client = self.oauth2_client(self.config)
         return self._client
 
 

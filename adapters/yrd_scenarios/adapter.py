@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
@@ -59,14 +59,14 @@ from tanpuhui.sdk import (
     HttpOptions,
     ItemRejected,
     MethodologyError,
-    OAuth2ClientCredentials,
+    OAuth2Settings,
     Page,
     PartnerClient,
     PartnerResponseError,
     PullStream,
     PushStream,
     RecordLike,
-    RetryPolicy,
+    RetrySettings,
     StreamContext,
 )
 
@@ -116,36 +116,22 @@ DEFAULT_UNIT_ALIASES: dict[str, str] = {
 record is one resident's own behaviour: one person travelling k km is k passenger-km."""
 
 
-class EndpointSettings(BaseModel):
-    """``[adapters.yrd_scenarios.endpoints.NAME]``: one YRD data exchange, or one platform's own API."""
+class EndpointSettings(OAuth2Settings):
+    """``[adapters.yrd_scenarios.endpoints.NAME]``: one YRD data exchange, or one platform's own API.
 
-    model_config = ConfigDict(extra="forbid")
-    base_url: str = Field(description="API root, e.g. https://yrd-exchange.example.cn")
-    token_url: str = Field("", description="OAuth2 token endpoint; default {base_url}/oauth/token")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    scope: str | None = None
-    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    Its API root and OAuth2 client credentials (:class:`~tanpuhui.sdk.OAuth2Settings`), and the fields below.
+    """
+
     platforms: list[str] = Field(min_length=1, description="the platforms whose records this endpoint serves")
     records_path: str = "/v1/records"
     scenarios_path: str = "/v1/scenarios"
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _default_token_url(self) -> EndpointSettings:
-        if not self.token_url:
-            self.token_url = f"{self.base_url}/oauth/token"
-        return self
+class YrdScenariosSettings(AdapterSettings, RetrySettings):
+    """``[adapters.yrd_scenarios]`` in hub.toml.
 
-
-class YrdScenariosSettings(AdapterSettings):
-    """``[adapters.yrd_scenarios]`` in hub.toml."""
+    ``retry_*`` and ``timeout`` (:class:`~tanpuhui.sdk.RetrySettings`) apply to every endpoint.
+    """
 
     endpoints: dict[str, EndpointSettings] = Field(
         default_factory=dict, description="where to pull from; none for a push-only deployment"
@@ -173,11 +159,6 @@ class YrdScenariosSettings(AdapterSettings):
     success_codes: list[str] = Field(default_factory=lambda: ["0000"], min_length=1)
     page_size: int = Field(500, ge=1, le=5000, description="limit= asked per records page")
     withdrawn_log_size: int = Field(1000, ge=0, le=100_000, description="credited/cancelled record ids kept in state")
-    retry_attempts: int = Field(5, ge=1, le=20)
-    retry_initial_backoff: float = Field(0.5, gt=0, le=60)
-    retry_max_backoff: float = Field(30.0, gt=0, le=600)
-    max_retry_after: float = Field(120.0, ge=0, le=3600)
-    timeout: float = Field(30.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _consistent(self) -> YrdScenariosSettings:
@@ -387,26 +368,7 @@ class YrdScenariosAdapter(Adapter):
         """The partner client of one endpoint (created on first use, closed with the adapter)."""
         found = self._endpoint_clients.get(endpoint)
         if found is None:
-            c = self.config
-            e = c.endpoints[endpoint]
-            found = self._endpoint_clients[endpoint] = self.partner_client(
-                e.base_url,
-                oauth=OAuth2ClientCredentials(
-                    token_url=e.token_url,
-                    client_id=e.client_id,
-                    client_secret=e.client_secret.get_secret_value(),
-                    scope=e.scope,
-                    auth_method=e.auth_method,
-                ),
-                retry=RetryPolicy(
-                    attempts=c.retry_attempts,
-                    initial=c.retry_initial_backoff,
-                    maximum=c.retry_max_backoff,
-                    max_retry_after=c.max_retry_after,
-                ),
-                timeout=c.timeout,
-                headers={"Accept": "application/json"},
-            )
+            found = self._endpoint_clients[endpoint] = self.oauth2_client(self.config.endpoints[endpoint], self.config)
         return found
 
     async def get_data(self, endpoint: str, path: str, described: str, params: dict[str, Any] | None = None) -> Any:

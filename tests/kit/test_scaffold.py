@@ -1,4 +1,4 @@
-"""`tanpuhui new-adapter NAME` scaffolds a package that passes the conformance suite as generated."""
+"""`tanpuhui new-adapter NAME` scaffolds a package that passes the conformance suite, ruff and mypy as generated."""
 
 from __future__ import annotations
 
@@ -17,15 +17,11 @@ from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.scaffold import scaffold
 
 
-def _pytest_in(root: Path) -> subprocess.CompletedProcess[str]:
+def _run_in(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <command>`` in the package folder, as its author would run it there (with ``src`` on the path)."""
     env = {**os.environ, "PYTHONPATH": str(root / "src")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-m", *command], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -54,9 +50,22 @@ def test_the_package_has_an_entry_point_a_schema_with_examples_and_cassettes(gen
 
 
 def test_the_generated_package_passes_its_conformance_suite_from_its_cassettes(generated: Path) -> None:
-    result = _pytest_in(generated)
+    result = _run_in(generated, "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "12 passed" in result.stdout
+
+
+@pytest.mark.parametrize("command", [("check", "."), ("format", "--check", ".")], ids=["check", "format"])
+def test_the_generated_package_is_ruff_clean_under_its_own_settings(generated: Path, command: tuple[str, ...]) -> None:
+    result = _run_in(generated, "ruff", *command, "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_generated_package_type_checks_with_mypy_strict(generated: Path, tmp_path: Path) -> None:
+    # Its pyproject.toml names what to check (src and tests) and where the package is (mypy_path = src).
+    result = _run_in(generated, "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues found in 6 source files" in result.stdout
 
 
 def test_the_hub_registers_the_generated_plugin(generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tanpuhui.sdk import Factor
+
 DOC = Path(__file__).parent.parent.parent / "docs" / "sdk-reference.md"
 MODULES = ("tanpuhui.sdk", "tanpuhui.testing", "tanpuhui.testing.conformance")
 
@@ -67,6 +69,18 @@ def _kind(obj: Any) -> str:
     return "value"
 
 
+def _value_doc(name: str, obj: Any) -> str:
+    if isinstance(obj, Factor):  # a published factor: its figure and citation
+        valid = f", valid from {obj.valid_from.isoformat()}" if obj.valid_from else ""
+        return f"`{obj.name}` = {obj.value} {obj.unit}{valid}. Source: {obj.source}."
+    return VALUES.get(name, "")
+
+
+def _defined_in(package: str, name: str, obj: Any) -> str:
+    found = [m for m, mod in sys.modules.items() if m.startswith(package + ".") and name in getattr(mod, "__all__", ())]
+    return next((m for m in sorted(found) if getattr(sys.modules[m], name, None) is obj), package)
+
+
 def render() -> str:
     parts = [HEADER]
     for module_name in MODULES:
@@ -79,6 +93,8 @@ def render() -> str:
         for name in _names(module):
             obj = getattr(module, name)
             source = getattr(obj, "__module__", None) or module_name
+            if _kind(obj) == "value" and source.startswith("tanpuhui"):  # an instance: its class's module is not its
+                source = _defined_in(module_name, name, obj)
             by_source.setdefault(source if source.startswith("tanpuhui") else module_name, []).append(name)
         for source in sorted(by_source):
             if source != module_name:
@@ -88,7 +104,7 @@ def render() -> str:
                 parts.append(f"\n#### `{name}`\n")
                 signature = _signature(obj, name) if _kind(obj) != "value" else ""
                 parts.append(f"*{_kind(obj)}*" + (f" `{signature}`" if signature else "") + "\n")
-                text = inspect.getdoc(obj) if _kind(obj) != "value" else VALUES.get(name, "")
+                text = inspect.getdoc(obj) if _kind(obj) != "value" else _value_doc(name, obj)
                 if text and not (inspect.isclass(obj) and text == inspect.getdoc(type)):
                     parts.append("\n" + re.sub(r"\n{3,}", "\n\n", text) + "\n")
     return "".join(parts)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from tanpuhui.sdk import (
     Adapter,
@@ -31,13 +31,12 @@ from tanpuhui.sdk import (
     ConfigError,
     HttpOptions,
     ItemRejected,
-    OAuth2ClientCredentials,
     Page,
     PartnerClient,
     PartnerResponseError,
+    PartnerSettings,
     PullStream,
     RecordLike,
-    RetryPolicy,
     StreamContext,
 )
 
@@ -53,24 +52,12 @@ def _schema(name: str) -> dict[str, Any]:
     return doc
 
 
-class HefeiWaterSettings(AdapterSettings):
-    """``[adapters.hefei_water]`` in hub.toml."""
+class HefeiWaterSettings(PartnerSettings):
+    """``[adapters.hefei_water]`` in hub.toml: the utility's API (``base_url``, OAuth2, retries) and paging."""
 
-    base_url: str = Field(description="The utility's API root, e.g. https://api.hfwater.example.cn")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    # The utility's token endpoint wants the credentials in the form body, not in a Basic header.
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_post"
     page_size: int = Field(200, ge=1, le=1000)
-    retry_attempts: int = Field(5, ge=1, le=20)
-    retry_initial_backoff: float = Field(0.5, gt=0, le=60)
-    retry_max_backoff: float = Field(30.0, gt=0, le=600)
-    max_retry_after: float = Field(120.0, ge=0, le=3600)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
 
 class BillsStream(PullStream):
@@ -167,16 +154,5 @@ class HefeiWaterAdapter(Adapter):
     def client(self) -> PartnerClient:
         """The utility's API client (created on first use, closed with the adapter)."""
         if self._client is None:
-            c = self.config
-            self._client = self.partner_client(
-                c.base_url,
-                oauth=OAuth2ClientCredentials(
-                    token_url=f"{c.base_url}/oauth/token",
-                    client_id=c.client_id,
-                    client_secret=c.client_secret.get_secret_value(),
-                    auth_method="client_secret_post",
-                ),
-                retry=RetryPolicy(c.retry_attempts, c.retry_initial_backoff, c.retry_max_backoff, c.max_retry_after),
-                headers={"Accept": "application/json"},
-            )
+            self._client = self.oauth2_client(self.config)
         return self._client

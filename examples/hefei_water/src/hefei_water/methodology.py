@@ -1,15 +1,14 @@
 """Household tap-water saving against the same month a year earlier.
 
-Saved water is valued by the electricity its supply and treatment take (``kwh_per_m3``) at Anhui's grid factor.
-No official tap-water factor was found for Anhui: ``kwh_per_m3`` is a labelled default; a utility sets its own
-figure in hub.toml (``[methodologies."hefei_water.household-saving".factors]``).
+Saved water is valued by the electricity its supply and treatment take (``kwh_per_m3``) at Anhui's grid factor
+(the SDK's published ``GRID_ANHUI_2022``). No official tap-water factor was found for Anhui: ``kwh_per_m3`` is a
+labelled default; a utility sets its own figure in hub.toml
+(``[methodologies."hefei_water.household-saving".factors]``).
 """
 
 from __future__ import annotations
 
-from datetime import date
-
-from tanpuhui.sdk import Factor, Formula, Methodology
+from tanpuhui.sdk import GRID_ANHUI_2022, Factor, Formula, Methodology
 
 __all__ = ["HOUSEHOLD_SAVING"]
 
@@ -27,13 +26,7 @@ HOUSEHOLD_SAVING = Methodology(
             "typical urban water supply and treatment energy intensity; no official figure found - labelled default",
             default=True,
         ),
-        Factor(
-            "ef_grid",
-            0.6782,
-            "kgCO2/kWh",
-            "MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
-            valid_from=date(2022, 1, 1),
-        ),
+        GRID_ANHUI_2022,
     ),
     activity_unit="m3",
     needs_baseline=True,
