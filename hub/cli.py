@@ -381,6 +381,7 @@ def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: 
 @friendly
 def quarantine_show(entry_id: int, config_path: Path) -> None:
     """Show one quarantined item: every error, and the raw item with personal data masked."""
+    from .encoding import dumps_any
     from .privacy_view import masked
 
     hub = _open_hub(config_path)
@@ -395,7 +396,7 @@ def quarantine_show(entry_id: int, config_path: Path) -> None:
         out.print(f"  {p['pointer'] or '/'}: {p['message']}", markup=False)
     out.print("raw item (personal data masked):")
     out.print(
-        orjson.dumps(
+        dumps_any(
             masked(raw, hub.stream_schema(entry.adapter, entry.stream).personal_fields), option=orjson.OPT_INDENT_2
         ).decode(),
         markup=False,

@@ -29,12 +29,16 @@ from tanpuhui.sdk import (
 )
 
 from .audit import AuditEvent
+from .encoding import dumps_any, safe_text
 from .runtime import BoundStream, Runtime
 from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, PageWrite
 
 __all__ = ["PageObserver", "PageResult", "Pipeline", "ProcessedPage"]
 
 log = logging.getLogger("tanpuhui.pipeline")
+
+_PARTNER_DATA_ERRORS = (UnicodeError, RecursionError, OverflowError)
+"""What ``normalize`` raises on hostile partner data rather than on a bug of its own (no stack trace logged)."""
 
 
 @dataclass
@@ -157,26 +161,35 @@ class Pipeline:
         drift = processed.drift
 
         def reject(index: int, stage: str, item: Any, problems: Sequence[Problem]) -> None:
+            problems = [_safe_problem(p) for p in problems]
             quarantined.append(self._quarantine(stage, item, id_field, problems))
             if index >= 0:
                 rejected.setdefault(index, (stage, []))[1].extend(problems)
 
         def accept(index: int, out: Iterable[Any], item: Any) -> None:
             for rec in out:
-                doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
-                if not record_valid(doc):
-                    reject(index, "record", item, bound.record_schema.problems(doc))
-                    continue
-                records.append(self._new_record(doc))
+                try:
+                    doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
+                    if not record_valid(doc):
+                        reject(index, "record", item, bound.record_schema.problems(doc))
+                        continue
+                    records.append(self._new_record(doc))
+                except Exception as exc:  # e.g. a partner string that cannot be written as JSON: this record only
+                    reject(index, "record", item, [_unprocessable("a record of this item cannot be written", exc)])
 
         for index, item in enumerate(items):
-            if not raw_valid(item):
-                reject(index, "raw", item, bound.raw_schema.problems(item))
+            try:
+                if not raw_valid(item):
+                    reject(index, "raw", item, bound.raw_schema.problems(item))
+                    continue
+                if known is not None and not known.issuperset(item):
+                    for name in item.keys() - known:
+                        name = safe_text(str(name))[:128]
+                        count, example = drift.get(name, (0, ""))
+                        drift[name] = (count + 1, example or _partner_id(item, id_field)[:128])
+            except Exception as exc:  # what the partner sent defeats validation itself (e.g. nesting past limits)
+                reject(index, "raw", item, [_unprocessable("the item cannot be validated", exc)])
                 continue
-            if known is not None and not known.issuperset(item):
-                for name in item.keys() - known:
-                    count, example = drift.get(name, (0, ""))
-                    drift[name] = (count + 1, example or redact(str(item.get(id_field, "")))[:128])
             try:
                 out = list(stream.normalize(item, ctx))
             except ItemRejected as exc:
@@ -184,6 +197,9 @@ class Pipeline:
                 continue
             except TanpuhuiError as exc:
                 reject(index, "normalize", item, [Problem("", redact(str(exc)))])
+                continue
+            except _PARTNER_DATA_ERRORS as exc:  # text that is not Unicode, values past every limit: the item's fault
+                reject(index, "normalize", item, [_unprocessable("the item holds what cannot be processed", exc)])
                 continue
             except Exception as exc:  # an adapter bug must not lose the item: keep it for replay after a fix
                 log.exception("adapter %s stream %s: normalize raised", adapter, stream.name)
@@ -217,6 +233,23 @@ class Pipeline:
         problems: Sequence[Problem],
         partner_record_id: str = "",
     ) -> NewQuarantine:
-        pid = partner_record_id or str(item.get(id_field, "") if isinstance(item, dict) else "")
-        sealed = self.runtime.pseudonymiser.seal(orjson.dumps(item))
-        return NewQuarantine(stage, redact(pid)[:256], sealed, list(problems))
+        pid = safe_text(partner_record_id) or _partner_id(item, id_field)
+        sealed = self.runtime.pseudonymiser.seal(dumps_any(item))
+        return NewQuarantine(stage, pid[:256], sealed, list(problems))
+
+
+def _safe_problem(problem: Problem) -> Problem:
+    pointer, message = safe_text(problem.pointer), safe_text(problem.message)
+    if pointer is problem.pointer and message is problem.message:
+        return problem
+    return Problem(pointer, message, problem.keyword)
+
+
+def _partner_id(item: Any, id_field: str) -> str:
+    """The partner's id of an item, redacted and safe to store ("" when it has none)."""
+    raw = item.get(id_field, "") if isinstance(item, dict) else ""
+    return safe_text(redact(raw if isinstance(raw, str) else str(raw)))
+
+
+def _unprocessable(what: str, exc: Exception) -> Problem:
+    return Problem("", safe_text(redact(f"{what}: {type(exc).__name__}: {exc}"))[:300], "unprocessable")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MethodologyError, Problem
+from .errors import ItemRejected, MethodologyError, Problem
 from .methodology import Methodology
 from .privacy import IdentifierKind, Pseudonymiser
 from .records import RecordDoc, fingerprint_at, record_id_at
@@ -143,7 +143,7 @@ class StreamContext:
                     "adapter_version": self.adapter_version,
                     "stream": self.stream,
                     "partner_record_id": partner_record_id,
-                    "raw_sha256": _sha256(_dumps(raw, option=_SORT_KEYS)).hexdigest(),
+                    "raw_sha256": _raw_sha256(raw),
                 },
                 "subject": dict(subject),
                 "scenario": scenario,
@@ -178,3 +178,12 @@ class StreamContext:
             self._instants.clear()
         self._instants[id(when)] = (when, value)
         return value
+
+
+def _raw_sha256(raw: Mapping[str, Any]) -> str:
+    """SHA-256 of the raw item's canonical JSON; an item that has none (nested deeper than JSON writers go,
+    integers past 64 bits, lone surrogates) is rejected on its own, as the partner's fault."""
+    try:
+        return _sha256(_dumps(raw, option=_SORT_KEYS)).hexdigest()
+    except TypeError as exc:
+        raise ItemRejected([Problem("", f"the item cannot be written as canonical JSON to be hashed: {exc}")]) from None

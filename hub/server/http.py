@@ -16,6 +16,8 @@ from starlette.types import Receive
 
 from tanpuhui.sdk import redact
 
+from ..encoding import dumps_any
+
 __all__ = [
     "JSON",
     "LIST_LIMIT",
@@ -60,7 +62,8 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status, headers=headers, media_type=JSON)
+    """A JSON response; a document orjson cannot write (e.g. a quarantined item nested 300 deep) still goes out."""
+    return Response(dumps_any(doc), status, headers=headers, media_type=JSON)
 
 
 def too_large(limit: int) -> Response:
