@@ -1,0 +1,299 @@
+"""The conformance suite's plumbing: plays a scenario through a real hub, from a cassette or against a live partner.
+
+:class:`Harness` builds a fresh :class:`tanpuhui.hub.hub.Hub` per run (SQLite store in the test's temporary folder,
+the plugin loaded like any other), feeds it the recorded exchanges (or the live partner, recorded and scrubbed when
+``--tanpuhui-record`` is given, with faults injected), and reports each run as a :class:`Run`. The tests themselves
+are in :mod:`tanpuhui.testing.conformance`, which re-exports these names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+import pytest
+
+from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.pipeline import ProcessedPage
+from tanpuhui.hub.plugins import Plugins, load_plugins
+from tanpuhui.hub.runtime import BoundStream
+from tanpuhui.hub.store.base import Checkpoint, QuarantineEntry
+from tanpuhui.sdk import HttpOptions, Pseudonymiser
+
+from .cassette import Cassette
+from .faults import Fault, FaultInjector
+from .plugin import recording_settings, resolve_cassette
+from .recording import RecordingTransport
+from .scrub import Scrubber, personal_fields
+
+if TYPE_CHECKING:
+    from .conformance import AdapterConformance
+
+__all__ = ["Harness", "LivePartner", "Run"]
+
+PSEUDONYM_KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
+"""A fixed test key: the same raw item gives the same pseudonym, hence the same record bytes, on every run."""
+
+
+@dataclass(frozen=True, slots=True)
+class LivePartner:
+    """Where the partner really is while recording (or running live): ``url``, or an in-process ``transport``.
+
+    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials).
+    """
+
+    url: str
+    transport: httpx.AsyncBaseTransport | None = None
+    handle: Any = None
+
+
+@dataclass
+class Run:
+    """What one pull run of the stream did, as the hub saw it."""
+
+    summary: PullSummary
+    records: list[bytes]
+    """Record documents (JSON bytes) this run added to the outbox, in commit order."""
+    quarantined: list[QuarantineEntry]
+    """Quarantine entries this run added."""
+    checkpoint: Checkpoint
+    raw_items: list[dict[str, Any]]
+    requests: list[str]
+    """``METHOD URL`` of every request the adapter sent, retries included."""
+    waits: list[float]
+    """Retry waits the adapter asked for (recorded, not slept)."""
+
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        return [orjson.loads(body) for body in self.records]
+
+
+class _RawItems:
+    """A page observer keeping the raw items the hub processes (the personal-data check needs them)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def page_processed(self, stream: BoundStream, items: Sequence[Any], page: ProcessedPage) -> None:
+        self.items.extend(items)
+
+
+class _Log(httpx.AsyncBaseTransport):
+    """Logs requests on their way to ``inner``; never closes it (one session serves several hubs in turn)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _as_env_refs(value: Any, env: dict[str, str]) -> Any:
+    # HubConfig refuses literal secrets (as hub.toml must); hand every string over as an environment reference.
+    if isinstance(value, Mapping):
+        return {k: _as_env_refs(v, env) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_env_refs(v, env) for v in value]
+    if isinstance(value, str):
+        name = f"TANPUHUI_CONFORMANCE_{len(env)}"
+        env[name] = value
+        return {"env": name}
+    return value
+
+
+class Harness:
+    """Runs the suite's scenarios: replayed from cassettes, or live (and recorded) against a partner."""
+
+    def __init__(self, suite: AdapterConformance, workdir: Path, config: pytest.Config) -> None:
+        self.suite = suite
+        self.workdir = workdir
+        recording = recording_settings(config)
+        self.recording = recording.enabled and suite.cassette_dir is not None
+        self.record_url = recording.url
+        self.cassette_dir = resolve_cassette(config, suite.cassette_dir) if suite.cassette_dir is not None else None
+        self.live = self.recording or self.cassette_dir is None
+        self._partner_cm: AbstractContextManager[LivePartner | None] | None = None
+        self._partner: LivePartner | None = None
+        self._effective: LivePartner | None = None
+        self._stores = 0
+        self._plugins: Plugins | None = None
+        self.written: list[Path] = []
+
+    @property
+    def adapter_name(self) -> str:
+        return self.suite.adapter.name
+
+    def plugins(self) -> Plugins:
+        if self._plugins is None:
+            self._plugins = load_plugins([self.suite.plugin], entry_points=False)
+            if self.adapter_name not in self._plugins.adapters:
+                problems = "; ".join(self._plugins.problems) or "it registered none"
+                raise AssertionError(
+                    f"plugin {self.suite.plugin!r} did not register adapter {self.adapter_name!r}: {problems}"
+                )
+        return self._plugins
+
+    def new_store(self) -> Path:
+        self._stores += 1
+        return self.workdir / f"hub-{self._stores}.db"
+
+    def partner(self) -> LivePartner | None:
+        """The live partner (opened on first use, closed with the harness)."""
+        if self._partner_cm is None:
+            self._partner_cm = self.suite.sandbox()
+            self._partner = self._partner_cm.__enter__()
+            self._effective = self._partner
+            if self.record_url:
+                self._effective = LivePartner(self.record_url, None, self._partner.handle if self._partner else None)
+        return self._effective
+
+    def close(self) -> None:
+        if self._partner_cm is not None:
+            self._partner_cm.__exit__(None, None, None)
+            self._partner_cm = None
+
+    # -- scenarios -----------------------------------------------------------------------------------------
+
+    def play(self, name: str, *, runs: int = 1, faults: Sequence[Fault] = (), store: Path | None = None) -> list[Run]:
+        """Play scenario ``name`` (``runs`` pull runs of fresh hubs on one store; faults only in the first)."""
+        return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+
+    async def _play(self, name: str, runs: int, faults: Sequence[Fault], store: Path) -> list[Run]:
+        out: list[Run] = []
+        async with self._session(name, faults) as (transport, injector, verify):
+            for number in range(runs):
+                if number == 1 and injector is not None:
+                    injector.clear()
+                out.append(await self._run(transport, store))
+            verify()
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _session(
+        self, name: str, faults: Sequence[Fault]
+    ) -> AsyncIterator[tuple[_Log, FaultInjector | None, Any]]:
+        if not self.live:
+            assert self.cassette_dir is not None
+            cassette = Cassette.load(self.cassette_dir / f"{name}.json")
+            log = _Log(cassette.transport())
+
+            def verify() -> None:
+                problems = cassette.problems(self.suite.allow_unused)
+                if problems:
+                    raise AssertionError("\n".join(problems))
+
+            yield log, None, verify
+            return
+        partner = self.partner()
+        base = self.suite.base_url
+        live_url = partner.url if partner is not None else base
+        inner: httpx.AsyncBaseTransport = (
+            partner.transport if partner is not None and partner.transport is not None else httpx.AsyncHTTPTransport()
+        )
+        injector = FaultInjector(inner, faults)
+        schemas = [self.suite.adapter.schemas[n] for n in self.suite.adapter.schemas]
+        recorder = RecordingTransport(injector, rewrite={base: live_url}, scrubber=Scrubber(personal_fields(schemas)))
+        log = _Log(recorder)
+
+        def save() -> None:
+            if self.recording and self.cassette_dir is not None:
+                about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.testing)"
+                self.written.append(recorder.save(self.cassette_dir / f"{name}.json", about))
+
+        try:
+            yield log, injector, save
+        finally:
+            await inner.aclose()
+
+    async def _run(self, transport: _Log, store: Path) -> Run:
+        env: dict[str, str] = {}
+        table = _as_env_refs(self.suite.settings(self.suite.base_url, self._effective if self.live else None), env)
+        config = HubConfig.from_dict(
+            {"hub": {"store": str(store)}, "adapters": {self.adapter_name: table}},
+            source=f"conformance suite {type(self.suite).__name__}",
+            environ=env,
+        )
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        raw = _RawItems()
+        hub = Hub(
+            config,
+            plugins=self.plugins(),
+            pseudonymiser=Pseudonymiser.parse(PSEUDONYM_KEYS),
+            http=HttpOptions(transport=transport, sleep=sleep),
+            observers=[raw],
+        )
+        first_request = len(transport.requests)
+        try:
+            seq = hub.store.outbox_max_seq()
+            quarantined = {e.id for e in hub.store.quarantine_list(None, "open", 1_000_000)}
+            (summary,) = await hub.pull(self.adapter_name, self.suite.stream)
+            rows = hub.store.read_outbox(seq, 1_000_000)
+            entries = [e for e in hub.store.quarantine_list(None, "open", 1_000_000) if e.id not in quarantined]
+            checkpoint = hub.store.load_checkpoint(self.adapter_name, self.suite.stream)
+        finally:
+            await hub.aclose()
+        return Run(
+            summary=summary,
+            records=[r.body for r in rows],
+            quarantined=entries,
+            checkpoint=checkpoint,
+            raw_items=raw.items,
+            requests=transport.requests[first_request:],
+            waits=waits,
+        )
+
+    # -- the standard scenarios ------------------------------------------------------------------------------
+
+    def _page_fault(self, page: int, status: int, times: int | None = 1, retry_after: int | None = None) -> Fault:
+        return Fault(self.suite.page_path, page=page, status=status, times=times, retry_after=retry_after)
+
+    def happy(self, store: Path | None = None) -> Run:
+        (run,) = self.play("two_pages", store=store)
+        return run
+
+    def resume(self) -> tuple[Run, Run]:
+        first, second = self.play(
+            "resume_after_failure", runs=2, faults=[self._page_fault(self.suite.fail_at_page, 503, times=None)]
+        )
+        return first, second
+
+    def rate_limited(self) -> Run:
+        (run,) = self.play("rate_limited", faults=[self._page_fault(1, 429, retry_after=self.suite.retry_after)])
+        return run
+
+    def server_error(self) -> Run:
+        (run,) = self.play("server_error", faults=[self._page_fault(self.suite.fail_at_page, 503)])
+        return run
+
+    def reauth(self) -> Run:
+        (run,) = self.play("reauth_401", faults=[self._page_fault(self.suite.fail_at_page, 401)])
+        return run
+
+    def empty_after_happy(self) -> tuple[Run, Run]:
+        store = self.new_store()
+        first = self.happy(store)
+        (second,) = self.play("empty_page", store=store)
+        return first, second
+
+    def page_requests(self, run: Run) -> list[str]:
+        path = self.suite.page_path
+        return [r for r in run.requests if httpx.URL(r.split(" ", 1)[1]).path.endswith(path)]
