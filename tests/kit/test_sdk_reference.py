@@ -58,6 +58,8 @@ def _signature(obj: Any, name: str) -> str:
     sig = sig.replace("(self, ", "(").replace("(self)", "()")
     sig = re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"\1", sig)  # defaults like asyncio.sleep, stably
     sig = re.sub(r"'([^']*)'", r"\1", sig)  # string annotations (from __future__ import annotations)
+    # set defaults in a stable order (a set's repr follows the hash seed)
+    sig = re.sub(r"frozenset\(\{([^}]*)\}\)", lambda m: f"frozenset({{{', '.join(sorted(m[1].split(', ')))}}})", sig)
     return f"{name}{sig}"
 
 
