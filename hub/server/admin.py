@@ -31,11 +31,13 @@ from .http import (
     LIST_LIMIT,
     MAX_ID,
     BodyTooLarge,
+    declares_body,
     json_response,
-    parse_ids,
+    parse_bool,
     parse_limit,
     problem,
     read_body,
+    replay_choice,
     too_large,
 )
 from .openapi import Endpoint
@@ -84,16 +86,20 @@ class AdminApi:
         ]
 
     def _guard(self, handler: Handler) -> Handler:
+        """The token is checked from the headers alone, before a byte of the body is read; a refused request that
+        comes with a body is answered with ``connection: close``, so the server does not read (and discard) it."""
+
         async def guarded(request: Request) -> Response:
+            close = {"connection": "close"} if declares_body(request.headers) else {}
             if not self._token:
-                return problem(403, 'the admin API is disabled: set [server] admin_token = { env = "..." }')
+                return problem(403, 'the admin API is disabled: set [server] admin_token = { env = "..." }', close)
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
             offered = credentials.strip().encode()
             if scheme.lower() != "bearer" or not hmac.compare_digest(offered, self._token):
                 return problem(
                     401,
                     "admin API: missing or wrong bearer token",
-                    {"www-authenticate": 'Bearer realm="tanpuhui-admin"'},
+                    {"www-authenticate": 'Bearer realm="tanpuhui-admin"', **close},
                 )
             return await handler(request)
 
@@ -162,6 +168,9 @@ class AdminApi:
     async def pull(self, request: Request) -> Response:
         adapter = request.path_params["adapter"]
         stream = request.path_params["stream"]
+        wait = parse_bool(request.query_params.get("wait"))
+        if wait is None:
+            return problem(400, "wait must be true or false (or 1, 0, yes, no)")
         info = self.configured.streams.get((adapter, stream))
         if info is None:
             return problem(404, f"no configured stream {adapter}:{stream}")
@@ -172,7 +181,7 @@ class AdminApi:
             task = await self.scheduler.start_now(adapter, stream)
         except StreamBusy as exc:
             return problem(409, str(exc))
-        if request.query_params.get("wait", "").lower() not in ("1", "true", "yes"):
+        if not wait:
             return json_response({"status": "started", "adapter": adapter, "stream": stream}, 202)
         summary = await asyncio.shield(task)
         if summary is None:
@@ -212,13 +221,13 @@ class AdminApi:
         body = await self._json_body(request)
         if isinstance(body, Response):
             return body
-        ids = parse_ids(body)
-        if ids is None and body.get("all") is True:
-            adapter = body.get("adapter")
+        chosen = replay_choice(body, "adapter")
+        if isinstance(chosen, str):
+            return problem(400, chosen)
+        ids, adapter = chosen
+        if ids is None:
             entries = await asyncio.to_thread(self.hub.store.quarantine_list, adapter, "open", 1_000_000)
             ids = [e.id for e in entries]
-        if ids is None:
-            return problem(400, 'send {"ids": [1, 2]} or {"all": true} (optionally with "adapter")')
         await self._audit_request(request, "admin.quarantine.replay", "quarantine", {"ids": ids})
         results = await self.hub.replay_quarantine(ids)
         self.forwarding.notify()
@@ -252,13 +261,13 @@ class AdminApi:
         body = await self._json_body(request)
         if isinstance(body, Response):
             return body
-        ids = parse_ids(body)
-        if ids is None and body.get("all") is True:
-            sink = body.get("sink")
+        chosen = replay_choice(body, "sink")
+        if isinstance(chosen, str):
+            return problem(400, chosen)
+        ids, sink = chosen
+        if ids is None:
             letters = await asyncio.to_thread(self.hub.store.dead_letters, sink, 1_000_000)
             ids = [d.id for d in letters]
-        if ids is None:
-            return problem(400, 'send {"ids": [1, 2]} or {"all": true} (optionally with "sink")')
         await self._audit_request(request, "admin.dead_letters.replay", "dead_letters", {"ids": ids})
         result = await self.forwarder.replay(ids)
         return json_response(

@@ -32,6 +32,7 @@ from ..plugins import Plugins, load_plugins
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
 from . import openapi
 from .admin import AdminApi
+from .errors import exception_handlers
 from .ingest import IngestWorker
 from .middleware import RequestContext
 from .openapi import Endpoint
@@ -166,8 +167,7 @@ class Sidecar:
             *admin.endpoints(),
         ]
         self.app = Starlette(
-            routes=[Route(e.path, e.handler, methods=[e.method]) for e in self.endpoints],
-            lifespan=self._lifespan,
+            routes=[e.route() for e in self.endpoints], lifespan=self._lifespan, exception_handlers=exception_handlers()
         )
         direct = {f"/v1/webhooks/{a}/{s}": route.asgi_app() for (a, s), route in webhooks.items()}
         self.app.add_middleware(RequestContext, log_access=cfg.access_log, direct=direct)

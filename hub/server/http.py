@@ -6,6 +6,7 @@ Bodies are read with a size limit enforced while they stream in; refusals are RF
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -24,15 +25,18 @@ __all__ = [
     "MAX_ID",
     "PROBLEM",
     "BodyTooLarge",
+    "declares_body",
     "is_number",
     "json_response",
     "media_type",
+    "parse_bool",
     "parse_ids",
     "parse_limit",
     "problem",
     "problem_body",
     "read_body",
     "receive_body",
+    "replay_choice",
     "too_large",
 ]
 
@@ -43,6 +47,7 @@ LIST_LIMIT = 1000
 MAX_ID = 2**63 - 1
 """Store ids are 64-bit integers: a larger one names nothing (a 404, not a 500)."""
 _MAX_IDS = 100_000
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class BodyTooLarge(Exception):
@@ -68,6 +73,12 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 
 def too_large(limit: int) -> Response:
     return problem(413, f"request body is larger than {limit} bytes", {"connection": "close"})
+
+
+def declares_body(headers: Mapping[str, str]) -> bool:
+    """The request says a body follows (a non-zero ``Content-Length``, or chunked)."""
+    length = headers.get("content-length")
+    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in headers
 
 
 def media_type(content_type: str | bytes | None) -> str:
@@ -124,13 +135,47 @@ def parse_limit(raw: str | None, default: int = 100) -> int | None:
     return int(raw)
 
 
+def parse_bool(raw: str | None, default: bool = False) -> bool | None:
+    """A boolean query parameter (true/false, 1/0, yes/no; ``default`` when absent), else None (a 400)."""
+    if raw is None:
+        return default
+    return _BOOLEANS.get(raw.lower())
+
+
 def parse_ids(body: dict[str, Any]) -> list[int] | None:
-    """Entry ids from ``{"ids": [...]}``: 1 to 100,000 positive 64-bit integers, else None (a 400)."""
+    """Entry ids from ``{"ids": [...]}``: 1 to 100,000 positive 64-bit integers, else None (a 400). ``312.0`` is
+    312: JSON Schema counts a number without a fractional part as an integer."""
     ids = body.get("ids")
-    if (
-        isinstance(ids, list)
-        and 0 < len(ids) <= _MAX_IDS
-        and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids)
-    ):
-        return list(ids)
-    return None
+    if not isinstance(ids, list) or not 0 < len(ids) <= _MAX_IDS:
+        return None
+    out = []
+    for i in ids:
+        if isinstance(i, float) and i.is_integer() and 0 < i <= MAX_ID:
+            i = int(i)
+        if not (isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID):
+            return None
+        out.append(i)
+    return out
+
+
+def replay_choice(body: dict[str, Any], scope: str) -> tuple[list[int] | None, str | None] | str:
+    """What a replay request body chooses: ``(ids, None)`` for ``{"ids": [...]}``, ``(None, scope value or None)``
+    for ``{"all": true, scope: ...}``; else the 400's detail. Unknown fields are refused, not ignored: a misspelt
+    ``"adaptor"`` must not replay every adapter's entries."""
+    usage = f'send {{"ids": [1, 2]}} or {{"all": true}} (optionally with "{scope}")'
+    unknown = sorted(set(body) - {"ids", "all", scope})
+    if unknown:
+        return f"unknown field(s) {', '.join(map(repr, unknown))}; {usage}"
+    if "all" in body and not isinstance(body["all"], bool):
+        return f'"all" must be true or false; {usage}'
+    named = body.get(scope)
+    if scope in body and not (isinstance(named, str) and named):
+        return f'"{scope}" must be a non-empty string; {usage}'
+    if "ids" in body:
+        ids = parse_ids(body)
+        if ids is None:
+            return f'"ids" must be 1 to {_MAX_IDS} integers from 1 to {MAX_ID}; {usage}'
+        return ids, None
+    if body.get("all") is True:
+        return None, named
+    return usage

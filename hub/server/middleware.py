@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logging import new_request_id, request_id
+from .errors import REQUEST_ID_KEY
 
 __all__ = ["RequestContext"]
 
@@ -39,6 +40,7 @@ class RequestContext:
                 offered = value.decode("latin-1")
                 break
         rid = new_request_id(offered)
+        scope[REQUEST_ID_KEY] = rid
         header = (b"x-request-id", rid.encode())
         token = request_id.set(rid)
         started = time.perf_counter()

@@ -10,6 +10,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+
+from .http import MAX_ID, PROBLEM, problem
 
 __all__ = ["Endpoint", "document", "openapi_path"]
 
@@ -23,6 +26,26 @@ class Endpoint:
     method: str
     handler: Callable[[Request], Awaitable[Response]]
     operation: dict[str, Any]
+
+    @property
+    def query_names(self) -> frozenset[str]:
+        """The query parameters the operation documents: the only ones its route accepts."""
+        return frozenset(p["name"] for p in self.operation.get("parameters", ()) if p.get("in") == "query")
+
+    def route(self) -> Route:
+        """The Starlette route: the handler behind a check that refuses undocumented query parameters (400), so
+        a misspelt ``?limt=5`` is an error, not silently the default."""
+        handler = self.handler
+        allowed = self.query_names
+
+        async def checked(request: Request) -> Response:
+            unknown = sorted(set(request.query_params) - allowed)
+            if unknown:
+                accepted = ", ".join(sorted(allowed)) or "none"
+                return problem(400, f"unknown query parameter(s) {', '.join(unknown)}; this route accepts {accepted}")
+            return await handler(request)
+
+        return Route(self.path, checked, methods=[self.method])
 
 
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
@@ -38,7 +61,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
 
 
 def _ok(description: str, schema: Mapping[str, Any], media: str = "application/json") -> dict[str, Any]:
@@ -49,8 +72,19 @@ _REQUEST_ID = {
     "name": "X-Request-ID",
     "in": "header",
     "required": False,
-    "description": "Echoed in the response and in every log line of the request; generated when absent.",
-    "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._:\\-]+$"},
+    "description": "Echoed in the response and in every log line of the request when it is a token of 1 to 128 "
+    "characters from `A-Za-z0-9._:-` (and not shaped like a personal identifier); any other value, or none, is "
+    "replaced by a generated id.",
+    "schema": {"type": "string"},
+}
+
+_UNKNOWN_QUERY = "an unknown query parameter (each route accepts only the ones listed)"
+_OVERLOADED = {
+    **_problem(
+        "This worker has `[server] max_connections` connections open; retry after the number of seconds in "
+        "Retry-After (the connection is closed)"
+    ),
+    "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer", "minimum": 0}}},
 }
 
 _SIGNATURE_HEADERS = [
@@ -119,7 +153,12 @@ def openapi_operation() -> dict[str, Any]:
     }
 
 
+VALIDATE_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/ndjson")
+"""What ``POST /v1/validate/{schema}`` reads: JSON (a document or an array of them) or JSON Lines."""
+
+
 def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
+    lines = {"type": "string", "pattern": "\\S", "description": "JSON Lines: one document per line"}
     return {
         "operationId": "validate",
         "summary": "Validate documents against a published schema (the report of `tanpuhui validate --format json`)",
@@ -131,8 +170,8 @@ def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
             "required": True,
             "description": "A JSON document, a JSON array of documents, or JSON Lines.",
             "content": {
-                "application/json": {"schema": {}},
-                "application/x-ndjson": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"description": "a document, or a JSON array of documents"}},
+                **{media: {"schema": lines} for media in VALIDATE_TYPES[1:]},
             },
         },
         "responses": {
@@ -158,10 +197,12 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
         "parameters": _SIGNATURE_HEADERS,
         "requestBody": {
             "required": True,
+            "description": f'One `{schema}` item, an array of them, or `{{"items": [...]}}`. Any JSON is taken: '
+            "an item that does not conform is quarantined and reported in the answer, not refused.",
             "content": {
                 "application/json": {
                     "schema": {
-                        "oneOf": [
+                        "anyOf": [
                             item,
                             {"type": "array", "items": item},
                             {
@@ -169,6 +210,7 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
                                 "required": ["items"],
                                 "properties": {"items": {"type": "array", "items": item}},
                             },
+                            {"description": "anything else: its items are quarantined"},
                         ]
                     }
                 }
@@ -204,13 +246,21 @@ _ADMIN: dict[str, dict[str, Any]] = {
         "parameters": [
             {"name": "adapter", "in": "path", "required": True, "schema": {"type": "string"}},
             {"name": "stream", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "wait", "in": "query", "required": False, "schema": {"type": "boolean"}},
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "true: answer when the pull has finished, with its summary",
+                "schema": {"type": "boolean"},
+            },
         ],
         "responses": {
             "200": _ok("Finished (with ?wait=true)", {"type": "object"}),
             "202": _ok("Started", {"type": "object"}),
+            "400": _problem("`wait` is not a boolean (true, false, 1, 0, yes, no)"),
             "404": _problem("No such configured stream"),
             "409": _problem("A pull of this stream is running, or it is a push stream"),
+            "503": _problem("The pull was stopped by a shutdown (with ?wait=true); it resumes from its cursor"),
         },
     },
     "quarantine_list": {
@@ -237,14 +287,25 @@ _ADMIN: dict[str, dict[str, Any]] = {
     "quarantine_show": {
         "operationId": "admin_quarantine_show",
         "summary": "One quarantined item with its raw payload, personal data masked",
-        "parameters": [{"name": "entry_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "parameters": [
+            {
+                "name": "entry_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            }
+        ],
         "responses": {"200": _ok("Entry", _ref("QuarantineEntry")), "404": _problem("No such entry")},
     },
     "quarantine_replay": {
         "operationId": "admin_quarantine_replay",
         "summary": "Run quarantined items through the pipeline again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReplayRequest")}}},
-        "responses": {"200": _ok("Per-entry results", {"type": "object"}), "400": _problem("Bad request body")},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("QuarantineReplay")}}},
+        "responses": {
+            "200": _ok("Per-entry results", {"type": "object"}),
+            "400": _problem("Bad request body"),
+            "413": _problem("Body over the size limit"),
+        },
     },
     "dead_letters": {
         "operationId": "admin_dead_letters",
@@ -263,10 +324,11 @@ _ADMIN: dict[str, dict[str, Any]] = {
     "dead_letters_replay": {
         "operationId": "admin_dead_letters_replay",
         "summary": "Send dead letters again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReplayRequest")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DeadLetterReplay")}}},
         "responses": {
             "200": _ok("Delivered and still failing ids", {"type": "object"}),
             "400": _problem("Bad request body"),
+            "413": _problem("Body over the size limit"),
         },
     },
 }
@@ -283,6 +345,23 @@ def admin_operation(name: str) -> dict[str, Any]:
     return op
 
 
+_REPLAY_IDS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "minItems": 1}
+
+
+def _replay_request(scope: str, description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f'`{{"ids": [1, 2]}}`, or `{{"all": true}}` optionally with `{scope}`',
+        "properties": {
+            "ids": {**_REPLAY_IDS, "maxItems": 100_000},
+            "all": {"type": "boolean"},
+            scope: {"type": "string", "minLength": 1, "description": description},
+        },
+        "additionalProperties": False,
+        "anyOf": [{"required": ["ids"]}, {"required": ["all"], "properties": {"all": {"const": True}}}],
+    }
+
+
 _ERROR = {
     "type": "object",
     "required": ["pointer", "message"],
@@ -293,6 +372,7 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
         "properties": {
             "type": {"type": "string"},
             "title": {"type": "string"},
@@ -395,15 +475,8 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
             "raw": {"description": "the partner item, personal data masked (show only)"},
         },
     },
-    "ReplayRequest": {
-        "type": "object",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
-            "all": {"type": "boolean"},
-            "adapter": {"type": "string"},
-            "sink": {"type": "string"},
-        },
-    },
+    "QuarantineReplay": _replay_request("adapter", "only this adapter's entries (with `all`)"),
+    "DeadLetterReplay": _replay_request("sink", "only this sink's dead letters (with `all`)"),
 }
 
 
@@ -414,13 +487,55 @@ def _version() -> str:
         return "0+unknown"
 
 
+def _with_common_answers(operation: Mapping[str, Any]) -> dict[str, Any]:
+    """What every route may answer besides its own: 400 for an unknown query parameter, 503 when the worker is
+    over ``max_connections`` (a problem document even where the route's own 503 is another document)."""
+    op = dict(operation)
+    op["parameters"] = [*op.get("parameters", ()), _REQUEST_ID]
+    responses = {k: dict(v) for k, v in op["responses"].items()}
+    if "400" in responses:
+        responses["400"]["description"] += f"; or {_UNKNOWN_QUERY}"
+    else:
+        responses["400"] = _problem(_UNKNOWN_QUERY[0].upper() + _UNKNOWN_QUERY[1:])
+    if "503" in responses:
+        answer = responses["503"]
+        answer["description"] += "; or this worker is over `[server] max_connections` (retry after Retry-After)"
+        answer["content"] = {**answer["content"], **_OVERLOADED["content"]}
+        answer["headers"] = _OVERLOADED["headers"]
+    else:
+        responses["503"] = _OVERLOADED
+    op["responses"] = dict(sorted(responses.items()))
+    return op
+
+
+def embedded_schema(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A partner schema as ``components/schemas/<name>``: its own ``#/...`` references re-rooted there (an OpenAPI
+    reader resolves them against the document, not the schema), its ``$id`` and ``$schema`` dropped (an ``$id``
+    would make the re-rooted references resolve against the schema again)."""
+    base = "#/components/schemas/" + name.replace("~", "~0").replace("/", "~1")
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: walk(v) for k, v in node.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#"):
+                out["$ref"] = base + ref[1:]
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    doc: dict[str, Any] = walk(schema)
+    doc.pop("$id", None)
+    doc.pop("$schema", None)
+    return doc
+
+
 def document(endpoints: Iterable[Endpoint], partner_schemas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``endpoints``; ``partner_schemas`` are the webhook item schemas by name."""
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
-        op = dict(e.operation)
-        op["parameters"] = [*op.get("parameters", ()), _REQUEST_ID]
-        paths.setdefault(openapi_path(e.path), {})[e.method.lower()] = op
+        paths.setdefault(openapi_path(e.path), {})[e.method.lower()] = _with_common_answers(e.operation)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -430,7 +545,7 @@ def document(endpoints: Iterable[Endpoint], partner_schemas: Mapping[str, Mappin
         },
         "paths": paths,
         "components": {
-            "schemas": {**COMPONENT_SCHEMAS, **{k: dict(v) for k, v in partner_schemas.items()}},
+            "schemas": {**COMPONENT_SCHEMAS, **{k: embedded_schema(k, v) for k, v in partner_schemas.items()}},
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         },
     }

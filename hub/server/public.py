@@ -18,13 +18,13 @@ from ..scheduler import Stopping
 from ..store.base import Store
 from ..validation import DocumentReport, SchemaRegistry, read_documents
 from . import openapi
-from .http import JSON, BodyTooLarge, json_response, media_type, problem, read_body, too_large
+from .http import BodyTooLarge, json_response, media_type, problem, read_body, too_large
 from .openapi import Endpoint
 from .streams import Configured
 
 __all__ = ["VALIDATE_TYPES", "PublicApi"]
 
-VALIDATE_TYPES = frozenset({JSON, "application/x-ndjson", "application/jsonl", "application/ndjson"})
+VALIDATE_TYPES = frozenset(openapi.VALIDATE_TYPES)
 
 
 class PublicApi:

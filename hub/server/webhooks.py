@@ -1,6 +1,6 @@
 """The webhook routes: ``POST /v1/webhooks/{adapter}/{stream}``, one per configured push stream.
 
-A request, in order: content type (415), size (413, checked while the body streams in), signature (401; a
+A request, in order: no query string (400), content type (415), size (413, checked while the body streams in), signature (401; a
 malformed header is never a 500), an id already being processed (409), then the group commit
 (:mod:`.ingest`): a repeat of a committed id gets the first answer again (``X-Webhook-Replayed: true``), the same id
 with another body 422, an unparseable body 400, else the items are validated, normalized and committed with the
@@ -82,10 +82,13 @@ class WebhookRoute:
         self._requests = metrics.webhook_requests
         self._counters: dict[int, Any] = {}
 
-    async def answer(self, raw_headers: Sequence[tuple[bytes, bytes]], receive: Receive) -> Answer:
+    async def answer(self, raw_headers: Sequence[tuple[bytes, bytes]], receive: Receive, query: bytes = b"") -> Answer:
         """A request -> (status, body, content type, extra headers), counted and timed."""
         started = time.perf_counter()
-        result = await self._handle(raw_headers, receive)
+        if query:  # the route documents no query parameter: refuse them all (as every route refuses unknown ones)
+            result = _problem(400, "unknown query parameter(s); this route accepts none", _CLOSE)
+        else:
+            result = await self._handle(raw_headers, receive)
         status = result[0]
         counter = self._counters.get(status)
         if counter is None:
@@ -105,7 +108,7 @@ class WebhookRoute:
             elif name == b"content-length" and declared is None:
                 declared = value
         if media_type(content_type) not in _TYPES:
-            return _problem(415, "send the items as application/json")
+            return _problem(415, "send the items as application/json", _CLOSE)
         try:
             body = await receive_body(receive, declared, self.limit)
         except BodyTooLarge:
@@ -144,7 +147,9 @@ class WebhookRoute:
 
         async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
             try:
-                status, body, content_type, extra = await self.answer(scope["headers"], receive)
+                status, body, content_type, extra = await self.answer(
+                    scope["headers"], receive, scope.get("query_string", b"")
+                )
             except ClientDisconnect:
                 return  # nobody to answer
             headers = [*extra, (b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
