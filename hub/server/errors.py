@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from .http import problem
@@ -39,6 +39,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return problem(status, detail, dict(exc.headers or {}))
 
 
+async def _gone(request: Request, exc: Exception) -> Response:
+    # The client went away while its body was being read (or was cut off as too slow): nobody reads this answer,
+    # and it is no error of ours to log with a traceback.
+    return Response(status_code=400)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     rid = str(request.scope.get(REQUEST_ID_KEY, ""))
     headers = {"x-request-id": rid} if rid else None
@@ -46,5 +52,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def exception_handlers() -> Mapping[Any, Any]:
-    """Starlette's ``exception_handlers``: 404, 405 and other HTTP exceptions, and crashes (500)."""
-    return {HTTPException: _http_exception, Exception: _server_error}
+    """Starlette's ``exception_handlers``: 404, 405 and other HTTP exceptions, a client gone while its body was
+    read, and crashes (500)."""
+    return {HTTPException: _http_exception, ClientDisconnect: _gone, Exception: _server_error}

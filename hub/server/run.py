@@ -18,6 +18,7 @@ import uvicorn
 
 from ..process import tune_gc
 from .app import Sidecar
+from .protocol import ConnectionLimits, GuardedHttpProtocol
 
 __all__ = ["SidecarServer", "serve", "tune_gc", "uvicorn_config"]
 
@@ -49,11 +50,16 @@ class SidecarServer(uvicorn.Server):
 
 
 def uvicorn_config(sidecar: Sidecar, host: str | None = None, port: int | None = None) -> uvicorn.Config:
+    """uvicorn's configuration for the sidecar: its HTTP protocol with the ``[server]`` connection limits
+    (:mod:`.protocol`), no websockets, the sidecar's own logging."""
     s = sidecar.settings
+    limits = ConnectionLimits(s.header_timeout, s.body_timeout, s.min_body_rate, s.max_connections)
     return uvicorn.Config(
         sidecar.app,
         host=host if host is not None else s.host,
         port=port if port is not None else s.port,
+        http=GuardedHttpProtocol.with_limits(limits),
+        ws="none",
         log_config=None,  # the JSON logging set up by the caller stays in charge
         log_level=s.log_level,
         access_log=False,  # the sidecar writes its own (JSON, with the request id, without query strings)

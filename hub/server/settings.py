@@ -5,6 +5,10 @@
     port = 8700
     admin_token = { env = "TANPUHUI_ADMIN_TOKEN" }
     max_body_bytes = 8_388_608
+    header_timeout = "10s"                       # slow clients: the request head must arrive within this,
+    body_timeout = "10s"                         # a body may pause this long, and must then average
+    min_body_rate = 1024                         # this many bytes/s
+    max_connections = 1000                       # per worker; a request beyond is answered 503
     shutdown_timeout = "10s"
     workers = 1                                  # sidecar processes on the port (one core each)
 
@@ -76,6 +80,18 @@ class ServerSettings(BaseModel):
     )
     admin_token: SecretStr | None = Field(default=None, description="bearer token of /v1/admin (env reference)")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="request body limit (413 beyond)")
+    header_timeout: Duration = Field(
+        default=10.0, gt=0, description="a request head (line and headers) must arrive within this (408 beyond)"
+    )
+    body_timeout: Duration = Field(
+        default=10.0, gt=0, description="longest pause while a body streams in; also the grace of min_body_rate"
+    )
+    min_body_rate: int = Field(
+        default=1024, ge=0, description="bytes/s a body must average once it has streamed body_timeout (0: none)"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="connections one worker serves at once (503 with Retry-After beyond)"
+    )
     shutdown_timeout: Duration = Field(default=10.0, ge=0, description="SIGTERM: how long in-flight work may take")
     receipt_retention: Duration = Field(default=7 * 86400.0, gt=0, description="how long webhook answers are kept")
     forward: bool = Field(default=True, description="run the forwarder loop to the configured sinks")
