@@ -1,6 +1,6 @@
 """``python -m benchmarks [--quick] [--only NAME ...]``: run the benchmarks and print one table.
 
-Names: pull, dedup, forward, webhook, memory. ``--quick`` runs small sizes (a CI smoke test: it asserts nothing
+Names: pull, dedup, forward, webhook, memory, inputs. ``--quick`` runs small sizes (a CI smoke test: it asserts nothing
 about time). See docs/performance.md for what each measures and the figures on the reference machine.
 """
 
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "forward": "benchmarks.forward",
     "webhook": "benchmarks.webhook",
     "memory": "benchmarks.memory",
+    "inputs": "benchmarks.big_inputs",
 }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 import click
 import orjson
@@ -17,11 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tanpuhui.sdk import ConfigError, Problem, PullStream, TanpuhuiError, redact
+from tanpuhui.sdk import ConfigError, PullStream, TanpuhuiError, redact
 
 from .config import HubConfig, load_config
 from .plugins import Plugins, PluginWarning, load_plugins
-from .validation import DocumentReport, SchemaRegistry, read_documents
+from .validation import DocumentReport, SchemaRegistry, iter_documents, report_documents
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -165,39 +166,58 @@ def validate(file: str, schema_name: str, fmt: str) -> None:
     """Validate FILE (`-` for stdin) against a schema.
 
     FILE holds a JSON document, a JSON array of documents, or JSON Lines. Exit status: 0 all valid, 1 some
-    invalid, 2 usage error (unknown schema, unreadable file). Errors are JSON pointers with messages.
+    invalid, 2 usage error (unknown schema, unreadable file). Errors are JSON pointers with messages. The file is
+    read as it is checked (a line of JSON Lines or an element of an array at a time) and reports are printed as
+    they come, so memory stays flat whatever its size.
     """
     registry = _schemas(_plugins())
     compiled = registry.get(schema_name)
-    if file == "-":
-        data, source = sys.stdin.buffer.read(), "<stdin>"
-    else:
+    source = "<stdin>" if file == "-" else file
+    with contextlib.ExitStack() as closing:
         try:
-            data, source = Path(file).read_bytes(), file
+            stream: BinaryIO = sys.stdin.buffer if file == "-" else closing.enter_context(open(file, "rb"))
         except OSError as exc:
             raise UserError(f"{file}: cannot read: {exc.strerror}") from None
-    reports = []
-    for index, line, doc in read_documents(data, source):
-        problems = [doc] if isinstance(doc, Problem) else compiled.problems(doc)
-        reports.append(DocumentReport(index, line, problems))
-    invalid = [r for r in reports if not r.valid]
-    if fmt == "json":
-        body = {
-            "source": source,
-            "schema": schema_name,
-            "documents": len(reports),
-            "invalid": len(invalid),
-            "results": [r.as_dict() for r in reports],
-        }
-        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        for r in invalid:
-            where = f"{source}:{r.line}" if r.line is not None else f"{source}[{r.index}]"
-            for p in r.problems:
-                out.print(f"{where} {p.pointer or '/'}: {p.message}", markup=False)
-        status = "[green]valid[/]" if not invalid else f"[red]{len(invalid)} invalid[/]"
-        err.print(f"{source}: {len(reports)} document(s) checked against {schema_name}: {status}")
+        reports = report_documents(iter_documents(stream, source), compiled)
+        if fmt == "json":
+            documents, invalid = _print_json_reports(reports, source, schema_name)
+        else:
+            documents, invalid = _print_text_reports(reports, source)
+            status = "[green]valid[/]" if not invalid else f"[red]{invalid} invalid[/]"
+            err.print(f"{source}: {documents} document(s) checked against {schema_name}: {status}")
     sys.exit(1 if invalid else 0)
+
+
+def _print_text_reports(reports: Iterable[DocumentReport], source: str) -> tuple[int, int]:
+    """One line per error, ``FILE:LINE POINTER: message`` (``FILE[INDEX]`` outside JSON Lines), as they come."""
+    documents = invalid = 0
+    for r in reports:
+        documents += 1
+        if r.valid:
+            continue
+        invalid += 1
+        where = f"{source}:{r.line}" if r.line is not None else f"{source}[{r.index}]"
+        for p in r.problems:
+            out.print(f"{where} {p.pointer or '/'}: {p.message}", markup=False)
+    return documents, invalid
+
+
+def _print_json_reports(reports: Iterable[DocumentReport], source: str, schema_name: str) -> tuple[int, int]:
+    """The ``--format json`` report, written as the documents are checked: the validate endpoint's document, its
+    counts after the results (which are not held in memory). Nothing is written before the first report, so an
+    input refused outright (empty) leaves no half document behind its error."""
+    write = sys.stdout.write
+    head = orjson.dumps({"source": source, "schema": schema_name}, option=orjson.OPT_INDENT_2).decode()
+    head = head[:-2] + ',\n  "results": ['
+    documents = invalid = 0
+    for r in reports:
+        item = orjson.dumps(r.as_dict(), option=orjson.OPT_INDENT_2).decode().replace("\n", "\n    ")
+        write((head + "\n    " if not documents else ",\n    ") + item)
+        documents += 1
+        invalid += not r.valid
+    end = f',\n  "documents": {documents},\n  "invalid": {invalid}\n}}\n'
+    write(("\n  ]" if documents else head + "]") + end)
+    return documents, invalid
 
 
 # -- pull / forward ----------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tanpuhui.sdk import Problem, SchemaError, Sink, redact
+from tanpuhui.sdk import SchemaError, Sink, redact
 
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import HubMetrics, sink_error_text
 from ..scheduler import Stopping
 from ..store.base import Store
-from ..validation import DocumentReport, SchemaRegistry, read_documents
+from ..validation import SchemaRegistry, read_documents, report_documents
 from . import openapi
 from .http import BodyTooLarge, json_response, media_type, problem, read_body, too_large
 from .openapi import Endpoint
@@ -125,16 +125,13 @@ class PublicApi:
 
         def report() -> dict[str, Any]:
             # What `tanpuhui validate --format json` prints for a file.
-            reports = []
-            for index, line, doc in read_documents(body, "request body"):
-                problems = [doc] if isinstance(doc, Problem) else compiled.problems(doc)
-                reports.append(DocumentReport(index, line, problems))
+            results = [r.as_dict() for r in report_documents(read_documents(body, "request body"), compiled)]
             return {
                 "source": "request body",
                 "schema": name,
-                "documents": len(reports),
-                "invalid": sum(1 for r in reports if not r.valid),
-                "results": [r.as_dict() for r in reports],
+                "documents": len(results),
+                "invalid": sum(1 for r in results if not r["valid"]),
+                "results": results,
             }
 
         try:
