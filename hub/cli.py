@@ -480,13 +480,13 @@ def serve(config_path: Path, host: str | None, port: int | None, workers: int | 
     within [server] shutdown_timeout. With --workers N, N processes share the port and the store (pulls and
     deliveries are leased, so none is done twice). See docs/operator-guide.md.
     """
-    from .logging import configure_logging, known_secrets
+    from .logging import configure_logging
     from .server import ServerSettings, Sidecar
     from .server import serve as run_sidecar
 
     config = load_config(config_path)
     settings = ServerSettings.from_config(config)
-    configure_logging(settings.log_level, secrets=known_secrets(config))
+    configure_logging(settings.log_level, secrets=config.secret_values())
     workers = workers or settings.workers
 
     def run(sock: socket.socket | None = None) -> int:

@@ -43,6 +43,9 @@ __all__ = ["ENV_PREFIX", "ForwarderSettings", "HubConfig", "HubSettings", "load_
 ENV_PREFIX = "TANPUHUI__"
 _NOT_SECRET_SUFFIX = re.compile(r"_(url|uri|endpoint|path|file|ttl|env|version|header)$", re.I)
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|app_key_secret)", re.I)
+_SECRET_VALUE_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|key)", re.I)
+"""Keys whose values are scrubbed from messages: wider than the literal-secret rule (an ``sm4_key`` is a secret
+even if a partner's ``app_key`` is only an identifier: scrubbing both costs nothing)."""
 
 
 class HubSettings(BaseModel):
@@ -90,6 +93,37 @@ class HubConfig:
     server: dict[str, Any] = field(default_factory=dict)
     """The ``[server]`` table of the sidecar, validated by ``tanpuhui.hub.server.ServerSettings`` when it starts."""
     base_dir: Path = field(default_factory=Path.cwd)
+
+    def secret_values(self, environ: Mapping[str, str] | None = None) -> set[str]:
+        """Every secret this configuration resolved: values under keys that name secrets (``*secret*``,
+        ``*token*``, ``*password*``, ``*key*``), the pseudonym keys (here or in the environment) and the store URL's
+        password, for :func:`tanpuhui.sdk.register_secrets`."""
+        env = os.environ if environ is None else environ
+        found: set[str] = set()
+
+        def walk(value: Any, secret: bool) -> None:
+            if isinstance(value, Mapping):
+                for k, v in value.items():
+                    walk(v, secret or bool(_SECRET_VALUE_KEY.search(str(k))))
+            elif isinstance(value, list | tuple):
+                for v in value:
+                    walk(v, secret)
+            elif secret and isinstance(value, str):
+                found.add(value)
+
+        walk({"adapters": self.adapters, "sinks": self.sinks, "server": self.server}, False)
+        for spec in (self.hub.pseudonym_keys, env.get("TANPUHUI_PSEUDONYM_KEYS")):
+            if spec:
+                found.add(spec)
+        dsn = self.store_dsn()
+        if dsn:
+            try:
+                password = urlsplit(dsn).password
+            except ValueError:
+                password = None
+            if password:
+                found.add(password)
+        return found
 
     @classmethod
     def from_dict(

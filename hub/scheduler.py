@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tanpuhui.sdk import redact
+
 from .drivers.pull import PullSummary
 from .forwarder import Forwarder, ForwardSummary
 from .hub import Hub
@@ -247,7 +249,7 @@ class Scheduler:
             raise
         except Exception as exc:  # a bug in an adapter must not end the schedule
             log.exception("pull %s:%s crashed", *key)
-            summary = PullSummary(key[0], key[1], error=f"{type(exc).__name__}: {exc}")
+            summary = PullSummary(key[0], key[1], error=redact(f"{type(exc).__name__}: {exc}"))
         finally:
             run.running = False
         run.last_summary = summary

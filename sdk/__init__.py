@@ -69,6 +69,7 @@ from .records import (
     neighbour_fingerprint_at,
     period_start_seconds,
 )
+from .secrets import register_secrets
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
 from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
@@ -141,4 +142,5 @@ __all__ = [
     "period_start_seconds",
     "recompute",
     "redact",
+    "register_secrets",
 ]

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import PrivacyError
+from .secrets import scrub_secrets
 
 __all__ = [
     "KEY_ENV",
@@ -98,9 +99,10 @@ def mask_resident_id(value: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Mask anything in ``text`` shaped like a resident ID or a mobile number (for messages and logs)."""
+    """Mask anything in ``text`` shaped like a resident ID or a mobile number, and the secrets the process holds
+    (:func:`~tanpuhui.sdk.register_secrets`), for messages, answers, logs and the store."""
     text = _RID_IN_TEXT.sub(lambda m: mask_resident_id(m.group(0)), text)
-    return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text)
+    return scrub_secrets(_MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text))
 
 
 _MEMO_SIZE = 16_384
