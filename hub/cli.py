@@ -214,11 +214,31 @@ def _open_hub(config_path: Path, *, long_running: bool = False) -> Any:
     return hub
 
 
-@main.command()
+EXIT_LEASED = 75
+"""``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
+EX_TEMPFAIL: try again later)."""
+
+
+@main.command(
+    epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
+    f"2 a usage or configuration error; {EXIT_LEASED} a stream was not pulled because another process holds its "
+    "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
+)
 @click.argument("target", metavar="ADAPTER[:STREAM]")
 @CONFIG_OPTION
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    is_flag=False,
+    flag_value=600.0,
+    metavar="[SECONDS]",
+    help="Wait for a stream another process holds the lease of, up to SECONDS (600 when given alone), "
+    f"instead of skipping it with exit status {EXIT_LEASED}.",
+)
 @friendly
-def pull(target: str, config_path: Path) -> None:
+def pull(target: str, config_path: Path, wait: float | None) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
     adapter, _, stream = target.partition(":")
     hub = _open_hub(config_path, long_running=True)
@@ -228,6 +248,7 @@ def pull(target: str, config_path: Path) -> None:
             return await hub.pull(
                 adapter,
                 stream or None,
+                wait=wait or 0.0,
                 progress=lambda page: err.print(
                     f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
                     f"{page.quarantined} quarantined",
@@ -243,11 +264,13 @@ def pull(target: str, config_path: Path) -> None:
         table.add_row(
             f"{s.adapter}:{s.stream}",
             *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held, s.quarantined)),
-            s.error or ("skipped: another replica is pulling it (leased)" if s.leased_elsewhere else ""),
+            s.error or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
     out.print(table)
     if any(s.error for s in summaries):
         sys.exit(1)
+    if any(s.leased_elsewhere for s in summaries):
+        sys.exit(EXIT_LEASED)
 
 
 @main.command()
