@@ -44,6 +44,7 @@ from .privacy import (
     redact,
 )
 from .records import ReductionRecord, behaviour_fingerprint, make_record_id
+from .sandbox import Sandbox, SandboxFactory, WebhookRequest
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
 from .webhooks import WebhookSigner, WebhookVerifier
 
@@ -86,6 +87,8 @@ __all__ = [
     "ReductionRecord",
     "Rejection",
     "RetryPolicy",
+    "Sandbox",
+    "SandboxFactory",
     "SchemaError",
     "SignatureError",
     "Sink",
@@ -94,6 +97,7 @@ __all__ = [
     "Stream",
     "StreamContext",
     "TanpuhuiError",
+    "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
     "behaviour_fingerprint",
