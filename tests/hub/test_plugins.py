@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import subprocess
+import sys
 import types
 from collections.abc import Callable
 
@@ -171,6 +173,26 @@ def test_registering_a_sandbox_that_cannot_be_called_is_a_warning() -> None:
     with pytest.warns(PluginWarning, match="'confused_plugin'.*register_sandboxes.*expected a factory to call"):
         plugins = load_plugins([confused], entry_points=False)
     assert plugins.sandboxes == {}
+
+
+def test_every_builtin_adapter_offers_a_sandbox_through_the_hook() -> None:
+    plugins = load_plugins()
+    builtin = {"transit_card", "state_grid", "yrd_scenarios", "provincial_bigdata"}
+    assert builtin <= set(plugins.sandboxes)
+    for info in plugins.info:
+        if set(info.adapters) & builtin:
+            assert info.sandboxes == info.adapters, info.name
+
+
+def test_loading_plugins_imports_no_sandbox_and_no_web_server() -> None:
+    code = (
+        "import sys; from tanpuhui.hub.plugins import load_plugins; plugins = load_plugins(); "
+        "assert plugins.sandboxes, plugins.problems; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn') or m.endswith('.sandbox')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['tanpuhui.sdk.sandbox']"
 
 
 def test_plugin_with_a_wrong_hook_signature_is_a_warning() -> None:
