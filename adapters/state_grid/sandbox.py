@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tanpuhui.sdk.sandbox import WebhookRequest
+from tanpuhui.sdk import WebhookRequest
 from tanpuhui.testing.sandbox import (
     OFFSET_CURSOR,
     EncodedItems,

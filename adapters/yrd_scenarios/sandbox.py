@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tanpuhui.sdk.sandbox import WebhookRequest
+from tanpuhui.sdk import WebhookRequest
 from tanpuhui.testing.sandbox import (
     OFFSET_CURSOR,
     EncodedItems,
@@ -504,36 +504,32 @@ class YrdSandbox(PartnerSandbox):
 
     # -- endpoints ---------------------------------------------------------------------------------------------
 
-    def _platform(self, request: Request) -> str | Response | None:
+    def _unknown_platform(self, request: Request) -> Response | None:
         platform = request.path_params.get("platform")
         if platform is not None and platform not in self._by_platform:
             return _envelope(404, "4040", f"no platform {platform!r} on this exchange")
-        return platform
+        return None
 
     async def _scenarios(self, request: Request) -> Response:
         self.stats.requests += 1
         self.stats.catalog_requests += 1
-        refused = self.oauth.refuse(request)
+        refused = self.oauth.refuse(request) or self._unknown_platform(request)
         if refused is not None:
             return refused
-        platform = self._platform(request)
-        if isinstance(platform, Response):
-            return platform
-        data = {"version": CATALOG_VERSION, "items": self.dataset.catalog(platform)}
+        data = {"version": CATALOG_VERSION, "items": self.dataset.catalog(request.path_params.get("platform"))}
         return json_response(200, {"code": "0000", "msg": "success", "data": data})
 
     async def _records(self, request: Request) -> Response:
         self.stats.requests += 1
         self.stats.records_requests += 1
-        refused = self.oauth.refuse(request)
+        refused = (
+            self.oauth.refuse(request)
+            or self._unknown_platform(request)
+            or self.scheduled_fault(self.stats.records_requests)
+        )
         if refused is not None:
             return refused
-        platform = self._platform(request)
-        if isinstance(platform, Response):
-            return platform
-        fault = self.scheduled_fault(self.stats.records_requests)
-        if fault is not None:
-            return fault
+        platform = request.path_params.get("platform")
         limit = positive_int(request.query_params.get("limit"), 100)
         if limit is None:
             return _envelope(400, "4001", "limit must be a positive integer")

@@ -38,7 +38,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from tanpuhui.sdk.sandbox import WebhookRequest
+from tanpuhui.sdk import WebhookRequest
 
 from ..loopback import LoopbackServer
 from .faults import FaultSchedule, ScheduledFault

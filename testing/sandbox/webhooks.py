@@ -9,8 +9,7 @@ from typing import Any
 
 import orjson
 
-from tanpuhui.sdk import WebhookSigner
-from tanpuhui.sdk.sandbox import WebhookRequest
+from tanpuhui.sdk import WebhookRequest, WebhookSigner
 
 __all__ = ["new_webhook_secret", "signed_batches"]
 
