@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import warnings
@@ -485,6 +486,11 @@ def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
 # -- serve -------------------------------------------------------------------------------------------------
 
 
+def _stop_while_starting(signum: int, frame: Any) -> None:
+    """SIGTERM before the sidecar is up: nothing was accepted yet, so stopping is clean (status 0)."""
+    raise SystemExit(0)
+
+
 @main.command()
 @CONFIG_OPTION
 @click.option("--host", default=None, help="Address to bind (default: [server] host, 127.0.0.1).")
@@ -503,6 +509,7 @@ def serve(config_path: Path, host: str | None, port: int | None, workers: int | 
     within [server] shutdown_timeout. With --workers N, N processes share the port and the store (pulls and
     deliveries are leased, so none is done twice). See docs/operator-guide.md.
     """
+    signal.signal(signal.SIGTERM, _stop_while_starting)  # until the server installs its own handlers
     from .logging import configure_logging
     from .server import ServerSettings, Sidecar
     from .server import serve as run_sidecar

@@ -523,7 +523,7 @@ def _rounds(run: _Run, sandbox: TransitSandbox, log: Callable[[str], None]) -> N
         # Spread the datasets over the rounds still expected, from the kill rate so far.
         rate = max(0.5, report.total_kills / rounds) if rounds else _KILLS_PER_ROUND
         left = max(1.0, (cfg.kills - report.total_kills) / rate)
-        slice_size = max(1, int((total - sandbox.partner.visible) / (left + 1)))
+        slice_size = max(1, int((total - sandbox.visible) / (left + 1)))
         rounds += 1
         sandbox.publish(slice_size)
         if pusher is not None:
@@ -535,7 +535,7 @@ def _rounds(run: _Run, sandbox: TransitSandbox, log: Callable[[str], None]) -> N
         stats = run.consumer.stats()
         pushes = f", webhooks acknowledged {len(pusher.acked)}/{pusher.webhooks}" if pusher is not None else ""
         log(
-            f"round {rounds}: published {sandbox.partner.visible}/{total}{pushes}, kills "
+            f"round {rounds}: published {sandbox.visible}/{total}{pushes}, kills "
             f"{report.total_kills}/{cfg.kills}, consumer has {stats['unique']} events "
             f"({stats['duplicates']} redelivered)"
         )
