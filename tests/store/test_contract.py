@@ -1,7 +1,8 @@
 """The store contract, the same assertions against SQLite and PostgreSQL (``backend`` is parametrised).
 
 Pages commit records, quarantine and checkpoint atomically; dedup by record id; cross-source claims by
-fingerprint; quarantine; sink positions and dead letters; webhook receipts; leases.
+fingerprint; quarantine; sink positions and dead letters; webhook receipts; leases. The audit log and the schema
+drift report: test_contract_audit.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tanpuhui.hub.store.base import Checkpoint, DriftLog, DuplicateReceipt, NewReceipt, PageWrite, Store
+from tanpuhui.hub.store.base import Checkpoint, DuplicateReceipt, NewReceipt, PageWrite, Store
 from tanpuhui.hub.store.leases import SINK_LEASES, LeaseLost
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION
 
@@ -303,6 +304,16 @@ def test_dead_letter_rows_bring_back_the_outbox_row_for_replay(store: Store) -> 
     assert orjson.loads(found[0][1].body)["record_id"] == rows[2].record_id
 
 
+def test_a_row_dead_lettered_again_keeps_its_entry_with_the_new_attempts_and_error(store: Store) -> None:
+    _fill(store, 3)
+    row = store.read_outbox(0, 3)[1]
+    store.advance_sink("platform", 3, dead=[(row, 8, "HTTP 422: event rejected by consumer")])
+    [first] = store.dead_letters()
+    store.advance_sink("platform", 3, dead=[(row, 3, "HTTP 410: gone")])
+    [again] = store.dead_letters()
+    assert (again.id, again.seq, again.attempts, again.error) == (first.id, 2, 3, "HTTP 410: gone")
+
+
 def test_deleted_dead_letters_are_gone(store: Store) -> None:
     _fill(store, 3)
     rows = store.read_outbox(0, 3)
@@ -513,23 +524,3 @@ def test_store_reopens_with_its_data_intact(backend: Backend) -> None:
 def test_a_store_opens_at_the_current_schema_version(backend: Backend) -> None:
     store: Any = backend.open()
     assert store.schema_version() == SCHEMA_VERSION
-
-
-# -- schema drift report ------------------------------------------------------------------------------------------
-
-
-def test_fields_the_schema_does_not_name_are_reported_with_their_page(store: Store) -> None:
-    assert isinstance(store, DriftLog)
-    drift = {"operator_note": (3, "HF-M1-000123")}
-    store.commit_pages([PageWrite("transit_card", "trips", trips(2), [], None, drift=drift)])
-    store.commit_pages([PageWrite("transit_card", "trips", [], [], None, drift={"operator_note": (2, "HF-M1-9")})])
-    [entry] = store.schema_drift()
-    assert (entry.adapter, entry.stream, entry.field, entry.items, entry.example) == (
-        "transit_card",
-        "trips",
-        "operator_note",
-        5,
-        "HF-M1-000123",
-    )
-    assert entry.first_seen <= entry.last_seen
-    assert store.schema_drift("state_grid") == []
