@@ -37,7 +37,7 @@ from .base import (
     WebhookReceipt,
 )
 
-__all__ = ["Dialect", "OutboxInsert", "Rows", "T", "time_text", "utc_now"]
+__all__ = ["QUARANTINE_REPEAT", "Dialect", "OutboxInsert", "QuarantineRow", "Rows", "T", "time_text", "utc_now"]
 
 T = TypeVar("T")
 """What a statement runs on: ``sqlite3.Connection``, ``psycopg.Cursor``."""
@@ -45,7 +45,18 @@ T = TypeVar("T")
 _IN_CHUNK = 500
 """Ids per ``IN (...)`` list (under SQLite's limit on bound parameters)."""
 
-_QUARANTINE = "id, adapter, stream, stage, partner_record_id, problems, raw, status, created_at, resolved_at"
+_QUARANTINE = (
+    "id, adapter, stream, stage, partner_record_id, problems, raw, status, created_at, resolved_at, repeats, last_seen"
+)
+
+
+QUARANTINE_REPEAT = (
+    " ON CONFLICT (adapter, stream, digest) WHERE digest IS NOT NULL DO UPDATE SET"
+    " repeats=quarantine.repeats + excluded.repeats + 1, last_seen=excluded.last_seen,"
+    " stage=CASE WHEN quarantine.status = 'open' THEN excluded.stage ELSE quarantine.stage END,"
+    " problems=CASE WHEN quarantine.status = 'open' THEN excluded.problems ELSE quarantine.problems END"
+)
+"""The end of a quarantine INSERT: an item whose digest the stream's entries have already is a repeat of it."""
 
 
 def utc_now() -> str:
@@ -71,6 +82,20 @@ class Rows(Protocol):
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
+
+
+class QuarantineRow(NamedTuple):
+    """A quarantine entry to insert, or the repeat of one: a page's items with one digest come as one row."""
+
+    stage: str
+    partner_record_id: str
+    problems: str
+    """JSON text."""
+    sealed_raw: bytes
+    digest: str | None
+    """None: never matched."""
+    repeats: int
+    """Items of the page beyond the first with this digest."""
 
 
 class OutboxInsert(NamedTuple):
@@ -140,10 +165,10 @@ class Dialect(ABC, Generic[T]):
         """Outbox rows in the order given (their ``seq`` follows it), a record id on file skipped."""
 
     @abstractmethod
-    def insert_quarantine(
-        self, tx: T, adapter: str, stream: str, rows: Sequence[tuple[str, str, str, bytes]], now: str
-    ) -> list[int]:
-        """Quarantine entries ``(stage, partner_record_id, problems JSON, sealed raw)``; their ids."""
+    def insert_quarantine(self, tx: T, adapter: str, stream: str, rows: Sequence[QuarantineRow], now: str) -> list[int]:
+        """New quarantine entries; a row whose digest an entry of the stream has already is a repeat of it instead
+        (``repeats`` grows by the row's plus one, ``last_seen`` moves on, the status stays, and an open entry takes
+        the row's stage and problems). The ids of the new entries."""
 
     @abstractmethod
     def upsert_checkpoint(self, tx: T, adapter: str, stream: str, cursor: str, state: str, now: str) -> None:
@@ -397,4 +422,6 @@ def _quarantine_entry(row: Sequence[Any]) -> QuarantineEntry:
         row[7],
         time_text(row[8]) or "",
         time_text(row[9]),
+        int(row[10]),
+        time_text(row[11]) or "",
     )

@@ -40,7 +40,7 @@ from psycopg import conninfo
 from tanpuhui.sdk import OutboxRow
 
 from .base import Lease, NewReceipt, NewRecord, PageWrite, SinkBacklog
-from .dialect import Dialect, OutboxInsert, Rows, time_text
+from .dialect import QUARANTINE_REPEAT, Dialect, OutboxInsert, QuarantineRow, Rows, time_text
 from .migrations import SCHEMA_VERSION, MigrationReport, SchemaTooNew, SchemaTooOld, pending
 from .migrations.postgres import MIGRATIONS, SCHEMA_TABLE, applied_version
 from .pgpool import Pool
@@ -192,15 +192,20 @@ class PostgresDialect(Dialect[Cursor]):
         return OutboxInsert(len(rows), ids, _runs(r[1] for r in rows))
 
     def insert_quarantine(
-        self, tx: Cursor, adapter: str, stream: str, rows: Sequence[tuple[str, str, str, bytes]], now: str
+        self, tx: Cursor, adapter: str, stream: str, rows: Sequence[QuarantineRow], now: str
     ) -> list[int]:
         tx.execute(
-            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw)"
-            " SELECT %s, %s, s, p, q, r FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[])"
-            " WITH ORDINALITY AS t(s, p, q, r, n) ORDER BY n RETURNING id",
+            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, digest, repeats)"
+            " SELECT %s, %s, s, p, q, r, d, k"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], %b::int[])"
+            " WITH ORDINALITY AS t(s, p, q, r, d, k, n) ORDER BY n"
+            + QUARANTINE_REPEAT
+            + " RETURNING id, digest, repeats",
             (adapter, stream, *(list(column) for column in zip(*rows, strict=True))),
         )
-        return [int(row[0]) for row in tx.fetchall()]
+        # A new entry keeps the repeats it was given; a repeat's grew past them (one row per digest in a page).
+        given = {row.digest: row.repeats for row in rows}
+        return [int(i) for i, digest, repeats in tx.fetchall() if digest is None or repeats == given[digest]]
 
     def upsert_checkpoint(self, tx: Cursor, adapter: str, stream: str, cursor: str, state: str, now: str) -> None:
         tx.execute(

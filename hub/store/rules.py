@@ -6,14 +6,16 @@ in its database's SQL. The rules:
 
 - a page commits in ONE transaction: its webhook receipt first (on file already: nothing else of the page is
   written and its result is None), its records (dedup by record id; a record whose behaviour fingerprint, or the
-  neighbouring window's, another adapter claimed first is held, not forwarded), its quarantine entries, its
-  checkpoint (None: left alone) and its schema drift; a page committed under a lease another owner holds now
-  fails the whole group (:class:`~.leases.LeaseLost`, nothing written);
+  neighbouring window's, another adapter claimed first is held, not forwarded), its quarantine entries (an item
+  whose digest an entry of the stream has already, or an item before it in the page, is a repeat of that entry:
+  counted, no new entry), its checkpoint (None: left alone) and its schema drift; a page committed under a lease
+  another owner holds now fails the whole group (:class:`~.leases.LeaseLost`, nothing written);
 - every committed page, dead letter added or deleted, quarantine entry resolved and receipt prune appends an
   entry to the audit log (:mod:`tanpuhui.hub.audit`) in its transaction, as its last statements: entries chain
   from ``meta.audit_head`` (``seq:hash``), updated with them, and the dialect serialises appends across writers
   (SQLite: one writer; PostgreSQL: an advisory lock held to the commit). A page's entry carries what it
-  committed: counts, the ``seq`` range of its outbox rows and their digest, its quarantine ids, unknown fields.
+  committed: counts, the ``seq`` range of its outbox rows and their digest, its new quarantine ids (and how
+  many items were repeats), unknown fields.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from .base import (
     StreamStatus,
     WebhookReceipt,
 )
-from .dialect import Dialect, OutboxInsert, T, utc_now
+from .dialect import Dialect, OutboxInsert, QuarantineRow, T, utc_now
 
 __all__ = ["RuleStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_Encoded = tuple[tuple[str, str] | None, list[tuple[str, str, str, bytes]]]
+_Encoded = tuple[tuple[str, str] | None, list[QuarantineRow]]
 _NOTHING = OutboxInsert(0, None, ())
 
 
@@ -101,7 +103,7 @@ class RuleStore(OnePageCommit, Generic[T]):
         tx: T,
         page: PageWrite,
         checkpoint: tuple[str, str] | None,
-        quarantine: list[tuple[str, str, str, bytes]],
+        quarantine: list[QuarantineRow],
         now: str,
     ) -> tuple[CommitResult, AuditEvent]:
         sql = self.sql
@@ -128,8 +130,16 @@ class RuleStore(OnePageCommit, Generic[T]):
             sql.upsert_checkpoint(tx, adapter, stream, checkpoint[0], checkpoint[1], now)
         if page.drift:
             sql.upsert_drift(tx, adapter, stream, page.drift, now)
-        # A held claim already on file (the same item pulled again) is a duplicate like any other.
-        result = CommitResult(inserted, len(records) - inserted - held, held, len(quarantine_ids), inserted_ids)
+        # A held claim already on file (the same item pulled again) is a duplicate like any other; so is a
+        # quarantined item whose digest an entry has (the same bad item pulled again): counted, no new entry.
+        result = CommitResult(
+            inserted,
+            len(records) - inserted - held,
+            held,
+            len(quarantine_ids),
+            inserted_ids,
+            len(page.quarantined) - len(quarantine_ids),
+        )
         return result, _page_event(page, result, outbox, quarantine_ids)
 
     def _claimed_elsewhere(self, tx: T, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
@@ -303,11 +313,25 @@ def _encode(page: PageWrite) -> _Encoded:
         if checkpoint is None
         else (orjson.dumps(checkpoint.cursor).decode(), orjson.dumps(checkpoint.state).decode())
     )
-    quarantine = [
-        (q.stage, q.partner_record_id, orjson.dumps([p.as_dict() for p in q.problems]).decode(), q.sealed_raw)
-        for q in page.quarantined
-    ]
-    return encoded, quarantine
+    rows: list[QuarantineRow] = []
+    by_digest: dict[str, int] = {}  # digest -> its row: one per distinct item, with the last one's problems
+    for q in page.quarantined:
+        row = QuarantineRow(
+            q.stage,
+            q.partner_record_id,
+            orjson.dumps([p.as_dict() for p in q.problems]).decode(),
+            q.sealed_raw,
+            q.digest or None,
+            0,
+        )
+        at = by_digest.get(q.digest) if q.digest else None
+        if at is None:
+            if q.digest:
+                by_digest[q.digest] = len(rows)
+            rows.append(row)
+        else:
+            rows[at] = row._replace(repeats=rows[at].repeats + 1)
+    return encoded, rows
 
 
 def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, quarantine_ids: list[int]) -> AuditEvent:
@@ -336,6 +360,8 @@ def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, qua
         details["records_sha256"] = batch_digest(rows)
     if quarantine_ids:
         details["quarantine_ids"] = [min(quarantine_ids), max(quarantine_ids)]
+    if result.quarantine_repeats:
+        details["quarantine_repeats"] = result.quarantine_repeats
     if page.drift:
         details["unknown_fields"] = sorted(page.drift)
     return AuditEvent(given.action, given.subject, details, given.actor)

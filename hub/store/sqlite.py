@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Lease, NewReceipt, NewRecord, PageWrite, SinkBacklog
-from .dialect import Dialect, OutboxInsert, Rows, time_text, utc_now
+from .dialect import QUARANTINE_REPEAT, Dialect, OutboxInsert, QuarantineRow, Rows, time_text, utc_now
 from .migrations import SCHEMA_VERSION, MigrationReport, SchemaTooNew, SchemaTooOld, pending
 from .migrations.sqlite import MIGRATIONS, applied_version
 from .rules import RuleStore
@@ -147,16 +147,17 @@ class SQLiteDialect(Dialect[sqlite3.Connection]):
         return OutboxInsert(inserted, ids, ((max_seq + 1, max_seq + inserted),) if inserted else ())
 
     def insert_quarantine(
-        self, tx: sqlite3.Connection, adapter: str, stream: str, rows: Sequence[tuple[str, str, str, bytes]], now: str
+        self, tx: sqlite3.Connection, adapter: str, stream: str, rows: Sequence[QuarantineRow], now: str
     ) -> list[int]:
-        inserted = self.run_many(
-            tx,
-            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(adapter, stream, s, p, q, r, now) for s, p, q, r in rows],
+        top = tx.execute("SELECT coalesce(max(id), 0) FROM quarantine").fetchone()[0]
+        tx.executemany(
+            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, digest, repeats,"
+            " created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + QUARANTINE_REPEAT,
+            [(adapter, stream, *row, now, now) for row in rows],
         )
-        last = int(tx.execute("SELECT max(id) FROM quarantine").fetchone()[0])
-        return list(range(last - inserted + 1, last + 1))
+        # New entries take the ids after the largest (one writer; entries are never deleted), a repeat none.
+        last = tx.execute("SELECT coalesce(max(id), 0) FROM quarantine").fetchone()[0]
+        return list(range(top + 1, last + 1))
 
     def upsert_checkpoint(
         self, tx: sqlite3.Connection, adapter: str, stream: str, cursor: str, state: str, now: str

@@ -1,8 +1,8 @@
 """The store contract, the same assertions against SQLite and PostgreSQL (``backend`` is parametrised).
 
 Pages commit records, quarantine and checkpoint atomically; dedup by record id; cross-source claims by
-fingerprint; quarantine; sink positions and dead letters; webhook receipts; leases. The audit log and the schema
-drift report: test_contract_audit.py.
+fingerprint; sink positions and dead letters; webhook receipts; leases. Quarantine: test_contract_quarantine.py;
+the audit log and the schema drift report: test_contract_audit.py.
 """
 
 from __future__ import annotations
@@ -183,53 +183,6 @@ def test_outbox_order_follows_the_page_order(store: Store) -> None:
     records = trips(50)
     store.commit_page("transit_card", "trips", records[::-1], [], None)
     assert [r.record_id for r in store.read_outbox(0, 100)] == [r.record_id for r in records[::-1]]
-
-
-# -- quarantine ----------------------------------------------------------------------------------------------
-
-
-def test_quarantined_items_are_listed_with_their_problems(store: Store) -> None:
-    result = store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125")], Checkpoint("c-000125"))
-    assert result.quarantined == 1
-    [entry] = store.quarantine_list()
-    assert (entry.adapter, entry.stream, entry.stage, entry.partner_record_id) == (
-        "transit_card",
-        "trips",
-        "raw",
-        "HF-M1-000125",
-    )
-    assert entry.problems == [
-        {"pointer": "/tap_out", "message": "'tap_out' is a required property", "keyword": "required"}
-    ]
-    assert entry.sealed_raw == b"\x02v1" + bytes(40)
-    assert (entry.status, entry.resolved_at) == ("open", None)
-    assert datetime.fromisoformat(entry.created_at).tzinfo is not None
-    assert store.quarantine_get(entry.id) == entry
-
-
-def test_quarantine_list_filters_by_adapter_and_limits(store: Store) -> None:
-    store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125"), bad_item("HF-M1-000126")], None)
-    store.commit_page("state_grid", "daily_readings", [], [bad_item("3401889021-20240715")], None)
-    assert [e.partner_record_id for e in store.quarantine_list(adapter="state_grid")] == ["3401889021-20240715"]
-    assert [e.partner_record_id for e in store.quarantine_list(limit=2)] == ["HF-M1-000125", "HF-M1-000126"]
-
-
-def test_resolved_quarantine_entry_leaves_the_open_list(store: Store) -> None:
-    store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125"), bad_item("HF-M1-000126")], None)
-    first, second = store.quarantine_list()
-    store.quarantine_resolve(first.id, "replayed")
-    assert [e.id for e in store.quarantine_list()] == [second.id]
-    resolved = store.quarantine_get(first.id)
-    assert resolved is not None
-    assert resolved.status == "replayed"
-    assert resolved.resolved_at is not None
-    assert [e.id for e in store.quarantine_list(status="replayed")] == [first.id]
-    assert store.counts()["quarantine_open"] == 1
-    assert store.pending_counts() == {"quarantine_open": 1, "dead_letters": 0}
-
-
-def test_unknown_quarantine_entry_is_none(store: Store) -> None:
-    assert store.quarantine_get(4242) is None
 
 
 # -- forwarding: sink positions and dead letters --------------------------------------------------------------
