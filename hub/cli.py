@@ -681,7 +681,7 @@ def _audit_store(config_path: Path) -> tuple[Any, Any]:
     hub = _open_hub(config_path)
     if not isinstance(hub.store, AuditLog):
         asyncio.run(hub.aclose())
-        raise UserError(f"{config_path}: this store ({type(hub.store).__name__}) keeps no audit log yet")
+        raise UserError(f"{config_path}: this store ({type(hub.store).__name__}) keeps no audit log")
     return hub, hub.store
 
 
