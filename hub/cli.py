@@ -264,7 +264,8 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
     for s in summaries:
         table.add_row(
             f"{s.adapter}:{s.stream}",
-            *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held, s.quarantined)),
+            *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held)),
+            f"{s.quarantined} (+{s.quarantine_repeats} again)" if s.quarantine_repeats else str(s.quarantined),
             s.error or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
     out.print(table)

@@ -49,6 +49,8 @@ class PullSummary:
     duplicates: int = 0
     held: int = 0
     quarantined: int = 0
+    quarantine_repeats: int = 0
+    """Items quarantined before whose entries counted a repeat (no new entry)."""
     seconds: float = 0.0
     error: str | None = None
     leased_elsewhere: bool = False
@@ -67,6 +69,7 @@ class PullSummary:
         self.duplicates += page.duplicates
         self.held += page.held
         self.quarantined += page.quarantined
+        self.quarantine_repeats += page.quarantine_repeats
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
         self.drift.update(page.drift)
@@ -181,7 +184,7 @@ class PullDriver:
                     break
             else:
                 result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner)
-                if result.records or result.quarantined:
+                if result.records or result.quarantined or result.quarantine_repeats:
                     summary.add(result)
                     summary.pages -= 1
         except LeaseLost as exc:
