@@ -3,10 +3,10 @@
 The :class:`~tanpuhui.hub.forwarder.Forwarder` keeps a :class:`SinkStates` table: one :class:`SinkState` per
 sink, replaced whole on every change, so a reader on another thread (a metrics scrape) always sees a consistent
 one. The table logs an outage when it begins, when it is given up on and when it ends ("sink platform recovered
-after 12 min, 37 failed attempt(s)"), counts recoveries, and appends ``sink.recovered`` to the audit log when the
-store keeps one. ``/readyz`` and the metrics show the states. They live in the memory of the process that drains
-the sink (the holder of its lease); a later operator console will read them across workers and replicas from the
-shared store.
+after 12 min retrying, 37 failed attempt(s)"), counts recoveries, and appends ``sink.recovered`` to the audit log
+when the store keeps one. ``/readyz`` and the metrics show the states. They live in the memory of the process that
+drains the sink (the holder of its lease); a later operator console will read them across workers and replicas
+from the shared store.
 
 States::
 
