@@ -18,8 +18,9 @@ detect that too, record the head somewhere else from time to time (``tanpuhui au
 a log shipper, a signed email) and pass it back with ``--anchor SEQ:HASH``: the chain must still contain it.
 
 Accepted batches carry ``records_sha256``: the SHA-256 over the outbox rows they inserted (record id, a NUL, the
-stored body, a newline; in ``seq`` order) and their ``seq`` range, so ``verify`` with ``records=True`` also
-detects an edited or deleted outbox row.
+stored body, a newline; in ``seq`` order) and their ``seq`` range (``first_seq``..``last_seq``; when the rows did
+not take consecutive seqs, as with PostgreSQL, also ``seq_ranges``: the ``[first, last]`` runs they took), so
+``verify`` with ``records=True`` also detects an edited or deleted outbox row.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class AuditEntry:
 
 @runtime_checkable
 class AuditLog(Protocol):
-    """A store that keeps the audit log (the SQLite store does). Besides these, it appends an entry for each
+    """A store that keeps the audit log (both built-in stores do). Besides these, it appends an entry for each
     committed page (``PageWrite.audit``), dead letters added or deleted, quarantine entries resolved and webhook
     receipts pruned, each in the transaction that does it."""
 
@@ -276,14 +277,36 @@ def _check_records(
     first, last = details.get("first_seq"), details.get("last_seq")
     if not isinstance(expected, str) or not isinstance(first, int) or not isinstance(last, int):
         return
-    rows = outbox_rows(first, last)
+    runs = _seq_runs(details.get("seq_ranges"), first, last)
+    if runs is None:
+        problem(entry.seq, f"entry {entry.seq} ({entry.action} {entry.subject}): its seq_ranges are malformed")
+        return
+    rows = [row for run_first, run_last in runs for row in outbox_rows(run_first, run_last)]
+    wanted = sum(run_last - run_first + 1 for run_first, run_last in runs)
     result.records_checked += len(rows)
-    if len(rows) != last - first + 1 or batch_digest(rows) != expected:
+    if len(rows) != wanted or batch_digest(rows) != expected:
         problem(
             entry.seq,
             f"entry {entry.seq} ({entry.action} {entry.subject}): outbox rows {first}-{last} were edited or deleted "
-            f"(found {len(rows)} of {last - first + 1}; their digest no longer matches records_sha256)",
+            f"(found {len(rows)} of {wanted}; their digest no longer matches records_sha256)",
         )
+
+
+def _seq_runs(ranges: Any, first: int, last: int) -> list[tuple[int, int]] | None:
+    """The ``[first, last]`` runs a batch's rows took (``first_seq``..``last_seq`` without ``seq_ranges``); None
+    when ``seq_ranges`` is not ascending runs from ``first_seq`` to ``last_seq``."""
+    if ranges is None:
+        return [(first, last)]
+    if not isinstance(ranges, list) or not ranges:
+        return None
+    runs: list[tuple[int, int]] = []
+    for run in ranges:
+        if not (isinstance(run, list) and len(run) == 2 and all(isinstance(n, int) for n in run)):
+            return None
+        if run[0] > run[1] or (runs and run[0] <= runs[-1][1]):
+            return None
+        runs.append((run[0], run[1]))
+    return runs if runs[0][0] == first and runs[-1][1] == last else None
 
 
 def verify_log(

@@ -1,10 +1,12 @@
-"""``tanpuhui demo``: the whole hub on embedded defaults, against the four sandbox partners on loopback.
+"""``tanpuhui demo``: the whole hub on embedded defaults, against the sandbox partners of the installed adapters.
 
-The demo is configured the way an operator configures the hub: it writes a ``hub.toml`` whose secrets are
-references to environment variables (set here for the sandboxes), with a SQLite store, a JSONL sink and an HTTP
-sink in the work folder. It pulls every pull stream, delivers the sandboxes' signed pushes (State Grid
-demand-response results, YRD scenario records) through the same path the sidecar uses, and forwards. The pseudonym
-key is generated once per work folder and kept there: a sandbox key, never for real data.
+Every installed adapter whose plugin offers a sandbox (hook ``register_sandboxes``) takes part, third-party ones as
+much as the built-in ones; the demo knows none of them by name. It is configured the way an operator configures the
+hub: it writes a ``hub.toml`` from each sandbox's :meth:`~tanpuhui.sdk.Sandbox.hub_settings`, secrets as references
+to environment variables (set here), with a SQLite store, a JSONL sink and an HTTP sink in the work folder. It pulls
+every pull stream, delivers each sandbox's signed pushes through the path the sidecar uses (webhook receipts
+included), and forwards. The pseudonym key is generated once per work folder and kept there: a sandbox key, never
+for real data.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import secrets
 import shutil
 import time
 from collections import Counter
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,37 +30,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
-from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
-from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox
+from tanpuhui.sdk import ConfigError, PullStream, Sandbox, TanpuhuiError, WebhookRequest
 
 from .config import load_config
 from .consumer import ConsumerServer
 from .drivers.pull import PullSummary
+from .drivers.push import Refused
 from .forwarder import Forwarder, ForwardSummary
 from .hub import Hub
 from .pipeline import PageResult
+from .plugins import Plugins, load_plugins
 from .store.base import Checkpoint
 
 __all__ = ["run_demo"]
 
 _KEY_FILE = "sandbox-pseudonym.key"
-_PULLS = (
-    ("transit_card", "transactions"),
-    ("state_grid", "readings"),
-    ("yrd_scenarios", "catalog"),
-    ("yrd_scenarios", "records"),
-    ("provincial_bigdata", "green_appliances"),
-    ("provincial_bigdata", "water_usage"),
-    ("provincial_bigdata", "gas_usage"),
-    ("provincial_bigdata", "rooftop_pv"),
-)
+_TRIPS_GO_TO = "transit_card"
+"""The adapter whose sandbox ``--trips`` sizes (the option predates discovered sandboxes)."""
 
 
 @dataclass
 class _Totals:
     streams: list[PullSummary] = field(default_factory=list)
+    pushes: list[PullSummary] = field(default_factory=list)
+    replayed: int = 0
+    """Webhook requests answered from their receipts: delivered by an earlier run, nothing stored again."""
+    errors: list[str] = field(default_factory=list)
     kg: Counter[str] = field(default_factory=Counter)
     records: Counter[str] = field(default_factory=Counter)
 
@@ -73,51 +72,56 @@ def _whsec() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def run_demo(*, workdir: Path, trips: int, fresh: bool, from_start: bool, console: Console) -> None:
-    """Run the demo in ``workdir`` (kept between runs) and print the summary."""
+def _env_prefix(adapter: str) -> str:
+    """The prefix of the environment variables holding an adapter's sandbox secrets: ``DEMO_<ADAPTER>_``."""
+    return "DEMO_" + re.sub(r"[^A-Z0-9]", "_", adapter.upper()) + "_"
+
+
+def run_demo(
+    *,
+    workdir: Path,
+    trips: int | None = None,
+    fresh: bool,
+    from_start: bool,
+    console: Console,
+    plugins: Plugins | None = None,
+    sandbox_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Run the demo in ``workdir`` (kept between runs) and print the summary.
+
+    ``trips`` sizes the transit card sandbox; ``sandbox_options`` (adapter name -> keyword arguments of its sandbox
+    factory) size any sandbox. ``plugins`` defaults to the installed ones.
+    """
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    plugins = plugins if plugins is not None else load_plugins()
+    options: dict[str, Mapping[str, Any]] = {_TRIPS_GO_TO: {"trips": trips}} if trips is not None else {}
+    options.update(sandbox_options or {})
     key = _persistent_secret(workdir, _KEY_FILE, "sandbox:" + base64.b64encode(secrets.token_bytes(32)).decode())
     consumer_secret = _persistent_secret(workdir, "sandbox-consumer.secret", _whsec())
-    yrd_webhook_secret = _persistent_secret(workdir, "sandbox-yrd-webhook.secret", _whsec())
     started = time.perf_counter()
     with ExitStack() as stack:
-        transit = stack.enter_context(TransitSandbox(trips=trips, seed=7))
-        grid = stack.enter_context(StateGridSandbox(households=200, days=30, seed=7))
-        yrd = stack.enter_context(YrdSandbox(records=1000, seed=7))
-        pbd = stack.enter_context(ProvincialSandbox(seed=7))
+        sandboxes = _start_sandboxes(plugins, options, stack, console)
         consumer = stack.enter_context(ConsumerServer(consumer_secret, jsonl_path=workdir / "consumer.jsonl"))
-        pbd_table, pbd_env = pbd.secrets_env("DEMO_PBD_")
-        env = {
-            "TANPUHUI_PSEUDONYM_KEYS": key,
-            "DEMO_TRANSIT_CLIENT_SECRET": transit.client_secret,
-            "DEMO_YRD_CLIENT_SECRET": yrd.client_secret,
-            "DEMO_YRD_WEBHOOK_SECRET": yrd_webhook_secret,
-            "DEMO_CONSUMER_SECRET": consumer_secret,
-            **grid.environ(),
-            **pbd_env,
-        }
+        env = {"TANPUHUI_PSEUDONYM_KEYS": key, "DEMO_CONSUMER_SECRET": consumer_secret}
+        adapters: dict[str, Any] = {}
+        for name, sandbox in sandboxes.items():
+            prefix = _env_prefix(name)
+            adapters[name], sandbox_env = sandbox.hub_settings(prefix)
+            stray = sorted(var for var in sandbox_env if not var.startswith(prefix))
+            if stray:
+                raise ConfigError(
+                    f"the {name} sandbox's hub_settings set {', '.join(stray)}: names must start {prefix}"
+                )
+            env.update(sandbox_env)
         os.environ.update(env)
         env_file = workdir / "sandbox.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
         env_file.chmod(0o600)
         document = {
             "hub": {"store": "hub.db", "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
-            "adapters": {
-                "transit_card": {
-                    "base_url": transit.url,
-                    "client_id": transit.client_id,
-                    "client_secret": {"env": "DEMO_TRANSIT_CLIENT_SECRET"},
-                    "page_size": 1000,
-                },
-                "state_grid": grid.hub_table(),
-                "yrd_scenarios": yrd.settings(
-                    client_secret_env="DEMO_YRD_CLIENT_SECRET",
-                    webhook_secrets=[{"env": "DEMO_YRD_WEBHOOK_SECRET"}],
-                ),
-                "provincial_bigdata": pbd_table,
-            },
+            "adapters": adapters,
             "sinks": {
                 "archive": {"type": "jsonl", "path": "records.jsonl"},
                 "platform": {"type": "http", "url": consumer.url, "secret": {"env": "DEMO_CONSUMER_SECRET"}},
@@ -131,30 +135,56 @@ def run_demo(*, workdir: Path, trips: int, fresh: bool, from_start: bool, consol
         )
         config = load_config(config_path)
         pushes = {
-            ("state_grid", "demand_response"): grid.signed_demand_response(100),
-            ("yrd_scenarios", "records_push"): yrd.signed_pushes(yrd_webhook_secret, batch=100),
+            (name, stream): requests
+            for name, sandbox in sandboxes.items()
+            for stream, requests in sandbox.webhook_requests().items()
         }
-        totals, pushed, forwarded = asyncio.run(_run(config, from_start, pushes, console))
+        totals, forwarded = asyncio.run(_run(Hub(config, plugins=plugins), from_start, pushes, console))
         consumer_stats: dict[str, Any] = consumer.stats()
-    _summary(console, totals, pushed, forwarded, consumer_stats, workdir, time.perf_counter() - started)
+    _summary(console, totals, len(sandboxes), forwarded, consumer_stats, workdir, time.perf_counter() - started)
+
+
+def _start_sandboxes(
+    plugins: Plugins, options: Mapping[str, Mapping[str, Any]], stack: ExitStack, console: Console
+) -> dict[str, Sandbox]:
+    """Start the sandbox of every installed adapter that offers one; a broken one is skipped with a warning."""
+    started: dict[str, Sandbox] = {}
+    for name in sorted(plugins.sandboxes):
+        if name not in plugins.adapters:
+            console.print(f"sandbox {name!r} skipped: no adapter {name!r} is installed", style="yellow", markup=False)
+            continue
+        try:
+            sandbox = plugins.sandboxes[name](**options.get(name, {}))
+            if not isinstance(sandbox, Sandbox):
+                raise TypeError(f"its factory returned {type(sandbox).__name__}, not a tanpuhui.sdk.Sandbox")
+            started[name] = stack.enter_context(sandbox)
+        except Exception as exc:  # a third party's broken sandbox must not take the demo down
+            console.print(f"sandbox {name!r} skipped: {type(exc).__name__}: {exc}", style="yellow", markup=False)
+    if not started:
+        raise ConfigError("no installed adapter offers a sandbox (plugin hook register_sandboxes): nothing to run")
+    return started
 
 
 async def _run(
-    config: Any,
+    hub: Hub,
     from_start: bool,
-    pushes: dict[tuple[str, str], list[tuple[dict[str, str], bytes]]],
+    pushes: dict[tuple[str, str], list[WebhookRequest]],
     console: Console,
-) -> tuple[_Totals, dict[str, PageResult], ForwardSummary]:
-    hub = Hub(config)
+) -> tuple[_Totals, ForwardSummary]:
     totals = _Totals()
-    pushed: dict[str, PageResult] = {}
     try:
+        pulls = [
+            (name, stream.name)
+            for name in hub.config.adapters
+            for stream in hub.adapter(name).streams()
+            if isinstance(stream, PullStream)
+        ]
         if from_start:  # forget the cursors, not the records: everything is pulled again and must dedup
-            for adapter, stream in _PULLS:
+            for adapter, stream in pulls:
                 hub.store.commit_page(adapter, stream, [], [], Checkpoint())
         columns = (TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
-            for adapter, stream in _PULLS:
+            for adapter, stream in pulls:
                 task = progress.add_task(f"pull {adapter}:{stream}", total=None)
 
                 def advance(page: PageResult, task: Any = task) -> None:
@@ -167,55 +197,67 @@ async def _run(
                 totals.records.update(summary.records_by_scenario)
             for (adapter, stream), requests in pushes.items():
                 task = progress.add_task(f"receive {adapter}:{stream}", total=len(requests))
-                result = PageResult(adapter, stream)
+                summary = PullSummary(adapter, stream)
                 for headers, body in requests:
-                    page = hub.receive(adapter, stream, headers, body).page
+                    _deliver(hub, summary, totals, headers, body)
                     progress.advance(task)
-                    if page is None:  # a repeat of an earlier run's request, answered from its receipt
-                        continue
-                    for name in ("items", "valid_items", "records", "inserted", "duplicates", "held", "quarantined"):
-                        setattr(result, name, getattr(result, name) + getattr(page, name))
-                    result.kg_by_scenario.update(page.kg_by_scenario)
-                    result.inserted_by_scenario.update(page.inserted_by_scenario)
-                pushed[f"{adapter}:{stream}"] = result
-                totals.kg.update(result.kg_by_scenario)
-                totals.records.update(result.inserted_by_scenario)
+                totals.pushes.append(summary)
+                totals.kg.update(summary.kg_by_scenario)
+                totals.records.update(summary.records_by_scenario)
             sinks = hub.build_sinks()
             pending = sum(hub.store.outbox_max_seq() - hub.store.sink_position(n) for n in sinks)
             ftask = progress.add_task("forward → archive (JSONL), platform (HTTP)", total=max(pending, 1))
-            forwarder = Forwarder.configured(hub.store, sinks, config.forwarder)
+            forwarder = Forwarder.configured(hub.store, sinks, hub.config.forwarder)
             try:
                 forwarded = await forwarder.drain(progress=lambda _sink, n: progress.advance(ftask, n))
             finally:
                 for sink in sinks.values():
                     await sink.aclose()
             progress.update(ftask, completed=max(pending, 1))
-        return totals, pushed, forwarded
+        return totals, forwarded
     finally:
         await hub.aclose()
+
+
+def _deliver(hub: Hub, summary: PullSummary, totals: _Totals, headers: dict[str, str], body: bytes) -> None:
+    """One signed push through the sidecar's path: verified, committed with its receipt, answered."""
+    where = f"{summary.adapter}:{summary.stream}"
+    try:
+        outcome = hub.receive(summary.adapter, summary.stream, headers, body)
+    except TanpuhuiError as exc:  # a signature the hub refuses: the sandbox and its settings disagree
+        totals.errors.append(f"{where} push refused: {exc}")
+        return
+    if isinstance(outcome, Refused):
+        totals.errors.append(f"{where} push refused ({outcome.reason}): {outcome.detail}")
+    elif outcome.page is not None:
+        summary.add(outcome.page)
+    else:  # delivered by an earlier run: the receipt's answer, nothing stored again
+        answer = orjson.loads(outcome.receipt)
+        totals.replayed += 1
+        summary.pulled += answer["items"]
+        summary.valid += answer["accepted"]
+        summary.duplicates += answer["records"]
 
 
 def _summary(
     console: Console,
     totals: _Totals,
-    pushed: dict[str, PageResult],
+    partners: int,
     forwarded: ForwardSummary,
     consumer: dict[str, Any],
     workdir: Path,
     seconds: float,
 ) -> None:
-    table = Table(title="tanpuhui demo: 4 sandbox partners → SQLite outbox → JSONL + signed CloudEvents consumer")
+    noun = "partner" if partners == 1 else "partners"
+    table = Table(
+        title=f"tanpuhui demo: {partners} sandbox {noun} → SQLite outbox → JSONL + signed CloudEvents consumer"
+    )
     table.add_column("stream", no_wrap=True)
     for column in ("items", "valid", "quar.", "new", "dup.", "held"):
         table.add_column(column, justify="right")
-    rows = [
-        (f"{s.adapter}:{s.stream}", s.pulled, s.valid, s.quarantined, s.inserted, s.duplicates, s.held)
-        for s in totals.streams
-    ]
-    rows += [
-        (f"{name} (push)", r.items, r.valid_items, r.quarantined, r.inserted, r.duplicates, r.held)
-        for name, r in pushed.items()
-    ]
+    labelled = [(f"{s.adapter}:{s.stream}", s) for s in totals.streams]
+    labelled += [(f"{s.adapter}:{s.stream} (push)", s) for s in totals.pushes]
+    rows = [(label, s.pulled, s.valid, s.quarantined, s.inserted, s.duplicates, s.held) for label, s in labelled]
     for row in rows:
         table.add_row(*(str(x) for x in row))
     sums = [sum(int(r[i]) for r in rows) for i in range(1, 7)]
@@ -224,6 +266,13 @@ def _summary(
     for s in totals.streams:
         if s.error:
             console.print(f"[red]{s.adapter}:{s.stream} stopped:[/] {s.error}")
+    for error in totals.errors:
+        console.print(error, style="red", markup=False)
+    if totals.replayed:
+        console.print(
+            f"{totals.replayed} pushed requests were delivered by an earlier run: answered from their receipts, "
+            "nothing stored again (their records count as dup.)"
+        )
     delivery = Table(title="Forwarding")
     delivery.add_column("sink")
     delivery.add_column("forwarded", justify="right")

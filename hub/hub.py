@@ -53,9 +53,11 @@ class Hub(Runtime):
         *,
         progress: Progress | None = None,
         max_pages: int | None = None,
+        wait: float = 0.0,
     ) -> list[PullSummary]:
-        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end."""
-        return await self.pulls.pull(adapter_name, stream_name, progress=progress, max_pages=max_pages)
+        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end (see
+        :meth:`PullDriver.pull`)."""
+        return await self.pulls.pull(adapter_name, stream_name, progress=progress, max_pages=max_pages, wait=wait)
 
     def receive(self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes) -> PushOutcome:
         """One signed webhook request: verified, processed and committed with its receipt."""

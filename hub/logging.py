@@ -28,20 +28,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from tanpuhui.sdk import Pseudonymiser, redact
+from tanpuhui.sdk import redact, register_secrets
 
-from .config import HubConfig
-
-__all__ = ["JsonFormatter", "configure_logging", "known_secrets", "new_request_id", "request_id"]
+__all__ = ["JsonFormatter", "configure_logging", "new_request_id", "request_id"]
 
 request_id: ContextVar[str | None] = ContextVar("tanpuhui_request_id", default=None)
 """The id of the request being handled (None outside requests)."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
-_BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|key)", re.I)
-_MIN_SECRET = 6
 
 
 def new_request_id(offered: str | None) -> str:
@@ -52,60 +46,16 @@ def new_request_id(offered: str | None) -> str:
     return os.urandom(12).hex()
 
 
-def known_secrets(config: HubConfig, environ: Mapping[str, str] | None = None) -> set[str]:
-    """Every secret value in the resolved configuration (by key name) and the pseudonym keys, in all the forms a
-    log line could carry them (a ``whsec_`` secret also without its prefix, a key without its version)."""
-    env = os.environ if environ is None else environ
-    found: set[str] = set()
-
-    def walk(value: Any, secret: bool) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, secret or bool(_SECRET_KEY.search(str(k))))
-        elif isinstance(value, list | tuple):
-            for v in value:
-                walk(v, secret)
-        elif secret and isinstance(value, str):
-            _add_forms(found, value)
-        elif secret and hasattr(value, "get_secret_value"):
-            _add_forms(found, str(value.get_secret_value()))
-
-    walk({"adapters": config.adapters, "sinks": config.sinks, "server": config.server}, False)
-    for spec in (config.hub.pseudonym_keys, env.get(Pseudonymiser.KEY_ENV)):
-        if spec:
-            _add_forms(found, spec)
-    return {s for s in found if len(s) >= _MIN_SECRET}
-
-
-def _add_forms(found: set[str], value: str) -> None:
-    value = value.strip()
-    found.add(value)
-    if value.startswith("whsec_"):
-        found.add(value[len("whsec_") :])
-    for part in value.split(","):  # pseudonym keys: "v2:<base64>,v1:<base64>"
-        part = part.strip()
-        found.add(part)
-        found.add(part.partition(":")[2])
-
-
 class JsonFormatter(logging.Formatter):
     """Formats records as one JSON object per line; see the module docstring for what is masked."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        register_secrets(secrets)
 
-    def scrub(self, text: str) -> str:
-        text = redact(text)
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "[secret]")
-        if "whsec_" in text:
-            text = _WHSEC.sub("whsec_[secret]", text)
-        if "earer" in text or "EARER" in text:
-            text = _BEARER.sub("Bearer [secret]", text)
-        return text
+    @staticmethod
+    def scrub(text: str) -> str:
+        return redact(text)  # personal identifiers, and every secret the process registered
 
     def format(self, record: logging.LogRecord) -> str:
         created = time.gmtime(record.created)

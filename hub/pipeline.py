@@ -54,6 +54,9 @@ class PageResult:
     duplicates: int = 0
     held: int = 0
     quarantined: int = 0
+    """Items quarantined as new entries."""
+    quarantine_repeats: int = 0
+    """Items quarantined before (a re-pull, a retry): their entries counted a repeat, no new entry."""
     kg_by_scenario: Counter[str] = field(default_factory=Counter)
     inserted_by_scenario: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
@@ -104,6 +107,7 @@ class ProcessedPage:
         result.duplicates = committed.duplicates
         result.held = committed.held
         result.quarantined = committed.quarantined
+        result.quarantine_repeats = committed.quarantine_repeats
         ids = committed.inserted_ids
         kg: dict[str, float] = {}
         counts: dict[str, int] = {}
@@ -234,8 +238,11 @@ class Pipeline:
         partner_record_id: str = "",
     ) -> NewQuarantine:
         pid = safe_text(partner_record_id) or _partner_id(item, id_field)
-        sealed = self.runtime.pseudonymiser.seal(dumps_any(item))
-        return NewQuarantine(stage, pid[:256], sealed, list(problems))
+        keys = self.runtime.pseudonymiser
+        raw = dumps_any(item)
+        # The same item again (a re-pull, a partner's retry) is a repeat of its entry, not a new one.
+        digest = keys.digest(dumps_any(item, orjson.OPT_SORT_KEYS) if isinstance(item, dict) else raw)
+        return NewQuarantine(stage, pid[:256], keys.seal(raw), list(problems), digest)
 
 
 def _safe_problem(problem: Problem) -> Problem:

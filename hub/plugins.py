@@ -1,9 +1,9 @@
 """The plugin manager: loads built-in and third-party plugins once, and holds what they registered.
 
 Plugins are modules (or objects) with ``@hookimpl`` functions, found through the ``tanpuhui`` entry-point
-group; the built-in adapters, methodologies and sinks come in the same way. A plugin that fails to import or whose
-hook raises becomes a warning naming it, and the others still load. Set ``TANPUHUI_TRACE_HOOKS=1`` to log each
-hook call.
+group; the built-in adapters, methodologies, sinks and sandboxes come in the same way. A plugin that fails to
+import or whose hook raises becomes a warning naming it, and the others still load. Set ``TANPUHUI_TRACE_HOOKS=1``
+to log each hook call.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pluggy
 
-from tanpuhui.sdk import Adapter, Methodology, MethodologyError, PluginError, Sink, hookspecs
+from tanpuhui.sdk import Adapter, Methodology, MethodologyError, PluginError, SandboxFactory, Sink, hookspecs
 
 __all__ = ["BUILTIN_PLUGINS", "PluginInfo", "PluginWarning", "Plugins", "load_plugins"]
 
@@ -43,15 +42,18 @@ class PluginInfo:
     adapters: list[str] = field(default_factory=list)
     methodologies: list[str] = field(default_factory=list)
     sinks: list[str] = field(default_factory=list)
+    sandboxes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Plugins:
-    """What all plugins registered: adapter classes, methodologies (all versions) and sink classes."""
+    """What all plugins registered: adapter classes, methodologies (all versions), sink classes and sandbox
+    factories (by adapter name; called only when a sandbox is wanted)."""
 
     adapters: dict[str, type[Adapter]] = field(default_factory=dict)
     methodologies: dict[str, dict[str, Methodology]] = field(default_factory=dict)
     sinks: dict[str, type[Sink]] = field(default_factory=dict)
+    sandboxes: dict[str, SandboxFactory] = field(default_factory=dict)
     info: list[PluginInfo] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -146,6 +148,7 @@ def load_plugins(
         _call(pm, plugin, name, "register_adapters", _adapter_register(plugins, info), plugins)
         _call(pm, plugin, name, "register_methodologies", _methodology_register(plugins, info), plugins)
         _call(pm, plugin, name, "register_sinks", _sink_register(plugins, info), plugins)
+        _call(pm, plugin, name, "register_sandboxes", _sandbox_register(plugins, info), plugins)
     return plugins
 
 
@@ -154,7 +157,7 @@ def _call(
     plugin: object,
     name: str,
     hook_name: str,
-    register: Callable[[Any], None],
+    register: Callable[..., None],
     plugins: Plugins,
 ) -> None:
     """Call one plugin's implementation of a hook, so a failure is pinned on that plugin alone."""
@@ -200,6 +203,24 @@ def _sink_register(plugins: Plugins, info: PluginInfo) -> Callable[[type[Sink]],
             raise PluginError(f"register_sinks got {sink!r}, expected a Sink subclass")
         plugins.sinks[sink.kind] = sink
         info.sinks.append(sink.kind)
+
+    return register
+
+
+def _sandbox_register(plugins: Plugins, info: PluginInfo) -> Callable[[str, SandboxFactory], None]:
+    def register(adapter: str, factory: SandboxFactory) -> None:
+        if not isinstance(adapter, str) or not adapter:
+            raise PluginError(f"register_sandboxes got adapter name {adapter!r}, expected the adapter's name")
+        if not callable(factory):
+            raise PluginError(f"register_sandboxes got {factory!r} for {adapter!r}, expected a factory to call")
+        if adapter in plugins.sandboxes and plugins.sandboxes[adapter] is not factory:
+            owner = next((p.name for p in plugins.info if adapter in p.sandboxes), "?")
+            _warn(
+                plugins, f"plugin {info.name!r}: a sandbox for {adapter!r} is already registered by {owner!r}; ignored"
+            )
+            return
+        plugins.sandboxes[adapter] = factory
+        info.sandboxes.append(adapter)
 
     return register
 

@@ -26,6 +26,7 @@ from tanpuhui.sdk import (
     Sink,
     Stream,
     StreamContext,
+    register_secrets,
 )
 
 from .config import HubConfig, pydantic_problems
@@ -87,6 +88,7 @@ class Runtime:
         http: HttpOptions | None = None,
     ) -> None:
         self.config = config
+        register_secrets(config.secret_values())  # scrubbed from every message made from here on
         self.plugins = plugins if plugins is not None else load_plugins()
         self.http = http or HttpOptions()
         if pseudonymiser is None:

@@ -9,8 +9,10 @@ resets it.
 
 Forwarding: one task per sink drains the outbox; when the outbox is empty it sleeps until a commit wakes it
 (:meth:`ForwarderLoop.notify`, then a short ``linger`` so concurrent commits travel in one batch) or until
-``idle`` seconds passed (commits by other processes, e.g. a CLI pull). A sink that is gone (410) or broken is
-tried again after ``error_pause``.
+``idle`` seconds passed (commits by other processes, e.g. a CLI pull). Drains ride out consumer outages: a batch
+that fails transiently is retried on the forwarder's backoff, with nothing after it sent, until it is delivered
+or ``[forwarder] give_up_after`` has passed (the sink's state meanwhile says ``retrying``). A sink that is gone
+(410) or broken is tried again after ``error_pause``.
 
 Stopping (SIGTERM): :class:`Stopping` is set; nothing new starts; a pull stops after the page it is committing, a
 forwarder after the batch it is marking, and retry waits (partner or sink) end at once by raising
@@ -29,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from tanpuhui.sdk import redact
 
 from .drivers.pull import PullSummary
 from .forwarder import Forwarder, ForwardSummary
@@ -247,7 +251,7 @@ class Scheduler:
             raise
         except Exception as exc:  # a bug in an adapter must not end the schedule
             log.exception("pull %s:%s crashed", *key)
-            summary = PullSummary(key[0], key[1], error=f"{type(exc).__name__}: {exc}")
+            summary = PullSummary(key[0], key[1], error=redact(f"{type(exc).__name__}: {exc}"))
         finally:
             run.running = False
         run.last_summary = summary
@@ -317,7 +321,7 @@ class ForwarderLoop:
                 pause = self.idle
                 self.draining[name] = True
                 try:
-                    summary = await self.forwarder.drain(name, progress=self._progress)
+                    summary = await self.forwarder.drain(name, progress=self._progress, ride_out=True)
                 except ShutdownRequested:
                     return
                 except Exception:

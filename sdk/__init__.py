@@ -69,6 +69,8 @@ from .records import (
     neighbour_fingerprint_at,
     period_start_seconds,
 )
+from .sandbox import Sandbox, SandboxFactory, WebhookRequest
+from .secrets import register_secrets
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
 from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
@@ -116,6 +118,8 @@ __all__ = [
     "Rejection",
     "RetryPolicy",
     "RetrySettings",
+    "Sandbox",
+    "SandboxFactory",
     "SchemaError",
     "SignatureError",
     "Sink",
@@ -124,6 +128,7 @@ __all__ = [
     "Stream",
     "StreamContext",
     "TanpuhuiError",
+    "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
     "behaviour_fingerprint",
@@ -141,4 +146,5 @@ __all__ = [
     "period_start_seconds",
     "recompute",
     "redact",
+    "register_secrets",
 ]

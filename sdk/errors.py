@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .secrets import scrub_secrets
+
 __all__ = [
     "ConfigError",
     "ItemRejected",
@@ -55,7 +57,13 @@ class Problem:
 
 
 class TanpuhuiError(Exception):
-    """Base of every error tanpuhui raises on purpose."""
+    """Base of every error tanpuhui raises on purpose; its message is scrubbed of the secrets the process holds
+    where it is made (:func:`~tanpuhui.sdk.register_secrets`): a partner echoing credentials cannot leak them."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (scrub_secrets(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(TanpuhuiError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import re
 from operator import mul
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import PrivacyError
+from .secrets import scrub_secrets
 
 __all__ = [
     "KEY_ENV",
@@ -98,9 +100,10 @@ def mask_resident_id(value: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Mask anything in ``text`` shaped like a resident ID or a mobile number (for messages and logs)."""
+    """Mask anything in ``text`` shaped like a resident ID or a mobile number, and the secrets the process holds
+    (:func:`~tanpuhui.sdk.register_secrets`), for messages, answers, logs and the store."""
     text = _RID_IN_TEXT.sub(lambda m: mask_resident_id(m.group(0)), text)
-    return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text)
+    return scrub_secrets(_MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text))
 
 
 _MEMO_SIZE = 16_384
@@ -141,6 +144,7 @@ class Pseudonymiser:
         self._keys = {v: _Key(v, s) for v, s in keys.items()}
         self._current = self._keys[current]
         self._aead = {v: AESGCM(_derive(k.secret, b"tanpuhui seal v1")) for v, k in self._keys.items()}
+        self._digest_keys = {v: _derive(k.secret, b"tanpuhui digest v1") for v, k in self._keys.items()}
         self._memo: dict[tuple[str, str], str] = {}
         """(kind, identifier as given) -> pseudonym under the current key: the same resident or card comes back
         many times in a run. In memory only, bounded (:data:`_MEMO_SIZE`), and gone with this object: a key
@@ -209,6 +213,12 @@ class Pseudonymiser:
         outer = key.outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+    def digest(self, data: bytes) -> str:
+        """A keyed digest of ``data`` under the current key (HMAC-SHA256 with a key derived for digests): equal
+        data gives an equal digest, and without the key nothing can be learnt from it (an item holding a mobile
+        number cannot be found by hashing candidates). A new current key gives new digests."""
+        return hmac.new(self._digest_keys[self._current.version], data, hashlib.sha256).hexdigest()
 
     def seal(self, data: bytes) -> bytes:
         """Encrypt ``data`` for storage: ``version|nonce|ciphertext+tag``."""

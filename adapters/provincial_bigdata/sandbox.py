@@ -27,39 +27,48 @@ serial, account numbers carry the sandbox's own prefixes. A few bad items of the
 mixed in (``bad``: count per kind, default one each), and :meth:`GatewayData.expected` says what a correct pull
 makes of each dataset.
 
-Faults: :meth:`SandboxGateway.fail_next` queues answers for data requests (an HTTP status such as 429 or 503, with
-``Retry-After`` when given, or a gateway code such as ``"1001"`` at HTTP 200); :meth:`SandboxGateway.expire_tokens`
-makes every issued token answer ``2001``; :meth:`SandboxGateway.tamper_next` corrupts the tag of the next sealed
-answers; :meth:`SandboxGateway.deny` withdraws a dataset grant (``4001``).
+Faults: :meth:`ProvincialSandbox.fail_next` queues answers for data requests (an HTTP status such as 429 or 503,
+with ``Retry-After`` when given, or a gateway code such as ``"1001"`` at HTTP 200);
+:meth:`ProvincialSandbox.expire_tokens` makes every issued token answer ``2001``;
+:meth:`ProvincialSandbox.tamper_next` corrupts the tag of the next sealed answers; :meth:`ProvincialSandbox.deny`
+withdraws a dataset grant (``4001``).
 
-:class:`SandboxGateway` is the ASGI app and its state (usable in-process with ``httpx.ASGITransport``);
-:class:`ProvincialSandbox` serves it with uvicorn in a background thread on ``127.0.0.1`` and an ephemeral port.
+:class:`ProvincialSandbox` (also known as ``SandboxGateway``) is the ASGI app and its state, usable in-process with
+``httpx.ASGITransport``; ``with`` serves it on loopback. It is built on the sandbox kit
+(:mod:`tanpuhui.testing.sandbox`): faults, tokens, cursors and stats come from there.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tanpuhui.sdk import GatewaySignatureError, GatewayVerifier, PayloadCipher
 from tanpuhui.sdk.gateway import SIGN_METHODS, SignMethod
-from tanpuhui.testing.loopback import LoopbackServer
+from tanpuhui.testing.sandbox import (
+    OFFSET_CURSOR,
+    EncodedItems,
+    FirstServed,
+    SandboxServer,
+    ScheduledFault,
+    TokenStore,
+    bearer_token,
+    json_response,
+    positive_int,
+)
+from tanpuhui.testing.sandbox import SandboxStats as KitStats
 
 from .methodologies import APPLIANCE_CATEGORIES
 
@@ -400,21 +409,14 @@ class GatewayData:
 
 
 @dataclass(slots=True)
-class SandboxStats:
-    """What the sandbox served and refused."""
+class SandboxStats(KitStats):
+    """What the sandbox served and refused (the kit's counters and the gateway's own); ``faults`` counts by gateway
+    code or HTTP status, and ``bad_tag`` for a tampered integrity tag."""
 
-    requests: int = 0
-    token_requests: int = 0
-    tokens_issued: int = 0
     data_requests: int = 0
-    items_served: int = 0
     sealed_responses: int = 0
-    bad_items: int = 0
-    """Distinct bad items served at least once."""
     refused: Counter[str] = field(default_factory=Counter)
     """Refusals by gateway code (signature, token, permission, parameter)."""
-    faults: Counter[str] = field(default_factory=Counter)
-    """Injected answers by HTTP status or gateway code."""
 
 
 _SIGNATURE_CODES = {
@@ -425,10 +427,19 @@ _SIGNATURE_CODES = {
     "app_key": ("3004", "appKey不存在"),
     "method": ("3005", "签名算法不支持"),
 }
+_FAULT_MESSAGES = {"1001": "系统繁忙，请稍后重试", "1002": "请求过于频繁", "1003": "服务超时", "2001": "token已过期"}
 
 
-class SandboxGateway:
-    """The gateway as an ASGI app (:attr:`app`) with its data and the knobs to steer it."""
+class ProvincialSandbox(SandboxServer):
+    """The gateway as an ASGI app (:attr:`app`) with its data and the knobs to steer it; ``with`` (or
+    :meth:`start`) serves it on ``host`` (``127.0.0.1``), ``port`` (ephemeral by default).
+
+    Requests are signed, not OAuth2: the kit's :class:`~tanpuhui.testing.sandbox.SandboxServer` with a token store
+    of its own.
+    """
+
+    adapter = "provincial_bigdata"
+    server_name = "provincial sandbox"
 
     def __init__(
         self,
@@ -452,6 +463,8 @@ class SandboxGateway:
         numbered: Iterable[str] = ("rooftop_pv",),
         visible: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.data = GatewayData(
             seed,
@@ -465,32 +478,69 @@ class SandboxGateway:
         self.app_key = app_key
         self.app_secret = app_secret or secrets.token_urlsafe(24)
         self.sm4_key = sm4_key or secrets.token_hex(16)
+        """The SM4 key of sealed datasets, hex."""
         self.mac_key = mac_key or secrets.token_hex(32)
+        """The HMAC-SM3 key of the payload tags, hex."""
         self.cipher = PayloadCipher.from_hex(self.sm4_key, self.mac_key)
         self.verifier = GatewayVerifier(
             {app_key: self.app_secret}, window_seconds=window_seconds, methods=methods, clock=clock
         )
-        self.token_ttl = token_ttl
+        self.tokens = TokenStore(token_ttl, clock)
         self.page_size_cap = page_size_cap
         self.encrypted = set(encrypted)
         self.numbered = set(numbered)
         self.granted = set(self.data.items)
-        self.stats = SandboxStats()
         totals = {name: len(items) for name, items in self.data.items.items()}
         self.visible = {name: min((visible or {}).get(name, total), total) for name, total in totals.items()}
         self._clock = clock
-        self._encoded = {name: [orjson.dumps(i) for i in items] for name, items in self.data.items.items()}
-        self._tokens: dict[str, float] = {}
-        self._faults: deque[tuple[int | str, float | None, str | None]] = deque()
+        self._items = {name: EncodedItems(items) for name, items in self.data.items.items()}
+        self._bad = {name: FirstServed(positions) for name, positions in self.data.bad_positions.items()}
         self._tamper = 0
-        self._served_bad: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self.app = Starlette(
-            routes=[
-                Route(TOKEN_PATH, self._token, methods=["POST"]),
-                Route(_RECORDS_PREFIX + "{dataset}/records", self._records, methods=["GET"]),
-            ]
-        )
+        self.stats: SandboxStats = SandboxStats()
+        super().__init__(self.stats, host=host, port=port)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(TOKEN_PATH, self._token, methods=["POST"]),
+            Route(_RECORDS_PREFIX + "{dataset}/records", self._records, methods=["GET"]),
+        ]
+
+    # -- settings ----------------------------------------------------------------------------------------------
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """``[adapters.provincial_bigdata]`` values that reach this sandbox, secrets in clear (``overrides`` added).
+
+        In a hub.toml the three secrets must be environment references; see :meth:`hub_settings`.
+        """
+        return {
+            "base_url": self.url,
+            "app_key": self.app_key,
+            "app_secret": self.app_secret,
+            "sm4_key_secret": self.sm4_key,
+            "mac_key_secret": self.mac_key,
+            **overrides,
+        }
+
+    def hub_settings(self, env_prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """(settings table with the secrets as ``{env = ...}`` references, the environment that resolves them)."""
+        env = {
+            f"{env_prefix}APP_SECRET": self.app_secret,
+            f"{env_prefix}SM4_KEY": self.sm4_key,
+            f"{env_prefix}MAC_KEY": self.mac_key,
+        }
+        table: dict[str, Any] = {
+            "base_url": self.url,
+            "app_key": self.app_key,
+            "app_secret": {"env": f"{env_prefix}APP_SECRET"},
+            "sm4_key_secret": {"env": f"{env_prefix}SM4_KEY"},
+            "mac_key_secret": {"env": f"{env_prefix}MAC_KEY"},
+        }
+        return table, env
+
+    def secrets_env(self, prefix: str = "SANDBOX_PBD_") -> tuple[dict[str, Any], dict[str, str]]:
+        """:meth:`hub_settings` with ``prefix`` (the name this method had first)."""
+        return self.hub_settings(prefix)
 
     # -- knobs -------------------------------------------------------------------------------------------------
 
@@ -501,15 +551,14 @@ class SandboxGateway:
 
     def expire_tokens(self) -> None:
         """Every token issued so far answers ``2001`` (expired) from now on."""
-        with self._lock:
-            self._tokens = dict.fromkeys(self._tokens, 0.0)
+        self.tokens.expire_all()
 
     def fail_next(
         self, fault: int | str, *, count: int = 1, retry_after: float | None = None, dataset: str | None = None
     ) -> None:
         """Answer the next ``count`` data requests (of ``dataset``, or any) with an HTTP status or a gateway code."""
-        with self._lock:
-            self._faults.extend([(fault, retry_after, dataset)] * count)
+        status, code = (fault, None) if isinstance(fault, int) else (200, fault)
+        self.faults.fail_next(status, count=count, retry_after=retry_after, code=code, scope=dataset)
 
     def tamper_next(self, count: int = 1) -> None:
         """Corrupt the integrity tag (``signData``) of the next ``count`` sealed answers."""
@@ -519,6 +568,13 @@ class SandboxGateway:
     def deny(self, dataset: str) -> None:
         """Withdraw the app's grant for ``dataset`` (its requests answer ``4001``)."""
         self.granted.discard(dataset)
+
+    def fault_response(self, fault: ScheduledFault) -> Response:
+        if fault.code is None:
+            doc = {"code": str(fault.status), "msg": f"sandbox fault injection (HTTP {fault.status})", "data": None}
+            return json_response(fault.status, doc, fault.headers)
+        message = _FAULT_MESSAGES.get(fault.code, "sandbox fault injection")
+        return json_response(200, {"code": fault.code, "msg": message, "data": None}, fault.headers)
 
     # -- endpoints ---------------------------------------------------------------------------------------------
 
@@ -535,10 +591,7 @@ class SandboxGateway:
 
     def _refuse(self, code: str, msg: str, *, flag: bool = False) -> Response:
         self.stats.refused[code] += 1
-        doc: dict[str, Any] = (
-            {"flag": code, "msg": msg, "data": None} if flag else {"code": code, "msg": msg, "data": None}
-        )
-        return _json(200, doc)
+        return json_response(200, {"flag" if flag else "code": code, "msg": msg, "data": None})
 
     async def _token(self, request: Request) -> Response:
         self.stats.requests += 1
@@ -552,12 +605,10 @@ class SandboxGateway:
             form = None
         if not isinstance(form, dict) or form.get("grantType") != "client_credentials":
             return self._refuse("4002", '参数错误: body must be {"grantType": "client_credentials"}')
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._tokens[token] = self._clock() + self.token_ttl
+        token = self.tokens.issue()
         self.stats.tokens_issued += 1
-        data = {"accessToken": token, "expiresIn": self.token_ttl, "tokenType": "Bearer"}
-        return _json(200, {"code": "0000", "msg": "success", "data": data})
+        data = {"accessToken": token, "expiresIn": self.tokens.ttl, "tokenType": "Bearer"}
+        return json_response(200, {"code": "0000", "msg": "success", "data": data})
 
     async def _records(self, request: Request) -> Response:
         self.stats.requests += 1
@@ -565,67 +616,51 @@ class SandboxGateway:
         refused = await self._verify(request)
         if refused is not None:
             return refused
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        expiry = self._tokens.get(token)
-        if expiry is None:
+        state = self.tokens.state(bearer_token(request))
+        if state == "unknown":
             return self._refuse("2002", "token无效: missing or unknown access token")
-        if expiry <= self._clock():
+        if state == "expired":
             return self._refuse("2001", "token已过期: the access token has expired")
         dataset = request.path_params["dataset"]
         if dataset not in self.data.items:
             return self._refuse("4004", f"数据集不存在: no dataset {dataset!r}")
         if dataset not in self.granted:
             return self._refuse("4001", f"无权限: the app is not granted dataset {dataset!r}")
-        fault = self._fault(dataset)
+        fault = self.scheduled_fault(self.stats.data_requests, scope=dataset)
         if fault is not None:
             return fault
         numbered = dataset in self.numbered
         params = request.query_params
-        try:
-            size = int(params.get("pageSize", "100"))
-            if size < 1:
-                raise ValueError
-        except ValueError:
+        size = positive_int(params.get("pageSize"), 100)
+        if size is None:
             return self._refuse("4002", "参数错误: pageSize must be a positive integer", flag=numbered)
         size = min(size, self.page_size_cap)
         visible = self.visible[dataset]
+        payload: Any
         if numbered:
-            try:
-                page_no = int(params.get("pageNo", "1"))
-                if page_no < 1:
-                    raise ValueError
-            except ValueError:
+            page_no = positive_int(params.get("pageNo"), 1)
+            if page_no is None:
                 return self._refuse("4002", "参数错误: pageNo must be a positive integer", flag=True)
             begin = min((page_no - 1) * size, visible)
-            end = min(begin + size, visible)
+            served = range(begin, min(begin + size, visible))
+            payload = self._items[dataset].array(served)
         else:
-            offset = _decode_cursor(params.get("cursor"))
-            if offset is None or offset > len(self.data.items[dataset]):
-                return self._refuse("4002", "参数错误: cursor is not one this gateway issued")
-            begin, end = offset, min(offset + size, max(visible, offset))
-        self._count(dataset, begin, end)
-        records = b"[" + b",".join(self._encoded[dataset][begin:end]) + b"]"
-        if numbered:
-            payload_raw = records
-        else:
-            payload_raw = b"".join(
-                (
-                    b'{"records":',
-                    records,
-                    b',"nextCursor":',
-                    orjson.dumps(_encode_cursor(end)),
-                    b',"hasMore":',
-                    b"true" if end < visible else b"false",
-                    b"}",
-                )
+            window = OFFSET_CURSOR.window(
+                params.get("cursor"), size, visible=visible, total=len(self.data.items[dataset])
             )
-        status = (b'"flag":"200"' if numbered else b'"code":"0000"') + b',"msg":"success"'
+            if window is None:
+                return self._refuse("4002", "参数错误: cursor is not one this gateway issued")
+            served = range(window.begin, window.end)
+            records = self._items[dataset].array(served)
+            payload = {"records": records, "nextCursor": window.next_cursor, "hasMore": window.has_more}
+        self.stats.items_served += len(served)
+        self.stats.bad_items += self._bad[dataset].serve(served)
+        status: dict[str, str] = {"flag": "200"} if numbered else {"code": "0000"}
         if dataset in self.encrypted:
-            return self._sealed(status, orjson.loads(payload_raw))
-        return Response(b"{" + status + b',"data":' + payload_raw + b"}", media_type="application/json")
+            return json_response(200, {**status, "msg": "success", **self._sealed(payload)})
+        return json_response(200, {**status, "msg": "success", "data": payload})
 
-    def _sealed(self, status: bytes, payload: Any) -> Response:
+    def _sealed(self, payload: Any) -> dict[str, Any]:
         sealed = self.cipher.seal(payload)
         with self._lock:
             tamper = self._tamper > 0
@@ -636,143 +671,8 @@ class SandboxGateway:
             self.stats.faults["bad_tag"] += 1
         self.stats.sealed_responses += 1
         sealed["timestamp"] = str(int(self._clock() * 1000))
-        return Response(b"{" + status + b"," + orjson.dumps(sealed)[1:], media_type="application/json")
-
-    def _count(self, dataset: str, begin: int, end: int) -> None:
-        self.stats.items_served += end - begin
-        for position in self.data.bad_positions[dataset]:
-            if begin <= position < end and (dataset, position) not in self._served_bad:
-                self._served_bad.add((dataset, position))
-                self.stats.bad_items += 1
-
-    def _fault(self, dataset: str) -> Response | None:
-        with self._lock:
-            if not self._faults or (self._faults[0][2] not in (None, dataset)):
-                return None
-            fault, retry_after, _ = self._faults.popleft()
-        self.stats.faults[str(fault)] += 1
-        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
-        if isinstance(fault, int):
-            doc = {"code": str(fault), "msg": f"sandbox fault injection (HTTP {fault})", "data": None}
-            return _json(fault, doc, headers)
-        messages = {"1001": "系统繁忙，请稍后重试", "1002": "请求过于频繁", "1003": "服务超时", "2001": "token已过期"}
-        return _json(200, {"code": fault, "msg": messages.get(fault, "sandbox fault injection"), "data": None}, headers)
+        return sealed
 
 
-def _json(status: int, doc: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, headers=dict(headers or {}), media_type="application/json")
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return 0
-    try:
-        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
-    return offset if isinstance(offset, int) and offset >= 0 else None
-
-
-class ProvincialSandbox(LoopbackServer):
-    """:class:`SandboxGateway` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
-
-    Keyword arguments go to :class:`SandboxGateway`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
-    """
-
-    server_name = "provincial sandbox"
-
-    def __init__(self, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
-        self.gateway = SandboxGateway(seed, **options)
-        self.host = host
-        self.url = ""
-        """``http://127.0.0.1:<port>`` once started."""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def app_key(self) -> str:
-        return self.gateway.app_key
-
-    @property
-    def app_secret(self) -> str:
-        return self.gateway.app_secret
-
-    @property
-    def sm4_key(self) -> str:
-        """The SM4 key of sealed datasets, hex."""
-        return self.gateway.sm4_key
-
-    @property
-    def mac_key(self) -> str:
-        """The HMAC-SM3 key of the payload tags, hex."""
-        return self.gateway.mac_key
-
-    @property
-    def stats(self) -> SandboxStats:
-        return self.gateway.stats
-
-    @property
-    def data(self) -> GatewayData:
-        return self.gateway.data
-
-    def settings(self, **overrides: Any) -> dict[str, Any]:
-        """``[adapters.provincial_bigdata]`` values that reach this sandbox, secrets in clear (``overrides`` added).
-
-        In a hub.toml the three secrets must be environment references; see :meth:`secrets_env`.
-        """
-        return {
-            "base_url": self.url,
-            "app_key": self.app_key,
-            "app_secret": self.app_secret,
-            "sm4_key_secret": self.sm4_key,
-            "mac_key_secret": self.mac_key,
-            **overrides,
-        }
-
-    def secrets_env(self, prefix: str = "SANDBOX_PBD_") -> tuple[dict[str, Any], dict[str, str]]:
-        """(settings table with the secrets as ``{env = ...}`` references, the environment that resolves them)."""
-        env = {
-            f"{prefix}APP_SECRET": self.app_secret,
-            f"{prefix}SM4_KEY": self.sm4_key,
-            f"{prefix}MAC_KEY": self.mac_key,
-        }
-        table: dict[str, Any] = {
-            "base_url": self.url,
-            "app_key": self.app_key,
-            "app_secret": {"env": f"{prefix}APP_SECRET"},
-            "sm4_key_secret": {"env": f"{prefix}SM4_KEY"},
-            "mac_key_secret": {"env": f"{prefix}MAC_KEY"},
-        }
-        return table, env
-
-    def asgi_app(self) -> Any:
-        return self.gateway.app
-
-    # Knobs, forwarded to the gateway.
-
-    def publish(self, dataset: str, count: int | None = None) -> None:
-        """See :meth:`SandboxGateway.publish`."""
-        self.gateway.publish(dataset, count)
-
-    def expire_tokens(self) -> None:
-        """See :meth:`SandboxGateway.expire_tokens`."""
-        self.gateway.expire_tokens()
-
-    def fail_next(
-        self, fault: int | str, *, count: int = 1, retry_after: float | None = None, dataset: str | None = None
-    ) -> None:
-        """See :meth:`SandboxGateway.fail_next`."""
-        self.gateway.fail_next(fault, count=count, retry_after=retry_after, dataset=dataset)
-
-    def tamper_next(self, count: int = 1) -> None:
-        """See :meth:`SandboxGateway.tamper_next`."""
-        self.gateway.tamper_next(count)
-
-    def deny(self, dataset: str) -> None:
-        """See :meth:`SandboxGateway.deny`."""
-        self.gateway.deny(dataset)
+SandboxGateway = ProvincialSandbox
+"""The same class by the name in-process users know it by (``httpx.ASGITransport(app=SandboxGateway(...).app)``)."""

@@ -10,10 +10,10 @@
 What it serves (see docs/adapters/state_grid.md):
 
 - ``POST /oauth/token``: client credentials (Basic auth, or ``client_id``/``client_secret`` form fields); opaque
-  bearer tokens valid ``token_ttl`` seconds; :meth:`SandboxPartner.revoke_tokens` revokes them early.
+  bearer tokens valid ``token_ttl`` seconds; :meth:`StateGridSandbox.revoke_tokens` revokes them early.
 - ``GET /api/v1/readings/daily?size=N[&cursor=C]``: ``{"code": "0000", "msg": "success", "data": {"records":
   [...], "next_cursor": "...", "has_more": ...}}``, readings ordered by ``read_date`` then ``cons_no``, ``size``
-  capped at ``page_size_cap``. ``visible_days`` hides later days until :meth:`SandboxPartner.publish` (daily runs).
+  capped at ``page_size_cap``. ``visible_days`` hides later days until :meth:`StateGridSandbox.publish` (daily runs).
 
 The dataset: ``households`` households in Hefei's districts, one daily frozen reading each for ``days`` days from
 ``start``. Each household has its own level (5-15 kWh a day) and peak share (30-50 %), varying day to day and a
@@ -25,39 +25,39 @@ the generator's own record of which days are clean, not by running the adapter.
 
 Demand response: :attr:`Dataset.demand_response` holds results of two peak-shaving events (evenings, about
 ``dr_share`` of the households each) and one valley-filling event, plus ``dr_bad`` results missing
-``actual_kwh``; :meth:`SandboxPartner.signed_demand_response` signs them with Standard Webhooks under
-:attr:`SandboxPartner.webhook_secret`, and :meth:`StateGridSandbox.deliver_demand_response` posts them to a URL.
+``actual_kwh``; :meth:`StateGridSandbox.signed_demand_response` signs them with Standard Webhooks under
+:attr:`StateGridSandbox.webhook_secret`, and :meth:`StateGridSandbox.deliver_demand_response` posts them to a URL.
 
 Faults on the wire: ``fail_every=N`` answers every N-th readings request with a 500, ``throttle_every=N`` with a
-429 and ``Retry-After: retry_after``; :meth:`SandboxPartner.fail_next` queues one-off answers (any status, or a
+429 and ``Retry-After: retry_after``; :meth:`StateGridSandbox.fail_next` queues one-off answers (any status, or a
 200 whose envelope carries an error ``code``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
-import secrets
-import threading
-import time
-from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 import httpx
-import orjson
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tanpuhui.sdk import WebhookSigner
-from tanpuhui.testing.loopback import LoopbackServer
+from tanpuhui.sdk import WebhookRequest
+from tanpuhui.testing.sandbox import (
+    OFFSET_CURSOR,
+    EncodedItems,
+    PartnerSandbox,
+    ScheduledFault,
+    json_response,
+    new_webhook_secret,
+    positive_int,
+    signed_batches,
+)
+from tanpuhui.testing.sandbox import SandboxStats as KitStats
 
 __all__ = ["FAULT_KINDS", "Dataset", "SandboxPartner", "SandboxStats", "StateGridSandbox"]
 
@@ -340,26 +340,35 @@ def _served(parts: list[float]) -> tuple[float, ...]:
 
 
 @dataclass(slots=True)
-class SandboxStats:
-    """What the sandbox served."""
+class SandboxStats(KitStats):
+    """What the sandbox served (the kit's counters, and the readings endpoint's)."""
 
-    requests: int = 0
-    token_requests: int = 0
-    tokens_issued: int = 0
     readings_requests: int = 0
-    items_served: int = 0
-    unauthorized: int = 0
-    faults: Counter[int] = field(default_factory=Counter)
-    """Injected error answers by HTTP status (an envelope error counts under 200)."""
 
 
-class SandboxPartner:
-    """The sandbox partner's API as an ASGI app (:attr:`app`) plus the knobs to steer it.
+_FAULT_MESSAGES = {
+    200: "系统繁忙，请稍后重试 (system busy)",
+    401: "access token is missing, expired or revoked",
+    429: "too many requests",
+    500: "internal error",
+    502: "bad gateway",
+    503: "service unavailable",
+}
 
-    Keyword arguments other than the ones below go to :class:`Dataset`. ``visible_days`` hides the dataset's later
-    days until :meth:`publish`; ``page_size_cap`` caps ``size``; ``fail_every``/``throttle_every`` inject 500s/429s
-    on every N-th readings request.
+
+class StateGridSandbox(PartnerSandbox):
+    """The sandbox partner's API as an ASGI app (:attr:`app`) plus the knobs to steer it; ``with`` (or
+    :meth:`start`) serves it on ``host`` (``127.0.0.1``), ``port`` (ephemeral by default).
+
+    ``households``, ``days``, ``seed``, ``start``, ``faults``, ``dr_share`` and ``dr_bad`` make the :class:`Dataset`.
+    ``visible_days`` hides its later days until :meth:`publish`; ``page_size_cap`` caps ``size``;
+    ``webhook_secret`` signs the demand-response pushes (random by default). Other keyword arguments go to the kit
+    (:class:`~tanpuhui.testing.sandbox.PartnerSandbox`: credentials, ``token_ttl``, ``fail_every``/
+    ``throttle_every``/``retry_after`` on readings requests, ``host``, ``port``).
     """
+
+    adapter = "state_grid"
+    server_name = "State Grid sandbox"
 
     def __init__(
         self,
@@ -367,245 +376,38 @@ class SandboxPartner:
         days: int = 30,
         seed: int = 7,
         *,
+        start: date = date(2024, 11, 4),
+        faults: Mapping[str, int] | None = None,
+        dr_share: float = 0.3,
+        dr_bad: int = 1,
         page_size_cap: int = 1000,
-        fail_every: int = 0,
-        throttle_every: int = 0,
-        retry_after: int = 1,
-        token_ttl: int = 1800,
-        client_id: str = "tanpuhui-sandbox",
-        client_secret: str | None = None,
         webhook_secret: str | None = None,
         visible_days: int | None = None,
-        **dataset: Any,
+        client_id: str = "tanpuhui-sandbox",
+        **options: Any,
     ) -> None:
-        self.dataset = Dataset(households, days, seed, **dataset)
-        self.client_id = client_id
-        self.client_secret = client_secret or secrets.token_urlsafe(24)
-        self.webhook_secret = webhook_secret or "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        self.dataset = Dataset(households, days, seed, start=start, faults=faults, dr_share=dr_share, dr_bad=dr_bad)
+        self.webhook_secret = webhook_secret or new_webhook_secret()
+        """The ``whsec_`` secret the sandbox signs demand-response pushes with."""
         self.page_size_cap = page_size_cap
-        self.fail_every = fail_every
-        self.throttle_every = throttle_every
-        self.retry_after = retry_after
-        self.token_ttl = token_ttl
-        self.stats = SandboxStats()
         self.visible_days = days if visible_days is None else max(0, min(visible_days, days))
-        self._encoded = [orjson.dumps(item) for item in self.dataset.items]
-        self._tokens: dict[str, float] = {}
-        self._faults: deque[tuple[int, int | None, str | None]] = deque()
-        self._lock = threading.Lock()
-        self.app = Starlette(
-            routes=[
-                Route("/oauth/token", self._token, methods=["POST"]),
-                Route("/api/v1/readings/daily", self._readings, methods=["GET"]),
-            ]
-        )
+        self._items = EncodedItems(self.dataset.items)
+        self.stats: SandboxStats = SandboxStats()
+        invalid_token = {"code": "4010", "msg": "access token is missing, expired or revoked"}
+        super().__init__(self.stats, client_id=client_id, realm="sgcc-sandbox", invalid_token=invalid_token, **options)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/oauth/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route("/api/v1/readings/daily", self._readings, methods=["GET"]),
+        ]
 
     @property
     def visible(self) -> int:
         """Number of readings currently published."""
         return self.dataset.day_ends[self.visible_days - 1] if self.visible_days else 0
 
-    # -- knobs -------------------------------------------------------------------------------------------------
-
-    def publish(self, days: int | None = None) -> None:
-        """Publish ``days`` more days of readings (all when None), as the next daily freezes would."""
-        total = self.dataset.days
-        self.visible_days = total if days is None else min(total, self.visible_days + days)
-
-    def revoke_tokens(self) -> None:
-        """Revoke every issued token before its expiry: the next API call with one gets a 401."""
-        with self._lock:
-            self._tokens.clear()
-
-    def fail_next(
-        self, status: int, *, count: int = 1, retry_after: int | None = None, code: str | None = None
-    ) -> None:
-        """Answer the next ``count`` readings requests with ``status`` (and ``Retry-After`` when given).
-
-        ``code`` with status 200 answers a well-formed HTTP response whose envelope carries that error code.
-        """
-        with self._lock:
-            self._faults.extend([(status, retry_after, code)] * count)
-
-    def signed_demand_response(
-        self, batch_size: int = 100, timestamp: int | None = None
-    ) -> list[tuple[dict[str, str], bytes]]:
-        """The demand-response results as signed webhook requests: ``(headers, body)``, ``batch_size`` per body."""
-        signer = WebhookSigner(self.webhook_secret)
-        results = self.dataset.demand_response
-        out = []
-        for number, i in enumerate(range(0, len(results), batch_size), start=1):
-            body = orjson.dumps({"items": results[i : i + batch_size]})
-            out.append((signer.headers(f"msg_sgdr_{self.dataset.seed}_{number:04d}", body, timestamp), body))
-        return out
-
-    # -- endpoints ---------------------------------------------------------------------------------------------
-
-    async def _token(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.token_requests += 1
-        form = dict(parse_qsl((await request.body()).decode("latin-1")))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("latin-1")
-            except (binascii.Error, ValueError):
-                decoded = ""
-            basic_id, _, basic_secret = decoded.partition(":")
-            client_id, client_secret = unquote(basic_id), unquote(basic_secret)
-        if not (
-            secrets.compare_digest(client_id.encode(), self.client_id.encode())
-            and secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
-        ):
-            self.stats.unauthorized += 1
-            return _json(
-                401,
-                {"error": "invalid_client", "error_description": "unknown client or wrong secret"},
-                {"WWW-Authenticate": 'Basic realm="sgcc-sandbox"'},
-            )
-        if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "use client_credentials"})
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl
-        self.stats.tokens_issued += 1
-        doc: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
-        if form.get("scope"):
-            doc["scope"] = form["scope"]
-        return _json(200, doc, {"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _authorized(self, request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        expiry = self._tokens.get(token)
-        if expiry is not None and expiry > time.monotonic():
-            return None
-        self.stats.unauthorized += 1
-        return _json(
-            401,
-            {"code": "4010", "msg": "access token is missing, expired or revoked"},
-            {"WWW-Authenticate": 'Bearer realm="sgcc-sandbox", error="invalid_token"'},
-        )
-
-    async def _readings(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.readings_requests += 1
-        refused = self._authorized(request)
-        if refused is not None:
-            return refused
-        fault = self._fault(self.stats.readings_requests)
-        if fault is not None:
-            return fault
-        try:
-            size = int(request.query_params.get("size", "100"))
-            if size < 1:
-                raise ValueError
-        except ValueError:
-            return _json(400, {"code": "4000", "msg": "size must be a positive integer"})
-        offset = _decode_cursor(request.query_params.get("cursor"))
-        if offset is None or offset > len(self._encoded):
-            return _json(400, {"code": "4001", "msg": "cursor is not one this API issued"})
-        visible = self.visible
-        end = min(offset + min(size, self.page_size_cap), max(visible, offset))
-        self.stats.items_served += end - offset
-        body = b"".join(
-            (
-                b'{"code":"0000","msg":"success","data":{"records":[',
-                b",".join(self._encoded[offset:end]),
-                b'],"next_cursor":',
-                orjson.dumps(_encode_cursor(end)),
-                b',"has_more":',
-                b"true" if end < visible else b"false",
-                b"}}",
-            )
-        )
-        return Response(body, media_type="application/json")
-
-    def _fault(self, serial: int) -> Response | None:
-        with self._lock:
-            queued = self._faults.popleft() if self._faults else None
-        code: str | None = None
-        if queued is not None:
-            status, retry_after, code = queued
-        elif self.fail_every and serial % self.fail_every == 0:
-            status, retry_after = 500, None
-        elif self.throttle_every and serial % self.throttle_every == 0:
-            status, retry_after = 429, self.retry_after
-        else:
-            return None
-        self.stats.faults[status] += 1
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        messages = {
-            200: "系统繁忙，请稍后重试 (system busy)",
-            401: "access token is missing, expired or revoked",
-            429: "too many requests",
-            500: "internal error",
-            502: "bad gateway",
-            503: "service unavailable",
-        }
-        doc = {"code": code or f"{status}0", "msg": f"{messages.get(status, 'error')} (sandbox fault injection)"}
-        return _json(status, doc, headers)
-
-
-def _json(status: int, doc: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, headers=dict(headers or {}), media_type="application/json")
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return 0
-    try:
-        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
-    return offset if isinstance(offset, int) and offset >= 0 else None
-
-
-class StateGridSandbox(LoopbackServer):
-    """:class:`SandboxPartner` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
-
-    Keyword arguments go to :class:`SandboxPartner` (and on to :class:`Dataset`). Use as a context manager, or
-    call :meth:`start`/:meth:`stop`.
-    """
-
-    server_name = "State Grid sandbox"
-
-    def __init__(
-        self, households: int = 200, days: int = 30, seed: int = 7, *, host: str = "127.0.0.1", **options: Any
-    ) -> None:
-        self.partner = SandboxPartner(households, days, seed, **options)
-        self.host = host
-        self.url = ""
-        """``http://127.0.0.1:<port>`` once started."""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def client_id(self) -> str:
-        return self.partner.client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self.partner.client_secret
-
-    @property
-    def webhook_secret(self) -> str:
-        """The ``whsec_`` secret the sandbox signs demand-response pushes with."""
-        return self.partner.webhook_secret
-
-    @property
-    def stats(self) -> SandboxStats:
-        return self.partner.stats
-
-    @property
-    def dataset(self) -> Dataset:
-        return self.partner.dataset
+    # -- settings ----------------------------------------------------------------------------------------------
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Values for :class:`~tanpuhui.adapters.state_grid.StateGridSettings` that reach this sandbox.
@@ -620,42 +422,41 @@ class StateGridSandbox(LoopbackServer):
             **overrides,
         }
 
+    def hub_settings(self, env_prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The kit's table plus the demand-response webhook secret (``env_prefix + "WEBHOOK_SECRET"``)."""
+        table, env = super().hub_settings(env_prefix)
+        var = f"{env_prefix}WEBHOOK_SECRET"
+        return {**table, "webhook_secrets": [{"env": var}]}, {**env, var: self.webhook_secret}
+
     def hub_table(self, **overrides: Any) -> dict[str, Any]:
         """An ``[adapters.state_grid]`` table for this sandbox, secrets as references to :meth:`environ`."""
-        return {
-            "base_url": self.url,
-            "client_id": self.client_id,
-            "client_secret": {"env": "STATE_GRID_CLIENT_SECRET"},
-            "webhook_secrets": [{"env": "STATE_GRID_WEBHOOK_SECRET"}],
-            **overrides,
-        }
+        return {**self.hub_settings("STATE_GRID_")[0], **overrides}
 
     def environ(self) -> dict[str, str]:
         """The environment variables :meth:`hub_table` refers to."""
-        return {"STATE_GRID_CLIENT_SECRET": self.client_secret, "STATE_GRID_WEBHOOK_SECRET": self.webhook_secret}
+        return self.hub_settings("STATE_GRID_")[1]
 
-    def asgi_app(self) -> Any:
-        return self.partner.app
+    # -- knobs -------------------------------------------------------------------------------------------------
 
     def publish(self, days: int | None = None) -> None:
-        """See :meth:`SandboxPartner.publish`."""
-        self.partner.publish(days)
+        """Publish ``days`` more days of readings (all when None), as the next daily freezes would."""
+        total = self.dataset.days
+        self.visible_days = total if days is None else min(total, self.visible_days + days)
 
-    def revoke_tokens(self) -> None:
-        """See :meth:`SandboxPartner.revoke_tokens`."""
-        self.partner.revoke_tokens()
+    def signed_demand_response(self, batch_size: int = 100, timestamp: int | None = None) -> list[WebhookRequest]:
+        """The demand-response results as signed webhook requests: ``(headers, body)``, ``batch_size`` per body."""
+        seed = self.dataset.seed
+        return signed_batches(
+            self.webhook_secret,
+            self.dataset.demand_response,
+            batch=batch_size,
+            message_id=lambda n: f"msg_sgdr_{seed}_{n + 1:04d}",
+            timestamp=timestamp,
+        )
 
-    def fail_next(
-        self, status: int, *, count: int = 1, retry_after: int | None = None, code: str | None = None
-    ) -> None:
-        """See :meth:`SandboxPartner.fail_next`."""
-        self.partner.fail_next(status, count=count, retry_after=retry_after, code=code)
-
-    def signed_demand_response(
-        self, batch_size: int = 100, timestamp: int | None = None
-    ) -> list[tuple[dict[str, str], bytes]]:
-        """See :meth:`SandboxPartner.signed_demand_response`."""
-        return self.partner.signed_demand_response(batch_size, timestamp)
+    def webhook_requests(self) -> dict[str, list[WebhookRequest]]:
+        """The demand-response results, 100 per request."""
+        return {"demand_response": self.signed_demand_response(100)}
 
     def deliver_demand_response(self, url: str, batch_size: int = 100) -> list[int]:
         """POST the signed demand-response batches to ``url`` (e.g. the sidecar's webhook); the HTTP statuses."""
@@ -665,3 +466,37 @@ class StateGridSandbox(LoopbackServer):
                 response = client.post(url, content=body, headers={**headers, "Content-Type": "application/json"})
                 statuses.append(response.status_code)
         return statuses
+
+    def fault_response(self, fault: ScheduledFault) -> Response:
+        message = _FAULT_MESSAGES.get(fault.status, "error")
+        doc = {"code": fault.code or f"{fault.status}0", "msg": f"{message} (sandbox fault injection)"}
+        return json_response(fault.status, doc, fault.headers)
+
+    # -- endpoints ---------------------------------------------------------------------------------------------
+
+    async def _readings(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.readings_requests += 1
+        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.readings_requests)
+        if refused is not None:
+            return refused
+        size = positive_int(request.query_params.get("size"), 100)
+        if size is None:
+            return json_response(400, {"code": "4000", "msg": "size must be a positive integer"})
+        window = OFFSET_CURSOR.window(
+            request.query_params.get("cursor"),
+            size,
+            visible=self.visible,
+            total=len(self._items),
+            cap=self.page_size_cap,
+        )
+        if window is None:
+            return json_response(400, {"code": "4001", "msg": "cursor is not one this API issued"})
+        served = range(window.begin, window.end)
+        self.stats.items_served += len(served)
+        data = {"records": self._items.array(served), "next_cursor": window.next_cursor, "has_more": window.has_more}
+        return json_response(200, {"code": "0000", "msg": "success", "data": data})
+
+
+SandboxPartner = StateGridSandbox
+"""The same class by the name in-process users know it by (``httpx.ASGITransport(app=SandboxPartner(...).app)``)."""

@@ -9,7 +9,7 @@
 What it serves (see docs/adapters/transit_card.md):
 
 - ``POST /oauth/token``: client credentials (Basic auth, or ``client_id``/``client_secret`` form fields); issues
-  opaque bearer tokens valid ``token_ttl`` seconds; :meth:`SandboxPartner.revoke_tokens` revokes them early.
+  opaque bearer tokens valid ``token_ttl`` seconds; :meth:`TransitSandbox.revoke_tokens` revokes them early.
 - ``GET /v1/network``: a Hefei-like network: 5 metro lines (15-20 stations, 8 transfer stations) and 20 bus
   lines. Station names are Hefei's style; the geometry is illustrative, not survey data.
 - ``GET /v1/transactions?limit=N[&cursor=C]``: a deterministic dataset (seeded), ordered by ``deal_time``, paged
@@ -23,36 +23,37 @@ A few bad items are mixed in, of the kinds in :data:`BAD_KINDS` (count per kind:
 1,000 trips and at least one), and :meth:`Dataset.expected` says what a correct pull makes of the whole dataset.
 
 Faults: ``fail_every=N`` answers every N-th transactions request with a 500, ``throttle_every=N`` with a 429
-and ``Retry-After: retry_after``; :meth:`SandboxPartner.fail_next` queues one-off answers (any status).
+and ``Retry-After: retry_after``; :meth:`TransitSandbox.fail_next` queues one-off answers (any status).
 
-:class:`SandboxPartner` is the ASGI app and its state (usable in-process with ``httpx.ASGITransport``);
-:class:`TransitSandbox` serves it with uvicorn in a background thread on ``127.0.0.1`` and an ephemeral port.
+:class:`TransitSandbox` (also known as ``SandboxPartner``) is the ASGI app and its state, usable in-process with
+``httpx.ASGITransport``; ``with`` serves it on loopback. It is built on the sandbox kit
+(:mod:`tanpuhui.testing.sandbox`): token endpoint, faults, cursors and stats come from there.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bisect
 import random
-import secrets
-import threading
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 import orjson
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tanpuhui.testing.loopback import LoopbackServer
+from tanpuhui.testing.sandbox import (
+    OFFSET_CURSOR,
+    EncodedItems,
+    FirstServed,
+    PartnerSandbox,
+    ScheduledFault,
+    json_response,
+    positive_int,
+)
+from tanpuhui.testing.sandbox import SandboxStats as KitStats
 
 from .network import Network
 
@@ -450,28 +451,25 @@ def _base36(n: int) -> str:
 
 
 @dataclass(slots=True)
-class SandboxStats:
-    """What the sandbox served."""
+class SandboxStats(KitStats):
+    """What the sandbox served (the kit's counters, and one per endpoint)."""
 
-    requests: int = 0
-    token_requests: int = 0
-    tokens_issued: int = 0
     network_requests: int = 0
     transactions_requests: int = 0
-    items_served: int = 0
-    bad_items: int = 0
-    """Distinct bad items served at least once."""
-    unauthorized: int = 0
-    faults: Counter[int] = field(default_factory=Counter)
-    """Injected error answers by status."""
 
 
-class SandboxPartner:
-    """The sandbox operator's API as an ASGI app (:attr:`app`) plus the knobs to steer it.
+class TransitSandbox(PartnerSandbox):
+    """The sandbox operator's API as an ASGI app (:attr:`app`) plus the knobs to steer it; ``with`` (or
+    :meth:`start`) serves it on ``host`` (``127.0.0.1``), ``port`` (ephemeral by default).
 
     ``visible`` hides the dataset's tail until :meth:`publish` (for incremental runs); ``page_size_cap`` caps
-    ``limit``; ``fail_every``/``throttle_every`` inject 500s/429s on every N-th transactions request.
+    ``limit``. Other keyword arguments go to the kit (:class:`~tanpuhui.testing.sandbox.PartnerSandbox`):
+    ``client_secret``, ``token_ttl``, ``fail_every``/``throttle_every``/``retry_after`` (500s/429s on every N-th
+    transactions request), ``host``, ``port``.
     """
+
+    adapter = "transit_card"
+    server_name = "transit sandbox"
 
     def __init__(
         self,
@@ -483,13 +481,9 @@ class SandboxPartner:
         bad: Mapping[str, int] | None = None,
         mobile_share: float = 0.1,
         page_size_cap: int = 1000,
-        fail_every: int = 0,
-        throttle_every: int = 0,
-        retry_after: int = 1,
-        token_ttl: int = 1800,
-        client_id: str = "tanpuhui-sandbox",
-        client_secret: str | None = None,
         visible: int | None = None,
+        client_id: str = "tanpuhui-sandbox",
+        **options: Any,
     ) -> None:
         self.network_doc = hefei_network()
         self.network = Network.from_document(self.network_doc, "sandbox network")
@@ -503,99 +497,46 @@ class SandboxPartner:
             bad=bad,
             mobile_share=mobile_share,
         )
-        self.client_id = client_id
-        self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.page_size_cap = page_size_cap
-        self.fail_every = fail_every
-        self.throttle_every = throttle_every
-        self.retry_after = retry_after
-        self.token_ttl = token_ttl
-        self.stats = SandboxStats()
         self.visible = len(self.dataset.items) if visible is None else min(visible, len(self.dataset.items))
-        self._encoded = [orjson.dumps(item) for item in self.dataset.items]
+        self._items = EncodedItems(self.dataset.items)
         self._network_body = orjson.dumps(self.network_doc)
-        self._tokens: dict[str, float] = {}
-        self._faults: deque[tuple[int, int | None]] = deque()
-        self._served_bad: set[int] = set()
-        self._lock = threading.Lock()
-        self.app = Starlette(
-            routes=[
-                Route("/oauth/token", self._token, methods=["POST"]),
-                Route("/v1/network", self._network, methods=["GET"]),
-                Route("/v1/transactions", self._transactions, methods=["GET"]),
-            ]
-        )
+        self._bad = FirstServed(self.dataset.bad_positions)
+        self.stats: SandboxStats = SandboxStats()
+        super().__init__(self.stats, client_id=client_id, realm="transit-sandbox", **options)
 
-    # -- knobs -------------------------------------------------------------------------------------------------
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/oauth/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route("/v1/network", self._network, methods=["GET"]),
+            Route("/v1/transactions", self._transactions, methods=["GET"]),
+        ]
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """``[adapters.transit_card]`` settings that reach this sandbox (``overrides`` added)."""
+        return {"base_url": self.url, "client_id": self.client_id, "client_secret": self.client_secret, **overrides}
+
+    def hub_settings(self, env_prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The kit's table, asking pages as large as the sandbox serves."""
+        table, env = super().hub_settings(env_prefix)
+        return {**table, "page_size": self.page_size_cap}, env
 
     def publish(self, count: int | None = None) -> None:
         """Make ``count`` more items visible (all when None), as if the operator cleared more transactions."""
         total = len(self.dataset.items)
         self.visible = total if count is None else min(total, self.visible + count)
 
-    def revoke_tokens(self) -> None:
-        """Revoke every issued token before its expiry: the next API call with one gets a 401."""
-        with self._lock:
-            self._tokens.clear()
-
-    def fail_next(self, status: int, *, count: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next ``count`` transactions requests with ``status`` (and ``Retry-After`` when given)."""
-        with self._lock:
-            self._faults.extend([(status, retry_after)] * count)
+    def fault_response(self, fault: ScheduledFault) -> Response:
+        error, description = _FAULTS.get(fault.status, ("error", "the request failed"))
+        doc = {"error": fault.code or error, "error_description": description}
+        return json_response(fault.status, doc, fault.headers)
 
     # -- endpoints ---------------------------------------------------------------------------------------------
-
-    async def _token(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.token_requests += 1
-        form = dict(parse_qsl((await request.body()).decode("latin-1")))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("latin-1")
-            except (binascii.Error, ValueError):
-                decoded = ""
-            basic_id, _, basic_secret = decoded.partition(":")
-            client_id, client_secret = unquote(basic_id), unquote(basic_secret)
-        if not (
-            secrets.compare_digest(client_id.encode(), self.client_id.encode())
-            and secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
-        ):
-            self.stats.unauthorized += 1
-            return _json(
-                401,
-                {"error": "invalid_client", "error_description": "unknown client or wrong secret"},
-                {"WWW-Authenticate": 'Basic realm="transit-sandbox"'},
-            )
-        if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "use client_credentials"})
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl
-        self.stats.tokens_issued += 1
-        doc: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
-        if form.get("scope"):
-            doc["scope"] = form["scope"]
-        return _json(200, doc, {"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _authorized(self, request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        expiry = self._tokens.get(token)
-        if expiry is not None and expiry > time.monotonic():
-            return None
-        self.stats.unauthorized += 1
-        return _json(
-            401,
-            {"error": "invalid_token", "error_description": "the access token is missing, expired or revoked"},
-            {"WWW-Authenticate": 'Bearer realm="transit-sandbox", error="invalid_token"'},
-        )
 
     async def _network(self, request: Request) -> Response:
         self.stats.requests += 1
         self.stats.network_requests += 1
-        refused = self._authorized(request)
+        refused = self.oauth.refuse(request)
         if refused is not None:
             return refused
         return Response(self._network_body, media_type="application/json")
@@ -603,56 +544,30 @@ class SandboxPartner:
     async def _transactions(self, request: Request) -> Response:
         self.stats.requests += 1
         self.stats.transactions_requests += 1
-        refused = self._authorized(request)
+        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.transactions_requests)
         if refused is not None:
             return refused
-        fault = self._fault(self.stats.transactions_requests)
-        if fault is not None:
-            return fault
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-            if limit < 1:
-                raise ValueError
-        except ValueError:
-            return _json(400, {"error": "invalid_request", "error_description": "limit must be a positive integer"})
-        offset = _decode_cursor(request.query_params.get("cursor"))
-        if offset is None or offset > len(self.dataset.items):
-            return _json(400, {"error": "invalid_cursor", "error_description": "cursor is not one this API issued"})
-        end = min(offset + min(limit, self.page_size_cap), max(self.visible, offset))
-        self.stats.items_served += end - offset
-        positions = self.dataset.bad_positions
-        for position in positions[bisect.bisect_left(positions, offset) : bisect.bisect_left(positions, end)]:
-            if position not in self._served_bad:
-                self._served_bad.add(position)
-                self.stats.bad_items += 1
-        body = b"".join(
-            (
-                b'{"data":[',
-                b",".join(self._encoded[offset:end]),
-                b'],"next_cursor":',
-                orjson.dumps(_encode_cursor(end)),
-                b',"has_more":',
-                b"true" if end < self.visible else b"false",
-                b"}",
+        limit = positive_int(request.query_params.get("limit"), 100)
+        if limit is None:
+            return json_response(
+                400, {"error": "invalid_request", "error_description": "limit must be a positive integer"}
             )
+        window = OFFSET_CURSOR.window(
+            request.query_params.get("cursor"),
+            limit,
+            visible=self.visible,
+            total=len(self.dataset.items),
+            cap=self.page_size_cap,
         )
-        return Response(body, media_type="application/json")
-
-    def _fault(self, serial: int) -> Response | None:
-        with self._lock:
-            queued = self._faults.popleft() if self._faults else None
-        if queued is not None:
-            status, retry_after = queued
-        elif self.fail_every and serial % self.fail_every == 0:
-            status, retry_after = 500, None
-        elif self.throttle_every and serial % self.throttle_every == 0:
-            status, retry_after = 429, self.retry_after
-        else:
-            return None
-        self.stats.faults[status] += 1
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        error, description = _FAULTS.get(status, ("error", "the request failed"))
-        return _json(status, {"error": error, "error_description": description}, headers)
+        if window is None:
+            return json_response(
+                400, {"error": "invalid_cursor", "error_description": "cursor is not one this API issued"}
+            )
+        served = range(window.begin, window.end)
+        self.stats.items_served += len(served)
+        self.stats.bad_items += self._bad.serve(served)
+        page = {"data": self._items.array(served), "next_cursor": window.next_cursor, "has_more": window.has_more}
+        return json_response(200, page)
 
 
 _FAULTS = {
@@ -662,73 +577,5 @@ _FAULTS = {
     503: ("unavailable", "service temporarily unavailable"),
 }
 
-
-def _json(status: int, doc: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, headers=dict(headers or {}), media_type="application/json")
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return 0
-    try:
-        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
-    return offset if isinstance(offset, int) and offset >= 0 else None
-
-
-class TransitSandbox(LoopbackServer):
-    """:class:`SandboxPartner` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
-
-    Keyword arguments go to :class:`SandboxPartner`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
-    """
-
-    server_name = "transit sandbox"
-
-    def __init__(self, trips: int = 1000, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
-        self.partner = SandboxPartner(trips, seed, **options)
-        self.host = host
-        self.url = ""
-        """``http://127.0.0.1:<port>`` once started."""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def client_id(self) -> str:
-        return self.partner.client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self.partner.client_secret
-
-    @property
-    def stats(self) -> SandboxStats:
-        return self.partner.stats
-
-    @property
-    def dataset(self) -> Dataset:
-        return self.partner.dataset
-
-    def settings(self, **overrides: Any) -> dict[str, Any]:
-        """``[adapters.transit_card]`` settings that reach this sandbox (``overrides`` added)."""
-        return {"base_url": self.url, "client_id": self.client_id, "client_secret": self.client_secret, **overrides}
-
-    def asgi_app(self) -> Any:
-        return self.partner.app
-
-    def publish(self, count: int | None = None) -> None:
-        """See :meth:`SandboxPartner.publish`."""
-        self.partner.publish(count)
-
-    def revoke_tokens(self) -> None:
-        """See :meth:`SandboxPartner.revoke_tokens`."""
-        self.partner.revoke_tokens()
-
-    def fail_next(self, status: int, *, count: int = 1, retry_after: int | None = None) -> None:
-        """See :meth:`SandboxPartner.fail_next`."""
-        self.partner.fail_next(status, count=count, retry_after=retry_after)
+SandboxPartner = TransitSandbox
+"""The same class by the name in-process users know it by (``httpx.ASGITransport(app=SandboxPartner(...).app)``)."""

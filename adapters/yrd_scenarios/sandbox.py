@@ -8,7 +8,7 @@
 What it serves (see docs/adapters/yrd_scenarios.md):
 
 - ``POST /oauth/token``: client credentials (Basic auth, or ``client_id``/``client_secret`` form fields); opaque
-  bearer tokens valid ``token_ttl`` seconds; :meth:`SandboxExchange.revoke_tokens` revokes them early.
+  bearer tokens valid ``token_ttl`` seconds; :meth:`YrdSandbox.revoke_tokens` revokes them early.
 - ``GET /v1/scenarios``: the catalog of the three platforms (:data:`SCENARIOS`), in the ``{"code", "msg", "data"}``
   envelope.
 - ``GET /v1/records?limit=N[&cursor=C]``: the records change feed, ordered by ``updated_at``, paged by an opaque
@@ -24,38 +24,41 @@ Mixed in, ``bad`` items of the kinds in :data:`BAD_KINDS` and withdrawn ones of 
 one per 500 records of each kind, at least one); :meth:`Dataset.expected` says what a correct pull makes of them.
 
 Faults: ``fail_every=N`` answers every N-th records request with a 500, ``throttle_every=N`` with a 429 and
-``Retry-After: retry_after``; :meth:`SandboxExchange.fail_next` queues one-off answers (any status, or a 200 whose
+``Retry-After: retry_after``; :meth:`YrdSandbox.fail_next` queues one-off answers (any status, or a 200 whose
 envelope ``code`` is an error).
 
-:class:`SandboxExchange` is the ASGI app and its state (usable in-process with ``httpx.ASGITransport``);
-:class:`YrdSandbox` serves it with uvicorn in a background thread on ``127.0.0.1`` and an ephemeral port.
+:class:`YrdSandbox` (also known as ``SandboxExchange``) is the ASGI app and its state, usable in-process with
+``httpx.ASGITransport``; ``with`` serves it on loopback. It is built on the sandbox kit
+(:mod:`tanpuhui.testing.sandbox`): token endpoint, faults, cursors and stats come from there.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import random
-import secrets
-import threading
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
-import orjson
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tanpuhui.sdk import WebhookSigner
-from tanpuhui.testing.loopback import LoopbackServer
+from tanpuhui.sdk import WebhookRequest
+from tanpuhui.testing.sandbox import (
+    OFFSET_CURSOR,
+    EncodedItems,
+    FirstServed,
+    PartnerSandbox,
+    ScheduledFault,
+    json_response,
+    new_webhook_secret,
+    positive_int,
+    signed_batches,
+)
+from tanpuhui.testing.sandbox import SandboxStats as KitStats
 
 from .recognition import lookup_recognition
 
@@ -380,28 +383,25 @@ def _covered(s: Scenario) -> bool:
 
 
 @dataclass(slots=True)
-class SandboxStats:
-    """What the sandbox served."""
+class SandboxStats(KitStats):
+    """What the sandbox served (the kit's counters, and one per endpoint)."""
 
-    requests: int = 0
-    token_requests: int = 0
-    tokens_issued: int = 0
     catalog_requests: int = 0
     records_requests: int = 0
-    items_served: int = 0
-    bad_items: int = 0
-    """Distinct bad items served at least once."""
-    unauthorized: int = 0
-    faults: Counter[int | str] = field(default_factory=Counter)
-    """Injected error answers by HTTP status (or envelope code)."""
 
 
-class SandboxExchange:
-    """The sandbox YRD data exchange as an ASGI app (:attr:`app`) plus the knobs to steer it.
+class YrdSandbox(PartnerSandbox):
+    """The sandbox YRD data exchange as an ASGI app (:attr:`app`) plus the knobs to steer it; ``with`` (or
+    :meth:`start`) serves it on ``host`` (``127.0.0.1``), ``port`` (ephemeral by default).
 
     ``visible`` hides the feed's tail until :meth:`publish` (for incremental runs); ``page_size_cap`` caps
-    ``limit``; ``fail_every``/``throttle_every`` inject 500s/429s on every N-th records request.
+    ``limit``; ``webhook_secret`` signs the pushes of :meth:`webhook_requests` (random by default). Other keyword
+    arguments go to the kit (:class:`~tanpuhui.testing.sandbox.PartnerSandbox`): ``client_secret``, ``token_ttl``,
+    ``fail_every``/``throttle_every``/``retry_after`` (500s/429s on every N-th records request), ``host``, ``port``.
     """
+
+    adapter = "yrd_scenarios"
+    server_name = "YRD sandbox"
 
     def __init__(
         self,
@@ -413,267 +413,36 @@ class SandboxExchange:
         bad: Mapping[str, int] | None = None,
         withdrawn: Mapping[str, int] | None = None,
         page_size_cap: int = 1000,
-        fail_every: int = 0,
-        throttle_every: int = 0,
-        retry_after: int = 1,
-        token_ttl: int = 1800,
-        client_id: str = "anhui-tanpuhui-sandbox",
-        client_secret: str | None = None,
         visible: int | None = None,
+        webhook_secret: str | None = None,
+        client_id: str = "anhui-tanpuhui-sandbox",
+        **options: Any,
     ) -> None:
         self.dataset = Dataset(records, seed, days=days, start=start, bad=bad, withdrawn=withdrawn)
-        self.client_id = client_id
-        self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.page_size_cap = page_size_cap
-        self.fail_every = fail_every
-        self.throttle_every = throttle_every
-        self.retry_after = retry_after
-        self.token_ttl = token_ttl
-        self.stats = SandboxStats()
+        self.webhook_secret = webhook_secret or new_webhook_secret()
+        """The ``whsec_`` secret :meth:`webhook_requests` signs with (the hub's ``webhook_secrets``)."""
         items = self.dataset.items
         self.visible = len(items) if visible is None else min(visible, len(items))
-        self._encoded = [orjson.dumps(item) for item in items]
+        self._items = EncodedItems(items)
         self._by_platform: dict[str, list[int]] = {p: [] for p in PLATFORM_PREFIX}
         for position, item in enumerate(items):
             self._by_platform.setdefault(item["platform"], []).append(position)
-        self._tokens: dict[str, float] = {}
-        self._faults: deque[tuple[int, int | None, str | None]] = deque()
-        self._served_bad: set[int] = set()
-        self._bad = set(self.dataset.bad_positions)
-        self._lock = threading.Lock()
-        self.app = Starlette(
-            routes=[
-                Route("/oauth/token", self._token, methods=["POST"]),
-                Route("/v1/scenarios", self._scenarios, methods=["GET"]),
-                Route("/v1/records", self._records, methods=["GET"]),
-                Route("/platforms/{platform}/oauth/token", self._token, methods=["POST"]),
-                Route("/platforms/{platform}/v1/scenarios", self._scenarios, methods=["GET"]),
-                Route("/platforms/{platform}/v1/records", self._records, methods=["GET"]),
-            ]
-        )
+        self._bad = FirstServed(self.dataset.bad_positions)
+        self.stats: SandboxStats = SandboxStats()
+        super().__init__(self.stats, client_id=client_id, realm="yrd-exchange-sandbox", **options)
 
-    # -- knobs -------------------------------------------------------------------------------------------------
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/oauth/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route("/v1/scenarios", self._scenarios, methods=["GET"]),
+            Route("/v1/records", self._records, methods=["GET"]),
+            Route("/platforms/{platform}/oauth/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route("/platforms/{platform}/v1/scenarios", self._scenarios, methods=["GET"]),
+            Route("/platforms/{platform}/v1/records", self._records, methods=["GET"]),
+        ]
 
-    def publish(self, count: int | None = None) -> None:
-        """Make ``count`` more feed items visible (all when None), as if the platforms shared more records."""
-        total = len(self.dataset.items)
-        self.visible = total if count is None else min(total, self.visible + count)
-
-    def revoke_tokens(self) -> None:
-        """Revoke every issued token before its expiry: the next API call with one gets a 401."""
-        with self._lock:
-            self._tokens.clear()
-
-    def fail_next(
-        self, status: int = 200, *, count: int = 1, retry_after: int | None = None, code: str | None = None
-    ) -> None:
-        """Answer the next ``count`` records requests with ``status`` (and ``Retry-After`` when given).
-
-        ``code``: answer HTTP ``status`` (200 by default) with that envelope ``code`` instead of ``"0000"``.
-        """
-        with self._lock:
-            self._faults.extend([(status, retry_after, code)] * count)
-
-    def signed_pushes(
-        self, secret: str, *, batch: int = 100, timestamp: int | None = None
-    ) -> list[tuple[dict[str, str], bytes]]:
-        """The visible feed as Standard Webhooks requests (headers, body) of ``{"items": [...]}`` batches.
-
-        What the platforms would push to ``/webhooks/yrd_scenarios/records_push``; ``timestamp`` defaults to now.
-        """
-        signer = WebhookSigner(secret)
-        out = []
-        for number, offset in enumerate(range(0, self.visible, batch)):
-            body = b'{"items":[' + b",".join(self._encoded[offset : min(offset + batch, self.visible)]) + b"]}"
-            out.append((signer.headers(f"msg_yrd_{self.dataset.seed}_{number:06d}", body, timestamp), body))
-        return out
-
-    # -- endpoints ---------------------------------------------------------------------------------------------
-
-    def _platform(self, request: Request) -> str | Response | None:
-        platform = request.path_params.get("platform")
-        if platform is not None and platform not in self._by_platform:
-            return _envelope(404, "4040", f"no platform {platform!r} on this exchange")
-        return platform
-
-    async def _token(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.token_requests += 1
-        form = dict(parse_qsl((await request.body()).decode("latin-1")))
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("latin-1")
-            except (binascii.Error, ValueError):
-                decoded = ""
-            basic_id, _, basic_secret = decoded.partition(":")
-            client_id, client_secret = unquote(basic_id), unquote(basic_secret)
-        if not (
-            secrets.compare_digest(client_id.encode(), self.client_id.encode())
-            and secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
-        ):
-            self.stats.unauthorized += 1
-            return _json(
-                401,
-                {"error": "invalid_client", "error_description": "unknown client or wrong secret"},
-                {"WWW-Authenticate": 'Basic realm="yrd-exchange-sandbox"'},
-            )
-        if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "use client_credentials"})
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl
-        self.stats.tokens_issued += 1
-        doc: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
-        if form.get("scope"):
-            doc["scope"] = form["scope"]
-        return _json(200, doc, {"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    def _authorized(self, request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        expiry = self._tokens.get(token)
-        if expiry is not None and expiry > time.monotonic():
-            return None
-        self.stats.unauthorized += 1
-        return _json(
-            401,
-            {"error": "invalid_token", "error_description": "the access token is missing, expired or revoked"},
-            {"WWW-Authenticate": 'Bearer realm="yrd-exchange-sandbox", error="invalid_token"'},
-        )
-
-    async def _scenarios(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.catalog_requests += 1
-        refused = self._authorized(request)
-        if refused is not None:
-            return refused
-        platform = self._platform(request)
-        if isinstance(platform, Response):
-            return platform
-        data = {"version": CATALOG_VERSION, "items": self.dataset.catalog(platform)}
-        return _json(200, {"code": "0000", "msg": "success", "data": data})
-
-    async def _records(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.records_requests += 1
-        refused = self._authorized(request)
-        if refused is not None:
-            return refused
-        platform = self._platform(request)
-        if isinstance(platform, Response):
-            return platform
-        fault = self._fault(self.stats.records_requests)
-        if fault is not None:
-            return fault
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-            if limit < 1:
-                raise ValueError
-        except ValueError:
-            return _envelope(400, "4001", "limit must be a positive integer")
-        # The feed's positions this API serves: all of them (the exchange) or one platform's.
-        positions = range(self.visible) if platform is None else self._by_platform[platform]
-        visible = len(positions) if platform is None else bisect.bisect_left(positions, self.visible)
-        offset = _decode_cursor(request.query_params.get("cursor"))
-        if offset is None or offset > len(positions):
-            return _envelope(400, "4002", "cursor is not one this API issued")
-        end = min(offset + min(limit, self.page_size_cap), max(visible, offset))
-        chosen = [positions[i] for i in range(offset, end)]
-        self.stats.items_served += len(chosen)
-        for position in chosen:
-            if position in self._bad and position not in self._served_bad:
-                self._served_bad.add(position)
-                self.stats.bad_items += 1
-        body = b"".join(
-            (
-                b'{"code":"0000","msg":"success","data":{"items":[',
-                b",".join(self._encoded[p] for p in chosen),
-                b'],"next_cursor":',
-                orjson.dumps(_encode_cursor(end)),
-                b',"has_more":',
-                b"true" if end < visible else b"false",
-                b"}}",
-            )
-        )
-        return Response(body, media_type="application/json")
-
-    def _fault(self, serial: int) -> Response | None:
-        with self._lock:
-            queued = self._faults.popleft() if self._faults else None
-        code: str | None = None
-        if queued is not None:
-            status, retry_after, code = queued
-        elif self.fail_every and serial % self.fail_every == 0:
-            status, retry_after = 500, None
-        elif self.throttle_every and serial % self.throttle_every == 0:
-            status, retry_after = 429, self.retry_after
-        else:
-            return None
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        if code is not None:
-            self.stats.faults[code] += 1
-            return _envelope(status, code, f"sandbox fault injection (code {code})", headers)
-        self.stats.faults[status] += 1
-        code = {429: "4290", 500: "5000", 502: "5020", 503: "5030"}.get(status, str(status))
-        return _envelope(status, code, f"sandbox fault injection ({status})", headers)
-
-
-def _json(status: int, doc: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, headers=dict(headers or {}), media_type="application/json")
-
-
-def _envelope(status: int, code: str, msg: str, headers: Mapping[str, str] | None = None) -> Response:
-    return _json(status, {"code": code, "msg": msg, "data": None}, headers)
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return 0
-    try:
-        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
-    return offset if isinstance(offset, int) and offset >= 0 else None
-
-
-class YrdSandbox(LoopbackServer):
-    """:class:`SandboxExchange` served by uvicorn in a background thread on ``127.0.0.1`` (ephemeral port).
-
-    Keyword arguments go to :class:`SandboxExchange`. Use as a context manager, or call :meth:`start`/:meth:`stop`.
-    """
-
-    server_name = "YRD sandbox"
-
-    def __init__(self, records: int = 1000, seed: int = 7, *, host: str = "127.0.0.1", **options: Any) -> None:
-        self.exchange = SandboxExchange(records, seed, **options)
-        self.host = host
-        self.url = ""
-        """``http://127.0.0.1:<port>`` once started."""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def client_id(self) -> str:
-        return self.exchange.client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self.exchange.client_secret
-
-    @property
-    def stats(self) -> SandboxStats:
-        return self.exchange.stats
-
-    @property
-    def dataset(self) -> Dataset:
-        return self.exchange.dataset
+    # -- settings ----------------------------------------------------------------------------------------------
 
     def platform_url(self, platform: str) -> str:
         """Base URL of one platform's own API on this sandbox."""
@@ -697,25 +466,91 @@ class YrdSandbox(LoopbackServer):
             endpoints = {"exchange": {"base_url": self.url, **credentials, "platforms": list(PLATFORM_PREFIX)}}
         return {"endpoints": endpoints, **sandbox_recognition(), **overrides}
 
-    def asgi_app(self) -> Any:
-        return self.exchange.app
+    def hub_settings(self, env_prefix: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """:meth:`settings` for the exchange, the client and webhook secrets as ``{"env": ...}`` references."""
+        client_var, webhook_var = f"{env_prefix}CLIENT_SECRET", f"{env_prefix}WEBHOOK_SECRET"
+        table = self.settings(client_secret_env=client_var, webhook_secrets=[{"env": webhook_var}])
+        return table, {client_var: self.client_secret, webhook_var: self.webhook_secret}
+
+    # -- knobs -------------------------------------------------------------------------------------------------
 
     def publish(self, count: int | None = None) -> None:
-        """See :meth:`SandboxExchange.publish`."""
-        self.exchange.publish(count)
+        """Make ``count`` more feed items visible (all when None), as if the platforms shared more records."""
+        total = len(self.dataset.items)
+        self.visible = total if count is None else min(total, self.visible + count)
 
-    def revoke_tokens(self) -> None:
-        """See :meth:`SandboxExchange.revoke_tokens`."""
-        self.exchange.revoke_tokens()
+    def signed_pushes(self, secret: str, *, batch: int = 100, timestamp: int | None = None) -> list[WebhookRequest]:
+        """The visible feed as Standard Webhooks requests (headers, body) of ``{"items": [...]}`` batches.
 
-    def fail_next(
-        self, status: int = 200, *, count: int = 1, retry_after: int | None = None, code: str | None = None
-    ) -> None:
-        """See :meth:`SandboxExchange.fail_next`."""
-        self.exchange.fail_next(status, count=count, retry_after=retry_after, code=code)
+        What the platforms would push to ``/webhooks/yrd_scenarios/records_push``; ``timestamp`` defaults to now.
+        """
+        seed = self.dataset.seed
+        return signed_batches(
+            secret,
+            self.dataset.items[: self.visible],
+            batch=batch,
+            message_id=lambda n: f"msg_yrd_{seed}_{n:06d}",
+            timestamp=timestamp,
+        )
 
-    def signed_pushes(
-        self, secret: str, *, batch: int = 100, timestamp: int | None = None
-    ) -> list[tuple[dict[str, str], bytes]]:
-        """See :meth:`SandboxExchange.signed_pushes`."""
-        return self.exchange.signed_pushes(secret, batch=batch, timestamp=timestamp)
+    def webhook_requests(self) -> dict[str, list[WebhookRequest]]:
+        """The visible feed pushed to ``records_push``, 100 records a request, signed with :attr:`webhook_secret`."""
+        return {"records_push": self.signed_pushes(self.webhook_secret, batch=100)}
+
+    def fault_response(self, fault: ScheduledFault) -> Response:
+        code = fault.code or {429: "4290", 500: "5000", 502: "5020", 503: "5030"}.get(fault.status, str(fault.status))
+        what = f"code {fault.code}" if fault.code else str(fault.status)
+        return _envelope(fault.status, code, f"sandbox fault injection ({what})", fault.headers)
+
+    # -- endpoints ---------------------------------------------------------------------------------------------
+
+    def _unknown_platform(self, request: Request) -> Response | None:
+        platform = request.path_params.get("platform")
+        if platform is not None and platform not in self._by_platform:
+            return _envelope(404, "4040", f"no platform {platform!r} on this exchange")
+        return None
+
+    async def _scenarios(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.catalog_requests += 1
+        refused = self.oauth.refuse(request) or self._unknown_platform(request)
+        if refused is not None:
+            return refused
+        data = {"version": CATALOG_VERSION, "items": self.dataset.catalog(request.path_params.get("platform"))}
+        return json_response(200, {"code": "0000", "msg": "success", "data": data})
+
+    async def _records(self, request: Request) -> Response:
+        self.stats.requests += 1
+        self.stats.records_requests += 1
+        refused = (
+            self.oauth.refuse(request)
+            or self._unknown_platform(request)
+            or self.scheduled_fault(self.stats.records_requests)
+        )
+        if refused is not None:
+            return refused
+        platform = request.path_params.get("platform")
+        limit = positive_int(request.query_params.get("limit"), 100)
+        if limit is None:
+            return _envelope(400, "4001", "limit must be a positive integer")
+        # The feed's positions this API serves: all of them (the exchange) or one platform's.
+        positions = range(self.visible) if platform is None else self._by_platform[platform]
+        visible = len(positions) if platform is None else bisect.bisect_left(positions, self.visible)
+        window = OFFSET_CURSOR.window(
+            request.query_params.get("cursor"), limit, visible=visible, total=len(positions), cap=self.page_size_cap
+        )
+        if window is None:
+            return _envelope(400, "4002", "cursor is not one this API issued")
+        chosen = positions[window.begin : window.end]
+        self.stats.items_served += len(chosen)
+        self.stats.bad_items += self._bad.serve(chosen)
+        data = {"items": self._items.array(chosen), "next_cursor": window.next_cursor, "has_more": window.has_more}
+        return json_response(200, {"code": "0000", "msg": "success", "data": data})
+
+
+def _envelope(status: int, code: str, msg: str, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(status, {"code": code, "msg": msg, "data": None}, headers)
+
+
+SandboxExchange = YrdSandbox
+"""The same class by the name in-process users know it by (``httpx.ASGITransport(app=SandboxExchange(...).app)``)."""

@@ -31,6 +31,8 @@ __all__ = ["Progress", "PullDriver", "PullSummary"]
 log = logging.getLogger("tanpuhui.pull")
 
 Progress = Callable[[PageResult], None]
+_LEASE_POLL = 1.0
+"""Seconds between tries for a lease another process holds, while waiting for it."""
 
 
 @dataclass
@@ -47,6 +49,8 @@ class PullSummary:
     duplicates: int = 0
     held: int = 0
     quarantined: int = 0
+    quarantine_repeats: int = 0
+    """Items quarantined before whose entries counted a repeat (no new entry)."""
     seconds: float = 0.0
     error: str | None = None
     leased_elsewhere: bool = False
@@ -65,6 +69,7 @@ class PullSummary:
         self.duplicates += page.duplicates
         self.held += page.held
         self.quarantined += page.quarantined
+        self.quarantine_repeats += page.quarantine_repeats
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
         self.drift.update(page.drift)
@@ -84,11 +89,16 @@ class PullDriver:
         *,
         progress: Progress | None = None,
         max_pages: int | None = None,
+        wait: float = 0.0,
     ) -> list[PullSummary]:
-        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end."""
+        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end.
+
+        ``wait``: seconds to wait for a stream whose lease another process holds (a pull that crashed holds it
+        until ``[hub] lease_ttl`` runs out) before it is reported ``leased_elsewhere``; 0 skips it at once.
+        """
         adapter = self.runtime.adapter(adapter_name)
         names = [stream_name] if stream_name else [s.name for s in adapter.streams() if isinstance(s, PullStream)]
-        return [await self._pull_stream(adapter_name, name, progress, max_pages) for name in names]
+        return [await self._pull_stream(adapter_name, name, progress, max_pages, wait) for name in names]
 
     def commit_page(
         self,
@@ -111,21 +121,27 @@ class PullDriver:
         return processed.committed(committed)
 
     async def _pull_stream(
-        self, adapter_name: str, stream_name: str, progress: Progress | None, max_pages: int | None
+        self, adapter_name: str, stream_name: str, progress: Progress | None, max_pages: int | None, wait: float
     ) -> PullSummary:
         bound = self.runtime.stream(adapter_name, stream_name)
         if not isinstance(bound.stream, PullStream):
             raise ConfigError(f"{adapter_name}:{stream_name} is a push stream; partners send it to the sidecar")
         summary = PullSummary(adapter_name, stream_name)
         started = time.perf_counter()
+        deadline = time.monotonic() + wait
         runtime = self.runtime
         ttl = runtime.config.hub.lease_ttl
-        async with hold_lease(runtime.store, adapter_name, stream_name, runtime.replica_id, ttl) as lease:
-            if lease is None:
+        while True:
+            async with hold_lease(runtime.store, adapter_name, stream_name, runtime.replica_id, ttl) as lease:
+                if lease is not None:
+                    await self._pull_leased(bound, summary, lease, progress, max_pages)
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
                 summary.leased_elsewhere = True
-                log.info("pull %s:%s skipped: another replica holds its lease", adapter_name, stream_name)
-            else:
-                await self._pull_leased(bound, summary, lease, progress, max_pages)
+                log.info("pull %s:%s skipped: another process holds its lease", adapter_name, stream_name)
+                break
+            await asyncio.sleep(min(left, _LEASE_POLL, ttl / 4))
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -168,7 +184,7 @@ class PullDriver:
                     break
             else:
                 result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner)
-                if result.records or result.quarantined:
+                if result.records or result.quarantined or result.quarantine_repeats:
                     summary.add(result)
                     summary.pages -= 1
         except LeaseLost as exc:

@@ -292,6 +292,8 @@ def entry_doc(e: QuarantineEntry) -> dict[str, Any]:
         "status": e.status,
         "created_at": e.created_at,
         "resolved_at": e.resolved_at,
+        "repeats": e.repeats,
+        "last_seen": e.last_seen,
     }
 
 
@@ -308,6 +310,7 @@ def summary_doc(s: PullSummary) -> dict[str, Any]:
         "duplicates": s.duplicates,
         "held": s.held,
         "quarantined": s.quarantined,
+        "quarantine_repeats": s.quarantine_repeats,
         "seconds": round(s.seconds, 3),
         "error": s.error,
     }

@@ -26,7 +26,7 @@ from tanpuhui.sdk import ConfigError, HttpOptions, Pseudonymiser, Sink
 from ..config import HubConfig
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
-from ..metrics import HubMetrics, InstrumentedSink, StateCollector
+from ..metrics import HubMetrics, InstrumentedSink, SinkStateCollector, StateCollector
 from ..pipeline import PageResult
 from ..plugins import Plugins, load_plugins
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
@@ -120,6 +120,7 @@ class Sidecar:
                 lambda: len(self.configured.problems),
             )
         )
+        self.metrics.registry.register(SinkStateCollector(self.forwarder.states))
         self._state = _State()
         webhooks = {
             key: WebhookRoute(
@@ -137,6 +138,7 @@ class Sidecar:
             self.hub.schemas,
             self.configured,
             self.sinks,
+            self.forwarder.states,
             self.metrics,
             self.stopping,
             self.openapi_document,

@@ -474,6 +474,8 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
             "status": {"type": "string"},
             "created_at": {"type": "string"},
             "resolved_at": {"type": ["string", "null"]},
+            "repeats": {"type": "integer", "description": "times the same item was quarantined again since"},
+            "last_seen": {"type": "string", "description": "when the item was last quarantined"},
             "raw": {"description": "the partner item, personal data masked (show only)"},
         },
     },

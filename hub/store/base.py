@@ -66,6 +66,10 @@ class NewQuarantine:
     partner_record_id: str
     sealed_raw: bytes
     problems: Sequence[Problem]
+    digest: str = ""
+    """A keyed digest of the raw item: the same item quarantined again in the same adapter and stream is a repeat
+    of its entry (``repeats`` and ``last_seen`` move on, the status stays; an open entry takes the new problems),
+    not a new entry. Empty: never deduplicated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +78,11 @@ class CommitResult:
     duplicates: int
     held: int
     quarantined: int
+    """New quarantine entries."""
     inserted_ids: frozenset[str] | None = None
     """The ids actually inserted when some records were not (duplicates, held claims); None: all were."""
+    quarantine_repeats: int = 0
+    """Quarantined items that were repeats of an entry on file (or earlier in the page): no new entry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,10 @@ class QuarantineEntry:
     status: str
     created_at: str
     resolved_at: str | None
+    repeats: int = 0
+    """How many times the same item (by ``NewQuarantine.digest``) was quarantined again after this entry."""
+    last_seen: str = ""
+    """When it was last quarantined (``created_at`` until it is repeated)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ pseudonym_keys = {{ env = "T_KEYS" }}
 
 [forwarder]
 attempts = 1
+give_up_after = 0
 
 [adapters.transit_card]
 base_url = "{sandbox.url}"
@@ -138,7 +139,7 @@ def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox:
     assert with_card, "some quarantined trips carry a card number"
     assert all(re.fullmatch(r"\d{2}\*+\d{2}", item["card_no"]) for item in with_card)
 
-    # The consumer is down: the JSONL sink delivers, the HTTP sink dead-letters (attempts = 1).
+    # The consumer is down: the JSONL sink delivers, the HTTP sink dead-letters (attempts = 1, give_up_after = 0).
     code, out, _ = invoke("forward", "--config", str(config), env=env)
     assert code == 1
     lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()
@@ -153,3 +154,22 @@ def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox:
     code, out, _ = invoke("forward", "--config", str(config), env=env)
     assert code == 0
     assert len((tmp_path / "out" / "records.jsonl").read_text().splitlines()) == expected["records"]
+
+
+def test_a_pull_skipped_for_a_lease_held_elsewhere_exits_75_and_wait_takes_it_over(
+    tmp_path: Path, sandbox: TransitSandbox
+) -> None:
+    """A crashed pull leaves its lease until [hub] lease_ttl: the next cron run must not report success."""
+    from tanpuhui.hub.config import load_config
+    from tanpuhui.hub.store.factory import open_store
+
+    config, env = _config(tmp_path, sandbox, "http://127.0.0.1:9/events")
+    store = open_store(load_config(config, environ=env))
+    assert store.acquire_lease("transit_card", "transactions", "crashed-pull", 1.5)
+    code, out, _ = invoke("pull", "transit_card", "--config", str(config), env=env)
+    assert code == 75, out
+    assert "another process holds its lease" in out
+    code, out, _ = invoke("pull", "transit_card", "--config", str(config), "--wait", "30", env=env)
+    assert code == 0, out  # the crashed pull's lease ran out after 1.5 s; this run took it and pulled
+    assert str(sandbox.dataset.expected()["records"]) in out
+    store.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import subprocess
+import sys
 import types
 from collections.abc import Callable
 
@@ -12,7 +14,17 @@ import pytest
 import tanpuhui.sdk
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plugins import PluginWarning, load_plugins
-from tanpuhui.sdk import Adapter, Factor, Formula, Methodology, MethodologyError, PluginError, hookimpl
+from tanpuhui.sdk import (
+    Adapter,
+    Factor,
+    Formula,
+    Methodology,
+    MethodologyError,
+    PluginError,
+    Sandbox,
+    SandboxFactory,
+    hookimpl,
+)
 
 
 class HefeiBikeAdapter(Adapter):
@@ -121,6 +133,68 @@ def test_second_adapter_with_a_taken_name_is_ignored_with_a_warning() -> None:
     assert plugins.adapter("hefei_bike") is HefeiBikeAdapter
 
 
+def bike_sandbox(**options: object) -> Sandbox:
+    raise AssertionError("a factory is called only when its sandbox is wanted, never while plugins load")
+
+
+def registers_bike_sandbox(register: Callable[[str, SandboxFactory], None]) -> None:
+    register("hefei_bike", bike_sandbox)
+
+
+def test_a_plugin_offers_its_adapters_sandbox_without_it_being_made() -> None:
+    bike = plugin_module(
+        "hefei_bike_plugin", register_adapters=registers_bike_adapter, register_sandboxes=registers_bike_sandbox
+    )
+    plugins = load_plugins([bike], entry_points=False)
+    assert plugins.sandboxes == {"hefei_bike": bike_sandbox}
+    info = next(i for i in plugins.info if i.name == "hefei_bike_plugin")
+    assert info.sandboxes == ["hefei_bike"] and plugins.problems == []
+
+
+def test_second_sandbox_for_an_adapter_is_ignored_with_a_warning_naming_both_plugins() -> None:
+    first = plugin_module("hefei_bike_plugin", register_sandboxes=registers_bike_sandbox)
+
+    def registers_another(register: Callable[[str, SandboxFactory], None]) -> None:
+        register("hefei_bike", lambda **options: bike_sandbox(**options))
+
+    second = plugin_module("wuhu_bike_plugin", register_sandboxes=registers_another)
+    with pytest.warns(
+        PluginWarning, match="'wuhu_bike_plugin'.*'hefei_bike' is already registered by 'hefei_bike_plugin'"
+    ):
+        plugins = load_plugins([first, second], entry_points=False)
+    assert plugins.sandboxes == {"hefei_bike": bike_sandbox}
+
+
+def test_registering_a_sandbox_that_cannot_be_called_is_a_warning() -> None:
+    def registers_an_instance(register: Callable[[str, object], None]) -> None:
+        register("hefei_bike", "hefei_bike.sandbox:BikeSandbox")
+
+    confused = plugin_module("confused_plugin", register_sandboxes=registers_an_instance)
+    with pytest.warns(PluginWarning, match="'confused_plugin'.*register_sandboxes.*expected a factory to call"):
+        plugins = load_plugins([confused], entry_points=False)
+    assert plugins.sandboxes == {}
+
+
+def test_every_builtin_adapter_offers_a_sandbox_through_the_hook() -> None:
+    plugins = load_plugins()
+    builtin = {"transit_card", "state_grid", "yrd_scenarios", "provincial_bigdata"}
+    assert builtin <= set(plugins.sandboxes)
+    for info in plugins.info:
+        if set(info.adapters) & builtin:
+            assert info.sandboxes == info.adapters, info.name
+
+
+def test_loading_plugins_imports_no_sandbox_and_no_web_server() -> None:
+    code = (
+        "import sys; from tanpuhui.hub.plugins import load_plugins; plugins = load_plugins(); "
+        "assert plugins.sandboxes, plugins.problems; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn') or m.endswith('.sandbox')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['tanpuhui.sdk.sandbox']"
+
+
 def test_plugin_with_a_wrong_hook_signature_is_a_warning() -> None:
     def register_adapters(callback: Callable[[type[Adapter]], None]) -> None:
         callback(HefeiBikeAdapter)
@@ -192,7 +266,8 @@ def test_unknown_adapter_is_a_plugin_error_listing_the_installed() -> None:
 # -- the SDK's public surface -----------------------------------------------------------------------------------
 
 # Type aliases (``X | Y``) and pluggy's marker instances cannot carry a docstring of their own.
-NOT_DOCUMENTABLE = {"RecordLike", "Stream", "hookimpl", "hookspec"}
+NOT_DOCUMENTABLE = {"RecordLike", "SandboxFactory", "Stream", "WebhookRequest", "hookimpl", "hookspec"}
+"""Type aliases and pluggy markers: they carry no docstring of their own (docs/sdk-reference.md describes them)."""
 
 
 def test_every_name_in_sdk_all_exists() -> None:

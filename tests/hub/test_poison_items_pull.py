@@ -133,3 +133,18 @@ def test_fuzzed_items_never_stop_a_pull(one_stream_hub: OneStreamHub) -> None:
         check()
     finally:
         asyncio.run(hub.aclose())
+
+
+def test_the_same_bad_item_pulled_again_is_one_quarantine_entry_seen_twice(one_stream_hub: OneStreamHub) -> None:
+    Hostile.items = [trip(1), trip(2, extra=2**100), trip(3)]
+    hub = one_stream_hub("hostile_partner", Hostile)
+    try:
+        first = pull(hub)
+        hub.store.commit_page("hostile_partner", "trips", [], [], Checkpoint())  # the partner's feed again
+        second = pull(hub)
+        assert (first.quarantined, first.quarantine_repeats) == (1, 0)
+        assert (second.quarantined, second.quarantine_repeats, second.duplicates) == (0, 1, 2)
+        (entry,) = hub.store.quarantine_list(None, "open", 100)
+        assert (entry.partner_record_id, entry.repeats) == ("T00002", 1)
+    finally:
+        asyncio.run(hub.aclose())

@@ -32,7 +32,7 @@ class ProvincialConformance(AdapterConformance):
         return {
             "base_url": base_url,
             "app_key": "ak-sandbox-340000",
-            "app_secret": sandbox.gateway.app_secret if sandbox else "replayed-secret",
+            "app_secret": sandbox.app_secret if sandbox else "replayed-secret",
             "sm4_key_secret": SM4_KEY,
             "mac_key_secret": MAC_KEY,
             "page_size": 10,

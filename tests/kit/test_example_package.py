@@ -73,7 +73,7 @@ def test_the_hub_loads_the_example_through_its_entry_point(on_path: Path) -> Non
     assert "hefei_water" in plugins.adapters, plugins.problems
     (info,) = [p for p in plugins.info if "hefei_water" in p.adapters]
     assert (info.name, info.distribution, info.version) == ("hefei_water", "tanpuhui-hefei-water", "0.1.0")
-    assert sorted(info.hooks) == ["register_adapters", "register_methodologies"]
+    assert sorted(info.hooks) == ["register_adapters", "register_methodologies", "register_sandboxes"]
     assert "hefei_water.household-saving" in plugins.methodologies
     assert "hefei-water-bill" in plugins.adapters["hefei_water"].schemas  # package data was installed
 

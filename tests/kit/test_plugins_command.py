@@ -20,7 +20,7 @@ def test_plugins_lists_distribution_version_hooks_and_registrations() -> None:
     rows = {row["plugin"]: row for row in orjson.loads(result.stdout)["plugins"]}
     transit = rows["transit_card"]
     assert transit["distribution"] == "tanpuhui" and transit["version"]
-    assert transit["hooks"] == ["register_adapters"] and transit["adapters"] == ["transit_card"]
+    assert transit["hooks"] == ["register_adapters", "register_sandboxes"] and transit["adapters"] == ["transit_card"]
     assert "register_methodologies" in rows["tanpuhui.hub.methodologies"]["hooks"]
 
 

@@ -20,15 +20,15 @@ import pytest
 from tanpuhui.sdk import Factor
 
 DOC = Path(__file__).parent.parent.parent / "docs" / "sdk-reference.md"
-MODULES = ("tanpuhui.sdk", "tanpuhui.testing", "tanpuhui.testing.conformance")
+MODULES = ("tanpuhui.sdk", "tanpuhui.testing", "tanpuhui.testing.conformance", "tanpuhui.testing.sandbox")
 
 HEADER = """\
 # SDK reference
 
 Every public name of `tanpuhui.sdk` (the contract adapter, methodology and sink authors import: `from tanpuhui.sdk
-import ...`), of its testing kit `tanpuhui.testing`, and of the conformance suite
-`tanpuhui.testing.conformance`, with its signature and docstring. docs/adapter-authors.md shows them at work;
-docs/plugin-hooks.md documents the hooks.
+import ...`), of its testing kit `tanpuhui.testing`, of the conformance suite `tanpuhui.testing.conformance` and of
+the sandbox kit `tanpuhui.testing.sandbox`, with its signature and docstring. docs/adapter-authors.md shows them at
+work; docs/plugin-hooks.md documents the hooks and the sandbox kit.
 
 Generated from the docstrings by `python tests/kit/test_sdk_reference.py`; a test fails when a public name is
 missing here.
@@ -40,6 +40,12 @@ VALUES = {
     "hookspec": '`pluggy.HookspecMarker("tanpuhui")`: marks the hook specifications in `tanpuhui.sdk.hookspecs`.',
     "RecordLike": "`dict[str, Any] | ReductionRecord`: what `normalize` may return (a record document is the fast path).",
     "Stream": "`PullStream | PushStream`.",
+    "SandboxFactory": "`Callable[..., Sandbox]`: makes a sandbox, not yet started: `factory(**options)`; with no "
+    "options, the sizes `tanpuhui demo` uses (registered with the `register_sandboxes` hook).",
+    "WebhookRequest": "`tuple[dict[str, str], bytes]`: a signed webhook request a partner pushes, headers and body.",
+    "OFFSET_CURSOR": "`OffsetCursor()`: the default cursor codec and page window.",
+    "NO_STORE": '`{"Cache-Control": "no-store", "Pragma": "no-cache"}`: the headers RFC 6749 asks of a token response.',
+    "INVALID_TOKEN": "The RFC 6750 body of a 401 for a missing, expired or revoked bearer token.",
 }
 
 

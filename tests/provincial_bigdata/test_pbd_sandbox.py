@@ -153,7 +153,7 @@ def test_429_and_503_from_the_gateway_are_waited_out(sandbox: ProvincialSandbox,
     summary = pull_all(hub, "green_appliances")["green_appliances"]
     assert summary.error is None and summary.inserted == sandbox.data.expected("green_appliances")["records"]
     assert sleep.waits[0] == 2.0 and len(sleep.waits) == 2
-    assert sandbox.stats.faults == {"429": 1, "503": 1}
+    assert sandbox.stats.faults == {429: 1, 503: 1}
 
 
 def test_a_gateway_that_stays_busy_stops_the_run_without_losing_pages(

@@ -54,8 +54,8 @@ def sleeps() -> SleepRecorder:
 def faulty() -> Iterator[tuple[TransitSandbox, FaultyPartner]]:
     """A sandbox operator with 1,000 clean trips (about 1,600 transactions) behind a :class:`FaultyPartner`."""
     sandbox = TransitSandbox(trips=1000, seed=11, bad=NO_BAD_ITEMS)
-    wrapper = FaultyPartner(sandbox.partner.app)
-    sandbox.partner.app = wrapper  # type: ignore[assignment]  # served in place of the sandbox's own app
+    wrapper = FaultyPartner(sandbox.app)
+    sandbox.app = wrapper  # served in place of the sandbox's own app
     with sandbox:
         yield sandbox, wrapper
 

@@ -142,3 +142,28 @@ def test_iter_pages_walks_a_log_in_pages() -> None:
 
     assert [e.seq for e in iter_pages(fetch, page=3)] == list(range(1, 8))
     assert calls == [(0, 3), (3, 3), (6, 3)]
+
+
+def test_a_batch_whose_rows_took_seq_runs_is_checked_over_those_runs_only() -> None:
+    # seqs 1, 3, 4 are the batch's (2 went to a conflicting insert, 5 to another writer's batch)
+    rows = {1: ("R1", b"{}"), 3: ("R3", b"{}"), 4: ("R4", b"{}"), 5: ("OTHER", b"{}")}
+    details = {
+        "first_seq": 1,
+        "last_seq": 4,
+        "seq_ranges": [[1, 1], [3, 4]],
+        "records_sha256": batch_digest(rows[s] for s in (1, 3, 4)),
+    }
+    at = "2024-11-05T08:00:00.000+00:00"
+    digest = entry_hash(GENESIS, 1, at, "hub", "page.commit", "transit_card:t", canonical_details(details))
+    entry = AuditEntry(1, at, "hub", "page.commit", "transit_card:t", details, GENESIS, digest)
+
+    def fetch(first: int, last: int) -> list[tuple[str, bytes]]:
+        return [rows[s] for s in range(first, last + 1) if s in rows]
+
+    result = verify_chain([entry], outbox_rows=fetch)
+    assert result.ok and result.records_checked == 3
+    del rows[3]
+    assert "found 2 of 3" in verify_chain([entry], outbox_rows=fetch).problems[0]
+    for bad in ([[3, 4], [1, 1]], [[1, 1]], [[1, "4"]], "1-4"):
+        broken = dataclasses.replace(entry, details={**details, "seq_ranges": bad})
+        assert "its seq_ranges are malformed" in verify_chain([broken], outbox_rows=fetch).problems[-1]

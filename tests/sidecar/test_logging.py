@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tanpuhui.hub.logging import JsonFormatter, known_secrets, new_request_id
+from tanpuhui.hub.logging import JsonFormatter, new_request_id
 
 from .conftest import (
     ADMIN_TOKEN,
@@ -30,7 +30,7 @@ def captured(tmp_path: Path) -> Iterator[io.StringIO]:
     """The root logger writing JSON lines (as `tanpuhui serve` sets it up) into a buffer."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter(known_secrets(hub_config(tmp_path), environ={})))
+    handler.setFormatter(JsonFormatter(hub_config(tmp_path).secret_values(environ={})))
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)

@@ -3,10 +3,12 @@ in a database made for the session; see :mod:`store.pg`)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tanpuhui.hub.store.postgres import PostgresStore
@@ -45,6 +47,19 @@ class Backend:
             store = PostgresStore(self.target, **options)
         self.opened.append(store)
         return store
+
+    def execute(self, statement: str) -> list[tuple[Any, ...]]:
+        """Plain SQL on the store's database, as someone with access to it would run (no placeholders)."""
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.target)
+            try:
+                with conn:
+                    return conn.execute(statement).fetchall()
+            finally:
+                conn.close()
+        with psycopg.connect(self.target, autocommit=True) as pg:
+            cur = pg.execute(statement)
+            return cur.fetchall() if cur.description else []
 
     def close_all(self) -> None:
         for store in self.opened:

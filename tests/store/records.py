@@ -63,10 +63,12 @@ def trips(
     ]
 
 
-def bad_item(partner_id: str) -> NewQuarantine:
+def bad_item(partner_id: str, *, digest: str = "", problem: str = "/tap_out") -> NewQuarantine:
+    """A transit item missing a field (``problem``: its pointer); ``digest`` as the pipeline keys the raw item."""
     return NewQuarantine(
         stage="raw",
         partner_record_id=partner_id,
         sealed_raw=b"\x02v1" + bytes(40),
-        problems=[Problem("/tap_out", "'tap_out' is a required property", "required")],
+        problems=[Problem(problem, f"'{problem[1:]}' is a required property", "required")],
+        digest=digest,
     )

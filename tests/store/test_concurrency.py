@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from tanpuhui.hub.store.base import Checkpoint, CommitResult, NewReceipt, PageWrite
+from tanpuhui.hub.audit import verify_log
+from tanpuhui.hub.store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, PageWrite
 
 from .conftest import Backend
-from .records import MORNING, trip, trips
+from .records import MORNING, bad_item, trip, trips
 
 
 def _together(n: int, work: Callable[[int], Any]) -> list[Any]:
@@ -122,6 +123,43 @@ def test_reader_sees_every_row_of_concurrent_writers_once_and_in_order(backend: 
     assert set(ids) == expected
     seqs = [seq for seq, _ in seen]
     assert seqs == sorted(seqs)
+
+
+def test_pages_committed_by_several_replicas_at_once_chain_into_one_intact_log(backend: Backend) -> None:
+    replicas = [backend.open() for _ in range(3)]
+    pages = 8
+
+    def write(i: int) -> None:
+        for p in range(pages):
+            # the same windows for every replica: their pages share claim locks half of the time
+            start = MORNING + timedelta(hours=p % 2)
+            replicas[i].commit_page("transit_card", f"trips-{i}", trips(30, prefix=f"R{i}-{p}", start=start), [], None)
+            replicas[i].advance_sink(f"sink-{i}", p, dead=[])
+
+    _together(3, write)
+    log = replicas[0]
+    entries = log.audit_entries(0, 1000)
+    assert [e.seq for e in entries] == list(range(1, 3 * pages + 1))
+    assert sorted(e.subject for e in entries) == sorted(
+        f"transit_card:trips-{i}" for i in range(3) for _ in range(pages)
+    )
+    result = verify_log(log, records=True)
+    assert result.ok, result.problems
+    assert result.records_checked == 3 * pages * 30
+    assert log.audit_head() == (3 * pages, entries[-1].hash)
+
+
+def test_two_replicas_quarantining_the_same_item_at_once_make_one_entry(backend: Backend) -> None:
+    replicas = [backend.open() for _ in range(2)]
+    for n in range(10):
+        item = bad_item(f"HF-M1-{n:06d}", digest=f"{n:02d}" * 32)
+
+        def commit(i: int, item: NewQuarantine = item) -> CommitResult:
+            return replicas[i].commit_page("transit_card", "trips", [], [item], None)
+
+        results = _together(2, commit)
+        assert sorted((r.quarantined, r.quarantine_repeats) for r in results) == [(0, 1), (1, 0)]
+    assert [e.repeats for e in replicas[0].quarantine_list()] == [1] * 10
 
 
 def test_only_one_of_many_replicas_gets_a_free_lease(backend: Backend) -> None:

@@ -1,7 +1,8 @@
 """The store contract, the same assertions against SQLite and PostgreSQL (``backend`` is parametrised).
 
 Pages commit records, quarantine and checkpoint atomically; dedup by record id; cross-source claims by
-fingerprint; quarantine; sink positions and dead letters; webhook receipts; leases.
+fingerprint; sink positions and dead letters; webhook receipts; leases. Quarantine: test_contract_quarantine.py;
+the audit log and the schema drift report: test_contract_audit.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tanpuhui.hub.store.base import Checkpoint, DriftLog, DuplicateReceipt, NewReceipt, PageWrite, Store
+from tanpuhui.hub.store.base import Checkpoint, DuplicateReceipt, NewReceipt, PageWrite, Store
 from tanpuhui.hub.store.leases import SINK_LEASES, LeaseLost
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION
 
@@ -184,53 +185,6 @@ def test_outbox_order_follows_the_page_order(store: Store) -> None:
     assert [r.record_id for r in store.read_outbox(0, 100)] == [r.record_id for r in records[::-1]]
 
 
-# -- quarantine ----------------------------------------------------------------------------------------------
-
-
-def test_quarantined_items_are_listed_with_their_problems(store: Store) -> None:
-    result = store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125")], Checkpoint("c-000125"))
-    assert result.quarantined == 1
-    [entry] = store.quarantine_list()
-    assert (entry.adapter, entry.stream, entry.stage, entry.partner_record_id) == (
-        "transit_card",
-        "trips",
-        "raw",
-        "HF-M1-000125",
-    )
-    assert entry.problems == [
-        {"pointer": "/tap_out", "message": "'tap_out' is a required property", "keyword": "required"}
-    ]
-    assert entry.sealed_raw == b"\x02v1" + bytes(40)
-    assert (entry.status, entry.resolved_at) == ("open", None)
-    assert datetime.fromisoformat(entry.created_at).tzinfo is not None
-    assert store.quarantine_get(entry.id) == entry
-
-
-def test_quarantine_list_filters_by_adapter_and_limits(store: Store) -> None:
-    store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125"), bad_item("HF-M1-000126")], None)
-    store.commit_page("state_grid", "daily_readings", [], [bad_item("3401889021-20240715")], None)
-    assert [e.partner_record_id for e in store.quarantine_list(adapter="state_grid")] == ["3401889021-20240715"]
-    assert [e.partner_record_id for e in store.quarantine_list(limit=2)] == ["HF-M1-000125", "HF-M1-000126"]
-
-
-def test_resolved_quarantine_entry_leaves_the_open_list(store: Store) -> None:
-    store.commit_page("transit_card", "trips", [], [bad_item("HF-M1-000125"), bad_item("HF-M1-000126")], None)
-    first, second = store.quarantine_list()
-    store.quarantine_resolve(first.id, "replayed")
-    assert [e.id for e in store.quarantine_list()] == [second.id]
-    resolved = store.quarantine_get(first.id)
-    assert resolved is not None
-    assert resolved.status == "replayed"
-    assert resolved.resolved_at is not None
-    assert [e.id for e in store.quarantine_list(status="replayed")] == [first.id]
-    assert store.counts()["quarantine_open"] == 1
-    assert store.pending_counts() == {"quarantine_open": 1, "dead_letters": 0}
-
-
-def test_unknown_quarantine_entry_is_none(store: Store) -> None:
-    assert store.quarantine_get(4242) is None
-
-
 # -- forwarding: sink positions and dead letters --------------------------------------------------------------
 
 
@@ -301,6 +255,16 @@ def test_dead_letter_rows_bring_back_the_outbox_row_for_replay(store: Store) -> 
     found = store.dead_letter_rows([second.id, 4242, first.id])
     assert [(letter.id, row) for letter, row in found] == [(second.id, rows[2]), (first.id, rows[1])]
     assert orjson.loads(found[0][1].body)["record_id"] == rows[2].record_id
+
+
+def test_a_row_dead_lettered_again_keeps_its_entry_with_the_new_attempts_and_error(store: Store) -> None:
+    _fill(store, 3)
+    row = store.read_outbox(0, 3)[1]
+    store.advance_sink("platform", 3, dead=[(row, 8, "HTTP 422: event rejected by consumer")])
+    [first] = store.dead_letters()
+    store.advance_sink("platform", 3, dead=[(row, 3, "HTTP 410: gone")])
+    [again] = store.dead_letters()
+    assert (again.id, again.seq, again.attempts, again.error) == (first.id, 2, 3, "HTTP 410: gone")
 
 
 def test_deleted_dead_letters_are_gone(store: Store) -> None:
@@ -513,23 +477,3 @@ def test_store_reopens_with_its_data_intact(backend: Backend) -> None:
 def test_a_store_opens_at_the_current_schema_version(backend: Backend) -> None:
     store: Any = backend.open()
     assert store.schema_version() == SCHEMA_VERSION
-
-
-# -- schema drift report ------------------------------------------------------------------------------------------
-
-
-def test_fields_the_schema_does_not_name_are_reported_with_their_page(store: Store) -> None:
-    assert isinstance(store, DriftLog)
-    drift = {"operator_note": (3, "HF-M1-000123")}
-    store.commit_pages([PageWrite("transit_card", "trips", trips(2), [], None, drift=drift)])
-    store.commit_pages([PageWrite("transit_card", "trips", [], [], None, drift={"operator_note": (2, "HF-M1-9")})])
-    [entry] = store.schema_drift()
-    assert (entry.adapter, entry.stream, entry.field, entry.items, entry.example) == (
-        "transit_card",
-        "trips",
-        "operator_note",
-        5,
-        "HF-M1-000123",
-    )
-    assert entry.first_seen <= entry.last_seen
-    assert store.schema_drift("state_grid") == []

@@ -20,7 +20,7 @@ from tanpuhui.hub.store.postgres import PostgresStore
 from tanpuhui.hub.store.sqlite import SQLiteStore
 
 from .conftest import Backend
-from .records import trips
+from .records import bad_item, trips
 
 
 def test_both_stores_have_the_same_numbered_migrations() -> None:
@@ -43,6 +43,10 @@ def _version_1_sqlite(path: Path) -> None:
         conn.execute(
             "INSERT INTO checkpoints (adapter, stream, cursor, state) VALUES ('transit_card', 'trips', '\"c-9\"', '{}')"
         )
+        conn.execute(
+            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, created_at)"
+            " VALUES ('transit_card', 'trips', 'raw', 'HF-OLD', '[]', x'00', '2024-05-01T00:00:00.000+00:00')"
+        )
     conn.close()
 
 
@@ -58,6 +62,10 @@ def _version_1_postgres(dsn: str) -> None:
         )
         conn.execute(
             "INSERT INTO checkpoints (adapter, stream, cursor, state) VALUES ('transit_card', 'trips', '\"c-9\"', '{}')"
+        )
+        conn.execute(
+            "INSERT INTO quarantine (adapter, stream, stage, partner_record_id, problems, raw, created_at)"
+            " VALUES ('transit_card', 'trips', 'raw', 'HF-OLD', '[]', '\\x00', '2024-05-01T00:00:00+00:00')"
         )
 
 
@@ -83,6 +91,13 @@ def test_an_older_store_is_refused_until_migrated_and_keeps_its_data(backend: Ba
     assert store.acquire_lease("transit_card", "trips", "replica-a", 30)  # the new table is there
     store.commit_page("transit_card", "trips", trips(2), [], None)
     assert store.counts()["outbox"] == 3
+    # An entry from before quarantine dedup has no digest: never matched, seen once, when it was created.
+    [old] = store.quarantine_list()
+    assert (old.partner_record_id, old.repeats, old.last_seen) == ("HF-OLD", 0, old.created_at)
+    assert old.created_at.startswith("2024-05-01T00:00:00")
+    for _ in range(2):
+        store.commit_page("transit_card", "trips", [], [bad_item("HF-OLD", digest="d1" * 32)], None)
+    assert [(e.partner_record_id, e.repeats) for e in store.quarantine_list()] == [("HF-OLD", 0), ("HF-OLD", 1)]
     again = open_store()  # now it opens without migrating
     assert again.schema_version() == SCHEMA_VERSION
     assert again.last_migration.applied == ()

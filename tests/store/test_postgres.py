@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tanpuhui.hub.store.base import Checkpoint, CommitResult, PageWrite
+from tanpuhui.hub.store.base import Checkpoint, PageWrite
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION, SchemaTooOld
 from tanpuhui.hub.store.postgres import PostgresStore, display_dsn
 
@@ -26,7 +26,7 @@ class SlowCommitter(PostgresStore):
     delay = 0.6
     written = threading.Event()
 
-    def _write_page(self, cur: Any, page: PageWrite, *args: Any) -> CommitResult:
+    def _write_page(self, cur: Any, page: PageWrite, *args: Any) -> Any:
         result = super()._write_page(cur, page, *args)
         self.written.set()
         time.sleep(self.delay)

@@ -117,10 +117,21 @@ _AUDIT = (
     )""",
 )
 
+_QUARANTINE_DEDUP = (
+    # An entry per distinct item: a repeat (the same digest) bumps repeats and last_seen. Entries from before this
+    # have no digest (NULL) and are never matched; a NULL digest is outside the unique index.
+    "ALTER TABLE quarantine ADD COLUMN digest TEXT",
+    "ALTER TABLE quarantine ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE quarantine ADD COLUMN last_seen TEXT NOT NULL DEFAULT ''",
+    "UPDATE quarantine SET last_seen = created_at",
+    "CREATE UNIQUE INDEX quarantine_digest ON quarantine (adapter, stream, digest) WHERE digest IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
     Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
     Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
+    Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
 )
 
 

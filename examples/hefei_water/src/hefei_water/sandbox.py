@@ -1,35 +1,70 @@
-"""An in-process simulator of the utility's billing API (an ASGI app), to record cassettes and run demos from.
+"""A simulator of the utility's billing API, to record cassettes from and to run ``tanpuhui demo`` against.
 
     partner = WaterSandbox(households=6, seed=7)
-    transport = httpx.ASGITransport(app=partner.app)
+    transport = httpx.ASGITransport(app=partner.app)      # in-process
+    with WaterSandbox() as sandbox:                        # or on a loopback port
+        sandbox.url, sandbox.client_id, sandbox.client_secret
 
 Deterministic (seeded) bills for October 2024; account numbers start with ``99`` and mobiles are ``199`` + a
-serial: synthetic, nobody's real account.
+serial: synthetic, nobody's real account. Built on the sandbox kit (:mod:`tanpuhui.testing.sandbox`): the token
+endpoint, faults on demand (``fail_every``, ``throttle_every``, :meth:`WaterSandbox.fail_next`), paging and stats
+come from there; this module holds only the bills and the bills endpoint.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import random
-import secrets
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-__all__ = ["WaterSandbox"]
+from tanpuhui.testing.sandbox import OffsetCursor, PartnerSandbox, SandboxStats, json_response, positive_int
+
+__all__ = ["WaterSandbox", "WaterStats"]
 
 DISTRICTS = ("340102", "340103", "340104", "340111")
 
 
-class WaterSandbox:
-    """The utility's API as an ASGI app (:attr:`app`), with its credentials and bills."""
+class _BillCursor(OffsetCursor):
+    """The utility's cursor: the position in decimal, base64 with padding."""
 
-    def __init__(self, households: int = 12, seed: int = 7, *, client_id: str = "anhui-carbon-hub") -> None:
+    def encode(self, offset: int) -> str:
+        return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+    def decode(self, cursor: str | None) -> int | None:
+        if not cursor:
+            return 0
+        try:
+            offset = int(base64.urlsafe_b64decode(cursor.encode()))
+        except (binascii.Error, ValueError):
+            return None
+        return offset if offset >= 0 else None
+
+
+_CURSOR = _BillCursor()
+
+
+@dataclass(slots=True)
+class WaterStats(SandboxStats):
+    """What the sandbox served (the kit's counters, and the bills endpoint's)."""
+
+    bills_requests: int = 0
+
+
+class WaterSandbox(PartnerSandbox):
+    """The utility's API as an ASGI app (:attr:`app`), with its credentials and bills; ``with`` serves it."""
+
+    adapter = "hefei_water"
+    server_name = "Hefei water sandbox"
+
+    def __init__(
+        self, households: int = 12, seed: int = 7, *, client_id: str = "anhui-carbon-hub", **options: Any
+    ) -> None:
         rng = random.Random(seed)
         self.bills: list[dict[str, Any]] = []
         for n in range(households):
@@ -46,38 +81,44 @@ class WaterSandbox:
             if n % 3 == 0:
                 bill["mobile"] = f"199{n:08d}"
             self.bills.append(bill)
-        self.client_id = client_id
-        self.client_secret = secrets.token_urlsafe(18)
-        self._tokens: set[str] = set()
-        self.app = Starlette(
-            routes=[
-                Route("/oauth/token", self._token, methods=["POST"]),
-                Route("/api/v2/bills", self._bills, methods=["GET"]),
-            ]
+        self.stats: WaterStats = WaterStats()
+        super().__init__(
+            self.stats,
+            client_id=client_id,
+            token_ttl=7200,
+            realm="hfwater-sandbox",
+            token_headers={},  # the utility's token answers carry no cache headers
+            invalid_token={"code": 401, "message": "invalid token"},
+            **options,
         )
 
-    async def _token(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode()))
-        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
-            return _json(401, {"error": "invalid_client"})
-        token = secrets.token_urlsafe(18)
-        self._tokens.add(token)
-        return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 7200})
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/oauth/token", self.oauth.token_endpoint, methods=["POST"]),
+            Route("/api/v2/bills", self._bills, methods=["GET"]),
+        ]
 
     async def _bills(self, request: Request) -> Response:
-        if request.headers.get("authorization", "").removeprefix("Bearer ") not in self._tokens:
-            return _json(401, {"code": 401, "message": "invalid token"})
-        size = int(request.query_params.get("pageSize", "50"))
-        cursor = request.query_params.get("cursor")
-        offset = int(base64.urlsafe_b64decode(cursor.encode())) if cursor else 0
-        end = min(offset + size, len(self.bills))
+        self.stats.requests += 1
+        self.stats.bills_requests += 1
+        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.bills_requests)
+        if refused is not None:
+            return refused
+        size = positive_int(request.query_params.get("pageSize"), 50)
+        total = len(self.bills)
+        window = (
+            None
+            if size is None
+            else _CURSOR.window(request.query_params.get("cursor"), size, visible=total, total=total)
+        )
+        if window is None:
+            return json_response(
+                400, {"code": 400, "message": "pageSize must be a positive integer, cursor one we sent"}
+            )
+        self.stats.items_served += window.end - window.begin
         data = {
-            "list": self.bills[offset:end],
-            "nextCursor": base64.urlsafe_b64encode(str(end).encode()).decode(),
-            "hasMore": end < len(self.bills),
+            "list": self.bills[window.begin : window.end],
+            "nextCursor": window.next_cursor,
+            "hasMore": window.has_more,
         }
-        return _json(200, {"code": 0, "message": "ok", "data": data})
-
-
-def _json(status: int, doc: Any) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+        return json_response(200, {"code": 0, "message": "ok", "data": data})

@@ -1,0 +1,47 @@
+"""The adapter author's kit: ``tanpuhui new-adapter``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import UserError, err, friendly, out
+
+
+@click.command("new-adapter")
+@click.argument("name")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create the NAME folder.",
+)
+@click.option("--no-record", is_flag=True, help="Do not record the conformance cassettes from the sandbox now.")
+@click.option("--force", is_flag=True, help="Write into an existing, non-empty NAME folder.")
+@friendly
+def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> None:
+    """Scaffold an installable adapter package NAME that passes the conformance suite.
+
+    Writes ./NAME (pyproject with the `tanpuhui` entry point, adapter, partner schema, methodology, sandbox,
+    conformance tests), then records its cassettes from the sandbox with `pytest --tanpuhui-record`.
+    """
+    from ..scaffold import record_cassettes, scaffold
+
+    made = scaffold(name, directory, force=force)
+    for rel in made.files:
+        out.print(f"  created {made.root / rel}", markup=False)
+    if not no_record:
+        err.print("recording the conformance cassettes from the sandbox (pytest --tanpuhui-record) ...")
+        result = record_cassettes(made.root)
+        if result.returncode != 0:
+            err.print(result.stdout[-4000:] + result.stderr[-2000:], markup=False)
+            raise UserError(f"recording the cassettes failed (pytest exit {result.returncode}); see above")
+        cassettes = sorted((made.root / "tests" / "cassettes").rglob("*.json"))
+        out.print(f"  recorded {len(cassettes)} cassettes in {made.root / 'tests' / 'cassettes'}", markup=False)
+    out.print(
+        f"\nNext: cd {made.root} && pip install -e '.[test]' && pytest\n"
+        "Then make it yours: docs/adapter-authors.md (partner interface, schema, methodology, re-record).",
+        markup=False,
+    )

@@ -1,0 +1,105 @@
+"""Listings: installed adapters, schemas, methodologies and plugins."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+from rich.table import Table
+
+from tanpuhui.sdk import PullStream
+
+from .common import friendly, loaded_plugins, out, schema_registry
+
+
+@click.command()
+@click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's distribution, version and hooks.")
+@friendly
+def adapters(verbose: bool) -> None:
+    """List installed adapters and their streams."""
+    plugins = loaded_plugins()
+    table = Table("adapter", "version", "streams", "schemas", "plugin", title="Adapters")
+    owner = {a: p for p in plugins.info for a in p.adapters}
+    for name, cls in sorted(plugins.adapters.items()):
+        streams = ", ".join(f"{t.name} ({'pull' if issubclass(t, PullStream) else 'push'})" for t in cls.stream_types)
+        info = owner.get(name)
+        table.add_row(name, cls.version, streams or "-", ", ".join(cls.schemas) or "-", info.name if info else "?")
+    out.print(table)
+    if verbose:
+        ptable = Table("plugin", "distribution", "version", "hooks", "registered", title="Plugins")
+        for p in plugins.info:
+            registered = ", ".join(p.adapters + p.methodologies + p.sinks)
+            ptable.add_row(p.name, p.distribution, p.version, ", ".join(sorted(p.hooks)), registered)
+        out.print(ptable)
+
+
+@click.command()
+@click.argument("name", required=False)
+@friendly
+def schemas(name: str | None) -> None:
+    """List the shared JSON Schemas, or print one (NAME)."""
+    registry = schema_registry(loaded_plugins())
+    if name:
+        sys.stdout.write(orjson.dumps(registry.document(name), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table("schema", "$id", "title", title="Schemas (draft 2020-12)")
+    for n in registry.names():
+        doc = registry.document(n)
+        table.add_row(n, str(doc.get("$id", "")), str(doc.get("title", "")))
+    out.print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly
+def methodologies(as_json: bool) -> None:
+    """List registered methodologies with their factors and sources."""
+    plugins = loaded_plugins()
+    items = [m for versions in plugins.methodologies.values() for m in versions.values()]
+    items.sort(key=lambda m: (m.id, m.version))
+    if as_json:
+        sys.stdout.write(orjson.dumps([m.describe() for m in items], option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table("id", "version", "scenario", "formula", "factors", title="Methodologies", show_lines=True)
+    for m in items:
+        factors = "\n".join(
+            f"{f.name} = {f.value} {f.unit}{' [labelled default]' if f.default else ''}\n  source: {f.source}"
+            for f in m.factors
+        )
+        table.add_row(m.id, m.version, m.scenario, m.formula.text, factors)
+    out.print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@friendly
+def plugins(as_json: bool) -> None:
+    """List loaded plugins: distribution, version, hooks implemented and what each registered.
+
+    Plugins come from the `tanpuhui` entry-point group (built-in adapters included). Set TANPUHUI_TRACE_HOOKS=1 to
+    log every hook call.
+    """
+    loaded = loaded_plugins()
+    if as_json:
+        rows = [
+            {
+                "plugin": p.name,
+                "distribution": p.distribution,
+                "version": p.version,
+                "hooks": sorted(p.hooks),
+                "adapters": p.adapters,
+                "methodologies": p.methodologies,
+                "sinks": p.sinks,
+            }
+            for p in loaded.info
+        ]
+        sys.stdout.write(
+            orjson.dumps({"plugins": rows, "problems": loaded.problems}, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return
+    table = Table("plugin", "distribution", "version", "hooks", "registered", title="Plugins")
+    for p in loaded.info:
+        registered = ", ".join(p.adapters + p.methodologies + p.sinks) or "-"
+        table.add_row(p.name, p.distribution, p.version or "-", ", ".join(sorted(p.hooks)) or "-", registered)
+    out.print(table)

@@ -1,0 +1,158 @@
+"""What an operator mends: quarantined items and dead letters (list, show, replay)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.table import Table
+
+from .common import CONFIG_OPTION, UserError, friendly, open_hub, out
+
+
+@click.group()
+def quarantine() -> None:
+    """Inspect and replay items that failed validation or normalization."""
+
+
+@quarantine.command("list")
+@CONFIG_OPTION
+@click.option("--adapter", default=None)
+@click.option("--status", type=click.Choice(["open", "resolved", "discarded"]), default="open", show_default=True)
+@click.option("--limit", default=100, show_default=True)
+@friendly
+def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: int) -> None:
+    """List quarantined items."""
+    hub = open_hub(config_path)
+    entries = hub.store.quarantine_list(adapter, status, limit)
+    table = Table(
+        "id", "adapter:stream", "stage", "partner id", "first error", "errors", "at", title=f"Quarantine ({status})"
+    )
+    for e in entries:
+        first = e.problems[0] if e.problems else {"pointer": "", "message": ""}
+        table.add_row(
+            str(e.id),
+            f"{e.adapter}:{e.stream}",
+            e.stage,
+            e.partner_record_id,
+            f"{first['pointer'] or '/'}: {first['message']}",
+            str(len(e.problems)),
+            e.created_at,
+        )
+    out.print(table)
+    asyncio.run(hub.aclose())
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+@CONFIG_OPTION
+@friendly
+def quarantine_show(entry_id: int, config_path: Path) -> None:
+    """Show one quarantined item: every error, and the raw item with personal data masked."""
+    from ..encoding import dumps_any
+    from ..privacy_view import masked
+
+    hub = open_hub(config_path)
+    entry = hub.store.quarantine_get(entry_id)
+    if entry is None:
+        raise UserError(f"no quarantine entry {entry_id}")
+    raw = hub.quarantine_raw(entry)
+    out.print(
+        f"entry {entry.id}  {entry.adapter}:{entry.stream}  stage={entry.stage}  status={entry.status}  at {entry.created_at}"
+    )
+    for p in entry.problems:
+        out.print(f"  {p['pointer'] or '/'}: {p['message']}", markup=False)
+    out.print("raw item (personal data masked):")
+    out.print(
+        dumps_any(
+            masked(raw, hub.stream_schema(entry.adapter, entry.stream).personal_fields), option=orjson.OPT_INDENT_2
+        ).decode(),
+        markup=False,
+    )
+    asyncio.run(hub.aclose())
+
+
+@quarantine.command("replay")
+@click.argument("entry_ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every open entry.")
+@CONFIG_OPTION
+@friendly
+def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, config_path: Path) -> None:
+    """Re-run quarantined items through the pipeline (after a partner or adapter fix)."""
+    hub = open_hub(config_path)
+    ids = list(entry_ids)
+    if replay_all:
+        ids += [e.id for e in hub.store.quarantine_list(None, "open", 1_000_000)]
+    if not ids:
+        raise UserError("give entry ids or --all")
+
+    async def run() -> Any:
+        try:
+            return await hub.replay_quarantine(ids)
+        finally:
+            await hub.aclose()
+
+    results = asyncio.run(run())
+    for r in results:
+        detail = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in r.problems)
+        out.print(f"{r.entry_id}: {r.status}{' - ' + detail if detail else ''}", markup=False)
+    if any(r.status != "resolved" for r in results):
+        sys.exit(1)
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """List and replay deliveries that exhausted their retries."""
+
+
+@dead_letters.command("list")
+@CONFIG_OPTION
+@click.option("--sink", default=None, help="Only this sink.")
+@click.option("--limit", default=100, show_default=True)
+@friendly
+def dead_letters_list(config_path: Path, sink: str | None, limit: int) -> None:
+    """List dead letters."""
+    hub = open_hub(config_path)
+    table = Table("id", "sink", "record id", "attempts", "error", "at", title="Dead letters")
+    for d in hub.store.dead_letters(sink, limit):
+        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), d.error, d.created_at)
+    out.print(table)
+    asyncio.run(hub.aclose())
+
+
+@dead_letters.command("replay")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@CONFIG_OPTION
+@friendly
+def dead_letters_replay(ids: Sequence[int], replay_all: bool, config_path: Path) -> None:
+    """Send dead letters again; delivered ones are removed."""
+    from ..forwarder import Forwarder
+
+    hub = open_hub(config_path)
+    chosen = list(ids) + ([d.id for d in hub.store.dead_letters(None, 1_000_000)] if replay_all else [])
+    if not chosen:
+        raise UserError("give dead-letter ids or --all")
+
+    async def run() -> Any:
+        sinks = hub.build_sinks()
+        try:
+            return await Forwarder.configured(hub.store, sinks, hub.config.forwarder).replay(chosen)
+        finally:
+            for sink in sinks.values():
+                await sink.aclose()
+            await hub.aclose()
+
+    result = asyncio.run(run())
+    out.print(
+        f"delivered {len(result.delivered)}, still failing {len(result.still_failing)}, missing {len(result.missing)}"
+    )
+    for sink_name, error in result.errors.items():
+        out.print(f"  {sink_name}: {error}", markup=False)
+    if result.still_failing:
+        sys.exit(1)

@@ -1,0 +1,80 @@
+"""Cursor paging over an append-only feed: the opaque cursor a sandbox issues and the window a request gets.
+
+    window = OFFSET_CURSOR.window(request.query_params.get("cursor"), size, visible=..., total=..., cap=1000)
+    if window is None:
+        return json_response(400, {"error": "invalid_cursor", ...})
+    items.array(range(window.begin, window.end)), window.next_cursor, window.has_more
+
+A cursor is a position in the feed, so a request with an old cursor resumes exactly where that page ended, and
+items published later (``visible`` growing) appear from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import orjson
+
+__all__ = ["OFFSET_CURSOR", "OffsetCursor", "Window", "positive_int"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The feed positions ``begin`` to ``end`` (exclusive) a page request gets, and the cursor after them."""
+
+    begin: int
+    end: int
+    next_cursor: str
+    has_more: bool
+
+
+class OffsetCursor:
+    """The opaque cursor: ``{"v": 1, "o": offset}`` as JSON in unpadded base64url.
+
+    A partner whose cursors look otherwise subclasses this and overrides :meth:`encode` and :meth:`decode`.
+    """
+
+    def encode(self, offset: int) -> str:
+        """The cursor that resumes at ``offset``."""
+        return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "o": offset})).decode().rstrip("=")
+
+    def decode(self, cursor: str | None) -> int | None:
+        """The offset a cursor resumes at (0 for none); None when it is not a cursor this sandbox issued."""
+        if not cursor:
+            return 0
+        try:
+            doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (binascii.Error, ValueError):
+            return None
+        offset = doc.get("o") if isinstance(doc, dict) and doc.get("v") == 1 else None
+        return offset if isinstance(offset, int) and offset >= 0 else None
+
+    def window(
+        self, cursor: str | None, size: int, *, visible: int, total: int, cap: int | None = None
+    ) -> Window | None:
+        """The page at ``cursor``: up to ``size`` (capped at ``cap``) of the first ``visible`` of ``total`` items.
+
+        None when the cursor is not one this sandbox issued (or points past the feed).
+        """
+        offset = self.decode(cursor)
+        if offset is None or offset > total:
+            return None
+        end = min(offset + (size if cap is None else min(size, cap)), max(visible, offset))
+        return Window(offset, end, self.encode(end), end < visible)
+
+
+OFFSET_CURSOR = OffsetCursor()
+"""The default cursor codec."""
+
+
+def positive_int(value: str | None, default: int) -> int | None:
+    """A page-size query parameter: ``default`` when absent, None when it is not a positive integer."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if number >= 1 else None
