@@ -31,7 +31,7 @@ from .http import (
     LIST_LIMIT,
     MAX_ID,
     BodyTooLarge,
-    declares_body,
+    declares_large_body,
     json_response,
     parse_bool,
     parse_limit,
@@ -87,10 +87,11 @@ class AdminApi:
 
     def _guard(self, handler: Handler) -> Handler:
         """The token is checked from the headers alone, before a byte of the body is read; a refused request that
-        comes with a body is answered with ``connection: close``, so the server does not read (and discard) it."""
+        declares a large body is answered with ``connection: close``, so the server does not read (and discard)
+        it."""
 
         async def guarded(request: Request) -> Response:
-            close = {"connection": "close"} if declares_body(request.headers) else {}
+            close = {"connection": "close"} if declares_large_body(request.headers) else {}
             if not self._token:
                 return problem(403, 'the admin API is disabled: set [server] admin_token = { env = "..." }', close)
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")

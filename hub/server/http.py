@@ -24,10 +24,12 @@ __all__ = [
     "LIST_LIMIT",
     "MAX_ID",
     "PROBLEM",
+    "UNREAD_LIMIT",
     "BodyTooLarge",
-    "declares_body",
+    "declares_large_body",
     "is_number",
     "json_response",
+    "leaves_large_body",
     "media_type",
     "parse_bool",
     "parse_ids",
@@ -75,10 +77,25 @@ def too_large(limit: int) -> Response:
     return problem(413, f"request body is larger than {limit} bytes", {"connection": "close"})
 
 
-def declares_body(headers: Mapping[str, str]) -> bool:
-    """The request says a body follows (a non-zero ``Content-Length``, or chunked)."""
-    length = headers.get("content-length")
-    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in headers
+UNREAD_LIMIT = 64 * 1024
+"""A refused request's body up to this size is read and dropped (uvicorn buffers that much anyway) rather than the
+connection closed: closing with the body still arriving resets the connection, and the client may lose the answer."""
+
+
+def leaves_large_body(content_length: str | bytes | None, chunked: bool) -> bool:
+    """A request answered without reading its body should close the connection: it declares more than
+    :data:`UNREAD_LIMIT` bytes, or a chunked body of unknown size."""
+    if chunked:
+        return True
+    if content_length is None:
+        return False
+    text = content_length.decode("latin-1") if isinstance(content_length, bytes) else content_length
+    return not is_number(text.strip()) or int(text) > UNREAD_LIMIT
+
+
+def declares_large_body(headers: Mapping[str, str]) -> bool:
+    """:func:`leaves_large_body` for Starlette headers."""
+    return leaves_large_body(headers.get("content-length"), "transfer-encoding" in headers)
 
 
 def media_type(content_type: str | bytes | None) -> str:

@@ -26,7 +26,7 @@ from tanpuhui.sdk import SignatureError
 
 from ..drivers.push import Accepted, PushDriver, PushOutcome
 from ..metrics import HubMetrics
-from .http import JSON, PROBLEM, BodyTooLarge, media_type, problem_body, receive_body
+from .http import JSON, PROBLEM, BodyTooLarge, leaves_large_body, media_type, problem_body, receive_body
 from .ingest import IngestWorker, NotCommitted
 
 __all__ = ["WebhookRoute"]
@@ -45,6 +45,13 @@ _REFUSED = {"conflict": 422, "unparseable": 400}
 
 def _problem(status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> Answer:
     return status, problem_body(status, detail), _PROBLEM, list(extra or ())
+
+
+def _unread(raw_headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``connection: close`` for an answer that leaves a large body unread (see :data:`~.http.UNREAD_LIMIT`)."""
+    length = next((v for k, v in raw_headers if k == b"content-length"), None)
+    chunked = any(k == b"transfer-encoding" for k, _ in raw_headers)
+    return _CLOSE if leaves_large_body(length, chunked) else []
 
 
 def outcome_answer(outcome: PushOutcome | NotCommitted) -> Answer:
@@ -86,7 +93,7 @@ class WebhookRoute:
         """A request -> (status, body, content type, extra headers), counted and timed."""
         started = time.perf_counter()
         if query:  # the route documents no query parameter: refuse them all (as every route refuses unknown ones)
-            result = _problem(400, "unknown query parameter(s); this route accepts none", _CLOSE)
+            result = _problem(400, "unknown query parameter(s); this route accepts none", _unread(raw_headers))
         else:
             result = await self._handle(raw_headers, receive)
         status = result[0]
@@ -108,7 +115,7 @@ class WebhookRoute:
             elif name == b"content-length" and declared is None:
                 declared = value
         if media_type(content_type) not in _TYPES:
-            return _problem(415, "send the items as application/json", _CLOSE)
+            return _problem(415, "send the items as application/json", _unread(raw_headers))
         try:
             body = await receive_body(receive, declared, self.limit)
         except BodyTooLarge:
