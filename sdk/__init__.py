@@ -53,6 +53,7 @@ from .gateway import (
 from .gm import GMError
 from .hookspecs import hookimpl, hookspec
 from .methodology import Factor, Formula, Methodology, Quantified, recompute
+from .paging import as_objects, cursor_fields, describe_shape
 from .privacy import (
     Pseudonymiser,
     is_valid_resident_id,
@@ -131,8 +132,11 @@ __all__ = [
     "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
+    "as_objects",
     "behaviour_fingerprint",
+    "cursor_fields",
     "decode_secret",
+    "describe_shape",
     "hookimpl",
     "hookspec",
     "is_valid_resident_id",

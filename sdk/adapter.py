@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .client import OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
 from .errors import PartnerResponseError
+from .paging import as_objects
 from .records import ReductionRecord
 from .webhooks import WebhookVerifier
 
@@ -158,7 +159,7 @@ class PushStream(_StreamBase):
         if isinstance(doc, dict) and isinstance(doc.get("items"), list):
             doc = doc["items"]
         items = doc if isinstance(doc, list) else [doc]
-        return [i if isinstance(i, dict) else {"_not_an_object": i} for i in items]
+        return as_objects(items)
 
 
 Stream = PullStream | PushStream

@@ -38,6 +38,7 @@ from tanpuhui.sdk import (
     PullStream,
     RecordLike,
     StreamContext,
+    as_objects,
 )
 
 from .methodology import HOUSEHOLD_SAVING
@@ -100,7 +101,7 @@ class BillsStream(PullStream):
         if not isinstance(data, dict) or not isinstance(data.get("list"), list):
             raise PartnerResponseError(f'{where}: expected data {{"list": [...], "nextCursor": ..., "hasMore": ...}}')
         next_cursor = data.get("nextCursor")
-        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["list"]]
+        items = as_objects(data["list"])
         return items, next_cursor if isinstance(next_cursor, str) else None, data.get("hasMore") is True
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
