@@ -54,6 +54,7 @@ from .gm import GMError
 from .hookspecs import hookimpl, hookspec
 from .methodology import Factor, Formula, Methodology, Quantified, recompute
 from .paging import as_objects, cursor_fields, describe_shape
+from .plugin import AdapterPlugin
 from .privacy import (
     Pseudonymiser,
     is_valid_resident_id,
@@ -79,6 +80,7 @@ __all__ = [
     "GRID_ANHUI_2022",
     "NATURAL_GAS",
     "Adapter",
+    "AdapterPlugin",
     "AdapterSettings",
     "ClientStats",
     "CodeAction",
