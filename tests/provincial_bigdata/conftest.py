@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
 from .record_cassettes import APP_KEY, APP_SECRET, BASE_URL, MAC_KEY, SM4_KEY
 
@@ -58,16 +58,6 @@ def make_ctx(stream: str, state: dict[str, Any] | None = None) -> StreamContext:
         methodologies=METHODOLOGIES.__getitem__,
         state=state,
     )
-
-
-@dataclass
-class FakeSleep:
-    """Records the waits the clients ask for instead of sleeping them."""
-
-    waits: list[float] = field(default_factory=list)
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def table(**overrides: Any) -> dict[str, Any]:
