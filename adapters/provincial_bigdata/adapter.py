@@ -51,7 +51,6 @@ from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
     CodeAction,
-    ConfigError,
     GatewayClient,
     GatewayConfig,
     GMError,
@@ -460,12 +459,8 @@ class ProvincialBigDataAdapter(Adapter):
     stream_types = (GreenAppliancesStream, WaterUsageStream, GasUsageStream, RooftopPVStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, ProvincialBigDataSettings):
-            raise ConfigError(
-                f"adapter provincial_bigdata: settings must be ProvincialBigDataSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: ProvincialBigDataSettings = settings
+        self.config = self.settings_as(ProvincialBigDataSettings)
         self._gateway: GatewayClient | None = None
 
     @property

@@ -399,10 +399,8 @@ class StateGridAdapter(Adapter):
     stream_types = (ReadingsStream, DemandResponseStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, StateGridSettings):
-            raise ConfigError(f"adapter state_grid: settings must be StateGridSettings, got {type(settings).__name__}")
         super().__init__(settings, http)
-        self.config: StateGridSettings = settings
+        self.config = self.settings_as(StateGridSettings)
         self._client: PartnerClient | None = None
 
     @property

@@ -58,7 +58,6 @@ from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
-    ConfigError,
     HttpOptions,
     ItemRejected,
     Page,
@@ -446,12 +445,8 @@ class TransitCardAdapter(Adapter):
     }
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, TransitCardSettings):
-            raise ConfigError(
-                f"adapter transit_card: settings must be TransitCardSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: TransitCardSettings = settings
+        self.config = self.settings_as(TransitCardSettings)
         self._client: PartnerClient | None = None
 
     @property

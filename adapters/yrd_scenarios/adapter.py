@@ -337,20 +337,16 @@ class YrdScenariosAdapter(Adapter):
     stream_types = (CatalogStream, RecordsStream, RecordsPushStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, YrdScenariosSettings):
-            raise ConfigError(
-                f"adapter yrd_scenarios: settings must be YrdScenariosSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: YrdScenariosSettings = settings
+        self.config = self.settings_as(YrdScenariosSettings)
         self.normalizer = RecordNormalizer(
             adapter=self.name,
-            platforms={pid: Platform(pid, p.name, p.region) for pid, p in settings.platforms.items()},
-            recognition=settings.recognition,
-            scenario_methodologies=settings.scenario_methodologies,
-            unit_aliases=settings.unit_aliases,
-            subject_order=settings.subject_order,
-            withdrawn_log_size=settings.withdrawn_log_size,
+            platforms={pid: Platform(pid, p.name, p.region) for pid, p in self.config.platforms.items()},
+            recognition=self.config.recognition,
+            scenario_methodologies=self.config.scenario_methodologies,
+            unit_aliases=self.config.unit_aliases,
+            subject_order=self.config.subject_order,
+            withdrawn_log_size=self.config.withdrawn_log_size,
         )
         self._endpoint_clients: dict[str, PartnerClient] = {}
 

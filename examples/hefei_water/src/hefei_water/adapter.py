@@ -28,7 +28,6 @@ from pydantic import Field
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
-    ConfigError,
     HttpOptions,
     ItemRejected,
     Page,
@@ -143,12 +142,8 @@ class HefeiWaterAdapter(Adapter):
     schemas: ClassVar[dict[str, dict[str, Any]]] = {"hefei-water-bill": _schema("hefei-water-bill")}
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, HefeiWaterSettings):
-            raise ConfigError(
-                f"adapter hefei_water: settings must be HefeiWaterSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: HefeiWaterSettings = settings
+        self.config = self.settings_as(HefeiWaterSettings)
         self._client: PartnerClient | None = None
 
     @property
