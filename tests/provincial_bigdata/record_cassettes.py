@@ -29,6 +29,14 @@ APP_KEY = "ak-sandbox-340000"
 APP_SECRET = "cassette-recording-app-secret"
 SM4_KEY = "5a0c9e1f3b7d4a6c8e2f0b1d3c5e7a9f"
 MAC_KEY = "c4e1a7b39d2f5e8a0b6c1d4f7e9a2b5c8d0e3f6a9b1c4d7e"
+SETTINGS: dict[str, Any] = {
+    "base_url": BASE_URL,
+    "app_key": APP_KEY,
+    "app_secret": APP_SECRET,
+    "sm4_key_secret": SM4_KEY,
+    "mac_key_secret": MAC_KEY,
+}
+"""The adapter's settings for the sandbox gateway (the tests' too)."""
 RECORDING = SandboxRecording(
     Path(__file__).parent.parent / "cassettes" / "provincial_bigdata",
     BASE_URL,
@@ -46,16 +54,8 @@ def _no_methodology(methodology_id: str) -> Methodology:
 
 async def _run(transport: SandboxRecorder, stream_name: str, **settings: Any) -> None:
     """One pull run of one stream with a fresh adapter; a partner error it ends with goes into the cassette."""
-    values: dict[str, Any] = {
-        "base_url": BASE_URL,
-        "app_key": APP_KEY,
-        "app_secret": APP_SECRET,
-        "sm4_key_secret": SM4_KEY,
-        "mac_key_secret": MAC_KEY,
-        **settings,
-    }
     adapter = ProvincialBigDataAdapter(
-        ProvincialBigDataSettings(**values), HttpOptions(transport=transport, sleep=no_sleep)
+        ProvincialBigDataSettings(**{**SETTINGS, **settings}), HttpOptions(transport=transport, sleep=no_sleep)
     )
     ctx = recording_context("provincial_bigdata", ProvincialBigDataAdapter.version, stream_name, _no_methodology)
 
