@@ -181,10 +181,6 @@ class _DatasetStream(PullStream):
 
     adapter: ProvincialBigDataAdapter
 
-    def __init__(self, adapter: ProvincialBigDataAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         if self.name in self.adapter.config.numbered_datasets:
             pages = self._numbered_pages(cursor)

@@ -156,7 +156,6 @@ class ReadingsStream(PullStream):
 
     def __init__(self, adapter: StateGridAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         config = adapter.config
         self._peak = tuple(REGISTERS.index(r) for r in config.peak_registers)
         self._peak_text = "+".join(config.peak_registers)
@@ -337,10 +336,6 @@ class DemandResponseStream(PushStream):
     description = "Demand-response event results (Standard Webhooks push), credited against the event baseline"
 
     adapter: StateGridAdapter
-
-    def __init__(self, adapter: StateGridAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
 
     def verifier(self) -> WebhookVerifier:
         return WebhookVerifier([s.get_secret_value() for s in self.adapter.config.webhook_secrets])

@@ -203,10 +203,6 @@ class CatalogStream(PullStream):
 
     adapter: YrdScenariosAdapter
 
-    def __init__(self, adapter: YrdScenariosAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         # The cursor is a digest of each endpoint's catalog and of our tables: a catalog is reviewed (and its gaps
         # quarantined) when either changed, not again on every run.
@@ -269,7 +265,6 @@ class RecordsStream(PullStream):
 
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         self.serving: frozenset[str] | None = None
         """While paging: the platforms of the endpoint being read (None between runs, e.g. for a replay)."""
 
@@ -315,7 +310,6 @@ class RecordsPushStream(PushStream):
 
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         allowed = adapter.config.push_platforms
         self.serving: frozenset[str] | None = frozenset(allowed) if allowed is not None else None
 

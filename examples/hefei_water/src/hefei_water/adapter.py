@@ -70,10 +70,6 @@ class BillsStream(PullStream):
 
     adapter: HefeiWaterAdapter
 
-    def __init__(self, adapter: HefeiWaterAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         size = self.adapter.config.page_size
         while True:
