@@ -20,6 +20,8 @@ import orjson
 
 from tanpuhui.sdk.webhooks import decode_secret
 
+from .raw_http import serve_forever
+
 __all__ = ["main"]
 
 _MARK = b'{"specversion"'
@@ -38,51 +40,27 @@ class _Consumer:
         expected = b"v1," + base64.b64encode(mac)
         return any(hmac.compare_digest(expected, sig) for sig in offered)
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head.split(b"\r\n")
-                method, path, _ = lines[0].split(b" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(b":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get(b"content-length", b"0"))
-                body = await reader.readexactly(length) if length else b""
-                if method == b"GET" and path == b"/stats":
-                    answer = orjson.dumps(self.counts)
-                    writer.write(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                        % (len(answer), answer)
-                    )
-                elif method == b"POST":
-                    self.counts["requests"] += 1
-                    if self.verified(headers, body):
-                        self.counts["events"] += body.count(_MARK)
-                        self.counts["bytes"] += len(body)
-                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    else:
-                        self.counts["bad_signatures"] += 1
-                        writer.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
-                else:
-                    writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
-                await writer.drain()
-        finally:
-            writer.close()
+    def answer(self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        if method == b"GET" and path == b"/stats":
+            answer = orjson.dumps(self.counts)
+            return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+                len(answer),
+                answer,
+            )
+        if method != b"POST":
+            return b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n"
+        self.counts["requests"] += 1
+        if not self.verified(headers, body):
+            self.counts["bad_signatures"] += 1
+            return b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
+        self.counts["events"] += body.count(_MARK)
+        self.counts["bytes"] += len(body)
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
 
 async def _serve() -> None:
     consumer = _Consumer(decode_secret(os.environ["BENCH_CONSUMER_SECRET"]))
-    server = await asyncio.start_server(consumer.handle, "127.0.0.1", 0, limit=1 << 20)
-    port = server.sockets[0].getsockname()[1]
-    print(f"PORT {port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await serve_forever(consumer.answer, limit=1 << 20)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -32,29 +33,21 @@ CST = timezone(timedelta(hours=8))
 _EPOCH = datetime(2024, 11, 5, 5, 40, tzinfo=CST)
 
 
+@dataclass(kw_only=True, eq=False)
 class TransitFeed:
     """Transit-card transaction pages, generated on demand and the same on every call."""
 
-    def __init__(
-        self,
-        *,
-        seed: int = 7,
-        trips_per_window: int = 625,
-        window_seconds: int = 600,
-        card_cycle: int = 256,
-        metro_share: float = 0.6,
-        mobile_share: float = 0.1,
-        bad_every: int = 1000,
-        start: datetime = _EPOCH,
-    ) -> None:
-        self.seed = seed
-        self.trips_per_window = trips_per_window
-        self.window_seconds = window_seconds
-        self.card_cycle = card_cycle
-        self.metro_share = metro_share
-        self.mobile_share = mobile_share
-        self.bad_every = bad_every
-        self.start_ts = int(start.timestamp())
+    seed: int = 7
+    trips_per_window: int = 625
+    window_seconds: int = 600
+    card_cycle: int = 256
+    metro_share: float = 0.6
+    mobile_share: float = 0.1
+    bad_every: int = 1000
+    start: datetime = _EPOCH
+
+    def __post_init__(self) -> None:
+        self.start_ts = int(self.start.timestamp())
         self.network_doc = hefei_network()
         network = Network.from_document(self.network_doc, "benchmark feed")
         self._metro_stops = sorted(network.stops)
@@ -73,8 +66,8 @@ class TransitFeed:
             if line["mode"] == "bus"
         ]
         longest = max(4 + km / 0.55 + 5 for _, _, km in pairs) * 60
-        self.lookback = math.ceil(longest / window_seconds) + 1
-        if card_cycle <= self.lookback:
+        self.lookback = math.ceil(longest / self.window_seconds) + 1
+        if self.card_cycle <= self.lookback:
             raise ValueError(f"card_cycle must exceed lookback ({self.lookback} windows) so journeys never overlap")
         self._journeys: OrderedDict[int, list[tuple[int, int, dict[str, Any]]]] = OrderedDict()
         self._times: dict[int, str] = {}

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from .feed import TransitFeed
+from .raw_http import serve_forever
 
 __all__ = ["main"]
 
@@ -48,40 +49,15 @@ class _Partner:
     def _last(self, k: int) -> bytes:
         return orjson.dumps({"data": [], "next_cursor": f"p{k}", "has_more": False})
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head.split(b"\r\n")
-                method, target, _ = lines[0].split(b" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
-                status, body = self.answer(method, target)
-                reason = b"OK" if status == 200 else b"Error"
-                writer.write(
-                    b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-                    % (status, reason, len(body))
-                )
-                writer.write(body)
-                await writer.drain()
-        finally:
-            writer.close()
+    def respond(self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        status, answer = self.answer(method, target)
+        reason = b"OK" if status == 200 else b"Error"
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        return head % (status, reason, len(answer)) + answer
 
 
 async def _serve(pages: int) -> None:
-    partner = _Partner(pages)
-    server = await asyncio.start_server(partner.handle, "127.0.0.1", 0)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-    async with server:
-        await server.serve_forever()
+    await serve_forever(_Partner(pages).respond)
 
 
 def main() -> None:

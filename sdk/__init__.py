@@ -53,6 +53,8 @@ from .gateway import (
 from .gm import GMError
 from .hookspecs import hookimpl, hookspec
 from .methodology import Factor, Formula, Methodology, Quantified, recompute
+from .paging import as_objects, cursor_fields, describe_shape
+from .plugin import AdapterPlugin
 from .privacy import (
     Pseudonymiser,
     is_valid_resident_id,
@@ -78,6 +80,7 @@ __all__ = [
     "GRID_ANHUI_2022",
     "NATURAL_GAS",
     "Adapter",
+    "AdapterPlugin",
     "AdapterSettings",
     "ClientStats",
     "CodeAction",
@@ -131,8 +134,11 @@ __all__ = [
     "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
+    "as_objects",
     "behaviour_fingerprint",
+    "cursor_fields",
     "decode_secret",
+    "describe_shape",
     "hookimpl",
     "hookspec",
     "is_valid_resident_id",

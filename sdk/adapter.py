@@ -20,14 +20,15 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from .client import OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
-from .errors import PartnerResponseError
+from .errors import ConfigError, PartnerResponseError
+from .paging import as_objects
 from .records import ReductionRecord
 from .webhooks import WebhookVerifier
 
@@ -48,6 +49,8 @@ __all__ = [
 
 RecordLike = dict[str, Any] | ReductionRecord
 """What ``normalize`` may return: a record document (fast path, validated by the hub) or a model."""
+
+_S = TypeVar("_S", bound="AdapterSettings")
 
 
 class AdapterSettings(BaseModel):
@@ -158,7 +161,7 @@ class PushStream(_StreamBase):
         if isinstance(doc, dict) and isinstance(doc.get("items"), list):
             doc = doc["items"]
         items = doc if isinstance(doc, list) else [doc]
-        return [i if isinstance(i, dict) else {"_not_an_object": i} for i in items]
+        return as_objects(items)
 
 
 Stream = PullStream | PushStream
@@ -181,6 +184,14 @@ class Adapter(ABC):
         self.http = http or HttpOptions()
         self._streams: dict[str, Stream] = {}
         self._clients: list[PartnerClient] = []
+
+    def settings_as(self, settings_type: type[_S]) -> _S:
+        """``settings`` as this adapter's own settings class; a :class:`ConfigError` naming both when it is another."""
+        if not isinstance(self.settings, settings_type):
+            raise ConfigError(
+                f"adapter {self.name}: settings must be {settings_type.__name__}, got {type(self.settings).__name__}"
+            )
+        return self.settings
 
     def partner_client(
         self,

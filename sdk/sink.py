@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,6 +48,9 @@ class SinkError(TanpuhuiError):
         self.gone = gone
 
 
+_S = TypeVar("_S", bound=SinkSettings)
+
+
 class Sink(ABC):
     """A delivery target. ``send`` delivers a whole batch or raises :class:`SinkError`."""
 
@@ -57,6 +60,14 @@ class Sink(ABC):
     def __init__(self, name: str, settings: SinkSettings) -> None:
         self.name = name
         self.settings = settings
+
+    def settings_as(self, settings_type: type[_S]) -> _S:
+        """``settings`` as this sink's own settings class; a TypeError naming both when it is another."""
+        if not isinstance(self.settings, settings_type):
+            raise TypeError(
+                f"{self.kind} sink {self.name!r} needs {type(self).__name__}.Settings, got {type(self.settings).__name__}"
+            )
+        return self.settings
 
     @abstractmethod
     async def send(self, batch: Sequence[OutboxRow]) -> None:

@@ -14,6 +14,7 @@ from .cassette import Cassette, CassetteMismatch, dump_cassette, request_key
 from .faults import Fault, FaultInjector
 from .recording import RecordingTransport
 from .scrub import Scrubber, identifiers_in, is_secret_key, personal_fields
+from .sleeps import SleepRecorder
 
 __all__ = [
     "Cassette",
@@ -22,6 +23,7 @@ __all__ = [
     "FaultInjector",
     "RecordingTransport",
     "Scrubber",
+    "SleepRecorder",
     "dump_cassette",
     "identifiers_in",
     "is_secret_key",

@@ -35,6 +35,7 @@ from .faults import Fault, FaultInjector
 from .plugin import recording_settings, resolve_cassette
 from .recording import RecordingTransport
 from .scrub import Scrubber, personal_fields
+from .sleeps import SleepRecorder
 
 if TYPE_CHECKING:
     from .conformance import AdapterConformance
@@ -228,10 +229,7 @@ class Harness:
             source=f"conformance suite {type(self.suite).__name__}",
             environ=env,
         )
-        waits: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            waits.append(seconds)
+        sleep = SleepRecorder()
 
         raw = _RawItems()
         hub = Hub(
@@ -258,7 +256,7 @@ class Harness:
             checkpoint=checkpoint,
             raw_items=raw.items,
             requests=transport.requests[first_request:],
-            waits=waits,
+            waits=sleep.waits,
         )
 
     # -- the standard scenarios ------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
     CodeAction,
-    ConfigError,
     GatewayClient,
     GatewayConfig,
     GMError,
@@ -65,6 +64,8 @@ from tanpuhui.sdk import (
     RecordLike,
     RetrySettings,
     StreamContext,
+    as_objects,
+    describe_shape,
 )
 
 from .baseline import TrailingBaseline
@@ -180,10 +181,6 @@ class _DatasetStream(PullStream):
 
     adapter: ProvincialBigDataAdapter
 
-    def __init__(self, adapter: ProvincialBigDataAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         if self.name in self.adapter.config.numbered_datasets:
             pages = self._numbered_pages(cursor)
@@ -219,20 +216,22 @@ class _DatasetStream(PullStream):
                 return
             if not isinstance(data, dict) or not isinstance(data.get("records"), list):
                 raise PartnerResponseError(
-                    f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {_shape(data)}'
+                    f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {describe_shape(data)}'
                 )
             has_more = data.get("hasMore")
             next_cursor = data.get("nextCursor")
             if not isinstance(has_more, bool):
                 raise PartnerResponseError(f"{where}: /data/hasMore must be true or false, got {has_more!r}")
             if next_cursor is not None and not isinstance(next_cursor, str):
-                raise PartnerResponseError(f"{where}: /data/nextCursor must be a string, got {_shape(next_cursor)}")
+                raise PartnerResponseError(
+                    f"{where}: /data/nextCursor must be a string, got {describe_shape(next_cursor)}"
+                )
             if has_more and (not next_cursor or next_cursor == cursor):
                 raise PartnerResponseError(
                     f"{where}: hasMore is true but nextCursor is {next_cursor!r}; stopping instead of asking for the "
                     "same page forever"
                 )
-            yield Page(items=_objects(data["records"]), cursor=next_cursor or cursor, request=described)
+            yield Page(items=as_objects(data["records"]), cursor=next_cursor or cursor, request=described)
             if not has_more:
                 return
             cursor = next_cursor
@@ -249,7 +248,9 @@ class _DatasetStream(PullStream):
             if data is None:
                 data = []
             if not isinstance(data, list):
-                raise PartnerResponseError(f"{where}: expected data to be an array of records, got {_shape(data)}")
+                raise PartnerResponseError(
+                    f"{where}: expected data to be an array of records, got {describe_shape(data)}"
+                )
             if len(data) < skip:
                 raise PartnerResponseError(
                     f"{where}: the page now has {len(data)} records but {skip} were already ingested from it; the "
@@ -257,21 +258,10 @@ class _DatasetStream(PullStream):
                 )
             full = len(data) >= size
             after = {"page": page_no + 1, "skip": 0} if full else {"page": page_no, "skip": len(data)}
-            yield Page(items=_objects(data[skip:]), cursor=after, request=described)
+            yield Page(items=as_objects(data[skip:]), cursor=after, request=described)
             if not full:
                 return
             page_no, skip = page_no + 1, 0
-
-
-def _objects(items: list[Any]) -> list[dict[str, Any]]:
-    # Non-objects still reach the hub, which quarantines them against the schema with the rest of the page.
-    return [i if isinstance(i, dict) else {"_not_an_object": i} for i in items]
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object with keys " + ", ".join(sorted(map(str, value))[:8])
-    return type(value).__name__
 
 
 def _day(value: str, pointer: str) -> tuple[date, datetime, datetime]:
@@ -465,12 +455,8 @@ class ProvincialBigDataAdapter(Adapter):
     stream_types = (GreenAppliancesStream, WaterUsageStream, GasUsageStream, RooftopPVStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, ProvincialBigDataSettings):
-            raise ConfigError(
-                f"adapter provincial_bigdata: settings must be ProvincialBigDataSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: ProvincialBigDataSettings = settings
+        self.config = self.settings_as(ProvincialBigDataSettings)
         self._gateway: GatewayClient | None = None
 
     @property

@@ -79,6 +79,9 @@ from tanpuhui.sdk import (
     RecordLike,
     StreamContext,
     WebhookVerifier,
+    as_objects,
+    cursor_fields,
+    describe_shape,
 )
 
 __all__ = ["DemandResponseStream", "ReadingsStream", "StateGridAdapter", "StateGridSettings"]
@@ -153,7 +156,6 @@ class ReadingsStream(PullStream):
 
     def __init__(self, adapter: StateGridAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         config = adapter.config
         self._peak = tuple(REGISTERS.index(r) for r in config.peak_registers)
         self._peak_text = "+".join(config.peak_registers)
@@ -173,21 +175,18 @@ class ReadingsStream(PullStream):
                 params["cursor"] = cursor
             described = f"GET {path}?size={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
             doc = await client.get_json(path, params=params)
-            items, next_cursor, has_more = self._envelope(doc, described)
-            if has_more and next_cursor == cursor:
-                raise PartnerResponseError(
-                    f"{self.adapter.name}: {described}: has_more is true but next_cursor is the cursor just "
-                    f"requested ({cursor!r}); stopping instead of asking for the same page forever"
-                )
+            items, next_cursor, has_more = self._envelope(doc, described, cursor)
             yield Page(items=items, cursor=next_cursor or cursor, request=described)
             if not has_more:
                 return
             cursor = next_cursor
 
-    def _envelope(self, doc: Any, described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+    def _envelope(self, doc: Any, described: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
         where = f"{self.adapter.name}: {described}"
         if not isinstance(doc, dict) or "code" not in doc:
-            raise PartnerResponseError(f'{where}: expected {{"code": ..., "msg": ..., "data": ...}}, got {_shape(doc)}')
+            raise PartnerResponseError(
+                f'{where}: expected {{"code": ..., "msg": ..., "data": ...}}, got {describe_shape(doc)}'
+            )
         code = str(doc["code"])
         if code not in self.adapter.config.success_codes:
             raise PartnerResponseError(
@@ -197,19 +196,10 @@ class ReadingsStream(PullStream):
         data = doc.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise PartnerResponseError(
-                f'{where}: /data must be {{"records": [...], "next_cursor": ..., "has_more": ...}}, got {_shape(data)}'
+                f'{where}: /data must be {{"records": [...], "next_cursor": ..., "has_more": ...}}, got {describe_shape(data)}'
             )
-        has_more = data.get("has_more")
-        if not isinstance(has_more, bool):
-            raise PartnerResponseError(f"{where}: /data/has_more must be true or false, got {has_more!r}")
-        next_cursor = data.get("next_cursor")
-        if next_cursor is not None and not isinstance(next_cursor, str):
-            raise PartnerResponseError(f"{where}: /data/next_cursor must be a string, got {_shape(next_cursor)}")
-        if has_more and not next_cursor:
-            raise PartnerResponseError(f"{where}: /data/has_more is true but there is no next_cursor to continue from")
-        # Non-objects still reach the hub, which quarantines them against the schema with the rest of the page.
-        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["records"]]
-        return items, next_cursor, has_more
+        next_cursor, has_more = cursor_fields(data, where, "/data", asked)
+        return as_objects(data["records"]), next_cursor, has_more
 
     # -- normalizing -------------------------------------------------------------------------------------------
 
@@ -347,10 +337,6 @@ class DemandResponseStream(PushStream):
 
     adapter: StateGridAdapter
 
-    def __init__(self, adapter: StateGridAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     def verifier(self) -> WebhookVerifier:
         return WebhookVerifier([s.get_secret_value() for s in self.adapter.config.webhook_secrets])
 
@@ -408,10 +394,8 @@ class StateGridAdapter(Adapter):
     stream_types = (ReadingsStream, DemandResponseStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, StateGridSettings):
-            raise ConfigError(f"adapter state_grid: settings must be StateGridSettings, got {type(settings).__name__}")
         super().__init__(settings, http)
-        self.config: StateGridSettings = settings
+        self.config = self.settings_as(StateGridSettings)
         self._client: PartnerClient | None = None
 
     @property
@@ -425,9 +409,3 @@ class StateGridAdapter(Adapter):
                 )
             self._client = self.oauth2_client(self.config)
         return self._client
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object with keys " + ", ".join(sorted(map(str, value))[:8])
-    return type(value).__name__

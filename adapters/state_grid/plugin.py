@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tanpuhui.sdk import Adapter, Methodology, Sandbox, SandboxFactory, hookimpl
+from tanpuhui.sdk import AdapterPlugin, Sandbox
 
 from .adapter import StateGridAdapter
 from .methodology import DEMAND_RESPONSE
@@ -13,23 +12,14 @@ from .methodology import DEMAND_RESPONSE
 __all__ = ["register_adapters", "register_methodologies", "register_sandboxes", "state_grid_sandbox"]
 
 
-@hookimpl
-def register_adapters(register: Callable[[type[Adapter]], None]) -> None:
-    register(StateGridAdapter)
-
-
-@hookimpl
-def register_methodologies(register: Callable[[Methodology], None]) -> None:
-    register(DEMAND_RESPONSE)
-
-
-@hookimpl
-def register_sandboxes(register: Callable[[str, SandboxFactory], None]) -> None:
-    register(StateGridAdapter.name, state_grid_sandbox)
-
-
 def state_grid_sandbox(**options: Any) -> Sandbox:
     """The metering partner's sandbox: 200 households over 30 days unless ``options`` say otherwise."""
     from .sandbox import StateGridSandbox  # starlette and uvicorn load only when a sandbox is wanted
 
     return StateGridSandbox(**options)
+
+
+_PLUGIN = AdapterPlugin(StateGridAdapter, state_grid_sandbox, methodologies=(DEMAND_RESPONSE,))
+register_adapters = _PLUGIN.register_adapters
+register_methodologies = _PLUGIN.register_methodologies
+register_sandboxes = _PLUGIN.register_sandboxes

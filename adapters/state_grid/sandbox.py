@@ -475,9 +475,7 @@ class StateGridSandbox(PartnerSandbox):
     # -- endpoints ---------------------------------------------------------------------------------------------
 
     async def _readings(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.readings_requests += 1
-        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.readings_requests)
+        refused = self.refusal(request, "readings_requests")
         if refused is not None:
             return refused
         size = positive_int(request.query_params.get("size"), 100)

@@ -58,7 +58,6 @@ from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
-    ConfigError,
     HttpOptions,
     ItemRejected,
     Page,
@@ -70,6 +69,9 @@ from tanpuhui.sdk import (
     PullStream,
     RecordLike,
     StreamContext,
+    as_objects,
+    cursor_fields,
+    describe_shape,
 )
 
 from .network import Network
@@ -166,12 +168,7 @@ class TransactionsStream(PullStream):
                 params["cursor"] = cursor
             described = f"GET {path}?limit={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
             doc = await self.adapter.client.get_json(path, params=params)
-            items, next_cursor, has_more = self._envelope(doc, described)
-            if has_more and next_cursor == cursor:
-                raise PartnerResponseError(
-                    f"{self.adapter.name}: {described}: has_more is true but next_cursor is the cursor just "
-                    f"requested ({cursor!r}); stopping instead of asking for the same page forever"
-                )
+            items, next_cursor, has_more = self._envelope(doc, described, cursor)
             if not fresh_network:
                 await self.load_network()
                 fresh_network = True
@@ -180,23 +177,14 @@ class TransactionsStream(PullStream):
                 return
             cursor = next_cursor
 
-    def _envelope(self, doc: Any, described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+    def _envelope(self, doc: Any, described: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
         where = f"{self.adapter.name}: {described}"
         if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
             raise PartnerResponseError(
-                f'{where}: expected {{"data": [...], "next_cursor": ..., "has_more": ...}}, got {_shape(doc)}'
+                f'{where}: expected {{"data": [...], "next_cursor": ..., "has_more": ...}}, got {describe_shape(doc)}'
             )
-        has_more = doc.get("has_more")
-        if not isinstance(has_more, bool):
-            raise PartnerResponseError(f"{where}: /has_more must be true or false, got {has_more!r}")
-        next_cursor = doc.get("next_cursor")
-        if next_cursor is not None and not isinstance(next_cursor, str):
-            raise PartnerResponseError(f"{where}: /next_cursor must be a string, got {_shape(next_cursor)}")
-        if has_more and not next_cursor:
-            raise PartnerResponseError(f"{where}: has_more is true but there is no next_cursor to continue from")
-        # Non-objects still reach the hub, which quarantines them against the schema with the rest of the page.
-        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in doc["data"]]
-        return items, next_cursor, has_more
+        next_cursor, has_more = cursor_fields(doc, where, "", asked)
+        return as_objects(doc["data"]), next_cursor, has_more
 
     # -- normalizing -------------------------------------------------------------------------------------------
 
@@ -457,12 +445,8 @@ class TransitCardAdapter(Adapter):
     }
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, TransitCardSettings):
-            raise ConfigError(
-                f"adapter transit_card: settings must be TransitCardSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: TransitCardSettings = settings
+        self.config = self.settings_as(TransitCardSettings)
         self._client: PartnerClient | None = None
 
     @property
@@ -471,9 +455,3 @@ class TransitCardAdapter(Adapter):
         if self._client is None:
             self._client = self.oauth2_client(self.config)
         return self._client
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object with keys " + ", ".join(sorted(map(str, value))[:8])
-    return type(value).__name__

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from tanpuhui.sdk import Adapter, Sandbox, SandboxFactory, hookimpl
+from tanpuhui.sdk import AdapterPlugin, Sandbox
 
 from .adapter import TransitCardAdapter
 
 __all__ = ["register_adapters", "register_sandboxes", "transit_sandbox"]
-
-
-@hookimpl
-def register_adapters(register: Callable[[type[Adapter]], None]) -> None:
-    register(TransitCardAdapter)
-
-
-@hookimpl
-def register_sandboxes(register: Callable[[str, SandboxFactory], None]) -> None:
-    register(TransitCardAdapter.name, transit_sandbox)
 
 
 def transit_sandbox(**options: Any) -> Sandbox:
@@ -27,3 +16,8 @@ def transit_sandbox(**options: Any) -> Sandbox:
     from .sandbox import TransitSandbox  # starlette and uvicorn load only when a sandbox is wanted
 
     return TransitSandbox(**{"trips": 5000, **options})
+
+
+_PLUGIN = AdapterPlugin(TransitCardAdapter, transit_sandbox)
+register_adapters = _PLUGIN.register_adapters
+register_sandboxes = _PLUGIN.register_sandboxes

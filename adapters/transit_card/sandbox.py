@@ -542,9 +542,7 @@ class TransitSandbox(PartnerSandbox):
         return Response(self._network_body, media_type="application/json")
 
     async def _transactions(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.transactions_requests += 1
-        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.transactions_requests)
+        refused = self.refusal(request, "transactions_requests")
         if refused is not None:
             return refused
         limit = positive_int(request.query_params.get("limit"), 100)

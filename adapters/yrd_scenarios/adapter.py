@@ -68,6 +68,9 @@ from tanpuhui.sdk import (
     RecordLike,
     RetrySettings,
     StreamContext,
+    as_objects,
+    cursor_fields,
+    describe_shape,
 )
 
 from .recognition import Platform, RecordNormalizer
@@ -200,10 +203,6 @@ class CatalogStream(PullStream):
 
     adapter: YrdScenariosAdapter
 
-    def __init__(self, adapter: YrdScenariosAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         # The cursor is a digest of each endpoint's catalog and of our tables: a catalog is reviewed (and its gaps
         # quarantined) when either changed, not again on every run.
@@ -216,14 +215,14 @@ class CatalogStream(PullStream):
             where = f"{self.adapter.name}: endpoint {name}: {described}"
             if not isinstance(data, dict) or not isinstance(data.get("items"), list):
                 raise PartnerResponseError(
-                    f'{where}: expected data {{"version": ..., "items": [...]}}, got {_shape(data)}'
+                    f'{where}: expected data {{"version": ..., "items": [...]}}, got {describe_shape(data)}'
                 )
             digest = hashlib.sha256(orjson.dumps([data["items"], tables], option=orjson.OPT_SORT_KEYS)).hexdigest()
             ctx.state.setdefault("versions", {})[name] = data.get("version")
             if digests.get(name) == digest:
                 continue
             digests = {**digests, name: digest}
-            items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["items"]]
+            items = as_objects(data["items"])
             yield Page(items=items, cursor=digests, request=f"endpoint {name}: {described}")
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
@@ -266,7 +265,6 @@ class RecordsStream(PullStream):
 
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         self.serving: frozenset[str] | None = None
         """While paging: the platforms of the endpoint being read (None between runs, e.g. for a replay)."""
 
@@ -289,12 +287,8 @@ class RecordsStream(PullStream):
                         f"&cursor={position}" if position else ""
                     )
                     data = await self.adapter.get_data(name, endpoint.records_path, described, params)
-                    items, next_cursor, has_more = _feed(data, f"{self.adapter.name}: endpoint {name}: {described}")
-                    if has_more and next_cursor == position:
-                        raise PartnerResponseError(
-                            f"{self.adapter.name}: endpoint {name}: {described}: has_more is true but next_cursor is "
-                            f"the cursor just requested ({position!r}); stopping instead of looping"
-                        )
+                    where = f"{self.adapter.name}: endpoint {name}: {described}"
+                    items, next_cursor, has_more = _feed(data, where, position)
                     positions = {**positions, name: next_cursor or position}
                     yield Page(items=items, cursor=positions, request=f"endpoint {name}: {described}")
                     if not has_more:
@@ -316,7 +310,6 @@ class RecordsPushStream(PushStream):
 
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
-        self.adapter = adapter
         allowed = adapter.config.push_platforms
         self.serving: frozenset[str] | None = frozenset(allowed) if allowed is not None else None
 
@@ -338,20 +331,16 @@ class YrdScenariosAdapter(Adapter):
     stream_types = (CatalogStream, RecordsStream, RecordsPushStream)
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, YrdScenariosSettings):
-            raise ConfigError(
-                f"adapter yrd_scenarios: settings must be YrdScenariosSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: YrdScenariosSettings = settings
+        self.config = self.settings_as(YrdScenariosSettings)
         self.normalizer = RecordNormalizer(
             adapter=self.name,
-            platforms={pid: Platform(pid, p.name, p.region) for pid, p in settings.platforms.items()},
-            recognition=settings.recognition,
-            scenario_methodologies=settings.scenario_methodologies,
-            unit_aliases=settings.unit_aliases,
-            subject_order=settings.subject_order,
-            withdrawn_log_size=settings.withdrawn_log_size,
+            platforms={pid: Platform(pid, p.name, p.region) for pid, p in self.config.platforms.items()},
+            recognition=self.config.recognition,
+            scenario_methodologies=self.config.scenario_methodologies,
+            unit_aliases=self.config.unit_aliases,
+            subject_order=self.config.subject_order,
+            withdrawn_log_size=self.config.withdrawn_log_size,
         )
         self._endpoint_clients: dict[str, PartnerClient] = {}
 
@@ -377,7 +366,7 @@ class YrdScenariosAdapter(Adapter):
         where = f"{self.name}: endpoint {endpoint}: {described}"
         if not isinstance(doc, dict) or "code" not in doc:
             raise PartnerResponseError(
-                f'{where}: expected {{"code": "0000", "msg": ..., "data": ...}}, got {_shape(doc)}'
+                f'{where}: expected {{"code": "0000", "msg": ..., "data": ...}}, got {describe_shape(doc)}'
             )
         code = str(doc["code"])
         if code not in self.config.success_codes:
@@ -385,24 +374,10 @@ class YrdScenariosAdapter(Adapter):
         return doc.get("data")
 
 
-def _feed(data: Any, where: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+def _feed(data: Any, where: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise PartnerResponseError(
-            f'{where}: expected data {{"items": [...], "next_cursor": ..., "has_more": ...}}, got {_shape(data)}'
+            f'{where}: expected data {{"items": [...], "next_cursor": ..., "has_more": ...}}, got {describe_shape(data)}'
         )
-    has_more = data.get("has_more")
-    if not isinstance(has_more, bool):
-        raise PartnerResponseError(f"{where}: /data/has_more must be true or false, got {has_more!r}")
-    next_cursor = data.get("next_cursor")
-    if next_cursor is not None and not isinstance(next_cursor, str):
-        raise PartnerResponseError(f"{where}: /data/next_cursor must be a string, got {_shape(next_cursor)}")
-    if has_more and not next_cursor:
-        raise PartnerResponseError(f"{where}: has_more is true but there is no next_cursor to continue from")
-    # Non-objects still reach the hub, which quarantines them against the schema with the rest of the page.
-    return [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["items"]], next_cursor, has_more
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object with keys " + ", ".join(sorted(map(str, value))[:8])
-    return type(value).__name__
+    next_cursor, has_more = cursor_fields(data, where, "/data", asked)
+    return as_objects(data["items"]), next_cursor, has_more

@@ -223,29 +223,15 @@ class RecordNormalizer:
         if mapped is not None:
             method = self._methodology(ctx, mapped, f"recognition table maps {code!r} to", "/methodology_code")
             details["treatment"] = "recognised"
-            doc = ctx.record(
-                raw=item,
-                partner_record_id=partner_record_id,
-                subject=subject,
-                scenario=method.scenario,
-                start=start,
-                end=end,
-                region=region,
-                activity=quantity if quantity is not None else 1.0,
-                unit=unit if quantity is not None else NO_ACTIVITY_UNIT,
-                methodology=method,
-                details=details,
-                origin=origin,
-                id_stream=RECORD_KEY_STREAM,
-                quantification=recognised_quantification(
-                    method,
-                    platform=platform_id,
-                    code=code,
-                    version=version,
-                    reduction_kgco2e=kg,
-                    activity=quantity,
-                    unit=unit,
-                ),
+            activity, activity_unit = (quantity, unit) if quantity is not None else (1.0, NO_ACTIVITY_UNIT)
+            quantification: dict[str, Any] | None = recognised_quantification(
+                method,
+                platform=platform_id,
+                code=code,
+                version=version,
+                reduction_kgco2e=kg,
+                activity=quantity,
+                unit=unit,
             )
         else:
             target = self.scenario_methodologies.get(f"{platform_id}:{scenario_id}") or self.scenario_methodologies.get(
@@ -274,21 +260,23 @@ class RecordNormalizer:
                 )
             details["treatment"] = "requantified"
             details["origin_reduction_kgco2e"] = kg
-            doc = ctx.record(
-                raw=item,
-                partner_record_id=partner_record_id,
-                subject=subject,
-                scenario=method.scenario,
-                start=start,
-                end=end,
-                region=region,
-                activity=quantity,
-                unit=method.activity_unit,
-                methodology=method,
-                details=details,
-                origin=origin,
-                id_stream=RECORD_KEY_STREAM,
-            )
+            activity, activity_unit, quantification = quantity, method.activity_unit, None
+        doc = ctx.record(
+            raw=item,
+            partner_record_id=partner_record_id,
+            subject=subject,
+            scenario=method.scenario,
+            start=start,
+            end=end,
+            region=region,
+            activity=activity,
+            unit=activity_unit,
+            methodology=method,
+            details=details,
+            origin=origin,
+            id_stream=RECORD_KEY_STREAM,
+            quantification=quantification,
+        )
         return (doc,)
 
     # -- parts -----------------------------------------------------------------------------------------------

@@ -104,12 +104,10 @@ class HttpSink(Sink):
     Settings = HttpSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        if not isinstance(settings, HttpSettings):
-            raise TypeError(f"http sink {name!r} needs HttpSink.Settings, got {type(settings).__name__}")
         super().__init__(name, settings)
-        self._settings: HttpSettings = settings
-        self._signer = WebhookSigner(settings.secret.get_secret_value())
-        self._where = f"http sink {name!r}: POST {_display_url(settings.url)}"
+        self._settings = self.settings_as(HttpSettings)
+        self._signer = WebhookSigner(self._settings.secret.get_secret_value())
+        self._where = f"http sink {name!r}: POST {_display_url(self._settings.url)}"
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

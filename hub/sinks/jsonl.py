@@ -34,10 +34,8 @@ class JsonlSink(Sink):
     Settings = JsonlSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        if not isinstance(settings, JsonlSettings):
-            raise TypeError(f"jsonl sink {name!r} needs JsonlSink.Settings, got {type(settings).__name__}")
         super().__init__(name, settings)
-        self._settings: JsonlSettings = settings
+        self._settings = self.settings_as(JsonlSettings)
         self._file: BinaryIO | None = None
 
     @property

@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, quote
 
@@ -123,25 +124,18 @@ def signed_headers(
     }
 
 
+@dataclass(eq=False)
 class GatewayAuth(httpx.Auth):
     """httpx auth that signs each request as it is sent (so every retry gets a fresh timestamp and nonce)."""
 
     requires_request_body = True
 
-    def __init__(
-        self,
-        app_key: str,
-        app_secret: str,
-        sign_method: SignMethod = "HMAC-SHA256",
-        *,
-        token: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.app_key = app_key
-        self._secret = app_secret
-        self.sign_method = sign_method
-        self.token = token
-        self._clock = clock
+    app_key: str
+    app_secret: str = field(repr=False)
+    sign_method: SignMethod = "HMAC-SHA256"
+    _: KW_ONLY
+    token: str | None = field(default=None, repr=False)
+    clock: Callable[[], float] = time.time
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raw = request.url.raw_path
@@ -152,9 +146,9 @@ class GatewayAuth(httpx.Auth):
             request.url.query,
             request.content,
             app_key=self.app_key,
-            app_secret=self._secret,
+            app_secret=self.app_secret,
             sign_method=self.sign_method,
-            timestamp_ms=int(self._clock() * 1000),
+            timestamp_ms=int(self.clock() * 1000),
         )
         request.headers.update(headers)
         if self.token:

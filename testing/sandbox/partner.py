@@ -35,6 +35,7 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -163,6 +164,15 @@ class PartnerSandbox(SandboxServer):
     def revoke_tokens(self) -> None:
         """Revoke every issued token before its expiry: the next API call with one gets a 401."""
         self.oauth.tokens.revoke_all()
+
+    def refusal(self, request: Request, counter: str) -> Response | None:
+        """Count a data request (in ``stats.requests`` and in ``stats.<counter>``, its endpoint's own) and answer
+        what refuses it, if anything: a 401 for a missing, expired or revoked token, else the fault the schedule
+        picks for the endpoint's request number. None: serve it."""
+        self.stats.requests += 1
+        serial: int = getattr(self.stats, counter) + 1
+        setattr(self.stats, counter, serial)
+        return self.oauth.refuse(request) or self.scheduled_fault(serial)
 
     def fail_next(
         self, status: int, *, count: int = 1, retry_after: float | None = None, code: str | None = None

@@ -11,7 +11,7 @@ import pytest
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
-from tanpuhui.sdk import Adapter, AdapterSettings, PullStream, hookimpl
+from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, PullStream
 
 KEYS = "v1:" + "a" * 43 + "="
 
@@ -39,11 +39,6 @@ def _one_stream_hub(tmp_path: Path, adapter_name: str, stream: type[PullStream])
         },
     )
 
-    class Plugin:
-        @hookimpl
-        def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-            register(partner)
-
     config = HubConfig.from_dict(
         {
             "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TPH_TEST_KEYS"}},
@@ -52,5 +47,5 @@ def _one_stream_hub(tmp_path: Path, adapter_name: str, stream: type[PullStream])
         source="test",
         environ={"TPH_TEST_KEYS": KEYS},
     )
-    plugins: Any = load_plugins([Plugin()], entry_points=False)
+    plugins: Any = load_plugins([AdapterPlugin(partner)], entry_points=False)
     return Hub(config, plugins=plugins)

@@ -18,6 +18,7 @@ from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import (
     Adapter,
+    AdapterPlugin,
     AdapterSettings,
     Factor,
     Formula,
@@ -29,7 +30,6 @@ from tanpuhui.sdk import (
     Pseudonymiser,
     PullStream,
     StreamContext,
-    hookimpl,
 )
 
 KEY = "v1:" + base64.b64encode(b"k" * 32).decode()
@@ -101,16 +101,6 @@ class BikeShare(Adapter):
     stream_types = (Rides,)
 
 
-class Plugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(BikeShare)
-
-    @hookimpl
-    def register_methodologies(self, register: Callable[[Methodology], None]) -> None:
-        register(BIKE)
-
-
 @pytest.fixture
 def hub_factory(tmp_path: Path) -> Iterable[Callable[[], Hub]]:
     PAGES.clear()
@@ -121,7 +111,11 @@ def hub_factory(tmp_path: Path) -> Iterable[Callable[[], Hub]]:
         config = HubConfig.from_dict(
             {"hub": {"store": str(tmp_path / "hub.db")}, "adapters": {"bike_share": {}}}, source="test"
         )
-        hub = Hub(config, plugins=load_plugins([Plugin()], entry_points=False), pseudonymiser=Pseudonymiser.parse(KEY))
+        hub = Hub(
+            config,
+            plugins=load_plugins([AdapterPlugin(BikeShare, methodologies=(BIKE,))], entry_points=False),
+            pseudonymiser=Pseudonymiser.parse(KEY),
+        )
         hubs.append(hub)
         return hub
 

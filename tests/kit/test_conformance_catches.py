@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter
-from tanpuhui.sdk import Adapter, Page, RecordLike, StreamContext, hookimpl
+from tanpuhui.sdk import AdapterPlugin, Page, RecordLike, StreamContext
 from tanpuhui.testing.conformance import AdapterConformance, Harness
 
 from . import test_conformance_transit_card as transit
@@ -49,15 +49,10 @@ class InflatingStream(TransactionsStream):
 def _suite(stream_type: type[TransactionsStream]) -> AdapterConformance:
     adapter = type("BrokenTransitCard", (TransitCardAdapter,), {"stream_types": (stream_type,)})
 
-    class Plugin:
-        @hookimpl
-        def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-            register(adapter)
-
     suite_type = type(
         "BrokenSuite",
         (transit.TestTransitCardConformance,),
-        {"adapter": adapter, "plugin": Plugin(), "__test__": False},
+        {"adapter": adapter, "plugin": AdapterPlugin(adapter), "__test__": False},
     )
     suite: AdapterConformance = suite_type()
     return suite

@@ -6,15 +6,15 @@ Cassettes recorded from ProvincialSandbox (signed gateway requests; water usage 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.provincial_bigdata import plugin as provincial_plugin
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
-from tanpuhui.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import LivePartner
+
+from .sandbox_conformance import FAST_RETRIES, SandboxConformance
 
 CASSETTES = Path(__file__).parent / "cassettes" / "provincial_bigdata"
 # Fixed keys: replaying a sealed dataset needs the keys it was sealed with (test keys, nobody's real ones).
@@ -22,7 +22,7 @@ SM4_KEY = "0123456789abcdeffedcba9876543210"
 MAC_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
-class ProvincialConformance(AdapterConformance):
+class ProvincialConformance(SandboxConformance):
     plugin = provincial_plugin
     adapter = ProvincialBigDataAdapter
     base_url = "https://data-ah.sandbox.example"
@@ -36,16 +36,12 @@ class ProvincialConformance(AdapterConformance):
             "sm4_key_secret": SM4_KEY,
             "mac_key_secret": MAC_KEY,
             "page_size": 10,
-            "retry_attempts": 3,
-            "retry_initial_backoff": 0.5,
-            "retry_max_backoff": 4.0,
+            **FAST_RETRIES,
         }
 
-    @contextmanager
-    def sandbox(self) -> Iterator[LivePartner]:
+    def open_sandbox(self) -> ProvincialSandbox:
         options: dict[str, Any] = {"sm4_key": SM4_KEY, "mac_key": MAC_KEY, "bad": {}}
-        with ProvincialSandbox(7, days=8, purchases=24, households=3, installations=3, **options) as sandbox:
-            yield LivePartner(sandbox.url, handle=sandbox)
+        return ProvincialSandbox(7, days=8, purchases=24, households=3, installations=3, **options)
 
 
 class TestGreenAppliancesConformance(ProvincialConformance):

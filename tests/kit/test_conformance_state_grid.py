@@ -5,20 +5,20 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_state_grid.py --tanpuhu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.state_grid import StateGridAdapter
 from tanpuhui.adapters.state_grid import plugin as state_grid_plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
-from tanpuhui.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import LivePartner
+
+from .sandbox_conformance import FAST_RETRIES, SandboxConformance
 
 CASSETTES = Path(__file__).parent / "cassettes"
 
 
-class TestStateGridReadingsConformance(AdapterConformance):
+class TestStateGridReadingsConformance(SandboxConformance):
     plugin = state_grid_plugin
     adapter = StateGridAdapter
     stream = "readings"
@@ -27,19 +27,8 @@ class TestStateGridReadingsConformance(AdapterConformance):
     cassette_dir = CASSETTES / "state_grid"
 
     def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
-        sandbox = partner.handle if partner is not None else None
-        return {
-            "base_url": base_url,
-            "client_id": sandbox.client_id if sandbox else "tanpuhui-sandbox",
-            "client_secret": sandbox.client_secret if sandbox else "replayed-secret",
-            "page_size": 8,
-            "retry_attempts": 3,
-            "retry_initial_backoff": 0.5,
-            "retry_max_backoff": 4.0,
-        }
+        return {**self.oauth(base_url, partner), "page_size": 8, **FAST_RETRIES}
 
-    @contextmanager
-    def sandbox(self) -> Iterator[LivePartner]:
+    def open_sandbox(self) -> StateGridSandbox:
         # Three households over ten days: 30 readings in four pages; days below a household's baseline credited.
-        with StateGridSandbox(households=3, days=10, seed=7, faults={}) as sandbox:
-            yield LivePartner(sandbox.url, handle=sandbox)
+        return StateGridSandbox(households=3, days=10, seed=7, faults={})

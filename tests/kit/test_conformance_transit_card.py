@@ -5,20 +5,20 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_transit_card.py --tanpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.transit_card import TransitCardAdapter
 from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import LivePartner
+
+from .sandbox_conformance import FAST_RETRIES, SandboxConformance
 
 CASSETTES = Path(__file__).parent / "cassettes"
 
 
-class TestTransitCardConformance(AdapterConformance):
+class TestTransitCardConformance(SandboxConformance):
     plugin = transit_plugin
     adapter = TransitCardAdapter
     stream = "transactions"
@@ -27,19 +27,8 @@ class TestTransitCardConformance(AdapterConformance):
     cassette_dir = CASSETTES / "transit_card"
 
     def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
-        sandbox = partner.handle if partner is not None else None
-        return {
-            "base_url": base_url,
-            "client_id": sandbox.client_id if sandbox else "tanpuhui-sandbox",
-            "client_secret": sandbox.client_secret if sandbox else "replayed-secret",
-            "page_size": 5,
-            "retry_attempts": 3,
-            "retry_initial_backoff": 0.5,
-            "retry_max_backoff": 4.0,
-        }
+        return {**self.oauth(base_url, partner), "page_size": 5, **FAST_RETRIES}
 
-    @contextmanager
-    def sandbox(self) -> Iterator[LivePartner]:
+    def open_sandbox(self) -> TransitSandbox:
         # 8 journeys (metro ones are two taps), some with account mobiles: three pages of five.
-        with TransitSandbox(trips=8, seed=21, bad={}, mobile_share=0.5) as sandbox:
-            yield LivePartner(sandbox.url, handle=sandbox)
+        return TransitSandbox(trips=8, seed=21, bad={}, mobile_share=0.5)

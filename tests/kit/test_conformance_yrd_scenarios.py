@@ -5,20 +5,20 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_yrd_scenarios.py --tanp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter
 from tanpuhui.adapters.yrd_scenarios import plugin as yrd_plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox, sandbox_recognition
-from tanpuhui.testing.conformance import AdapterConformance, LivePartner
+from tanpuhui.testing.conformance import LivePartner
+
+from .sandbox_conformance import FAST_RETRIES, SandboxConformance
 
 CASSETTES = Path(__file__).parent / "cassettes"
 
 
-class TestYrdRecordsConformance(AdapterConformance):
+class TestYrdRecordsConformance(SandboxConformance):
     plugin = yrd_plugin
     adapter = YrdScenariosAdapter
     stream = "records"
@@ -26,25 +26,12 @@ class TestYrdRecordsConformance(AdapterConformance):
     base_url = "https://yrd-exchange.sandbox.example"
     cassette_dir = CASSETTES / "yrd_scenarios"
 
-    def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
-        sandbox = partner.handle if partner is not None else None
-        endpoint = {
-            "base_url": base_url,
-            "client_id": sandbox.client_id if sandbox else "anhui-tanpuhui-sandbox",
-            "client_secret": sandbox.client_secret if sandbox else "replayed-secret",
-            "platforms": ["shanghai", "zhejiang", "jiangsu"],
-        }
-        return {
-            "endpoints": {"exchange": endpoint},
-            **sandbox_recognition(),
-            "page_size": 5,
-            "retry_attempts": 3,
-            "retry_initial_backoff": 0.5,
-            "retry_max_backoff": 4.0,
-        }
+    replay_client_id = "anhui-tanpuhui-sandbox"
 
-    @contextmanager
-    def sandbox(self) -> Iterator[LivePartner]:
+    def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
+        endpoint = {**self.oauth(base_url, partner), "platforms": ["shanghai", "zhejiang", "jiangsu"]}
+        return {"endpoints": {"exchange": endpoint}, **sandbox_recognition(), "page_size": 5, **FAST_RETRIES}
+
+    def open_sandbox(self) -> YrdSandbox:
         # Twelve records of Anhui residents (mobiles and resident IDs), in three pages of five.
-        with YrdSandbox(records=12, seed=7, bad={}, withdrawn={}) as sandbox:
-            yield LivePartner(sandbox.url, handle=sandbox)
+        return YrdSandbox(records=12, seed=7, bad={}, withdrawn={})

@@ -66,9 +66,7 @@ class MeterSandbox(PartnerSandbox):
         return {"readings_push": pushed}
 
     async def _readings(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.readings_requests += 1
-        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.readings_requests)
+        refused = self.refusal(request, "readings_requests")
         if refused is not None:
             return refused
         size = positive_int(request.query_params.get("size"), 10)

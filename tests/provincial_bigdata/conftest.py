@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
-from .record_cassettes import APP_KEY, APP_SECRET, BASE_URL, MAC_KEY, SM4_KEY
+from .record_cassettes import APP_KEY, APP_SECRET, BASE_URL, MAC_KEY, SETTINGS, SM4_KEY
 
 __all__ = ["APP_KEY", "APP_SECRET", "BASE_URL", "MAC_KEY", "SM4_KEY"]
 
@@ -35,14 +35,7 @@ ENV = {"PBD_APP_SECRET": APP_SECRET, "PBD_SM4_KEY": SM4_KEY, "PBD_MAC_KEY": MAC_
 
 
 def make_settings(**overrides: Any) -> ProvincialBigDataSettings:
-    values: dict[str, Any] = {
-        "base_url": BASE_URL,
-        "app_key": APP_KEY,
-        "app_secret": APP_SECRET,
-        "sm4_key_secret": SM4_KEY,
-        "mac_key_secret": MAC_KEY,
-    }
-    return ProvincialBigDataSettings(**{**values, **overrides})
+    return ProvincialBigDataSettings(**{**SETTINGS, **overrides})
 
 
 def make_adapter(**overrides: Any) -> ProvincialBigDataAdapter:
@@ -58,16 +51,6 @@ def make_ctx(stream: str, state: dict[str, Any] | None = None) -> StreamContext:
         methodologies=METHODOLOGIES.__getitem__,
         state=state,
     )
-
-
-@dataclass
-class FakeSleep:
-    """Records the waits the clients ask for instead of sleeping them."""
-
-    waits: list[float] = field(default_factory=list)
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def table(**overrides: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tanpuhui.sdk import (
     PartnerUnavailable,
     RetryPolicy,
 )
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
 BASE = "https://api.transit.hf.example.cn"
 TOKEN_PATH = "/oauth2/token"
@@ -29,16 +30,6 @@ OAUTH = OAuth2ClientCredentials(token_url=BASE + TOKEN_PATH, client_id="anhui-hu
 
 def token(value: str) -> httpx.Response:
     return httpx.Response(200, json={"access_token": value, "token_type": "Bearer", "expires_in": 1800})
-
-
-class FakeSleep:
-    """Records the waits the client asks for instead of sleeping them."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture

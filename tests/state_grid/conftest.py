@@ -19,6 +19,7 @@ from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.pipeline import PageResult
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, Pseudonymiser, WebhookSigner
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
 CASSETTES = Path(__file__).parent.parent / "cassettes" / "state_grid"
 BASE_URL = "https://sgcc-sandbox.example"
@@ -43,16 +44,6 @@ def hub_table(**overrides: Any) -> dict[str, Any]:
         "page_size": 5,
         **overrides,
     }
-
-
-class FakeSleep:
-    """Stands in for asyncio.sleep: records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 HubFactory = Callable[..., Hub]

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 from tanpuhui.adapters.state_grid import plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
@@ -30,68 +29,21 @@ from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, Pseudonymiser
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, SandboxRecording, no_sleep
 
 BASE_URL = "https://sgcc-sandbox.example"
-OUT = Path(__file__).parent.parent / "cassettes" / "state_grid"
 KEYS = Pseudonymiser.parse("v1:" + base64.b64encode(bytes(range(7, 39))).decode())
-KEEP_HEADERS = {
-    "content-type": "Content-Type",
-    "retry-after": "Retry-After",
-    "www-authenticate": "WWW-Authenticate",
-    "cache-control": "Cache-Control",
-}
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """Sends each request to the sandbox and keeps the exchange as the partner's base URL would show it."""
-
-    def __init__(self, target: str) -> None:
-        self.target = httpx.URL(target)
-        self.inner = httpx.AsyncHTTPTransport()
-        self.interactions: list[dict[str, Any]] = []
-        self.after_response: Callable[[httpx.Request, int], None] | None = None
-        self._tokens: dict[str, str] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        url = request.url.copy_with(scheme=self.target.scheme, host=self.target.host, port=self.target.port)
-        forwarded = httpx.Request(request.method, url, headers=request.headers, content=body)
-        response = await self.inner.handle_async_request(forwarded)
-        content = await response.aread()
-        await response.aclose()
-        self.interactions.append(self._record(request, response.status_code, response.headers, content))
-        if self.after_response is not None:
-            self.after_response(request, response.status_code)
-        return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
-
-    def _record(self, request: httpx.Request, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
-        kept = {title: headers[name] for name, title in KEEP_HEADERS.items() if name in headers}
-        spec: dict[str, Any] = {"status": status, "headers": kept}
-        if headers.get("content-type", "").startswith("application/json"):
-            del kept["Content-Type"]  # replay sets it for "json" responses
-            doc = orjson.loads(content)
-            if isinstance(doc, dict) and "access_token" in doc:
-                doc["access_token"] = self._tokens.setdefault(
-                    doc["access_token"], f"sandbox-token-{len(self._tokens) + 1}"
-                )
-            spec["json"] = doc
-        else:
-            spec["body"] = content.decode()
-        if not kept:
-            del spec["headers"]
-        return {"request": {"method": request.method, "url": str(request.url)}, "response": spec}
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
+RECORDING = SandboxRecording(
+    Path(__file__).parent.parent / "cassettes" / "state_grid",
+    BASE_URL,
+    "tests/state_grid/record_cassettes.py",
+    seed=lambda sandbox: sandbox.dataset.seed,
+)
 
 
 async def _pull(
     sandbox: StateGridSandbox,
-    transport: RecordingTransport,
+    transport: SandboxRecorder,
     store: Path,
     *,
     page_size: int,
@@ -106,7 +58,7 @@ async def _pull(
         config,
         plugins=load_plugins([plugin], entry_points=False),
         pseudonymiser=KEYS,
-        http=HttpOptions(transport=transport, sleep=_no_sleep),
+        http=HttpOptions(transport=transport, sleep=no_sleep),
     )
     try:
         (summary,) = await hub.pull("state_grid", "readings", max_pages=max_pages)
@@ -119,43 +71,20 @@ async def _pull(
     return summary
 
 
-def _dump(value: Any, depth: int = 0) -> str:
-    """JSON with one line per interaction part and per reading (diffable, compact)."""
-    compact = not isinstance(value, dict | list) or not any(isinstance(v, dict | list) for v in _values(value))
-    if compact:
-        return orjson.dumps(value).decode()
-    pad, inner = "  " * depth, "  " * (depth + 1)
-    if isinstance(value, list):
-        return "[\n" + ",\n".join(inner + _dump(v, depth + 1) for v in value) + "\n" + pad + "]"
-    parts = [f"{inner}{orjson.dumps(k).decode()}: {_dump(v, depth + 1)}" for k, v in value.items()]
-    return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
-
-
-def _values(value: Any) -> list[Any]:
-    return list(value.values()) if isinstance(value, dict) else list(value)
-
-
 async def record(
     name: str,
     about: str,
     sandbox: StateGridSandbox,
-    body: Callable[[RecordingTransport, Path], Awaitable[object]],
+    body: Callable[[SandboxRecorder, Path], Awaitable[object]],
 ) -> None:
-    print(name)
-    with sandbox, tempfile.TemporaryDirectory() as folder:
-        transport = RecordingTransport(sandbox.url)
-        try:
+    """Record one scenario whose hubs keep their store in a fresh temporary folder."""
+
+    async def in_temporary_store(transport: SandboxRecorder) -> None:
+        with tempfile.TemporaryDirectory() as folder:
             await body(transport, Path(folder) / "hub.db")
-        finally:
-            await transport.aclose()
-    doc = {
-        "about": about,
-        "recorded_with": f"tests/state_grid/record_cassettes.py (StateGridSandbox seed {sandbox.dataset.seed})",
-        "interactions": transport.interactions,
-    }
-    path = OUT / f"{name}.json"
-    path.write_text(_dump(doc) + "\n", encoding="utf-8")
-    print(f"  {path.name}: {len(transport.interactions)} interactions")
+
+    print(name)
+    await RECORDING.record(name, about, sandbox, in_temporary_store)
 
 
 def _check(summaries: list[PullSummary], sandbox: StateGridSandbox, **settings: Any) -> None:
@@ -171,11 +100,9 @@ def _check(summaries: list[PullSummary], sandbox: StateGridSandbox, **settings: 
 
 
 async def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-
     resume = StateGridSandbox(households=2, days=9, seed=21, faults={}, dr_bad=0, visible_days=7)
 
-    async def two_pages_then_resume(transport: RecordingTransport, store: Path) -> None:
+    async def two_pages_then_resume(transport: SandboxRecorder, store: Path) -> None:
         first = await _pull(resume, transport, store, page_size=8)
         resume.publish()
         second = await _pull(resume, transport, store, page_size=8)
@@ -217,8 +144,8 @@ async def main() -> None:
             if readings_seen[0] == 1:
                 revoked.revoke_tokens()
 
-    async def token_revoked(transport: RecordingTransport, store: Path) -> None:
-        transport.after_response = revoke_after_first_page
+    async def token_revoked(transport: SandboxRecorder, store: Path) -> None:
+        transport.after = revoke_after_first_page
         await _pull(revoked, transport, store, page_size=2)
 
     await record(
@@ -241,7 +168,7 @@ async def main() -> None:
 
     malformed = StateGridSandbox(households=6, days=5, seed=26, faults={"malformed": 1, "backwards": 1}, dr_bad=0)
 
-    async def malformed_items(transport: RecordingTransport, store: Path) -> None:
+    async def malformed_items(transport: SandboxRecorder, store: Path) -> None:
         _check([await _pull(malformed, transport, store, page_size=50)], malformed)
 
     await record(
@@ -254,7 +181,7 @@ async def main() -> None:
 
     empty = StateGridSandbox(households=2, days=2, seed=27, faults={}, dr_bad=0, visible_days=0)
 
-    async def empty_then_resume(transport: RecordingTransport, store: Path) -> None:
+    async def empty_then_resume(transport: SandboxRecorder, store: Path) -> None:
         await _pull(empty, transport, store, page_size=50)
         empty.publish()
         await _pull(empty, transport, store, page_size=50)

@@ -15,6 +15,7 @@ from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapte
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, ItemRejected, Problem, Pseudonymiser, Rejection, StreamContext
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
 CASSETTES = Path(__file__).parent.parent / "cassettes" / "transit_card"
 BASE_URL = "https://transit.sandbox.example"
@@ -111,16 +112,6 @@ def tap(
     }
     item.update(extra)
     return item
-
-
-class FakeSleep:
-    """Stands in for asyncio.sleep: records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture

@@ -13,91 +13,38 @@ included).
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
 from pydantic import SecretStr
 
-from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
+from tanpuhui.adapters.transit_card import TransitCardAdapter, TransitCardSettings
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext
+from tanpuhui.sdk import HttpOptions
+from tanpuhui.testing.sandbox.recorder import (
+    SandboxRecorder,
+    SandboxRecording,
+    no_sleep,
+    pull_pages,
+    recording_context,
+)
 
 BASE_URL = "https://transit.sandbox.example"
-OUT = Path(__file__).parent.parent / "cassettes" / "transit_card"
-KEEP_HEADERS = {
-    "content-type": "Content-Type",
-    "retry-after": "Retry-After",
-    "www-authenticate": "WWW-Authenticate",
-    "cache-control": "Cache-Control",
-}
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """Sends each request to the sandbox and keeps the exchange as the partner's base URL would show it."""
-
-    def __init__(self, target: str) -> None:
-        self.target = httpx.URL(target)
-        self.inner = httpx.AsyncHTTPTransport()
-        self.interactions: list[dict[str, Any]] = []
-        self._tokens: dict[str, str] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        url = request.url.copy_with(scheme=self.target.scheme, host=self.target.host, port=self.target.port)
-        forwarded = httpx.Request(request.method, url, headers=request.headers, content=body)
-        response = await self.inner.handle_async_request(forwarded)
-        content = await response.aread()
-        await response.aclose()
-        self.interactions.append(self._record(request, response.status_code, response.headers, content))
-        return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
-
-    def _record(self, request: httpx.Request, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
-        recorded_url = str(request.url.copy_with(scheme="https", host="transit.sandbox.example", port=None))
-        kept = {title: headers[name] for name, title in KEEP_HEADERS.items() if name in headers}
-        spec: dict[str, Any] = {"status": status, "headers": kept}
-        if headers.get("content-type", "").startswith("application/json"):
-            del kept["Content-Type"]  # replay sets it for "json" responses
-            doc = orjson.loads(content)
-            if isinstance(doc, dict) and "access_token" in doc:
-                doc["access_token"] = self._tokens.setdefault(
-                    doc["access_token"], f"sandbox-token-{len(self._tokens) + 1}"
-                )
-            spec["json"] = doc
-        else:
-            spec["body"] = content.decode()
-        if not kept:
-            del spec["headers"]
-        return {"request": {"method": request.method, "url": recorded_url}, "response": spec}
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
-
-
-def _ctx() -> StreamContext:
-    from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-
-    methods = {m.id: m for m in BUILTIN_METHODOLOGIES}
-    return StreamContext(
-        adapter="transit_card",
-        adapter_version=TransitCardAdapter.version,
-        stream="transactions",
-        pseudonymiser=Pseudonymiser.parse("v1:" + base64.b64encode(bytes(32)).decode()),
-        methodologies=methods.__getitem__,
-    )
+RECORDING = SandboxRecording(
+    Path(__file__).parent.parent / "cassettes" / "transit_card",
+    BASE_URL,
+    "tests/transit_card/record_cassettes.py",
+    seed=lambda sandbox: sandbox.dataset.seed,
+    max_depth=6,
+    rewrite_host=True,
+)
 
 
 async def _run(
     sandbox: TransitSandbox,
-    transport: RecordingTransport,
+    transport: SandboxRecorder,
     *,
     page_size: int,
     cursor: Any = None,
@@ -110,74 +57,21 @@ async def _run(
         client_secret=SecretStr(sandbox.client_secret),
         page_size=page_size,
     )
-    adapter = TransitCardAdapter(settings, HttpOptions(transport=transport, sleep=_no_sleep))
-    stream = adapter.stream("transactions")
-    assert isinstance(stream, TransactionsStream)
-    try:
-        number = 0
-        async for page in stream.pages(_ctx(), cursor):
-            number += 1
-            cursor = page.cursor
-            if after_page is not None:
-                after_page(number)
-    finally:
-        await adapter.aclose()
-    return cursor
-
-
-def _write(name: str, about: str, sandbox: TransitSandbox, transport: RecordingTransport) -> None:
-    doc = {
-        "about": about,
-        "recorded_with": f"tests/transit_card/record_cassettes.py (TransitSandbox seed {sandbox.dataset.seed})",
-        "interactions": transport.interactions,
-    }
-    path = OUT / f"{name}.json"
-    path.write_text(_dump(doc) + "\n", encoding="utf-8")
-    print(f"{path}: {len(transport.interactions)} interactions")
-
-
-def _dump(value: Any, depth: int = 0) -> str:
-    """JSON with one line per interaction part, per transaction and per network line (diffable, compact)."""
-    compact = (
-        not isinstance(value, dict | list) or depth >= 6 or not any(isinstance(v, dict | list) for v in _values(value))
-    )
-    if compact:
-        return orjson.dumps(value).decode()
-    pad, inner = "  " * depth, "  " * (depth + 1)
-    if isinstance(value, list):
-        return "[\n" + ",\n".join(inner + _dump(v, depth + 1) for v in value) + "\n" + pad + "]"
-    parts = [f"{inner}{orjson.dumps(k).decode()}: {_dump(v, depth + 1)}" for k, v in value.items()]
-    return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
-
-
-def _values(value: Any) -> list[Any]:
-    return list(value.values()) if isinstance(value, dict) else list(value)
-
-
-async def record(
-    name: str, about: str, sandbox: TransitSandbox, body: Callable[[RecordingTransport], Awaitable[Any]]
-) -> None:
-    with sandbox:
-        transport = RecordingTransport(sandbox.url)
-        try:
-            await body(transport)
-        finally:
-            await transport.aclose()
-        _write(name, about, sandbox, transport)
+    adapter = TransitCardAdapter(settings, HttpOptions(transport=transport, sleep=no_sleep))
+    ctx = recording_context("transit_card", TransitCardAdapter.version, "transactions")
+    return await pull_pages(adapter, ctx, cursor, after_page=after_page)
 
 
 async def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-
     # Two pages, then (the operator cleared more transactions) a second run resuming from the saved cursor.
     resume = TransitSandbox(trips=8, seed=11, bad={}, visible=10)
 
-    async def two_pages_then_resume(transport: RecordingTransport) -> None:
+    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
         cursor = await _run(resume, transport, page_size=5)
         resume.publish()
         await _run(resume, transport, page_size=5, cursor=cursor)
 
-    await record(
+    await RECORDING.record(
         "two_pages_then_resume",
         "Run 1 reads two pages of 5 (has_more false after the second; its last item is a metro tap-in); the "
         "operator then clears more transactions and run 2 resumes from run 1's last next_cursor, starting with "
@@ -188,7 +82,7 @@ async def main() -> None:
 
     throttled = TransitSandbox(trips=4, seed=12, bad={})
     throttled.fail_next(429, retry_after=3)
-    await record(
+    await RECORDING.record(
         "rate_limited_429",
         "The first transactions request gets 429 with Retry-After: 3; the retry succeeds.",
         throttled,
@@ -197,7 +91,7 @@ async def main() -> None:
 
     failing = TransitSandbox(trips=4, seed=13, bad={})
     failing.fail_next(500)
-    await record(
+    await RECORDING.record(
         "server_error_then_success",
         "The first transactions request gets a 500; the retry after a backoff succeeds.",
         failing,
@@ -210,7 +104,7 @@ async def main() -> None:
         if number == 1:
             revoked.revoke_tokens()
 
-    await record(
+    await RECORDING.record(
         "token_revoked_401",
         "The operator revokes the token after page 1 (before its expiry): page 2 gets a 401, the client fetches "
         "a new token once and repeats the request.",
@@ -219,7 +113,7 @@ async def main() -> None:
     )
 
     malformed = TransitSandbox(trips=5, seed=15, bad={"no_offset": 1, "missing_card": 1, "unknown_deal_type": 1})
-    await record(
+    await RECORDING.record(
         "malformed_items_quarantined",
         "One page holding valid transactions and three the trip schema rejects: a deal_time without UTC offset, "
         "a transaction without card_no and a card top-up (deal_type recharge).",
@@ -228,7 +122,7 @@ async def main() -> None:
     )
 
     unclosed = TransitSandbox(trips=10, seed=_seed_with_timed_out_tap_in(), bad={"unclosed_tap_in": 1})
-    await record(
+    await RECORDING.record(
         "tap_in_without_tap_out",
         "A metro tap-in whose tap-out never comes, followed by taps more than 240 minutes later.",
         unclosed,

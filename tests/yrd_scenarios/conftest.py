@@ -20,6 +20,7 @@ from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, Methodology, MethodologyError, Pseudonymiser, StreamContext
+from tanpuhui.testing import SleepRecorder as FakeSleep
 
 CASSETTES = Path(__file__).parent.parent / "cassettes" / "yrd_scenarios"
 BASE_URL = "https://yrd-exchange.sandbox.example"
@@ -122,16 +123,6 @@ def jiangsu_metro(record_id: str = "JS2024110500000042", **changes: Any) -> dict
         "consent_id": "JS-CNS-000042",
     }
     return metro_record(record_id, **{**values, **changes})
-
-
-class FakeSleep:
-    """Stands in for asyncio.sleep: records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture

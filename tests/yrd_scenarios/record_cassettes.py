@@ -17,91 +17,41 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
-from tanpuhui.adapters.yrd_scenarios import CatalogStream, RecordsStream, YrdScenariosAdapter, YrdScenariosSettings
+from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter, YrdScenariosSettings
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox
-from tanpuhui.sdk import HttpOptions, Pseudonymiser, StreamContext, WebhookSigner
+from tanpuhui.sdk import HttpOptions, WebhookSigner
+from tanpuhui.testing.sandbox.recorder import (
+    SandboxRecorder,
+    SandboxRecording,
+    no_sleep,
+    pull_pages,
+    recording_context,
+)
 
 BASE_URL = "https://yrd-exchange.sandbox.example"
 OUT = Path(__file__).parent.parent / "cassettes" / "yrd_scenarios"
 PUSH_SECRET = "whsec_" + base64.b64encode(b"yrd-sandbox-push-secret-for-tests").decode()
 """Test-only secret of push_signatures.json (it signs nothing real)."""
 PUSH_TIMESTAMP = 1730769600  # 2024-11-05T09:20:00+08:00
-KEEP_HEADERS = {
-    "content-type": "Content-Type",
-    "retry-after": "Retry-After",
-    "www-authenticate": "WWW-Authenticate",
-    "cache-control": "Cache-Control",
-}
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """Sends each request to the sandbox and keeps the exchange as the partner's base URL would show it."""
-
-    def __init__(self, target: str) -> None:
-        self.target = httpx.URL(target)
-        self.inner = httpx.AsyncHTTPTransport()
-        self.interactions: list[dict[str, Any]] = []
-        self._tokens: dict[str, str] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        url = request.url.copy_with(scheme=self.target.scheme, host=self.target.host, port=self.target.port)
-        forwarded = httpx.Request(request.method, url, headers=request.headers, content=body)
-        response = await self.inner.handle_async_request(forwarded)
-        content = await response.aread()
-        await response.aclose()
-        self.interactions.append(self._record(request, response.status_code, response.headers, content))
-        return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
-
-    def _record(self, request: httpx.Request, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
-        recorded_url = str(request.url.copy_with(scheme="https", host=httpx.URL(BASE_URL).host, port=None))
-        kept = {title: headers[name] for name, title in KEEP_HEADERS.items() if name in headers}
-        spec: dict[str, Any] = {"status": status, "headers": kept}
-        if headers.get("content-type", "").startswith("application/json"):
-            del kept["Content-Type"]  # replay sets it for "json" responses
-            doc = orjson.loads(content)
-            if isinstance(doc, dict) and "access_token" in doc:
-                doc["access_token"] = self._tokens.setdefault(
-                    doc["access_token"], f"sandbox-token-{len(self._tokens) + 1}"
-                )
-            spec["json"] = doc
-        else:
-            spec["body"] = content.decode()
-        if not kept:
-            del spec["headers"]
-        return {"request": {"method": request.method, "url": recorded_url}, "response": spec}
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
-
-
-def _ctx(stream: str) -> StreamContext:
-    from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-
-    methods = {m.id: m for m in BUILTIN_METHODOLOGIES}
-    return StreamContext(
-        adapter="yrd_scenarios",
-        adapter_version=YrdScenariosAdapter.version,
-        stream=stream,
-        pseudonymiser=Pseudonymiser.parse("v1:" + base64.b64encode(bytes(32)).decode()),
-        methodologies=methods.__getitem__,
-    )
+RECORDING = SandboxRecording(
+    OUT,
+    BASE_URL,
+    "tests/yrd_scenarios/record_cassettes.py",
+    seed=lambda sandbox: sandbox.dataset.seed,
+    max_depth=7,
+    rewrite_host=True,
+)
 
 
 async def _run(
     sandbox: YrdSandbox,
-    transport: RecordingTransport,
+    transport: SandboxRecorder,
     *,
     page_size: int,
     stream_name: str = "records",
@@ -112,63 +62,15 @@ async def _run(
     values = sandbox.settings(page_size=page_size)
     values["endpoints"]["exchange"]["base_url"] = BASE_URL
     adapter = YrdScenariosAdapter(
-        YrdScenariosSettings.model_validate(values), HttpOptions(transport=transport, sleep=_no_sleep)
+        YrdScenariosSettings.model_validate(values), HttpOptions(transport=transport, sleep=no_sleep)
     )
-    stream = adapter.stream(stream_name)
-    assert isinstance(stream, RecordsStream | CatalogStream)
-    try:
-        number = 0
-        async for page in stream.pages(_ctx(stream_name), cursor):
-            number += 1
-            cursor = page.cursor
-            if after_page is not None:
-                after_page(number)
-    except Exception as exc:  # fault scenarios end in a PartnerError: that is what they record
-        print(f"  (run ended with {type(exc).__name__}: {exc})")
-    finally:
-        await adapter.aclose()
-    return cursor
+    ctx = recording_context("yrd_scenarios", YrdScenariosAdapter.version, stream_name)
+    return await pull_pages(adapter, ctx, cursor, after_page=after_page, on_error=_report)
 
 
-def _write(name: str, about: str, sandbox: YrdSandbox, interactions: list[dict[str, Any]]) -> None:
-    doc = {
-        "about": about,
-        "recorded_with": f"tests/yrd_scenarios/record_cassettes.py (YrdSandbox seed {sandbox.dataset.seed})",
-        "interactions": interactions,
-    }
-    path = OUT / f"{name}.json"
-    path.write_text(_dump(doc) + "\n", encoding="utf-8")
-    print(f"{path}: {len(interactions)} interactions")
-
-
-def _dump(value: Any, depth: int = 0) -> str:
-    """JSON with one line per interaction part and per item (diffable, compact)."""
-    compact = (
-        not isinstance(value, dict | list) or depth >= 7 or not any(isinstance(v, dict | list) for v in _values(value))
-    )
-    if compact:
-        return orjson.dumps(value).decode()
-    pad, inner = "  " * depth, "  " * (depth + 1)
-    if isinstance(value, list):
-        return "[\n" + ",\n".join(inner + _dump(v, depth + 1) for v in value) + "\n" + pad + "]"
-    parts = [f"{inner}{orjson.dumps(k).decode()}: {_dump(v, depth + 1)}" for k, v in value.items()]
-    return "{\n" + ",\n".join(parts) + "\n" + pad + "}"
-
-
-def _values(value: Any) -> list[Any]:
-    return list(value.values()) if isinstance(value, dict) else list(value)
-
-
-async def record(
-    name: str, about: str, sandbox: YrdSandbox, body: Callable[[RecordingTransport], Awaitable[Any]]
-) -> None:
-    with sandbox:
-        transport = RecordingTransport(sandbox.url)
-        try:
-            await body(transport)
-        finally:
-            await transport.aclose()
-        _write(name, about, sandbox, transport.interactions)
+def _report(exc: Exception) -> None:
+    """Fault scenarios end in a PartnerError: that is what they record."""
+    print(f"  (run ended with {type(exc).__name__}: {exc})")
 
 
 def _push_signatures() -> None:
@@ -212,22 +114,19 @@ def _push_signatures() -> None:
         "timestamp": PUSH_TIMESTAMP,
         "requests": requests,
     }
-    path = OUT / "push_signatures.json"
-    path.write_text(_dump(doc) + "\n", encoding="utf-8")
+    path = RECORDING.write("push_signatures", doc)
     print(f"{path}: {len(requests)} requests")
 
 
 async def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-
     resume = YrdSandbox(records=8, seed=21, bad={}, withdrawn={}, visible=6)
 
-    async def two_pages_then_resume(transport: RecordingTransport) -> None:
+    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
         cursor = await _run(resume, transport, page_size=3)
         resume.publish()
         await _run(resume, transport, page_size=3, cursor=cursor)
 
-    await record(
+    await RECORDING.record(
         "two_pages_then_resume",
         "Run 1 reads two pages of 3 records (has_more false after the second); the platforms then share two more "
         "and run 2 (a fresh process: new token) resumes from run 1's last cursor.",
@@ -237,7 +136,7 @@ async def main() -> None:
 
     throttled = YrdSandbox(records=3, seed=22, bad={}, withdrawn={})
     throttled.fail_next(429, retry_after=7)
-    await record(
+    await RECORDING.record(
         "rate_limited_429",
         "The first records request gets 429 with Retry-After: 7; the retry succeeds.",
         throttled,
@@ -247,7 +146,7 @@ async def main() -> None:
     failing = YrdSandbox(records=3, seed=23, bad={}, withdrawn={})
     failing.fail_next(503)
     failing.fail_next(502)
-    await record(
+    await RECORDING.record(
         "server_error_then_success",
         "The first records request gets a 503, the second a 502; the third (after two backoffs) succeeds.",
         failing,
@@ -256,7 +155,7 @@ async def main() -> None:
 
     down = YrdSandbox(records=3, seed=24, bad={}, withdrawn={})
     down.fail_next(500, count=5)
-    await record(
+    await RECORDING.record(
         "server_error_gives_up",
         "Every records request gets a 500: after 5 attempts (the default retry_attempts) the run stops.",
         down,
@@ -269,7 +168,7 @@ async def main() -> None:
         if number == 1:
             revoked.revoke_tokens()
 
-    await record(
+    await RECORDING.record(
         "token_expired_401",
         "The exchange expires the token after page 1 (before its expires_in): page 2 gets a 401, the client "
         "fetches a new token once and repeats the request.",
@@ -283,7 +182,7 @@ async def main() -> None:
         bad={"no_offset": 1, "bad_resident_id": 1, "unrecognised_no_activity": 1},
         withdrawn={"credited": 1, "cancelled": 1},
     )
-    await record(
+    await RECORDING.record(
         "malformed_items_quarantined",
         "One page: valid records, one with a start_time without UTC offset (schema), one with a resident ID whose "
         "check character is wrong, one of an unrecognised methodology without activity, one already credited on "
@@ -293,7 +192,7 @@ async def main() -> None:
     )
 
     empty = YrdSandbox(records=0, seed=27, bad={}, withdrawn={})
-    await record(
+    await RECORDING.record(
         "empty_page",
         "The platforms shared nothing yet: one page with no items and has_more false.",
         empty,
@@ -302,7 +201,7 @@ async def main() -> None:
 
     refusing = YrdSandbox(records=3, seed=28, bad={}, withdrawn={})
     refusing.fail_next(200, code="5001")
-    await record(
+    await RECORDING.record(
         "envelope_error_code",
         'The exchange answers HTTP 200 with {"code": "5001"} (a gateway business error) instead of "0000".',
         refusing,
@@ -310,7 +209,7 @@ async def main() -> None:
     )
 
     catalog = YrdSandbox(records=0, seed=29, bad={}, withdrawn={})
-    await record(
+    await RECORDING.record(
         "catalog",
         "The three platforms' scenario catalog from the exchange (GET /v1/scenarios).",
         catalog,

@@ -28,7 +28,6 @@ from pydantic import Field
 from tanpuhui.sdk import (
     Adapter,
     AdapterSettings,
-    ConfigError,
     HttpOptions,
     ItemRejected,
     Page,
@@ -38,6 +37,7 @@ from tanpuhui.sdk import (
     PullStream,
     RecordLike,
     StreamContext,
+    as_objects,
 )
 
 from .methodology import HOUSEHOLD_SAVING
@@ -70,10 +70,6 @@ class BillsStream(PullStream):
 
     adapter: HefeiWaterAdapter
 
-    def __init__(self, adapter: HefeiWaterAdapter) -> None:
-        super().__init__(adapter)
-        self.adapter = adapter
-
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         size = self.adapter.config.page_size
         while True:
@@ -100,7 +96,7 @@ class BillsStream(PullStream):
         if not isinstance(data, dict) or not isinstance(data.get("list"), list):
             raise PartnerResponseError(f'{where}: expected data {{"list": [...], "nextCursor": ..., "hasMore": ...}}')
         next_cursor = data.get("nextCursor")
-        items = [i if isinstance(i, dict) else {"_not_an_object": i} for i in data["list"]]
+        items = as_objects(data["list"])
         return items, next_cursor if isinstance(next_cursor, str) else None, data.get("hasMore") is True
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
@@ -142,12 +138,8 @@ class HefeiWaterAdapter(Adapter):
     schemas: ClassVar[dict[str, dict[str, Any]]] = {"hefei-water-bill": _schema("hefei-water-bill")}
 
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
-        if not isinstance(settings, HefeiWaterSettings):
-            raise ConfigError(
-                f"adapter hefei_water: settings must be HefeiWaterSettings, got {type(settings).__name__}"
-            )
         super().__init__(settings, http)
-        self.config: HefeiWaterSettings = settings
+        self.config = self.settings_as(HefeiWaterSettings)
         self._client: PartnerClient | None = None
 
     @property

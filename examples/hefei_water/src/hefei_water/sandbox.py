@@ -99,9 +99,7 @@ class WaterSandbox(PartnerSandbox):
         ]
 
     async def _bills(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.bills_requests += 1
-        refused = self.oauth.refuse(request) or self.scheduled_fault(self.stats.bills_requests)
+        refused = self.refusal(request, "bills_requests")
         if refused is not None:
             return refused
         size = positive_int(request.query_params.get("pageSize"), 50)
