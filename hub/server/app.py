@@ -19,17 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tanpuhui.sdk import ConfigError, HttpOptions, Pseudonymiser, Sink
 
 from ..config import HubConfig
+from ..console import Console, Sessions, console_mount
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
 from ..metrics import HubMetrics, InstrumentedSink, StateCollector
 from ..pipeline import PageResult
 from ..plugins import Plugins, load_plugins
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
+from ..store.base import RunLog
 from . import openapi
 from .admin import AdminApi
 from .ingest import IngestWorker
@@ -165,10 +167,22 @@ class Sidecar:
             ),
             *admin.endpoints(),
         ]
-        self.app = Starlette(
-            routes=[Route(e.path, e.handler, methods=[e.method]) for e in self.endpoints],
-            lifespan=self._lifespan,
+        self.last_delivery: dict[str, str] = {}
+        """Sink -> when this process last delivered to it (ISO): the console's "last delivery"."""
+        self.console = Console(
+            self.hub,
+            self.configured,
+            self.scheduler,
+            self.forwarder,
+            self.forwarding,
+            Sessions(cfg.admin_token.get_secret_value() if cfg.admin_token is not None else "", cfg.console_session),
+            cfg.stale_after,
+            self._sink_view,
         )
+        # The console's HTML routes sit beside the endpoint table: they are not API and not in the OpenAPI document.
+        routes: list[BaseRoute] = [Route(e.path, e.handler, methods=[e.method]) for e in self.endpoints]
+        routes.append(console_mount(self.console))
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
         direct = {f"/v1/webhooks/{a}/{s}": route.asgi_app() for (a, s), route in webhooks.items()}
         self.app.add_middleware(RequestContext, log_access=cfg.access_log, direct=direct)
 
@@ -281,7 +295,8 @@ class Sidecar:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
     async def _maintenance(self) -> None:
-        """Forget webhook answers older than ``receipt_retention`` (at start, then hourly)."""
+        """Forget webhook answers older than ``receipt_retention`` and runs older than ``run_retention`` (at
+        start, then hourly)."""
         while True:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.receipt_retention)
             try:
@@ -290,6 +305,15 @@ class Sidecar:
                     log.info("forgot %d webhook receipt(s) older than %s", n, cutoff.date())
             except Exception:
                 log.warning("pruning webhook receipts failed", exc_info=True)
+            store = self.hub.store
+            if isinstance(store, RunLog):
+                runs_cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.run_retention)
+                try:
+                    n = await asyncio.to_thread(store.prune_runs, runs_cutoff.isoformat(timespec="milliseconds"))
+                    if n:
+                        log.info("forgot %d run(s) started before %s", n, runs_cutoff.date())
+                except Exception:
+                    log.warning("pruning the run history failed", exc_info=True)
             if await self.stopping.wait(3600.0):
                 return
 
@@ -298,8 +322,24 @@ class Sidecar:
         if page.inserted:
             self.forwarding.notify()
 
+    def _sink_view(self, sink: str) -> dict[str, Any]:
+        """What this process knows of delivery to ``sink`` (the console's sink state and last delivery).
+
+        A forwarder that keeps per-sink outage states (``states[sink].as_dict()``: ok / retrying / stopped, with
+        the last error) is read as it is; one without them shows ``ok``."""
+        view: dict[str, Any] = {"state": "ok", "last_delivery": self.last_delivery.get(sink)}
+        states = getattr(self.forwarder, "states", None)
+        state = states.get(sink) if states is not None and hasattr(states, "get") else None
+        if state is not None and hasattr(state, "as_dict"):
+            doc = state.as_dict()
+            view["state"] = doc.get("state", "ok")
+            view["last_error"] = doc.get("last_error")
+        return view
+
     def _forwarded(self, sink: str, summary: ForwardSummary) -> None:
         s = summary[sink]
+        if s.delivered:
+            self.last_delivery[sink] = datetime.now(UTC).isoformat(timespec="seconds")
         if s.dead_lettered:
             self.metrics.dead_lettered.labels(sink).inc(s.dead_lettered)
 
