@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from tanpuhui.sdk import ConfigError, HttpOptions, Pseudonymiser, Sink
 
 from ..config import HubConfig
-from ..console import Console, Sessions, console_mount
+from ..console.mount import Console, Sessions, console_mount
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
 from ..metrics import HubMetrics, InstrumentedSink, StateCollector
