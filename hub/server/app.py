@@ -30,6 +30,7 @@ from ..hub import Hub
 from ..metrics import HubMetrics, InstrumentedSink, StateCollector
 from ..pipeline import PageResult
 from ..plugins import Plugins, load_plugins
+from ..run_history import RunCollector
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
 from ..store.base import RunLog
 from . import openapi
@@ -121,6 +122,8 @@ class Sidecar:
                 lambda: len(self.configured.problems),
             )
         )
+        if isinstance(self.hub.store, RunLog):
+            self.metrics.registry.register(RunCollector(self.hub.store))
         self._state = _State()
         webhooks = {
             key: WebhookRoute(

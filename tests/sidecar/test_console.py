@@ -195,3 +195,36 @@ def test_audit_verify_reports_the_chain_intact(client: httpx.Client) -> None:
     csrf = csrf_of(client.get(f"{CONSOLE}/audit").text)
     done = client.post(f"{CONSOLE}/audit/verify", data={"csrf": csrf}, follow_redirects=True)
     assert "verified:" in done.text and "entries intact" in done.text
+
+
+def test_the_admin_api_and_metrics_show_the_runs_counters(running: RunningSidecar) -> None:
+    store = running.sidecar.hub.store
+    assert isinstance(store, RunLog)
+    [run] = store.runs("transit_card", "transactions")
+    streams = {(s["adapter"], s["stream"]): s for s in running.admin("GET", "/v1/admin/streams").json()["streams"]}
+    recorded = streams["transit_card", "transactions"]["recorded_run"]
+    assert (recorded["id"], recorded["inserted"], recorded["items"], recorded["outcome"]) == (
+        run.id,
+        run.inserted,
+        run.items,
+        "ok",
+    )
+    assert streams["transit_card", "transactions"]["paused"] is False
+    metrics = running.http.get("/metrics").text
+    labels = '{adapter="transit_card",stream="transactions"}'
+    assert f"tanpuhui_last_run_inserted{labels} {float(run.inserted)}" in metrics
+    assert f"tanpuhui_last_run_quarantined{labels} {float(run.quarantined)}" in metrics
+    assert f"tanpuhui_last_run_ok{labels} 1.0" in metrics
+
+
+def test_a_session_is_good_on_every_replica_with_the_same_token(
+    running: RunningSidecar, start_sidecar: SidecarFactory, client: httpx.Client
+) -> None:
+    other = start_sidecar(running.sidecar.config)  # another process on the same store (as --workers N runs)
+    there = httpx.Client(base_url=other.url, timeout=30, cookies={COOKIE: client.cookies[COOKIE]})
+    answer = there.get(f"{CONSOLE}/sinks")
+    assert answer.status_code == 200 and 'data-sink="platform"' in answer.text
+    paused_there = there.post(f"{CONSOLE}/sinks/platform/pause", data={"csrf": csrf_of(answer.text)})
+    there.close()
+    assert paused_there.status_code == 303
+    assert "data-state>paused<" in client.get(f"{CONSOLE}/sinks").text  # seen by the first, from the store
