@@ -9,10 +9,13 @@ cannot be paused until its run ends (its lease is taken): the caller says so.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from .store.base import Store
 from .store.leases import SINK_LEASES
 
-__all__ = ["PAUSED", "SINK_LEASES", "pause", "paused", "resume"]
+__all__ = ["PAUSED", "SINK_LEASES", "pause", "pause_soon", "paused", "resume"]
 
 PAUSED = "paused-by-operator"
 """The lease owner that means "paused"."""
@@ -24,6 +27,17 @@ _FOREVER = 100 * 365 * 86400.0
 def pause(store: Store, adapter: str, stream: str) -> bool:
     """Pause ``adapter:stream`` (a sink: ``SINK_LEASES, name``); False when a run holds its lease now."""
     return store.acquire_lease(adapter, stream, PAUSED, _FOREVER)
+
+
+async def pause_soon(store: Store, adapter: str, stream: str, wait: float = 5.0) -> bool:
+    """:func:`pause`, trying again for up to ``wait`` seconds while a run or a batch holds the lease (a busy sink
+    frees it between drains); False when it is still held then."""
+    deadline = time.monotonic() + wait
+    while not await asyncio.to_thread(pause, store, adapter, stream):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def resume(store: Store, adapter: str, stream: str) -> None:

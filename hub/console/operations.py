@@ -11,7 +11,7 @@ from starlette.routing import Route
 from tanpuhui.sdk import redact
 
 from ..audit import AuditEntry, AuditLog, verify_log
-from ..pausing import SINK_LEASES, pause, resume
+from ..pausing import SINK_LEASES, pause_soon, resume
 from .core import PREFIX, Console, Form
 from .streams import gather_overview
 
@@ -54,7 +54,7 @@ class OperationPages:
         if sink not in self.c.forwarder.sinks:
             return self.c.back(back, f"no sink {sink!r}", error=True)
         await self.c.audit(request, "console.sink.pause", sink, {})
-        if not await asyncio.to_thread(pause, self.c.hub.store, SINK_LEASES, sink):
+        if not await pause_soon(self.c.hub.store, SINK_LEASES, sink):
             return self.c.back(back, f"{sink} is delivering now: pause it when the batch ends", error=True)
         return self.c.back(back, f"{sink} paused: records wait in the outbox until resumed")
 

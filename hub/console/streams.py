@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..audit import AuditEvent
-from ..pausing import PAUSED, pause, paused, resume
+from ..pausing import PAUSED, pause_soon, paused, resume
 from ..scheduler import StreamBusy
 from ..store.base import Checkpoint, PageWrite, RunLog, RunRecord
 from .core import PREFIX, Console, Form
@@ -109,7 +109,7 @@ class StreamPages:
         adapter, stream = self._key(request)
         here = f"{PREFIX}/streams/{adapter}/{stream}"
         await self.c.audit(request, "console.stream.pause", f"{adapter}:{stream}", {})
-        if not await asyncio.to_thread(pause, self.c.hub.store, adapter, stream):
+        if not await pause_soon(self.c.hub.store, adapter, stream):
             return self.c.back(here, "a run holds the stream now: pause it when the run ends", error=True)
         return self.c.back(here, "paused: no scheduled or manual pull runs until resumed")
 
