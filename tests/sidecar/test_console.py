@@ -14,11 +14,20 @@ import pytest
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.audit import AuditLog
 from tanpuhui.hub.console.session import COOKIE, Sessions
-from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.hub.consumer import ConsumerServer, Scripted
 from tanpuhui.hub.pausing import SINK_LEASES, paused
 from tanpuhui.hub.store.base import RunLog
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, MOBILE, PSEUDONYM_KEYS, RESIDENT_ID, RunningSidecar, SidecarFactory
+from .conftest import (
+    ADMIN_TOKEN,
+    CONSUMER_SECRET,
+    MOBILE,
+    PSEUDONYM_KEYS,
+    RESIDENT_ID,
+    RunningSidecar,
+    SidecarFactory,
+    wait_for,
+)
 from .console_kit import CONSOLE, console_sidecar, csrf_of, signed_in
 
 PAGES = [
@@ -228,3 +237,23 @@ def test_a_session_is_good_on_every_replica_with_the_same_token(
     there.close()
     assert paused_there.status_code == 303
     assert "data-state>paused<" in client.get(f"{CONSOLE}/sinks").text  # seen by the first, from the store
+
+
+def test_dead_letters_of_a_sink_are_filtered_and_replayed(
+    start_sidecar: SidecarFactory, tmp_path: Path, consumer: ConsumerServer
+) -> None:
+    consumer.push(Scripted(400))  # a permanent failure: the first batch is dead-lettered at once
+    with TransitSandbox(trips=120, seed=5) as sandbox:
+        running = console_sidecar(start_sidecar, tmp_path, sandbox, consumer)
+        store = running.sidecar.hub.store
+        letters = wait_for(lambda: store.dead_letters("platform", 100_000), what="dead letters")
+        client = signed_in(running)
+        page = client.get(f"{CONSOLE}/dead-letters", params={"sink": "platform", "error": "400"})
+        assert f"{len(letters)} dead letter" in _text(page.text)
+        done = client.post(
+            f"{CONSOLE}/dead-letters/replay",
+            data={"csrf": csrf_of(page.text), "action": "replay-filtered", "sink": "platform", "error": "400"},
+        )
+        client.close()
+        assert done.status_code == 303 and f"{len(letters)}+delivered" in done.headers["location"]
+        assert store.dead_letters("platform", 100_000) == []
