@@ -31,14 +31,23 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tanpuhui.sdk import ConfigError
 
-__all__ = ["ENV_PREFIX", "ForwarderSettings", "HubConfig", "HubSettings", "load_config", "pydantic_problems"]
+__all__ = [
+    "ENV_PREFIX",
+    "Duration",
+    "ForwarderSettings",
+    "HubConfig",
+    "HubSettings",
+    "load_config",
+    "parse_duration",
+    "pydantic_problems",
+]
 
 ENV_PREFIX = "TANPUHUI__"
 _NOT_SECRET_SUFFIX = re.compile(r"_(url|uri|endpoint|path|file|ttl|env|version|header)$", re.I)
@@ -46,6 +55,23 @@ _SECRET_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_
 _SECRET_VALUE_KEY = re.compile(r"(secret|password|passwd|token|pseudonym_keys|private_key|key)", re.I)
 """Keys whose values are scrubbed from messages: wider than the literal-secret rule (an ``sm4_key`` is a secret
 even if a partner's ``app_key`` is only an identifier: scrubbing both costs nothing)."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"250ms"``, ``"2h"``, ``"1d"``; other values are left to pydantic."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f'{value!r} is not a duration; write e.g. 30, "30s", "5m", "2h" or "250ms"')
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written as a number or a string with a unit (``"250ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"3d"``)."""
 
 
 class HubSettings(BaseModel):
@@ -62,14 +88,28 @@ class HubSettings(BaseModel):
 
 
 class ForwarderSettings(BaseModel):
-    """The ``[forwarder]`` table."""
+    """The ``[forwarder]`` table: batches and the pace of retries (docs/reliability.md, "Consumer outages").
+
+    A transient failure (refused connection, timeout, 408/425/429/5xx) pauses the sink on the batch in hand and
+    retries it: the n-th failed try waits ``initial_backoff`` x 2^(n-1) x U(1, 1.5), at most ``max_backoff`` (or
+    the consumer's ``Retry-After``, at most ``max_retry_after``). A batch is dead-lettered for a transient failure
+    only once it has had ``attempts`` tries *and* the sink has been failing for ``give_up_after``; a one-shot
+    ``tanpuhui forward`` makes ``attempts`` tries and leaves a still-failing batch in the outbox for the next run.
+    """
 
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=1000, ge=1, le=100_000)
-    attempts: int = Field(default=8, ge=1, le=100)
-    initial_backoff: float = Field(default=0.5, gt=0)
-    max_backoff: float = Field(default=60.0, gt=0)
-    max_retry_after: float = Field(default=300.0, ge=0)
+    attempts: int = Field(
+        default=8, ge=1, le=100, description="tries of a batch before it may be dead-lettered (one-shot forward: all)"
+    )
+    initial_backoff: Duration = Field(default=0.5, gt=0, description="wait after the first failed try")
+    max_backoff: Duration = Field(default=300.0, gt=0, description="longest wait between tries")
+    max_retry_after: Duration = Field(default=300.0, ge=0, description="longest consumer Retry-After honoured")
+    give_up_after: Duration = Field(
+        default=3 * 86400.0,
+        ge=0,
+        description="continuous transient failure after which batches are dead-lettered (0: once attempts ran out)",
+    )
 
 
 class MethodologySettings(BaseModel):

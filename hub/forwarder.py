@@ -1,21 +1,30 @@
-"""The forwarder: drains the outbox to sinks in batches, with retries, dead letters and replay.
+"""The forwarder: drains the outbox to sinks in batches, riding out consumer outages; dead letters and replay.
 
 Each sink has its own position in the outbox (``store.sink_position``); the forwarder reads rows after it with a
 keyset cursor, hands a batch to the sink, and moves the position past the batch in one transaction — that is the
 "delivered" mark. A crash between send and mark re-sends the batch: delivery is at-least-once, and the record id
 (the CloudEvents ``id``) lets the consumer make it exactly-once.
 
-Per batch: retryable failures (429, 5xx, timeouts, refused connections) are retried with tenacity up to
-``attempts`` times in all, waiting what the consumer's ``Retry-After`` asked for (capped at ``max_retry_after``)
-or else an exponential backoff with jitter. A batch that exhausts its attempts, or fails permanently (another
-4xx), becomes dead letters in the same transaction that moves the position, and draining goes on. A 410 Gone
-stops that sink and leaves its position where it was. Sinks drain concurrently and independently: one sink being
-down never holds back another. Several replicas on one store: each sink is drained under a lease (``[hub]
-lease_ttl``), so one replica drains it at a time and the others skip it (``leased_elsewhere``).
+Per batch, a transient failure (429, 5xx, timeouts, refused connections) pauses the sink on that batch: nothing
+after it is sent to that sink, and it is tried again (with tenacity) after the consumer's ``Retry-After`` (capped at
+``max_retry_after``) or an exponential backoff with jitter capped at ``max_backoff``. A batch is dead-lettered for
+a transient failure only once it has had ``attempts`` tries *and* the sink has been failing for ``give_up_after``
+(``0``: as soon as its ``attempts`` ran out). ``drain(ride_out=True)`` (the sidecar) keeps retrying until then;
+a plain ``drain()`` (``tanpuhui forward``) makes ``attempts`` tries and leaves a still-failing batch in the outbox
+(the sink's summary says ``retrying``). A permanent failure (another 4xx) dead-letters the batch at once with the
+consumer's answer and the number of tries, in the transaction that moves the position, and draining goes on. A
+410 Gone stops that sink and leaves its position where it was. Each sink's state (ok / retrying since when, with
+the last error and the failed tries / stopped) is kept in :attr:`Forwarder.states` (:mod:`.sink_state`), which
+logs an outage and its end, counts recoveries and appends ``sink.recovered`` to the audit log when the store keeps
+one.
+
+Sinks drain concurrently and independently: one sink being down never holds back another. Several replicas on one
+store: each sink is drained under a lease (``[hub] lease_ttl``), so one replica drains it at a time (and rides out
+its outage) and the others skip it (``leased_elsewhere``).
 
 Sink errors and their outcome::
 
-    SinkError(retryable=True)    retried; dead letters once attempts run out
+    SinkError(retryable=True)    retried; dead letters only after attempts and give_up_after of failure
     SinkError(retryable=False)   dead letters at once
     SinkError(gone=True)         the sink stops; its rows stay in the outbox for it
     any other exception          a bug in the sink: it stops, nothing is marked, the error is reported
@@ -28,17 +37,19 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkError
 
 from .config import ForwarderSettings
 from .leasing import HeldLease, hold_lease
+from .sink_state import SinkState, SinkStates
 from .store.base import SINK_LEASES, DeadLetter, Store
 from .store.leases import new_owner_id
 
-__all__ = ["ForwardSummary", "Forwarder", "ReplayResult", "SinkSummary"]
+__all__ = ["ForwardSummary", "Forwarder", "ReplayResult", "SinkState", "SinkStates", "SinkSummary"]
 
 log = logging.getLogger("tanpuhui.forwarder")
 
@@ -54,6 +65,9 @@ class SinkSummary:
     batches: int = 0
     retries: int = 0
     gone: bool = False
+    retrying: bool = False
+    """The batch in hand still failed transiently when the drain ended: it stays in the outbox (nothing after it
+    was sent); the next drain tries it again."""
     failed: bool = False
     """Stopped by an unexpected error in the sink (a bug, not a delivery failure); nothing was marked."""
     leased_elsewhere: bool = False
@@ -83,8 +97,8 @@ class ForwardSummary:
 
     @property
     def ok(self) -> bool:
-        """True when nothing was dead-lettered and no sink is gone or failed."""
-        return all(not (s.dead_lettered or s.gone or s.failed) for s in self.sinks.values())
+        """True when nothing was dead-lettered and no sink is gone, failed or left retrying."""
+        return all(not (s.dead_lettered or s.gone or s.failed or s.retrying) for s in self.sinks.values())
 
 
 @dataclass(slots=True)
@@ -108,11 +122,19 @@ class _Stop(Exception):
     """The sink must not be used any more in this run (410 Gone, or a bug in the sink)."""
 
 
+class _Outcome(NamedTuple):
+    """How one batch ended: delivered, dead (to be dead-lettered with ``error``) or left in the outbox."""
+
+    kind: Literal["delivered", "dead", "left"]
+    attempts: int
+    error: SinkError | None = None
+
+
 class Forwarder:
     """Drains the outbox of ``store`` to ``sinks`` (by name); see the module docstring for the semantics.
 
-    ``sleep`` is what retries wait with (tests pass a recorder). The sinks stay owned by the caller, who closes
-    them (``await sink.aclose()``) on the event loop that used them.
+    ``sleep`` is what retries wait with (the sidecar passes its shutdown-aware sleep; tests pass a recorder). The
+    sinks stay owned by the caller, who closes them (``await sink.aclose()``) on the event loop that used them.
     """
 
     def __init__(
@@ -123,8 +145,9 @@ class Forwarder:
         batch_size: int = 1000,
         attempts: int = 8,
         initial_backoff: float = 0.5,
-        max_backoff: float = 60.0,
+        max_backoff: float = 300.0,
         max_retry_after: float = 300.0,
+        give_up_after: float = 3 * 86400.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         owner: str | None = None,
         lease_ttl: float = 30.0,
@@ -133,6 +156,8 @@ class Forwarder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
+        if give_up_after < 0:
+            raise ValueError(f"give_up_after must not be negative, got {give_up_after}")
         self.store = store
         self.sinks = dict(sinks)
         self.batch_size = batch_size
@@ -140,10 +165,13 @@ class Forwarder:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
+        self.give_up_after = give_up_after
         self._sleep = sleep
         self.owner = owner or new_owner_id()
         """Lease owner name: one replica drains a sink at a time (the others skip it)."""
         self.lease_ttl = lease_ttl
+        self.states = SinkStates(self.sinks, give_up_after=give_up_after, max_backoff=max_backoff, store=store)
+        """Each sink's delivery state, by name (:class:`SinkState`, replaced whole on each change)."""
 
     @classmethod
     def configured(
@@ -165,6 +193,7 @@ class Forwarder:
             initial_backoff=settings.initial_backoff,
             max_backoff=settings.max_backoff,
             max_retry_after=settings.max_retry_after,
+            give_up_after=settings.give_up_after,
             sleep=sleep,
             owner=owner,
             lease_ttl=lease_ttl,
@@ -172,14 +201,19 @@ class Forwarder:
 
     # -- draining --------------------------------------------------------------------------------------------
 
-    async def drain(self, sink: str | None = None, progress: Progress | None = None) -> ForwardSummary:
+    async def drain(
+        self, sink: str | None = None, progress: Progress | None = None, *, ride_out: bool = False
+    ) -> ForwardSummary:
         """Deliver everything after each sink's position (or only ``sink``'s) until the outbox is exhausted.
 
         ``progress(sink_name, rows)`` is called after each batch is marked (delivered or dead-lettered).
+        ``ride_out``: keep retrying a transiently failing batch (holding the sink's lease) until it is delivered or
+        dead-lettered after ``give_up_after``; without it, a batch still failing after ``attempts`` tries is left
+        in the outbox and the sink's summary says ``retrying``.
         """
         names = [self._known(sink)] if sink is not None else list(self.sinks)
         summary = ForwardSummary({name: SinkSummary() for name in names})
-        await asyncio.gather(*(self._drain_one(name, summary.sinks[name], progress) for name in names))
+        await asyncio.gather(*(self._drain_one(name, summary.sinks[name], progress, ride_out) for name in names))
         return summary
 
     def _known(self, name: str) -> str:
@@ -188,20 +222,26 @@ class Forwarder:
             raise ConfigError(f"unknown sink {name!r}; configured sinks: {known}")
         return name
 
-    async def _drain_one(self, name: str, summary: SinkSummary, progress: Progress | None) -> None:
+    async def _drain_one(self, name: str, summary: SinkSummary, progress: Progress | None, ride_out: bool) -> None:
         # With several replicas on one store, one drains a sink at a time; the lease is renewed in the background
         # and given back at the end. A replica that dies mid-batch: the next owner sends that batch again.
         async with hold_lease(self.store, SINK_LEASES, name, self.owner, self.lease_ttl) as lease:
             if lease is None:
                 summary.leased_elsewhere = True
+                self.states.forget(name)
                 return
-            await self._drain_leased(name, summary, progress, lease)
+            await self._drain_leased(name, summary, progress, lease, ride_out)
+            if lease.lost:
+                self.states.forget(name)
 
-    async def _drain_leased(self, name: str, summary: SinkSummary, progress: Progress | None, lease: HeldLease) -> None:
+    async def _drain_leased(
+        self, name: str, summary: SinkSummary, progress: Progress | None, lease: HeldLease, ride_out: bool
+    ) -> None:
         sink = self.sinks[name]
         store = self.store
         # The next batch is read (in a thread) while the current one is on the wire: the read does not depend on
-        # how delivery ends, since the position moves past a batch whether it was delivered or dead-lettered.
+        # how delivery ends, since the position moves past a batch whether it was delivered or dead-lettered (and
+        # a batch left in the outbox ends the drain).
         reading = asyncio.ensure_future(
             asyncio.to_thread(store.read_outbox, store.sink_position(name), self.batch_size)
         )
@@ -213,15 +253,18 @@ class Forwarder:
                 last = rows[-1].seq
                 reading = asyncio.ensure_future(asyncio.to_thread(store.read_outbox, last, self.batch_size))
                 try:
-                    error, attempts = await self._deliver(name, sink, rows, summary)
+                    outcome = await self._deliver(name, sink, rows, summary, lease=lease, ride_out=ride_out)
                 except _Stop:
                     return
-                if error is None:
+                if outcome.kind == "left":
+                    summary.retrying = True
+                    return
+                if outcome.error is None:
                     store.advance_sink(name, last)
                     summary.delivered += len(rows)
                 else:
-                    message = str(error)
-                    store.advance_sink(name, last, dead=[(row, attempts, message) for row in rows])
+                    message = str(outcome.error)
+                    store.advance_sink(name, last, dead=[(row, outcome.attempts, message) for row in rows])
                     summary.dead_lettered += len(rows)
                     log.warning(
                         "sink %s: %d records (seq %d-%d) dead-lettered after %d attempt(s): %s",
@@ -229,7 +272,7 @@ class Forwarder:
                         len(rows),
                         rows[0].seq,
                         last,
-                        attempts,
+                        outcome.attempts,
                         message,
                     )
                 summary.batches += 1
@@ -242,13 +285,51 @@ class Forwarder:
                 reading.exception()  # retrieved, so an abandoned read error is not reported as unhandled
 
     async def _deliver(
-        self, name: str, sink: Sink, rows: Sequence[OutboxRow], summary: SinkSummary
-    ) -> tuple[SinkError | None, int]:
-        """Send one batch with retries: (None, attempts) when delivered, (error, attempts) when it must be
-        dead-lettered; raises :class:`_Stop` when the sink is gone or broken."""
+        self,
+        name: str,
+        sink: Sink,
+        rows: Sequence[OutboxRow],
+        summary: SinkSummary,
+        *,
+        lease: HeldLease | None,
+        ride_out: bool = False,
+    ) -> _Outcome:
+        """Send one batch with retries; raises :class:`_Stop` when the sink is gone or broken.
+
+        Draining (``lease`` given) keeps the sink's state: a transient failure makes it ``retrying``, an answer
+        ends the outage. A replay (no lease) leaves the state alone and makes ``attempts`` tries at most.
+        """
+        track = lease is not None
         attempts = 0
+
+        def failed(state: RetryCallState) -> None:
+            if track:
+                self.states.failing(name, str(_exception(state)))
+
+        def stop(state: RetryCallState) -> bool:
+            if lease is not None and lease.lost:
+                return True
+            if state.attempt_number < self.attempts:
+                return False
+            return not ride_out or self.states.given_up(name)
+
+        def before_sleep(state: RetryCallState) -> None:
+            summary.retries += 1
+            summary.last_error = str(_exception(state))
+            if track:
+                self.states.waiting(name, state.upcoming_sleep)
+            log.info(
+                "sink %s: try %d of records seq %d-%d failed, next in %.1f s: %s",
+                name,
+                state.attempt_number,
+                rows[0].seq,
+                rows[-1].seq,
+                state.upcoming_sleep,
+                summary.last_error,
+            )
+
         try:
-            async for attempt in self._retrying(summary):
+            async for attempt in self._retrying(stop, failed, before_sleep):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     await sink.send(rows)
@@ -256,35 +337,51 @@ class Forwarder:
             summary.last_error = str(exc)
             if exc.gone:
                 summary.gone = True
+                if track:
+                    self.states.stopped(name, str(exc))
                 log.error("sink %s is gone (410); stopped, its records stay in the outbox: %s", name, exc)
                 raise _Stop from exc
-            return exc, attempts
+            if not _retryable(exc) or not track:
+                if track:  # a permanent answer: the consumer is up again, whatever it thinks of this batch
+                    self.states.answered(name)
+                return _Outcome("dead", attempts, exc)
+            if lease is not None and lease.lost:
+                return _Outcome("left", attempts, exc)
+            if attempts >= self.attempts and self.states.given_up(name):
+                self.states.give_up(name, rows[0].seq, rows[-1].seq)
+                return _Outcome("dead", attempts, exc)
+            return _Outcome("left", attempts, exc)
         except Exception as exc:
             summary.failed = True
             summary.last_error = f"{type(exc).__name__}: {exc}"
+            if track:
+                self.states.stopped(name, summary.last_error)
             log.exception("sink %s failed unexpectedly; stopped, nothing marked", name)
             raise _Stop from exc
-        return None, attempts
+        if track:
+            self.states.answered(name)
+        return _Outcome("delivered", attempts)
 
-    def _retrying(self, summary: SinkSummary) -> AsyncRetrying:
+    def _retrying(
+        self,
+        stop: Callable[[RetryCallState], bool],
+        after: Callable[[RetryCallState], None],
+        before_sleep: Callable[[RetryCallState], None],
+    ) -> AsyncRetrying:
         def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+            exc = _exception(state)
             if isinstance(exc, SinkError) and exc.retry_after is not None:
                 return min(max(exc.retry_after, 0.0), self.max_retry_after)
-            base = self.initial_backoff * 2.0 ** (state.attempt_number - 1)
+            # The exponent is bounded: a sink can fail for days, and 2.0 ** 1100 overflows a float.
+            base = self.initial_backoff * 2.0 ** min(state.attempt_number - 1, 60)
             return min(self.max_backoff, base * random.uniform(1.0, 1.5))
 
-        def before_sleep(state: RetryCallState) -> None:
-            summary.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
-            summary.last_error = str(exc)
-            log.info("retrying after attempt %d: %s", state.attempt_number, exc)
-
         return AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop,
             wait=wait,
             retry=retry_if_exception(_retryable),
             sleep=self._sleep,
+            after=after,
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -318,19 +415,23 @@ class Forwarder:
             chunk = pairs[start : start + self.batch_size]
             letter_ids = [letter.id for letter, _ in chunk]
             try:
-                error, _attempts = await self._deliver(name, sink, [row for _, row in chunk], summary)
+                outcome = await self._deliver(name, sink, [row for _, row in chunk], summary, lease=None)
             except _Stop:
                 rest = [letter.id for letter, _ in pairs[start:]]
                 result.still_failing.extend(rest)
                 result.errors[name] = summary.last_error or "stopped"
                 return
-            if error is None:
+            if outcome.error is None:
                 self.store.delete_dead_letters(letter_ids)
                 result.delivered.extend(letter_ids)
             else:
                 result.still_failing.extend(letter_ids)
-                result.errors[name] = str(error)
+                result.errors[name] = str(outcome.error)
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, SinkError) and exc.retryable and not exc.gone
+
+
+def _exception(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None

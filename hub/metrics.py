@@ -29,6 +29,16 @@ Read from the store and the partner clients at scrape time:
 ``tanpuhui_partner_request_duration_seconds{adapter}``      summary (count, sum) of partner request time
 ``tanpuhui_plugin_problems``                                plugins that failed to load or configure
 ==========================================================  =========================================================
+
+Read from the forwarder's sink states at scrape time (this process's view: the process draining the sink):
+
+==========================================================  =========================================================
+``tanpuhui_sink_state{sink,state}``                         1 for the sink's current state (ok, retrying, stopped),
+                                                            0 for the others
+``tanpuhui_sink_outage_seconds{sink}``                      how long it has been retrying or stopped (0 when ok)
+``tanpuhui_sink_failed_attempts{sink}``                     failed tries since it stopped delivering (0 when ok)
+``tanpuhui_sink_recoveries_total{sink}``                    times delivery recovered after retrying or a stop
+==========================================================  =========================================================
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
@@ -46,9 +57,10 @@ from tanpuhui.sdk import Adapter, ClientStats, OutboxRow, Sink, SinkError
 
 from .drivers.pull import PullSummary
 from .pipeline import PageResult
+from .sink_state import SinkCondition, SinkState
 from .store.base import Store
 
-__all__ = ["CONTENT_TYPE", "HubMetrics", "InstrumentedSink", "StateCollector", "partner_stats"]
+__all__ = ["CONTENT_TYPE", "HubMetrics", "InstrumentedSink", "SinkStateCollector", "StateCollector", "partner_stats"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -198,6 +210,43 @@ class StateCollector(Collector):
         yield GaugeMetricFamily(
             "tanpuhui_plugin_problems", "Plugins that failed to load or configure", self._problems()
         )
+
+
+class SinkStateCollector(Collector):
+    """The sinks' delivery states (:class:`~tanpuhui.hub.sink_state.SinkState`, by sink name) at scrape time."""
+
+    def __init__(self, states: Mapping[str, SinkState]) -> None:
+        self._states = states
+
+    def describe(self) -> list[Metric]:
+        return []  # collected on demand only; nothing to describe up front
+
+    def collect(self) -> Iterable[Metric]:
+        states = sorted(self._states.items())  # each state is replaced whole, so each one read is consistent
+        current = GaugeMetricFamily(
+            "tanpuhui_sink_state", "Delivery state of the sink: 1 for the current one", labels=["sink", "state"]
+        )
+        outage = GaugeMetricFamily(
+            "tanpuhui_sink_outage_seconds",
+            "How long the sink has been retrying or stopped (0 when ok)",
+            labels=["sink"],
+        )
+        failed = GaugeMetricFamily(
+            "tanpuhui_sink_failed_attempts", "Failed tries since the sink stopped delivering", labels=["sink"]
+        )
+        recoveries = CounterMetricFamily(
+            "tanpuhui_sink_recoveries", "Times delivery to the sink recovered after retrying or a stop", labels=["sink"]
+        )
+        for name, state in states:
+            for condition in get_args(SinkCondition):
+                current.add_metric([name, condition], 1.0 if state.state == condition else 0.0)
+            outage.add_metric([name], state.seconds())
+            failed.add_metric([name], state.attempts)
+            recoveries.add_metric([name], state.recoveries)
+        yield current
+        yield outage
+        yield failed
+        yield recoveries
 
 
 class InstrumentedSink(Sink):

@@ -9,8 +9,10 @@ resets it.
 
 Forwarding: one task per sink drains the outbox; when the outbox is empty it sleeps until a commit wakes it
 (:meth:`ForwarderLoop.notify`, then a short ``linger`` so concurrent commits travel in one batch) or until
-``idle`` seconds passed (commits by other processes, e.g. a CLI pull). A sink that is gone (410) or broken is
-tried again after ``error_pause``.
+``idle`` seconds passed (commits by other processes, e.g. a CLI pull). Drains ride out consumer outages: a batch
+that fails transiently is retried on the forwarder's backoff, with nothing after it sent, until it is delivered
+or ``[forwarder] give_up_after`` has passed (the sink's state meanwhile says ``retrying``). A sink that is gone
+(410) or broken is tried again after ``error_pause``.
 
 Stopping (SIGTERM): :class:`Stopping` is set; nothing new starts; a pull stops after the page it is committing, a
 forwarder after the batch it is marking, and retry waits (partner or sink) end at once by raising
@@ -319,7 +321,7 @@ class ForwarderLoop:
                 pause = self.idle
                 self.draining[name] = True
                 try:
-                    summary = await self.forwarder.drain(name, progress=self._progress)
+                    summary = await self.forwarder.drain(name, progress=self._progress, ride_out=True)
                 except ShutdownRequested:
                     return
                 except Exception:

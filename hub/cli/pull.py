@@ -98,7 +98,15 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
     summary = asyncio.run(run())
     table = Table("sink", "delivered", "batches", "retries", "dead letters", "state", "last error", title="Forwarding")
     for name, s in sorted(summary.sinks.items()):
-        state = "gone (410): stopped" if s.gone else "failed" if s.failed else "ok"
+        state = (
+            "gone (410): stopped"
+            if s.gone
+            else "failed"
+            if s.failed
+            else "retrying: left in the outbox for the next run"
+            if s.retrying
+            else "ok"
+        )
         if s.leased_elsewhere:
             state = "skipped: another replica drains it"
         table.add_row(

@@ -27,7 +27,7 @@ from ..config import HubConfig
 from ..console.mount import Console, Sessions, console_mount
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
-from ..metrics import HubMetrics, InstrumentedSink, StateCollector
+from ..metrics import HubMetrics, InstrumentedSink, SinkStateCollector, StateCollector
 from ..pipeline import PageResult
 from ..plugins import Plugins, load_plugins
 from ..run_history import RunCollector
@@ -122,6 +122,7 @@ class Sidecar:
                 lambda: len(self.configured.problems),
             )
         )
+        self.metrics.registry.register(SinkStateCollector(self.forwarder.states))
         if isinstance(self.hub.store, RunLog):
             self.metrics.registry.register(RunCollector(self.hub.store))
         self._state = _State()
@@ -141,6 +142,7 @@ class Sidecar:
             self.hub.schemas,
             self.configured,
             self.sinks,
+            self.forwarder.states,
             self.metrics,
             self.stopping,
             self.openapi_document,
@@ -326,18 +328,15 @@ class Sidecar:
             self.forwarding.notify()
 
     def _sink_view(self, sink: str) -> dict[str, Any]:
-        """What this process knows of delivery to ``sink`` (the console's sink state and last delivery).
-
-        A forwarder that keeps per-sink outage states (``states[sink].as_dict()``: ok / retrying / stopped, with
-        the last error) is read as it is; one without them shows ``ok``."""
-        view: dict[str, Any] = {"state": "ok", "last_delivery": self.last_delivery.get(sink)}
-        states = getattr(self.forwarder, "states", None)
-        state = states.get(sink) if states is not None and hasattr(states, "get") else None
-        if state is not None and hasattr(state, "as_dict"):
-            doc = state.as_dict()
-            view["state"] = doc.get("state", "ok")
-            view["last_error"] = doc.get("last_error")
-        return view
+        """What this process knows of delivery to ``sink``: its outage state (ok / retrying / stopped, with the
+        last error, from the forwarder's :class:`~tanpuhui.hub.sink_state.SinkStates`) and its last delivery."""
+        state = self.forwarder.states.get(sink)
+        doc = state.as_dict() if state is not None else {"state": "ok"}
+        return {
+            "state": doc["state"],
+            "last_error": doc.get("last_error"),
+            "last_delivery": self.last_delivery.get(sink),
+        }
 
     def _forwarded(self, sink: str, summary: ForwardSummary) -> None:
         s = summary[sink]

@@ -1,4 +1,9 @@
-"""The sidecar's public routes: health, readiness, metrics, its OpenAPI document and the validate endpoint."""
+"""The sidecar's public routes: health, readiness, metrics, its OpenAPI document and the validate endpoint.
+
+``/readyz`` is 503 unless the store commits, every configured adapter loaded, and every sink is both reachable
+(``sink.check()``) and delivering: a sink the forwarder is retrying through an outage, or that stopped (410 Gone,
+a bug in the sink), makes the sidecar not ready, and its entry says which state, since when and why (redacted).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from tanpuhui.sdk import Problem, SchemaError, Sink, redact
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import HubMetrics, sink_error_text
 from ..scheduler import Stopping
+from ..sink_state import SinkState
 from ..store.base import Store
 from ..validation import DocumentReport, SchemaRegistry, read_documents
 from . import openapi
@@ -36,6 +42,7 @@ class PublicApi:
         schemas: SchemaRegistry,
         configured: Configured,
         sinks: Mapping[str, Sink],
+        sink_states: Mapping[str, SinkState],
         metrics: HubMetrics,
         stopping: Stopping,
         openapi_document: Callable[[], dict[str, Any]],
@@ -47,6 +54,7 @@ class PublicApi:
         self.schemas = schemas
         self.configured = configured
         self.sinks = sinks
+        self.sink_states = sink_states
         self.metrics = metrics
         self.stopping = stopping
         self.openapi_document = openapi_document
@@ -93,10 +101,20 @@ class PublicApi:
             return sink.name, None
 
         results = await asyncio.gather(*(check(s) for s in self.sinks.values()))
-        checks["sinks"] = {
-            name: {"ok": error is None, **({"error": error} if error else {})} for name, error in results
-        }
-        ready = ready and all(error is None for _, error in results)
+        sinks: dict[str, Any] = {}
+        for name, error in results:
+            state = self.sink_states.get(name, SinkState())
+            delivery = state.as_dict()
+            if delivery.get("last_error"):
+                delivery["last_error"] = redact(delivery["last_error"])
+            if error is None and not state.ok:
+                error = (
+                    f"{state.state} since {delivery['since']}, {state.attempts} failed attempt(s): "
+                    f"{delivery['last_error']}"
+                )
+            sinks[name] = {"ok": error is None, **delivery, **({"error": error} if error else {})}
+        checks["sinks"] = sinks
+        ready = ready and all(entry["ok"] for entry in sinks.values())
         if self.stopping.is_set:
             ready = False
             checks["shutdown"] = {"ok": False, "error": "shutting down"}

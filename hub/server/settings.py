@@ -20,33 +20,16 @@ Durations are seconds (a number) or a string with a unit: ``"250ms"``, ``"30s"``
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from tanpuhui.sdk import ConfigError
 
-from ..config import HubConfig, pydantic_problems
+from ..config import Duration, HubConfig, parse_duration, pydantic_problems
 from ..scheduler import Schedule
 
 __all__ = ["Duration", "ScheduleSettings", "ServerSettings", "parse_duration"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"250ms"``, ``"2h"``, ``"1d"``; other values are left to pydantic."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f'{value!r} is not a duration; write e.g. 30, "30s", "5m", "2h" or "250ms"')
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class ScheduleSettings(BaseModel):

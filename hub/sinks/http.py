@@ -10,8 +10,10 @@ in as ``data``: nothing is parsed or re-serialised per record. ``id`` is the rec
 stable idempotency key across retries and replays. Context attributes carry no personal data (the record's subject
 is a pseudonym and stays inside ``data``).
 
-Outcomes: 2xx delivered; 408/429/500/502/503/504, timeouts and connection errors are retryable (with the
-consumer's ``Retry-After``); 410 Gone stops the sink; any other status is a permanent failure (dead letter).
+Outcomes: 2xx delivered; 408, 425, 429, every 5xx, timeouts and connection errors are transient (retried, with
+the consumer's ``Retry-After``, for as long as ``[forwarder] give_up_after`` allows); 410 Gone stops the sink; any
+other status (a 4xx the consumer means, or an unexpected 1xx/3xx) is a permanent failure: dead-lettered at once,
+the answer kept in the dead letter.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ __all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "RETRYABLE_STATUS", "HttpSink", "
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_TYPE = "org.tanpuhui.reduction.v1"
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 425, 429, *range(500, 600)})
+"""Statuses that mean "not now" (timeout, too early, too many requests, any server error): retried."""
 
 
 class HttpSettings(SinkSettings):

@@ -25,13 +25,13 @@ async def closing(sinks, work):
             await sink.aclose()
 
 
-def test_records_that_exhaust_their_retries_become_dead_letters_and_replay_delivers_them(
+def test_with_give_up_after_0_records_that_exhaust_their_attempts_become_dead_letters_and_replay_delivers_them(
     store, fill, make_consumer, sleeps, secret
 ):
     ids = fill(store, 1500)
     consumer = make_consumer()  # port reserved, not listening: connection refused
     sinks = {"platform": http_sink(consumer.url, secret)}
-    forwarder = Forwarder(store, sinks, batch_size=1000, attempts=3, initial_backoff=0.5, sleep=sleeps)
+    forwarder = Forwarder(store, sinks, batch_size=1000, attempts=3, initial_backoff=0.5, give_up_after=0, sleep=sleeps)
 
     summary = asyncio.run(closing(sinks, forwarder.drain()))
 
@@ -62,7 +62,7 @@ def test_replay_keeps_what_still_fails_and_reports_unknown_ids(store, fill, make
     fill(store, 20)
     consumer = make_consumer()
     sinks = {"platform": http_sink(consumer.url, secret)}
-    forwarder = Forwarder(store, sinks, attempts=2, sleep=sleeps)
+    forwarder = Forwarder(store, sinks, attempts=2, give_up_after=0, sleep=sleeps)
     asyncio.run(closing(sinks, forwarder.drain()))
     letters = store.dead_letters()
 
@@ -138,14 +138,16 @@ def test_sinks_are_independent_one_down_does_not_hold_back_another(
 
     summary = asyncio.run(closing(sinks, forwarder.drain(progress=count)))
 
-    assert summary["down"].dead_lettered == 2500
+    assert summary["down"].retrying and summary["down"].dead_lettered == 0 and store.sink_position("down") == 0
     assert summary["gone"].gone and store.sink_position("gone") == 0
     assert summary["up"].delivered == 2500 and up.ids() == ids
     assert summary["archive"].delivered == 2500
     assert len((tmp_path / "archive.jsonl").read_bytes().splitlines()) == 2500
-    assert progress == {"down": 2500, "up": 2500, "archive": 2500}
+    assert progress == {"up": 2500, "archive": 2500}
     assert not summary.ok
-    assert {letter.sink for letter in store.dead_letters(limit=10_000)} == {"down"}
+    assert store.dead_letters() == []
+    states = {name: state.state for name, state in forwarder.states.items()}
+    assert states == {"down": "retrying", "gone": "stopped", "up": "ok", "archive": "ok"}
 
 
 def test_drain_of_one_named_sink_leaves_the_others_alone(store, fill, consumer, secret, tmp_path):
@@ -194,11 +196,15 @@ def test_a_sink_that_raises_something_else_is_stopped_without_marking_anything(s
         "archive": JsonlSink("archive", JsonlSink.Settings(type="jsonl", path=tmp_path / "a.jsonl")),
     }
 
-    summary = asyncio.run(closing(sinks, Forwarder(store, sinks).drain()))
+    forwarder = Forwarder(store, sinks)
+
+    summary = asyncio.run(closing(sinks, forwarder.drain()))
 
     assert summary["broken"].failed and "bug in a third-party sink" in (summary["broken"].last_error or "")
     assert store.sink_position("broken") == 0 and store.dead_letters() == []
     assert summary["archive"].delivered == 10
+    broken = forwarder.states["broken"]
+    assert broken.state == "stopped" and "RuntimeError: bug in a third-party sink" in (broken.last_error or "")
 
 
 def test_a_permanent_failure_dead_letters_only_its_batch(store, fill):

@@ -114,6 +114,28 @@ def test_a_503_is_retried_and_then_delivered(store, fill, make_consumer, sleeps,
     assert store.dead_letters() == []
 
 
+@pytest.mark.parametrize("status", [425, 501, 507])
+def test_every_5xx_and_425_are_transient_retried_then_delivered(store, fill, make_consumer, sleeps, secret, status):
+    fill(store, 20)
+    consumer = make_consumer(script=[status]).start()
+
+    summary = drain(store, {"platform": http_sink(consumer.url, secret)}, sleep=sleeps)
+
+    assert (summary["platform"].delivered, summary["platform"].retries) == (20, 1)
+    assert store.dead_letters() == []
+
+
+@pytest.mark.parametrize("status", [404, 422])
+def test_a_4xx_the_consumer_means_is_dead_lettered_at_once(store, fill, make_consumer, sleeps, secret, status):
+    fill(store, 20)
+    consumer = make_consumer(script=[status]).start()
+
+    summary = drain(store, {"platform": http_sink(consumer.url, secret)}, sleep=sleeps, batch_size=10)
+
+    assert (summary["platform"].dead_lettered, summary["platform"].delivered, sleeps.waits) == (10, 10, [])
+    assert {(letter.attempts, f"HTTP {status}" in letter.error) for letter in store.dead_letters()} == {(1, True)}
+
+
 def test_retry_after_from_a_429_is_honoured_and_capped(store, fill, make_consumer, sleeps, secret):
     fill(store, 100)
     consumer = make_consumer(script=[Scripted(429, retry_after=7), Scripted(503, retry_after=3600)]).start()

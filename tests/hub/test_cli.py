@@ -96,6 +96,7 @@ pseudonym_keys = {{ env = "T_KEYS" }}
 
 [forwarder]
 attempts = 1
+give_up_after = 0
 
 [adapters.transit_card]
 base_url = "{sandbox.url}"
@@ -138,7 +139,7 @@ def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox:
     assert with_card, "some quarantined trips carry a card number"
     assert all(re.fullmatch(r"\d{2}\*+\d{2}", item["card_no"]) for item in with_card)
 
-    # The consumer is down: the JSONL sink delivers, the HTTP sink dead-letters (attempts = 1).
+    # The consumer is down: the JSONL sink delivers, the HTTP sink dead-letters (attempts = 1, give_up_after = 0).
     code, out, _ = invoke("forward", "--config", str(config), env=env)
     assert code == 1
     lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()

@@ -188,3 +188,19 @@ def test_other_database_urls_are_rejected(tmp_path: Path) -> None:
     assert config.store_dsn() is None
     with pytest.raises(ConfigError, match="unknown scheme 'mysql'"):
         config.store_path()
+
+
+def test_forwarder_outage_settings_default_to_days_and_read_durations(tmp_path: Path) -> None:
+    defaults = load_config(write(tmp_path, HUB_TOML), ENV).forwarder
+    assert (defaults.give_up_after, defaults.max_backoff, defaults.attempts) == (3 * 86400.0, 300.0, 8)
+
+    path = write(tmp_path, HUB_TOML + '\n[forwarder]\ngive_up_after = "12h"\nmax_backoff = "2m"\n')
+    env = {**ENV, "TANPUHUI__FORWARDER__INITIAL_BACKOFF": "250ms"}
+    forwarder = load_config(path, env).forwarder
+    assert (forwarder.give_up_after, forwarder.max_backoff, forwarder.initial_backoff) == (43200.0, 120.0, 0.25)
+
+
+def test_a_forwarder_duration_that_is_not_one_is_rejected_naming_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, HUB_TOML + '\n[forwarder]\ngive_up_after = "three days"\n')
+    with pytest.raises(ConfigError, match=r"forwarder\.give_up_after: .*'three days' is not a duration"):
+        load_config(path, ENV)

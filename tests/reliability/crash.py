@@ -83,6 +83,8 @@ PSEUDONYM_KEYS = "v1:" + base64.b64encode(bytes(range(7, 39))).decode()
 _ENDS_JOURNEY = frozenset({"bus", "metro_out"})
 LEASE_TTL = 2.0
 """``[hub] lease_ttl``: a killed process's pull or sink lease blocks the others this long (liveness, not safety)."""
+_EXIT_LEASED = 75
+"""``tanpuhui pull``'s status for a stream skipped because another process (here: a killed one) holds its lease."""
 _KILLS_PER_ROUND = 1.2
 """About how many processes a round kills (both run in 60 % of CLI rounds; a plan lets one finish now and then)."""
 
@@ -558,9 +560,13 @@ def _watch(run: _Run, procs: list[tuple[str, HubProcess, _Plan, int, int]]) -> N
             name, proc, plan, base_requests, base_acks = item
             if not proc.running:
                 pending.remove(item)
+                code = proc.proc.returncode
+                if name == "pull" and code == _EXIT_LEASED:
+                    report.completed["pull:skipped, leased by a killed pull"] += 1  # documented: try again later
+                    continue
                 report.completed[name] += 1
-                if proc.proc.returncode != 0:
-                    report.failures.append(f"{name} exited {proc.proc.returncode} on its own: {proc.tail()}")
+                if code != 0:
+                    report.failures.append(f"{name} exited {code} on its own: {proc.tail()}")
                 continue
             age = time.monotonic() - proc.started
             if name == "serve" and plan.kind != "none" and age >= _SERVE_MAX_LIFE:

@@ -53,7 +53,7 @@ def test_readyz_checks_store_adapters_and_sinks(
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
     assert checks["store"] == {"ok": True}
-    assert checks["sinks"] == {"platform": {"ok": True}}
+    assert checks["sinks"] == {"platform": {"ok": True, "state": "ok"}}
     assert checks["plugins"]["ok"] and "bike_share" in checks["plugins"]["adapters"]
     consumer.stop()
     down = server.http.get("/readyz")
