@@ -18,16 +18,28 @@ CONSOLE = "/console"
 
 
 def console_sidecar(
-    start: SidecarFactory, tmp_path: Path, sandbox: TransitSandbox, consumer: ConsumerServer, **server: Any
+    start: SidecarFactory,
+    tmp_path: Path,
+    sandbox: TransitSandbox,
+    consumer: ConsumerServer,
+    *,
+    store: str | None = None,
+    **server: Any,
 ) -> RunningSidecar:
-    """Transit pulled once, three bike rides quarantined (two too long, one with a note that breaks normalize)."""
+    """Transit pulled once, three bike rides quarantined (two too long, one with a note that breaks normalize).
+
+    ``store``: a PostgreSQL URL (migrated) instead of the SQLite file in ``tmp_path``."""
     settings = sandbox.settings(client_secret={"env": "TRANSIT_SECRET"}, page_size=100)
+    tables: dict[str, Any] = {}
+    if store is not None:
+        tables["hub"] = {"store": store, "pseudonym_keys": {"env": "TEST_PSEUDONYM_KEYS"}}
     config = hub_config(
         tmp_path,
         adapters={"transit_card": settings},
         environ={"TRANSIT_SECRET": sandbox.client_secret},
         sinks=sink_table(consumer),
         server=server or None,
+        **tables,
     )
     running = start(config)
     pulled = running.admin("POST", "/v1/admin/streams/transit_card/transactions/pull?wait=true")
