@@ -10,6 +10,7 @@ from .listings import adapters, methodologies, plugins, schemas
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
 from .serve import demo, migrate, serve
+from .status import status
 from .validate import validate
 
 __all__ = ["main"]
@@ -42,5 +43,6 @@ for command in (
     migrate,
     audit,
     drift,
+    status,
 ):
     main.add_command(command)

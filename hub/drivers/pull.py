@@ -9,6 +9,7 @@ sidecar) never pull one stream twice at once; each page commits only while the l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from ..audit import AuditEvent
 from ..leasing import HeldLease, hold_lease
 from ..pipeline import PageResult, Pipeline
 from ..runtime import BoundStream, Runtime
-from ..store.base import Checkpoint
+from ..store.base import Checkpoint, RunCount, RunLog
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
@@ -109,13 +110,17 @@ class PullDriver:
         *,
         final: bool = False,
         lease_owner: str | None = None,
+        run_id: int | None = None,
     ) -> PageResult:
         """Run one page of raw items through the pipeline and commit it with the cursor, atomically.
 
-        ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`)."""
+        ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`).
+        ``run_id``: the run-history row whose counters the page's commit adds to (in the same transaction)."""
         processed = self.pipeline.process(bound, ctx, items, final=final)
         audit = AuditEvent("page.commit", bound.label, page_details(items, cursor))
         write = processed.write(Checkpoint(cursor, ctx.state), audit, lease_owner=lease_owner)
+        if run_id is not None:
+            write = dataclasses.replace(write, run=RunCount(run_id, len(items), 0 if final else 1))
         (committed,) = self.runtime.store.commit_pages([write])
         assert committed is not None  # only a page with a webhook receipt can be skipped
         return processed.committed(committed)
@@ -134,7 +139,7 @@ class PullDriver:
         while True:
             async with hold_lease(runtime.store, adapter_name, stream_name, runtime.replica_id, ttl) as lease:
                 if lease is not None:
-                    await self._pull_leased(bound, summary, lease, progress, max_pages)
+                    await self._run_recorded(bound, summary, lease, progress, max_pages, started)
                     break
             left = deadline - time.monotonic()
             if left <= 0:
@@ -145,6 +150,33 @@ class PullDriver:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    async def _run_recorded(
+        self,
+        bound: BoundStream,
+        summary: PullSummary,
+        lease: HeldLease,
+        progress: Progress | None,
+        max_pages: int | None,
+        started: float,
+    ) -> None:
+        """One run under the lease, kept in the store's run history when it keeps one (the CLI's and the
+        scheduler's runs alike): its row is opened here, each page adds its counts in its own commit."""
+        store = self.runtime.store
+        if not isinstance(store, RunLog):
+            await self._pull_leased(bound, summary, lease, progress, max_pages, None)
+            return
+        run_id = await asyncio.to_thread(store.run_begin, summary.adapter, summary.stream, lease.owner)
+        outcome = "stopped"  # unless the run ends by itself: a shutdown (or a crash in the adapter) ended it
+        try:
+            await self._pull_leased(bound, summary, lease, progress, max_pages, run_id)
+            outcome = "error" if summary.error else "ok"
+        finally:
+            seconds = time.perf_counter() - started
+            try:
+                await asyncio.to_thread(store.run_end, run_id, outcome, summary.error, seconds)
+            except Exception:  # the run's pages are committed; a history row left "running" is marked later
+                log.warning("pull %s:%s: could not close run %d", summary.adapter, summary.stream, run_id)
+
     async def _pull_leased(
         self,
         bound: BoundStream,
@@ -152,6 +184,7 @@ class PullDriver:
         lease: HeldLease,
         progress: Progress | None,
         max_pages: int | None,
+        run_id: int | None,
     ) -> None:
         """Pull from the committed cursor (read once the lease is ours), each page committed under the lease."""
         adapter_name, stream_name = summary.adapter, summary.stream
@@ -172,10 +205,12 @@ class PullDriver:
                 check_loop(adapter_name, stream_name, seen, cursor, summary.pages)
                 if stream.prefetch:  # off the event loop: the next page's request runs meanwhile
                     result = await asyncio.to_thread(
-                        self.commit_page, bound, ctx, page.items, page.cursor, lease_owner=lease.owner
+                        self.commit_page, bound, ctx, page.items, page.cursor, lease_owner=lease.owner, run_id=run_id
                     )
                 else:
-                    result = self.commit_page(bound, ctx, page.items, page.cursor, lease_owner=lease.owner)
+                    result = self.commit_page(
+                        bound, ctx, page.items, page.cursor, lease_owner=lease.owner, run_id=run_id
+                    )
                 cursor = page.cursor
                 summary.add(result)
                 if progress:
@@ -183,7 +218,7 @@ class PullDriver:
                 if max_pages is not None and summary.pages >= max_pages:
                     break
             else:
-                result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner)
+                result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner, run_id=run_id)
                 if result.records or result.quarantined or result.quarantine_repeats:
                     summary.add(result)
                     summary.pages -= 1

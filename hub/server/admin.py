@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -23,9 +24,10 @@ from ..drivers.pull import PullSummary
 from ..forwarder import Forwarder
 from ..hub import Hub
 from ..logging import request_id
+from ..pausing import paused
 from ..privacy_view import masked
 from ..scheduler import ForwarderLoop, Scheduler, StreamBusy
-from ..store.base import DriftLog, QuarantineEntry
+from ..store.base import DriftLog, QuarantineEntry, RunLog
 from . import openapi
 from .http import (
     LIST_LIMIT,
@@ -145,9 +147,15 @@ class AdminApi:
                         "last_seen": d.last_seen,
                     }
                 )
+        recorded = (
+            {(r.adapter, r.stream): r for r in await asyncio.to_thread(store.latest_runs)}
+            if isinstance(store, RunLog)
+            else {}
+        )
+        held = await asyncio.to_thread(paused, store)
         configured = self.configured.streams
         out = []
-        for key in sorted(set(configured) | set(statuses)):
+        for key in sorted(set(configured) | set(statuses) | set(recorded)):
             info = configured.get(key)
             st = statuses.get(key)
             run = self.scheduler.runs.get(key)
@@ -160,6 +168,8 @@ class AdminApi:
                 "last_error": st.last_error if st else None,
                 "last_error_at": st.last_error_at if st else None,
                 "drift": drift.get(key, []),
+                "paused": key in held,
+                "recorded_run": asdict(recorded[key]) if key in recorded else None,
             }
             if run is not None:
                 doc.update(run.as_dict())

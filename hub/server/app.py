@@ -19,17 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tanpuhui.sdk import ConfigError, HttpOptions, Pseudonymiser, Sink
 
 from ..config import HubConfig
+from ..console.mount import Console, Sessions, console_mount
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
 from ..metrics import HubMetrics, InstrumentedSink, SinkStateCollector, StateCollector
 from ..pipeline import PageResult
 from ..plugins import Plugins, load_plugins
+from ..run_history import RunCollector
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
+from ..store.base import RunLog
 from . import openapi
 from .admin import AdminApi
 from .errors import exception_handlers
@@ -121,6 +124,8 @@ class Sidecar:
             )
         )
         self.metrics.registry.register(SinkStateCollector(self.forwarder.states))
+        if isinstance(self.hub.store, RunLog):
+            self.metrics.registry.register(RunCollector(self.hub.store))
         self._state = _State()
         webhooks = {
             key: WebhookRoute(
@@ -168,9 +173,22 @@ class Sidecar:
             ),
             *admin.endpoints(),
         ]
-        self.app = Starlette(
-            routes=[e.route() for e in self.endpoints], lifespan=self._lifespan, exception_handlers=exception_handlers()
+        self.last_delivery: dict[str, str] = {}
+        """Sink -> when this process last delivered to it (ISO): the console's "last delivery"."""
+        self.console = Console(
+            self.hub,
+            self.configured,
+            self.scheduler,
+            self.forwarder,
+            self.forwarding,
+            Sessions(cfg.admin_token.get_secret_value() if cfg.admin_token is not None else "", cfg.console_session),
+            cfg.stale_after,
+            self._sink_view,
         )
+        # The console's HTML routes sit beside the endpoint table: they are not API and not in the OpenAPI document.
+        routes: list[BaseRoute] = [e.route() for e in self.endpoints]
+        routes.append(console_mount(self.console))
+        self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers=exception_handlers())
         direct = {f"/v1/webhooks/{a}/{s}": route.asgi_app() for (a, s), route in webhooks.items()}
         self.app.add_middleware(RequestContext, log_access=cfg.access_log, direct=direct)
 
@@ -283,7 +301,8 @@ class Sidecar:
         log.info("stopped in %.2f s", time.monotonic() - started)
 
     async def _maintenance(self) -> None:
-        """Forget webhook answers older than ``receipt_retention`` (at start, then hourly)."""
+        """Forget webhook answers older than ``receipt_retention`` and runs older than ``run_retention`` (at
+        start, then hourly)."""
         while True:
             cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.receipt_retention)
             try:
@@ -292,6 +311,15 @@ class Sidecar:
                     log.info("forgot %d webhook receipt(s) older than %s", n, cutoff.date())
             except Exception:
                 log.warning("pruning webhook receipts failed", exc_info=True)
+            store = self.hub.store
+            if isinstance(store, RunLog):
+                runs_cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.run_retention)
+                try:
+                    n = await asyncio.to_thread(store.prune_runs, runs_cutoff.isoformat(timespec="milliseconds"))
+                    if n:
+                        log.info("forgot %d run(s) started before %s", n, runs_cutoff.date())
+                except Exception:
+                    log.warning("pruning the run history failed", exc_info=True)
             if await self.stopping.wait(3600.0):
                 return
 
@@ -300,8 +328,21 @@ class Sidecar:
         if page.inserted:
             self.forwarding.notify()
 
+    def _sink_view(self, sink: str) -> dict[str, Any]:
+        """What this process knows of delivery to ``sink``: its outage state (ok / retrying / stopped, with the
+        last error, from the forwarder's :class:`~tanpuhui.hub.sink_state.SinkStates`) and its last delivery."""
+        state = self.forwarder.states.get(sink)
+        doc = state.as_dict() if state is not None else {"state": "ok"}
+        return {
+            "state": doc["state"],
+            "last_error": doc.get("last_error"),
+            "last_delivery": self.last_delivery.get(sink),
+        }
+
     def _forwarded(self, sink: str, summary: ForwardSummary) -> None:
         s = summary[sink]
+        if s.delivered:
+            self.last_delivery[sink] = datetime.now(UTC).isoformat(timespec="seconds")
         if s.dead_lettered:
             self.metrics.dead_lettered.labels(sink).inc(s.dead_lettered)
 

@@ -82,6 +82,9 @@ class ServerSettings(BaseModel):
     forward_linger: Duration = Field(default=0.05, ge=0, description="wait after a wake so commits share a batch")
     forward_error_pause: Duration = Field(default=30.0, gt=0, description="pause after a sink is gone or broken")
     readiness_timeout: Duration = Field(default=2.0, gt=0, description="per sink check in /readyz")
+    console_session: Duration = Field(default=8 * 3600.0, gt=0, description="how long a console sign-in lasts")
+    stale_after: Duration = Field(default=86400.0, gt=0, description="console: a stream is stale past this")
+    run_retention: Duration = Field(default=30 * 86400.0, gt=0, description="how long the run history is kept")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     schedules: dict[str, dict[str, Any]] = Field(default_factory=dict)

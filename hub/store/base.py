@@ -27,6 +27,9 @@ __all__ = [
     "OnePageCommit",
     "PageWrite",
     "QuarantineEntry",
+    "RunCount",
+    "RunLog",
+    "RunRecord",
     "SinkBacklog",
     "Store",
     "StreamStatus",
@@ -179,6 +182,72 @@ class PageWrite:
     the same transaction, adding what it committed (see :mod:`tanpuhui.hub.audit`). None: ``page.commit``."""
     drift: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     """Top-level fields the stream's schema does not name -> (items carrying it, an example partner id)."""
+    run: RunCount | None = None
+    """The pull run this page belongs to: a store that keeps run history adds the page's counts to its row in
+    the same transaction, so a run's counters are exactly what it committed, even when it crashes midway."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCount:
+    """Which run row a page's counts go to, how many partner items the page had, and whether it counts as a page
+    (the flush at a stream's end does not)."""
+
+    run_id: int
+    items: int
+    pages: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One pull run of a stream, as kept in the run history.
+
+    The counters are added page by page in each page's commit, so they always equal what the run committed; the
+    sums over a stream's runs equal what the store holds from it, across retries and restarts. ``outcome`` is
+    ``running`` until the run ends (``ok`` or ``error``); a run its process never ended (a crash) is marked
+    ``interrupted`` when the stream's next run begins."""
+
+    id: int
+    adapter: str
+    stream: str
+    owner: str
+    started_at: str
+    finished_at: str | None
+    seconds: float | None
+    outcome: str
+    pages: int
+    items: int
+    inserted: int
+    duplicates: int
+    held: int
+    quarantined: int
+    quarantine_repeats: int
+    error: str | None
+
+
+@runtime_checkable
+class RunLog(Protocol):
+    """A store that keeps the run history (one row per pull run; see :class:`RunRecord`)."""
+
+    def run_begin(self, adapter: str, stream: str, owner: str) -> int:
+        """Open a run row (``running``) and return its id; earlier ``running`` rows of the stream (whose process
+        died: the caller holds the stream's lease) become ``interrupted``."""
+        ...
+
+    def run_end(self, run_id: int, outcome: str, error: str | None, seconds: float) -> None:
+        """Close a run row with its outcome, error (redacted by the caller) and duration."""
+        ...
+
+    def runs(self, adapter: str | None = None, stream: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs newest first, optionally of one adapter or stream."""
+        ...
+
+    def latest_runs(self) -> list[RunRecord]:
+        """The newest run of each stream that has one."""
+        ...
+
+    def prune_runs(self, before: str) -> int:
+        """Forget runs started before the ISO timestamp ``before`` (the newest run of each stream is kept)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

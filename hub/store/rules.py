@@ -39,6 +39,7 @@ from .base import (
     OnePageCommit,
     PageWrite,
     QuarantineEntry,
+    RunRecord,
     SinkBacklog,
     StreamStatus,
     WebhookReceipt,
@@ -140,6 +141,9 @@ class RuleStore(OnePageCommit, Generic[T]):
             inserted_ids,
             len(page.quarantined) - len(quarantine_ids),
         )
+        if page.run is not None:
+            counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
+            sql.run_add(tx, page.run.run_id, page.run.items, page.run.pages, counts)
         return result, _page_event(page, result, outbox, quarantine_ids)
 
     def _claimed_elsewhere(self, tx: T, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
@@ -156,6 +160,23 @@ class RuleStore(OnePageCommit, Generic[T]):
                         if r.record_id != other_id:
                             claimed.setdefault(r.record_id, other_id)
         return claimed
+
+    # -- run history ---------------------------------------------------------------------------------------------
+
+    def run_begin(self, adapter: str, stream: str, owner: str) -> int:
+        return self._writing(self.sql.run_begin, adapter, stream, owner, utc_now())
+
+    def run_end(self, run_id: int, outcome: str, error: str | None, seconds: float) -> None:
+        self._writing(self.sql.run_end, run_id, outcome, error, seconds, utc_now())
+
+    def runs(self, adapter: str | None = None, stream: str | None = None, limit: int = 100) -> list[RunRecord]:
+        return self._reading(self.sql.runs, adapter, stream, limit)
+
+    def latest_runs(self) -> list[RunRecord]:
+        return self._reading(self.sql.latest_runs)
+
+    def prune_runs(self, before: str) -> int:
+        return self._writing(self.sql.prune_runs, before)
 
     def record_stream_error(self, adapter: str, stream: str, message: str) -> None:
         self._writing(self.sql.record_stream_error, adapter, stream, message, utc_now())

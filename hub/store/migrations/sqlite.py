@@ -127,11 +127,35 @@ _QUARANTINE_DEDUP = (
     "CREATE UNIQUE INDEX quarantine_digest ON quarantine (adapter, stream, digest) WHERE digest IS NOT NULL",
 )
 
+_RUNS = (
+    # Run history: one row per pull run, its counters added in each page's commit (see store.base.RunRecord).
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        seconds REAL,
+        outcome TEXT NOT NULL,
+        pages INTEGER NOT NULL DEFAULT 0,
+        items INTEGER NOT NULL DEFAULT 0,
+        inserted INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        held INTEGER NOT NULL DEFAULT 0,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        quarantine_repeats INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    )""",
+    "CREATE INDEX runs_stream ON runs (adapter, stream, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
     Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
     Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
     Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
+    Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
 )
 
 

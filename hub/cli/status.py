@@ -1,0 +1,96 @@
+"""``tanpuhui status``: the console's overview for terminals and scripts, read from the store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+import orjson
+from rich.table import Table
+
+from ..console.overview import overview
+from ..server.settings import ServerSettings
+from ..server.streams import Configured
+from ..web import duration, when
+from .common import CONFIG_OPTION, err, friendly, open_hub, out
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the overview as JSON.")
+@friendly
+def status(config_path: Path, as_json: bool) -> None:
+    """Each stream's last and next run, freshness and cursor; each sink's state and backlog.
+
+    Read from the store the sidecar shares, so it works beside a running `tanpuhui serve`. The next run is
+    estimated from the schedule (the sidecar's own is on the console), and a sink's outage state is known only to
+    the process delivering to it: here a sink is `paused` or `-`."""
+    hub = open_hub(config_path)
+    try:
+        configured = Configured.load(hub)
+        for problem in configured.problems:
+            err.print(f"[yellow]warning:[/] {problem}")
+        settings = ServerSettings.from_config(hub.config)
+        table = settings.stream_schedules()
+        schedules = {}
+        for adapter, stream in configured.of_kind("pull"):
+            chosen = table.get((adapter, stream)) or table.get((adapter, None))
+            if chosen is not None:
+                schedules[(adapter, stream)] = chosen.interval
+        data = overview(
+            hub.store,
+            {key: info.kind for key, info in configured.streams.items()},
+            schedules=schedules,
+            sinks=list(hub.config.sinks),
+            stale_after=settings.stale_after,
+            sink_view=lambda name: {"state": "-"},
+        )
+    finally:
+        asyncio.run(hub.aclose())
+    if as_json:
+        click.echo(orjson.dumps(data.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    streams = Table(
+        "stream",
+        "kind",
+        "schedule",
+        "last run",
+        "took",
+        "items",
+        "new",
+        "dup",
+        "quar.",
+        "outcome",
+        "next run",
+        "freshness",
+        "cursor",
+        title="Streams",
+    )
+    for s in data.streams:
+        r = s.last_run
+        fresh = duration(s.freshness_seconds) if s.freshness_seconds is not None else "never"
+        outcome = "-" if r is None else r.outcome + (f": {r.error}" if r.error else "")
+        streams.add_row(
+            f"{s.adapter}:{s.stream}" + (" (paused)" if s.paused else ""),
+            s.kind,
+            f"every {duration(s.schedule_seconds)}" if s.schedule_seconds else "-",
+            when(r.started_at) if r else "-",
+            duration(r.seconds) if r else "-",
+            *(str(v) for v in ((r.items, r.inserted, r.duplicates, r.quarantined) if r else ("-",) * 4)),
+            outcome,
+            when(s.next_run),
+            f"[red]{fresh}[/]" if s.stale else fresh,
+            s.cursor[:40] or "-",
+        )
+    streams.columns[0].no_wrap = True
+    out.print(streams)
+    sinks = Table("sink", "state", "backlog", "oldest waiting", "dead letters", title="Sinks")
+    for k in data.sinks:
+        sinks.add_row(k.name, k.state, str(k.backlog), when(k.oldest_waiting), str(k.dead_letters))
+    out.print(sinks)
+    c = data.counts
+    out.print(
+        f"outbox {c['outbox']} · open quarantine {c['quarantine_open']} · dead letters {c['dead_letters']}"
+        f" · held claims {c['held_claims']}"
+    )

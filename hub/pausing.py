@@ -1,0 +1,50 @@
+"""Pausing a stream's pulls or a sink's deliveries, shared by every worker and replica on the store.
+
+A pause is a lease held by the operator: :data:`PAUSED` owns the stream's lease (or, under
+:data:`~.store.leases.SINK_LEASES`, the sink's) until resumed, so no replica can take it, and the runs that would
+need it skip as they do for a lease held elsewhere (a scheduled pull, a ``pull now``, a CLI pull, a sink's drain).
+No new state, no change to the scheduler or the forwarder, and it survives restarts. A stream or sink busy right now
+cannot be paused until its run ends (its lease is taken): the caller says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .store.base import Store
+from .store.leases import SINK_LEASES
+
+__all__ = ["PAUSED", "SINK_LEASES", "pause", "pause_soon", "paused", "resume"]
+
+PAUSED = "paused-by-operator"
+"""The lease owner that means "paused"."""
+
+_FOREVER = 100 * 365 * 86400.0
+"""A pause lasts until resumed."""
+
+
+def pause(store: Store, adapter: str, stream: str) -> bool:
+    """Pause ``adapter:stream`` (a sink: ``SINK_LEASES, name``); False when a run holds its lease now."""
+    return store.acquire_lease(adapter, stream, PAUSED, _FOREVER)
+
+
+async def pause_soon(store: Store, adapter: str, stream: str, wait: float = 5.0) -> bool:
+    """:func:`pause`, trying again for up to ``wait`` seconds while a run or a batch holds the lease (a busy sink
+    frees it between drains); False when it is still held then."""
+    deadline = time.monotonic() + wait
+    while not await asyncio.to_thread(pause, store, adapter, stream):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def resume(store: Store, adapter: str, stream: str) -> None:
+    """Lift a pause (nothing happens when it is not paused)."""
+    store.release_lease(adapter, stream, PAUSED)
+
+
+def paused(store: Store) -> set[tuple[str, str]]:
+    """``(adapter, stream)`` of what is paused now; sinks as ``(SINK_LEASES, name)``."""
+    return {(lease.adapter, lease.stream) for lease in store.leases() if lease.owner == PAUSED}
