@@ -6,7 +6,8 @@ import click
 
 from .audit import audit, drift
 from .author import new_adapter
-from .listings import adapters, methodologies, plugins, schemas
+from .catalogue import schemas
+from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
 from .serve import demo, migrate, serve
