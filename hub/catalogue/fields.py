@@ -14,18 +14,19 @@ from typing import Any
 __all__ = ["Field", "constraints_in_words", "fields_of", "type_in_words"]
 
 _WORDS = {
-    "minLength": "at least {} characters",
-    "maxLength": "at most {} characters",
+    "minLength": "at least {} character",
+    "maxLength": "at most {} character",
     "minimum": "≥ {}",
     "maximum": "≤ {}",
     "exclusiveMinimum": "> {}",
     "exclusiveMaximum": "< {}",
-    "minItems": "at least {} items",
-    "maxItems": "at most {} items",
+    "minItems": "at least {} item",
+    "maxItems": "at most {} item",
     "pattern": "matches the regular expression {}",
     "format": "format {}",
     "contentEncoding": "encoded as {}",
 }
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 _FORMATS = {
     "date-time": "RFC 3339 date-time with offset",
     "date": "calendar date YYYY-MM-DD",
@@ -93,7 +94,10 @@ def constraints_in_words(node: Mapping[str, Any]) -> list[str]:
                 value = _FORMATS.get(str(value), str(value))
             elif key == "pattern":
                 value = f"`{value}`"
-            out.append(template.format(value))
+            words = template.format(value)
+            if key in _COUNTS and value != 1:
+                words += "s"
+            out.append(words)
     if node.get("additionalProperties") is False:
         out.append("no other properties")
     return out

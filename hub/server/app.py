@@ -2,8 +2,8 @@
 
 This module wires and runs; the routes live by concern: :mod:`.public` (``/healthz``, ``/readyz``, ``/metrics``,
 ``/openapi.json``, ``POST /v1/validate/{schema}``), :mod:`.webhooks` (``POST /v1/webhooks/{adapter}/{stream}``, one
-per configured push stream, group-committed by :mod:`.ingest`) and :mod:`.admin` (``/v1/admin/...`` behind the
-admin token). The OpenAPI document (:mod:`.openapi`) is generated from the same endpoint table as the routes, so
+per configured push stream, group-committed by :mod:`.ingest`), :mod:`.admin` (``/v1/admin/...`` behind the
+admin token) and :mod:`.schemas_api` (``/v1/schemas``, ``/catalogue/``: the published catalogue, no token). The OpenAPI document (:mod:`.openapi`) is generated from the same endpoint table as the routes, so
 they cannot drift apart; :mod:`.middleware` gives every request an id and an access-log line.
 """
 
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from tanpuhui.sdk import ConfigError, HttpOptions, Pseudonymiser, Sink
 
+from ..catalogue.entries import Catalogue
 from ..config import HubConfig
 from ..forwarder import Forwarder, ForwardSummary
 from ..hub import Hub
@@ -36,6 +37,7 @@ from .ingest import IngestWorker
 from .middleware import RequestContext
 from .openapi import Endpoint
 from .public import PublicApi
+from .schemas_api import SchemasApi
 from .settings import ServerSettings
 from .streams import Configured
 from .webhooks import WebhookRoute
@@ -164,6 +166,7 @@ class Sidecar:
                 for (a, s), route in webhooks.items()
             ),
             *admin.endpoints(),
+            *SchemasApi(Catalogue.of(self.hub.plugins, self.hub.schemas)).endpoints(),
         ]
         self.app = Starlette(
             routes=[Route(e.path, e.handler, methods=[e.method]) for e in self.endpoints],

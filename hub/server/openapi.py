@@ -133,6 +133,7 @@ def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
             "content": {
                 "application/json": {"schema": {}},
                 "application/x-ndjson": {"schema": {"type": "string"}},
+                "application/jsonl": {"schema": {"type": "string"}},
             },
         },
         "responses": {
