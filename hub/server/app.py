@@ -3,8 +3,9 @@
 This module wires and runs; the routes live by concern: :mod:`.public` (``/healthz``, ``/readyz``, ``/metrics``,
 ``/openapi.json``, ``POST /v1/validate/{schema}``), :mod:`.webhooks` (``POST /v1/webhooks/{adapter}/{stream}``, one
 per configured push stream, group-committed by :mod:`.ingest`), :mod:`.admin` (``/v1/admin/...`` behind the
-admin token) and :mod:`.schemas_api` (``/v1/schemas``, ``/catalogue/``: the published catalogue, no token). The OpenAPI document (:mod:`.openapi`) is generated from the same endpoint table as the routes, so
-they cannot drift apart; :mod:`.middleware` gives every request an id and an access-log line.
+admin token) and :mod:`.schemas_api` (``/v1/schemas``, ``/catalogue/``: the published catalogue, no token). The
+OpenAPI document (:mod:`.openapi`) is generated from the same endpoint table as the routes, so they cannot drift
+apart; :mod:`.middleware` gives every request an id and an access-log line.
 """
 
 from __future__ import annotations
