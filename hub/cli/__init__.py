@@ -6,7 +6,7 @@ import click
 
 from .audit import audit, drift
 from .author import new_adapter
-from .catalogue import schemas
+from .catalogue import catalogue, schemas
 from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
@@ -30,6 +30,7 @@ def main() -> None:
 for command in (
     adapters,
     schemas,
+    catalogue,
     methodologies,
     plugins,
     validate,

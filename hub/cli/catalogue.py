@@ -12,6 +12,8 @@ import orjson
 from rich.markup import escape
 from rich.table import Table
 
+from ..catalogue.entries import Catalogue
+from ..catalogue.site import DEFAULT_SIDECAR_URL, Site
 from ..schema_diff import diff as schema_changes
 from ..schema_diff import schema_version
 from ..validation import SchemaRegistry
@@ -105,3 +107,33 @@ def diff_command(old: str, new: str) -> None:
         out.print(f"{len(changes)} change(s), {breaking} breaking")
     if breaking:
         sys.exit(1)
+
+
+@click.group()
+def catalogue() -> None:
+    """The published catalogue of schemas and methodologies, for partners (the sidecar serves it at /catalogue/)."""
+
+
+@catalogue.command("build")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--sidecar-url",
+    default=DEFAULT_SIDECAR_URL,
+    show_default=True,
+    help="Address of the sidecar the pages' validate snippets post to.",
+)
+@friendly
+def build(directory: Path, sidecar_url: str) -> None:
+    """Write the catalogue as a static site in DIRECTORY (created when missing).
+
+    The same pages as the sidecar's /catalogue/: an index by partner, a page per schema and per methodology,
+    third-party adapters' included. Links are relative and nothing loads from the network: open index.html from
+    disk or publish the folder on a partner portal.
+    """
+    plugins = loaded_plugins()
+    site = Site(Catalogue.of(plugins, schema_registry(plugins)), sidecar_url=sidecar_url)
+    try:
+        written = site.write(directory)
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot write the catalogue: {exc.strerror or exc}") from None
+    out.print(f"wrote {len(written)} files to {escape(str(directory))}; open {escape(str(directory / 'index.html'))}")
