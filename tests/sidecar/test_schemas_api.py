@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
 from tanpuhui.schemas import load_builtin
 
 from .conftest import SidecarFactory
+
+README = Path(__file__).parent.parent.parent / "README.md"
+DOCS = README.parent / "docs" / "adapters"
 
 
 def test_the_listing_names_every_schema_with_id_version_title_and_partner(start_sidecar: SidecarFactory) -> None:
@@ -58,3 +67,31 @@ def test_the_openapi_document_describes_the_catalogue_routes(start_sidecar: Side
     assert paths["/v1/schemas"]["get"]["operationId"] == "list_schemas"
     assert "application/schema+json" in paths["/v1/schemas/{name}"]["get"]["responses"]["200"]["content"]
     assert "/catalogue/{path}" in paths
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson", "application/jsonl"])
+def test_the_validate_endpoint_takes_the_three_documented_media_types(
+    start_sidecar: SidecarFactory, content_type: str
+) -> None:
+    example = load_builtin("transit-card-trip")["examples"][0]
+    response = start_sidecar().http.post(
+        "/v1/validate/transit-card-trip", content=orjson.dumps(example), headers={"content-type": content_type}
+    )
+    assert response.status_code == 200
+    assert response.json()["invalid"] == 0
+
+
+def test_a_plain_curl_data_binary_gets_415_naming_the_header_to_send(start_sidecar: SidecarFactory) -> None:
+    response = start_sidecar().http.post(
+        "/v1/validate/transit-card-trip",
+        content=b"{}",
+        headers={"content-type": "application/x-www-form-urlencoded"},  # what curl --data-binary sends by default
+    )
+    assert response.status_code == 415
+    assert "application/jsonl" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("doc", [*sorted(DOCS.glob("*.md")), README], ids=lambda p: p.name)
+def test_the_docs_show_the_content_type_header_in_a_curl_example(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert re.search(r"curl .*/v1/validate/[a-z-]+ \\\n\s+-H 'Content-Type: application/(json|x-ndjson)'", text), doc
