@@ -7,6 +7,7 @@ ones in ``x-invalid-examples``, which validators ignore (docs/schemas.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,13 @@ def test_the_walk_reports_a_missing_description_by_pointer() -> None:
         "/properties/a/properties/b",
         "/properties/c",
     ]
+
+
+HUB_OWN = {"reduction-record"}  # the hub's record: English field names, read by platform engineers
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("name", sorted(set(SCHEMAS) - HUB_OWN))
+def test_partner_fields_are_described_in_english_and_chinese(name: str) -> None:
+    english_only = [f.name for f in fields_of(SCHEMAS[name]) if not CJK.search(f.description or "")]
+    assert english_only == [], f"{name}: descriptions without the Chinese term: {english_only}"
