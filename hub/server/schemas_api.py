@@ -89,7 +89,14 @@ PAGE_OPERATION: dict[str, Any] = {
         }
     ],
     "responses": {
-        "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "200": {
+            "description": "The page (HTML), the stylesheet (CSS) or a schema document",
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+                SCHEMA_JSON: {"schema": {"type": "object"}},
+            },
+        },
         "404": _PROBLEM,
     },
 }
