@@ -6,7 +6,8 @@ import click
 
 from .audit import audit, drift
 from .author import new_adapter
-from .listings import adapters, methodologies, plugins, schemas
+from .catalogue import catalogue, schemas
+from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
 from .serve import demo, migrate, serve
@@ -30,6 +31,7 @@ def main() -> None:
 for command in (
     adapters,
     schemas,
+    catalogue,
     methodologies,
     plugins,
     validate,

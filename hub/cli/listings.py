@@ -1,4 +1,4 @@
-"""Listings: installed adapters, schemas, methodologies and plugins."""
+"""Listings: installed adapters, methodologies and plugins (schemas: :mod:`.catalogue`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tanpuhui.sdk import PullStream
 
-from .common import friendly, loaded_plugins, out, schema_registry
+from .common import friendly, loaded_plugins, out
 
 
 @click.command()
@@ -32,22 +32,6 @@ def adapters(verbose: bool) -> None:
             registered = ", ".join(p.adapters + p.methodologies + p.sinks)
             ptable.add_row(p.name, p.distribution, p.version, ", ".join(sorted(p.hooks)), registered)
         out.print(ptable)
-
-
-@click.command()
-@click.argument("name", required=False)
-@friendly
-def schemas(name: str | None) -> None:
-    """List the shared JSON Schemas, or print one (NAME)."""
-    registry = schema_registry(loaded_plugins())
-    if name:
-        sys.stdout.write(orjson.dumps(registry.document(name), option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
-    table = Table("schema", "$id", "title", title="Schemas (draft 2020-12)")
-    for n in registry.names():
-        doc = registry.document(n)
-        table.add_row(n, str(doc.get("$id", "")), str(doc.get("title", "")))
-    out.print(table)
 
 
 @click.command()
