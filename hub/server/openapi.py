@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .http import MAX_ID, PROBLEM, problem
+from .openapi_components import COMPONENT_SCHEMAS, ref
 
 __all__ = ["Endpoint", "document", "openapi_path"]
 
@@ -56,12 +57,8 @@ def openapi_path(starlette_path: str) -> str:
     return _CONVERTOR.sub(r"{\1}", starlette_path)
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
 
 
 def _ok(description: str, schema: Mapping[str, Any], media: str = "application/json") -> dict[str, Any]:
@@ -129,8 +126,8 @@ def ready_operation() -> dict[str, Any]:
         "summary": "Ready to take traffic: store writable, adapters loaded, sinks reachable",
         "tags": ["operations"],
         "responses": {
-            "200": _ok("Ready", _ref("Readiness")),
-            "503": _ok("Not ready (the checks say why)", _ref("Readiness")),
+            "200": _ok("Ready", ref("Readiness")),
+            "503": _ok("Not ready (the checks say why)", ref("Readiness")),
         },
     }
 
@@ -177,7 +174,7 @@ def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
             },
         },
         "responses": {
-            "200": _ok("One result per document (errors as JSON pointers)", _ref("ValidationReport")),
+            "200": _ok("One result per document (errors as JSON pointers)", ref("ValidationReport")),
             "400": _problem("Empty body"),
             "404": _problem("Unknown schema"),
             "413": _problem("Body over the size limit"),
@@ -187,7 +184,7 @@ def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
 
 
 def webhook_operation(adapter: str, stream: str, schema: str, description: str) -> dict[str, Any]:
-    item = _ref(schema)
+    item = ref(schema)
     return {
         "operationId": f"webhook_{adapter}_{stream}",
         "summary": f"Push {adapter}:{stream} items (signed with Standard Webhooks)",
@@ -219,7 +216,7 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
             },
         },
         "responses": {
-            "200": _ok("Committed; one result per item", _ref("WebhookAnswer")),
+            "200": _ok("Committed; one result per item", ref("WebhookAnswer")),
             "400": _problem("Body is not JSON, or malformed signature headers"),
             "401": _problem("Missing, stale or wrong signature"),
             "409": _problem("The same webhook id is being processed"),
@@ -238,7 +235,7 @@ _ADMIN: dict[str, dict[str, Any]] = {
         "responses": {
             "200": _ok(
                 "Streams",
-                {"type": "object", "properties": {"streams": {"type": "array", "items": _ref("StreamStatus")}}},
+                {"type": "object", "properties": {"streams": {"type": "array", "items": ref("StreamStatus")}}},
             )
         },
     },
@@ -281,7 +278,7 @@ _ADMIN: dict[str, dict[str, Any]] = {
         "responses": {
             "200": _ok(
                 "Entries",
-                {"type": "object", "properties": {"entries": {"type": "array", "items": _ref("QuarantineEntry")}}},
+                {"type": "object", "properties": {"entries": {"type": "array", "items": ref("QuarantineEntry")}}},
             ),
             "400": _problem("Bad query"),
         },
@@ -297,12 +294,12 @@ _ADMIN: dict[str, dict[str, Any]] = {
                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             }
         ],
-        "responses": {"200": _ok("Entry", _ref("QuarantineEntry")), "404": _problem("No such entry")},
+        "responses": {"200": _ok("Entry", ref("QuarantineEntry")), "404": _problem("No such entry")},
     },
     "quarantine_replay": {
         "operationId": "admin_quarantine_replay",
         "summary": "Run quarantined items through the pipeline again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("QuarantineReplay")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("QuarantineReplay")}}},
         "responses": {
             "200": _ok("Per-entry results", {"type": "object"}),
             "400": _problem("Bad request body"),
@@ -326,7 +323,7 @@ _ADMIN: dict[str, dict[str, Any]] = {
     "dead_letters_replay": {
         "operationId": "admin_dead_letters_replay",
         "summary": "Send dead letters again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DeadLetterReplay")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DeadLetterReplay")}}},
         "responses": {
             "200": _ok("Delivered and still failing ids", {"type": "object"}),
             "400": _problem("Bad request body"),
@@ -345,143 +342,6 @@ def admin_operation(name: str) -> dict[str, Any]:
     responses["403"] = _problem("The admin API is disabled (no [server] admin_token)")
     op["responses"] = responses
     return op
-
-
-_REPLAY_IDS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "minItems": 1}
-
-
-def _replay_request(scope: str, description: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": f'`{{"ids": [1, 2]}}`, or `{{"all": true}}` optionally with `{scope}`',
-        "properties": {
-            "ids": {**_REPLAY_IDS, "maxItems": 100_000},
-            "all": {"type": "boolean"},
-            scope: {"type": "string", "minLength": 1, "description": description},
-        },
-        "additionalProperties": False,
-        "anyOf": [{"required": ["ids"]}, {"required": ["all"], "properties": {"all": {"const": True}}}],
-    }
-
-
-_ERROR = {
-    "type": "object",
-    "required": ["pointer", "message"],
-    "properties": {"pointer": {"type": "string"}, "message": {"type": "string"}, "keyword": {"type": "string"}},
-}
-
-COMPONENT_SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-        },
-    },
-    "Error": _ERROR,
-    "WebhookAnswer": {
-        "type": "object",
-        "required": ["webhook_id", "items", "accepted", "quarantined", "records", "results"],
-        "properties": {
-            "webhook_id": {"type": "string"},
-            "adapter": {"type": "string"},
-            "stream": {"type": "string"},
-            "items": {"type": "integer"},
-            "accepted": {"type": "integer"},
-            "quarantined": {"type": "integer"},
-            "records": {"type": "integer", "description": "reduction records the accepted items made"},
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["index", "status"],
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "status": {"enum": ["accepted", "quarantined"]},
-                        "stage": {"enum": ["raw", "normalize", "record"]},
-                        "errors": {"type": "array", "items": _ref("Error")},
-                    },
-                },
-            },
-        },
-    },
-    "ValidationReport": {
-        "type": "object",
-        "properties": {
-            "source": {"type": "string"},
-            "schema": {"type": "string"},
-            "documents": {"type": "integer"},
-            "invalid": {"type": "integer"},
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "line": {"type": "integer"},
-                        "valid": {"type": "boolean"},
-                        "errors": {"type": "array", "items": _ref("Error")},
-                    },
-                },
-            },
-        },
-    },
-    "Readiness": {
-        "type": "object",
-        "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object"}},
-    },
-    "StreamStatus": {
-        "type": "object",
-        "properties": {
-            "adapter": {"type": "string"},
-            "stream": {"type": "string"},
-            "kind": {"enum": ["pull", "push", "unconfigured"]},
-            "cursor": {},
-            "last_success": {"type": ["string", "null"]},
-            "last_error": {"type": ["string", "null"]},
-            "last_error_at": {"type": ["string", "null"]},
-            "drift": {
-                "description": "Top-level fields the partner sends that the stream's schema does not name",
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "field": {"type": "string"},
-                        "items": {"type": "integer"},
-                        "example": {"type": "string"},
-                        "first_seen": {"type": "string"},
-                        "last_seen": {"type": "string"},
-                    },
-                },
-            },
-            "running": {"type": "boolean"},
-            "next_run_at": {"type": ["string", "null"]},
-        },
-    },
-    "QuarantineEntry": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "adapter": {"type": "string"},
-            "stream": {"type": "string"},
-            "stage": {"type": "string"},
-            "partner_record_id": {"type": "string"},
-            "errors": {"type": "array", "items": _ref("Error")},
-            "status": {"type": "string"},
-            "created_at": {"type": "string"},
-            "resolved_at": {"type": ["string", "null"]},
-            "repeats": {"type": "integer", "description": "times the same item was quarantined again since"},
-            "last_seen": {"type": "string", "description": "when the item was last quarantined"},
-            "raw": {"description": "the partner item, personal data masked (show only)"},
-        },
-    },
-    "QuarantineReplay": _replay_request("adapter", "only this adapter's entries (with `all`)"),
-    "DeadLetterReplay": _replay_request("sink", "only this sink's dead letters (with `all`)"),
-}
 
 
 def _version() -> str:

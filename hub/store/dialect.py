@@ -15,8 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -32,11 +31,12 @@ from .base import (
     NewRecord,
     PageWrite,
     QuarantineEntry,
-    RunRecord,
     SinkBacklog,
     StreamStatus,
     WebhookReceipt,
 )
+from .runs_sql import RunHistorySql
+from .times import time_text, utc_now
 
 __all__ = ["QUARANTINE_REPEAT", "Dialect", "OutboxInsert", "QuarantineRow", "Rows", "T", "time_text", "utc_now"]
 
@@ -58,20 +58,6 @@ QUARANTINE_REPEAT = (
     " problems=CASE WHEN quarantine.status = 'open' THEN excluded.problems ELSE quarantine.problems END"
 )
 """The end of a quarantine INSERT: an item whose digest the stream's entries have already is a repeat of it."""
-
-
-def utc_now() -> str:
-    """Now, as the ISO text the stores keep (UTC, milliseconds)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def time_text(value: Any) -> str | None:
-    """A stored time as ISO text: SQLite keeps text (and unix seconds for leases), PostgreSQL ``timestamptz``."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return datetime.fromtimestamp(float(value), UTC).isoformat(timespec="milliseconds")
 
 
 class Rows(Protocol):
@@ -110,7 +96,7 @@ class OutboxInsert(NamedTuple):
     PostgreSQL: a sequence number a conflicting insert used, or a concurrent replica took, splits them)."""
 
 
-class Dialect(ABC, Generic[T]):
+class Dialect(RunHistorySql[T], ABC):
     """Connections and SQL of one database. Every method with a ``tx`` runs one statement (or a lock) on it."""
 
     name: str
@@ -405,93 +391,6 @@ class Dialect(ABC, Generic[T]):
         ).fetchall()
         # A body edited with SQL text functions comes back as TEXT: compare its bytes all the same.
         return [(str(r), str(b).encode() if isinstance(b, str) else bytes(b)) for r, b in rows]
-
-    # -- run history (portable) ---------------------------------------------------------------------------------
-
-    def run_begin(self, tx: T, adapter: str, stream: str, owner: str, now: str) -> int:
-        self.run(
-            tx,
-            "UPDATE runs SET outcome='interrupted' WHERE adapter=? AND stream=? AND outcome='running'",
-            (adapter, stream),
-        )
-        row = self.run(
-            tx,
-            "INSERT INTO runs (adapter, stream, owner, started_at, outcome) VALUES (?, ?, ?, ?, 'running') RETURNING id",
-            (adapter, stream, owner, now),
-        ).fetchone()
-        return int(row[0])
-
-    def run_add(self, tx: T, run_id: int, items: int, pages: int, result: tuple[int, int, int, int, int]) -> None:
-        inserted, duplicates, held, quarantined, repeats = result
-        self.run(
-            tx,
-            "UPDATE runs SET pages=pages+?, items=items+?, inserted=inserted+?, duplicates=duplicates+?,"
-            " held=held+?, quarantined=quarantined+?, quarantine_repeats=quarantine_repeats+? WHERE id=?",
-            (pages, items, inserted, duplicates, held, quarantined, repeats, run_id),
-        )
-
-    def run_end(self, tx: T, run_id: int, outcome: str, error: str | None, seconds: float, now: str) -> None:
-        self.run(
-            tx,
-            "UPDATE runs SET outcome=?, error=?, seconds=?, finished_at=? WHERE id=?",
-            (outcome, error, float(seconds), now, run_id),
-        )
-
-    def runs(self, tx: T, adapter: str | None, stream: str | None, limit: int) -> list[RunRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if adapter:
-            where.append("adapter=?")
-            args.append(adapter)
-        if stream:
-            where.append("stream=?")
-            args.append(stream)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self.run(tx, f"SELECT {_RUN} FROM runs{clause} ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [_run_record(row) for row in rows]
-
-    def latest_runs(self, tx: T) -> list[RunRecord]:
-        rows = self.run(
-            tx,
-            f"SELECT {_RUN} FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY adapter, stream)"
-            " ORDER BY adapter, stream",
-        ).fetchall()
-        return [_run_record(row) for row in rows]
-
-    def prune_runs(self, tx: T, before: str) -> int:
-        return self.run(
-            tx,
-            "DELETE FROM runs WHERE started_at < ? AND outcome <> 'running'"
-            " AND id NOT IN (SELECT max(id) FROM runs GROUP BY adapter, stream)",
-            (before,),
-        ).rowcount
-
-
-_RUN = (
-    "id, adapter, stream, owner, started_at, finished_at, seconds, outcome, pages, items, inserted, duplicates,"
-    " held, quarantined, quarantine_repeats, error"
-)
-
-
-def _run_record(row: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        int(row[0]),
-        row[1],
-        row[2],
-        row[3],
-        time_text(row[4]) or "",
-        time_text(row[5]),
-        None if row[6] is None else float(row[6]),
-        row[7],
-        int(row[8]),
-        int(row[9]),
-        int(row[10]),
-        int(row[11]),
-        int(row[12]),
-        int(row[13]),
-        int(row[14]),
-        row[15],
-    )
 
 
 def _dead_letter(row: Sequence[Any]) -> DeadLetter:

@@ -1,0 +1,152 @@
+"""The component schemas of the sidecar's OpenAPI document: problems, validation reports, receipts, admin
+documents and replay requests (the operations are in :mod:`.openapi`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .http import MAX_ID
+
+__all__ = ["COMPONENT_SCHEMAS", "ref"]
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the component schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_REPLAY_IDS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "minItems": 1}
+
+
+def _replay_request(scope: str, description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f'`{{"ids": [1, 2]}}`, or `{{"all": true}}` optionally with `{scope}`',
+        "properties": {
+            "ids": {**_REPLAY_IDS, "maxItems": 100_000},
+            "all": {"type": "boolean"},
+            scope: {"type": "string", "minLength": 1, "description": description},
+        },
+        "additionalProperties": False,
+        "anyOf": [{"required": ["ids"]}, {"required": ["all"], "properties": {"all": {"const": True}}}],
+    }
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["pointer", "message"],
+    "properties": {"pointer": {"type": "string"}, "message": {"type": "string"}, "keyword": {"type": "string"}},
+}
+
+COMPONENT_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    },
+    "Error": _ERROR,
+    "WebhookAnswer": {
+        "type": "object",
+        "required": ["webhook_id", "items", "accepted", "quarantined", "records", "results"],
+        "properties": {
+            "webhook_id": {"type": "string"},
+            "adapter": {"type": "string"},
+            "stream": {"type": "string"},
+            "items": {"type": "integer"},
+            "accepted": {"type": "integer"},
+            "quarantined": {"type": "integer"},
+            "records": {"type": "integer", "description": "reduction records the accepted items made"},
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "status"],
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "status": {"enum": ["accepted", "quarantined"]},
+                        "stage": {"enum": ["raw", "normalize", "record"]},
+                        "errors": {"type": "array", "items": ref("Error")},
+                    },
+                },
+            },
+        },
+    },
+    "ValidationReport": {
+        "type": "object",
+        "properties": {
+            "source": {"type": "string"},
+            "schema": {"type": "string"},
+            "documents": {"type": "integer"},
+            "invalid": {"type": "integer"},
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "line": {"type": "integer"},
+                        "valid": {"type": "boolean"},
+                        "errors": {"type": "array", "items": ref("Error")},
+                    },
+                },
+            },
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object"}},
+    },
+    "StreamStatus": {
+        "type": "object",
+        "properties": {
+            "adapter": {"type": "string"},
+            "stream": {"type": "string"},
+            "kind": {"enum": ["pull", "push", "unconfigured"]},
+            "cursor": {},
+            "last_success": {"type": ["string", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "last_error_at": {"type": ["string", "null"]},
+            "drift": {
+                "description": "Top-level fields the partner sends that the stream's schema does not name",
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "field": {"type": "string"},
+                        "items": {"type": "integer"},
+                        "example": {"type": "string"},
+                        "first_seen": {"type": "string"},
+                        "last_seen": {"type": "string"},
+                    },
+                },
+            },
+            "running": {"type": "boolean"},
+            "next_run_at": {"type": ["string", "null"]},
+        },
+    },
+    "QuarantineEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "adapter": {"type": "string"},
+            "stream": {"type": "string"},
+            "stage": {"type": "string"},
+            "partner_record_id": {"type": "string"},
+            "errors": {"type": "array", "items": ref("Error")},
+            "status": {"type": "string"},
+            "created_at": {"type": "string"},
+            "resolved_at": {"type": ["string", "null"]},
+            "repeats": {"type": "integer", "description": "times the same item was quarantined again since"},
+            "last_seen": {"type": "string", "description": "when the item was last quarantined"},
+            "raw": {"description": "the partner item, personal data masked (show only)"},
+        },
+    },
+    "QuarantineReplay": _replay_request("adapter", "only this adapter's entries (with `all`)"),
+    "DeadLetterReplay": _replay_request("sink", "only this sink's dead letters (with `all`)"),
+}
