@@ -96,8 +96,8 @@ def test_personal_fields_are_annotated() -> None:
         for name in SCHEMAS
     }
     assert marks["provincial-green-appliance"] == {"buyerIdNo": "resident_id", "buyerMobile": "mobile"}
-    assert marks["provincial-water-usage"] == {"accountNo": "account"}
-    assert marks["provincial-gas-usage"] == {"accountNo": "account"}
+    assert marks["provincial-water-usage"] == {"accountNo": "account", "meterNo": "device"}
+    assert marks["provincial-gas-usage"] == {"accountNo": "account", "meterNo": "device"}
     assert marks["provincial-rooftop-pv"] == {"consNo": "account"}
 
 
