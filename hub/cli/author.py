@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import UserError, err, friendly, out
+from .common import UserError, err, friendly, loaded_plugins, out
 
 
 @click.command("new-adapter")
@@ -29,6 +29,12 @@ def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> Non
     """
     from ..scaffold import record_cassettes, scaffold
 
+    installed = loaded_plugins().adapters
+    if name in installed:
+        raise UserError(
+            f"an installed adapter is already named {name!r} ({installed[name].__module__}): adapter names are unique "
+            "in a hub (they name the [adapters.NAME] table and the webhook routes); choose another NAME"
+        )
     made = scaffold(name, directory, force=force)
     for rel in made.files:
         out.print(f"  created {made.root / rel}", markup=False)

@@ -19,7 +19,7 @@ from .common import CONFIG_OPTION, UserError, friendly, out
 
 
 @click.command()
-@click.option("--trips", default=5000, show_default=True, help="Transactions the sandbox partner serves.")
+@click.option("--trips", default=5000, show_default=True, help="Journeys the transit card operator's sandbox serves.")
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -33,9 +33,11 @@ from .common import CONFIG_OPTION, UserError, friendly, out
 def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
     """Run the hub end to end on embedded defaults against sandbox partners on loopback.
 
-    Starts a sandbox transit-card partner and a loopback consumer, pulls everything into SQLite, forwards
-    to a JSONL file and (CloudEvents, signed) to the consumer, and prints a summary. Run it twice: the second
-    run forwards nothing twice.
+    Starts the sandbox of every installed adapter that offers one (the four built-in partners: transit card
+    operator, State Grid, the YRD scenario exchange, the provincial big-data gateway; third-party adapters too)
+    and a loopback consumer; pulls every pull stream into SQLite, delivers the partners' signed pushes through the
+    sidecar's push path, forwards to a JSONL file and (CloudEvents, signed) to the consumer, and prints a summary.
+    Run it twice: the second run forwards nothing twice.
     """
     from ..demo import run_demo
 

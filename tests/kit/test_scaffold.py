@@ -100,3 +100,10 @@ def test_an_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "solar_coop" / "keep.txt").write_text("mine", encoding="utf-8")
     result = CliRunner().invoke(main, ["new-adapter", "solar_coop", "--directory", str(tmp_path), "--no-record"])
     assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_the_name_of_an_installed_adapter_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["new-adapter", "transit_card", "--no-record", "--directory", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "an installed adapter is already named 'transit_card'" in result.output
+    assert not (tmp_path / "transit_card").exists()
