@@ -5,6 +5,10 @@ Each outbox row becomes one event::
     {"specversion":"1.0","id":<record_id>,"source":"<source>/<adapter>/<stream>",
      "type":"org.tanpuhui.reduction.v1","datacontenttype":"application/json","data":<the stored record>}
 
+A correction's type is ``org.tanpuhui.reduction.corrected.v1`` (``data`` is the new record, its ``supersedes``
+the record it replaces) and a void's ``org.tanpuhui.reduction.voided.v1`` (``data`` names the record withdrawn:
+``{"record_id": <void id>, "voids": ..., "reason": ...}``); see docs/verification.md.
+
 The request body (``application/cloudevents-batch+json``, a JSON array) is built by splicing the stored record bytes
 in as ``data``: nothing is parsed or re-serialised per record. ``id`` is the record id, so ``(source, id)`` is a
 stable idempotency key across retries and replays. Context attributes carry no personal data (the record's subject
@@ -37,10 +41,16 @@ from tanpuhui.sdk import (
     parse_retry_after,
 )
 
-__all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
+__all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "EVENT_TYPES", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_TYPE = "org.tanpuhui.reduction.v1"
+EVENT_TYPES = {
+    "created": EVENT_TYPE,
+    "corrected": "org.tanpuhui.reduction.corrected.v1",
+    "voided": "org.tanpuhui.reduction.voided.v1",
+}
+"""The CloudEvents ``type`` of each outbox row kind."""
 RETRYABLE_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 """Statuses that mean "not now" (timeout, too early, too many requests, any server error): retried."""
 
@@ -72,18 +82,18 @@ class HttpSettings(SinkSettings):
 
 def build_batch(rows: Sequence[OutboxRow], source: str) -> bytes:
     """The ``application/cloudevents-batch+json`` body for ``rows`` (record bytes spliced in as ``data``)."""
-    middles: dict[tuple[str, str], bytes] = {}
+    middles: dict[tuple[str, str, str], bytes] = {}
     pieces: list[bytes] = [b"["]  # one join builds the whole body (no second copy of ~1 MB for the bracket)
     extend = pieces.extend
     for row in rows:
-        key = (row.adapter, row.stream)
+        key = (row.adapter, row.stream, row.kind)
         middle = middles.get(key)
         if middle is None:
             middle = middles[key] = (
                 b'","source":'
                 + orjson.dumps(f"{source}/{row.adapter}/{row.stream}")
                 + b',"type":"'
-                + EVENT_TYPE.encode()
+                + EVENT_TYPES.get(row.kind, EVENT_TYPE).encode()
                 + b'","datacontenttype":"application/json","data":'
             )
         record_id = row.record_id
