@@ -18,7 +18,7 @@ from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.ledger import Ledger
 from tanpuhui.sdk import recompute
 
-from .conftest import CONS_NO, HubFactory, Household, dr_result, feed, signed
+from .conftest import CONS_NO, Household, HubFactory, dr_result, feed, signed
 
 EF = 0.6782
 WEEK = [3.6, 3.8, 4.0, 4.2, 4.4, 4.0, 4.0]

@@ -188,4 +188,10 @@ def hub_factory(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
 
 
 def outbox(hub: Hub) -> list[dict[str, Any]]:
-    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000)]
+    """The records in the outbox (created and corrected; not the voids: see :func:`voids`)."""
+    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000) if r.kind != "voided"]
+
+
+def voids(hub: Hub) -> list[dict[str, Any]]:
+    """The voids in the outbox (``{"record_id", "voids", "reason", ...}``)."""
+    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000) if r.kind == "voided"]
