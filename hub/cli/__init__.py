@@ -13,6 +13,7 @@ from .pull import forward, pull
 from .serve import demo, migrate, serve
 from .status import status
 from .validate import validate
+from .verification import evidence, report
 
 __all__ = ["main"]
 
@@ -46,5 +47,7 @@ for command in (
     audit,
     drift,
     status,
+    report,
+    evidence,
 ):
     main.add_command(command)

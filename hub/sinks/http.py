@@ -44,6 +44,7 @@ from tanpuhui.sdk import (
 __all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "EVENT_TYPES", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPE = "org.tanpuhui.reduction.v1"
 EVENT_TYPES = {
     "created": EVENT_TYPE,
@@ -160,8 +161,28 @@ class HttpSink(Sink):
 
     async def _post(self, rows: Sequence[OutboxRow]) -> None:
         body = build_batch(rows, self._settings.source)
-        msg_id = f"batch_{rows[0].record_id}_{rows[-1].record_id}_{len(rows)}"
+        await self._post_body(body, f"batch_{rows[0].record_id}_{rows[-1].record_id}_{len(rows)}")
+
+    async def send_event(self, event_id: str, event_type: str, data: bytes) -> dict[str, str]:
+        """POST one structured CloudEvent (``application/cloudevents+json``) with ``data`` (JSON bytes), signed
+        like the batches; returns the signature headers sent (e.g. ``tanpuhui report --forward``)."""
+        body = (
+            b'{"specversion":"1.0","id":'
+            + orjson.dumps(event_id)
+            + b',"source":'
+            + orjson.dumps(self._settings.source)
+            + b',"type":'
+            + orjson.dumps(event_type)
+            + b',"datacontenttype":"application/json","data":'
+            + data
+            + b"}"
+        )
+        return await self._post_body(body, f"msg_{event_id}", EVENT_CONTENT_TYPE)
+
+    async def _post_body(self, body: bytes, msg_id: str, content_type: str = BATCH_CONTENT_TYPE) -> dict[str, str]:
         headers = self._signer.headers(msg_id, body)
+        if content_type != BATCH_CONTENT_TYPE:
+            headers["content-type"] = content_type
         try:
             response = await self._client().post(self._settings.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -170,7 +191,7 @@ class HttpSink(Sink):
             raise SinkError(f"{self._where}: connection failed ({type(exc).__name__}: {exc})", retryable=True) from exc
         status = response.status_code
         if 200 <= status < 300:
-            return
+            return headers
         message = f"{self._where}: HTTP {status} {_brief(response)}"
         if status == 410:
             raise SinkError(message + " (the consumer asked us to stop)", retryable=False, gone=True)
