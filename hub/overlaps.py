@@ -13,9 +13,10 @@ arriving second, the ``other`` record is netted or held; arriving first, it is c
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -53,14 +54,20 @@ class OverlapRule(BaseModel):
             raise ValueError(f"keep and other are both {self.keep!r}; a rule pairs two different scenarios")
         return self
 
-    def tz(self) -> timezone:
+    def tz(self) -> dt.timezone:
         sign, hours, minutes = _OFFSET.match(self.timezone).groups()  # type: ignore[union-attr]
         delta = timedelta(hours=int(hours), minutes=int(minutes))
-        return timezone(-delta if sign == "-" else delta)
+        return dt.timezone(-delta if sign == "-" else delta)
 
 
 DEFAULT_OVERLAPS: tuple[OverlapRule, ...] = (
-    OverlapRule(name="demand_response_in_peak_saving", keep="demand_response", other="peak_electricity_saving"),
+    OverlapRule(
+        name="demand_response_in_peak_saving",
+        keep="demand_response",
+        other="peak_electricity_saving",
+        action="net",
+        timezone="+08:00",
+    ),
 )
 """What applies when hub.toml has no ``[[hub.overlap]]`` (``overlap = []`` turns every rule off)."""
 
@@ -78,7 +85,7 @@ class OverlapIndex:
     """The rules by scenario: which keys a record document gets (none for most records: a dict lookup)."""
 
     def __init__(self, rules: Iterable[OverlapRule]) -> None:
-        self._by_scenario: dict[str, list[tuple[OverlapRule, str, timezone]]] = {}
+        self._by_scenario: dict[str, list[tuple[OverlapRule, str, dt.timezone]]] = {}
         for rule in rules:
             other_role = "give" if rule.action == "net" else "withhold"
             for scenario, role in ((rule.keep, "keep"), (rule.other, other_role)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -139,7 +139,7 @@ def build_statement(
     }
 
 
-def statement_totals(records: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+def statement_totals(records: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
     """Totals of ``(adapter, record)`` pairs: overall, per adapter, scenario and region, and per combination."""
     by: dict[str, dict[str, list[float]]] = {"adapter": {}, "scenario": {}, "region": {}}
     rows: dict[tuple[str, str, str], list[float]] = {}

@@ -4,6 +4,7 @@ a record: recomputation, the audit entry that committed it and the chain to the 
 from __future__ import annotations
 
 import base64
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def test_the_evidence_pack_proves_a_correction_and_names_what_it_supersedes(
     assert audit["entry"]["details"]["records_sha256"] == audit["batch"]["records_sha256"]
     assert [correction["record_id"]] == [rid for rid, _ in audit["batch"]["rows"]]
     chain = [audit["entry"], *audit["chain_to_head"]]
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(chain, chain[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(chain))
     assert audit["head"] == f"{chain[-1]['seq']}:{chain[-1]['hash']}"
 
 
