@@ -169,5 +169,5 @@ def test_a_bad_overlap_rule_is_refused_naming_the_key(rule: dict[str, str], mess
 
 def test_two_rules_of_one_name_are_refused() -> None:
     rule = {"name": "twice", "keep": "bus", "other": "metro"}
-    with pytest.raises(ConfigError, match="hub.overlap: .*rule names must be distinct"):
+    with pytest.raises(ConfigError, match=r"hub\.overlap: .*rule names must be distinct"):
         HubConfig.from_dict({"hub": {"overlap": [rule, rule]}}, source="hub.toml")
