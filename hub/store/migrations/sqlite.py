@@ -163,7 +163,7 @@ _REVISIONS = (
         raw_sha256 TEXT NOT NULL,
         status TEXT NOT NULL DEFAULT 'active',
         PRIMARY KEY (adapter, stream, partner_record_id)
-    ) WITHOUT ROWID""",
+    )""",
     """CREATE TABLE overlap_keys (
         rule TEXT NOT NULL,
         match_key TEXT NOT NULL,
@@ -171,7 +171,7 @@ _REVISIONS = (
         record_id TEXT NOT NULL,
         amount REAL NOT NULL,
         PRIMARY KEY (rule, match_key, role, record_id)
-    ) WITHOUT ROWID""",
+    )""",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
