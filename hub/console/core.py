@@ -8,7 +8,7 @@ log with the console as its actor, and redirects back with a message (post/redir
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -78,7 +78,6 @@ class Console:
     forwarding: ForwarderLoop
     sessions: Sessions
     stale_after: float
-    sink_view: Callable[[str], Mapping[str, Any]]
 
     def __post_init__(self) -> None:
         self.templates = environment("tanpuhui.hub.console")
