@@ -8,6 +8,7 @@ log with the console as its actor, and redirects back with a message (post/redir
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,7 @@ class Console:
             csrf=self.sessions.csrf(cookie) if cookie else "",
             flash=q.get("msg", "")[:500],
             flash_kind="error" if q.get("kind") == "error" else "ok",
+            served_by=os.getpid(),  # which worker answered (serve --workers N): all of them show the same
             **context,
         )
         return HTMLResponse(page, headers=_HEADERS)
