@@ -170,7 +170,9 @@ class Forwarder:
         self.owner = owner or new_owner_id()
         """Lease owner name: one replica drains a sink at a time (the others skip it)."""
         self.lease_ttl = lease_ttl
-        self.states = SinkStates(self.sinks, give_up_after=give_up_after, max_backoff=max_backoff, store=store)
+        self.states = SinkStates(
+            self.sinks, give_up_after=give_up_after, max_backoff=max_backoff, store=store, owner=self.owner
+        )
         """Each sink's delivery state, by name (:class:`SinkState`, replaced whole on each change)."""
 
     @classmethod
@@ -214,6 +216,7 @@ class Forwarder:
         names = [self._known(sink)] if sink is not None else list(self.sinks)
         summary = ForwardSummary({name: SinkSummary() for name in names})
         await asyncio.gather(*(self._drain_one(name, summary.sinks[name], progress, ride_out) for name in names))
+        await self.states.settled()
         return summary
 
     def _known(self, name: str) -> str:

@@ -9,6 +9,7 @@ from .author import new_adapter
 from .catalogue import catalogue, schemas
 from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
+from .pausing import pause, resume
 from .pull import forward, pull
 from .serve import demo, migrate, serve
 from .status import status
@@ -46,5 +47,7 @@ for command in (
     audit,
     drift,
     status,
+    pause,
+    resume,
 ):
     main.add_command(command)

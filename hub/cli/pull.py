@@ -11,16 +11,23 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..pausing import Pause, pauses
+from ..web import when
 from .common import CONFIG_OPTION, err, friendly, open_hub, out
 
 EXIT_LEASED = 75
 """``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
 EX_TEMPFAIL: try again later)."""
+EXIT_PAUSED = 4
+"""``tanpuhui pull``'s status when a stream was not pulled because an operator paused it (trying again will not
+help until it is resumed)."""
 
 
 @click.command(
     epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
-    f"2 a usage or configuration error; {EXIT_LEASED} a stream was not pulled because another process holds its "
+    f"2 a usage or configuration error; {EXIT_PAUSED} a stream was not pulled because an operator paused it "
+    "(resume it on the console's stream page or with `tanpuhui resume`); "
+    f"{EXIT_LEASED} a stream was not pulled because another process holds its "
     "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
 )
 @click.argument("target", metavar="ADAPTER[:STREAM]")
@@ -44,7 +51,7 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
 
     async def run() -> Any:
         try:
-            return await hub.pull(
+            summaries = await hub.pull(
                 adapter,
                 stream or None,
                 wait=wait or 0.0,
@@ -54,23 +61,45 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
                     markup=False,
                 ),
             )
+            skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
+            return summaries, (await asyncio.to_thread(pauses, hub.store, skipped) if skipped else {})
         finally:
             await hub.aclose()
 
-    summaries = asyncio.run(run())
+    summaries, paused = asyncio.run(run())
     table = Table("stream", "pages", "pulled", "valid", "new records", "duplicates", "held", "quarantined", "error")
     for s in summaries:
         table.add_row(
             f"{s.adapter}:{s.stream}",
             *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held)),
             f"{s.quarantined} (+{s.quarantine_repeats} again)" if s.quarantine_repeats else str(s.quarantined),
-            s.error or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
+            s.error
+            or ("skipped: paused" if s.paused else "")
+            or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
     out.print(table)
+    for s in summaries:
+        if s.paused:
+            err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
     if any(s.error for s in summaries):
         sys.exit(1)
+    if any(s.paused for s in summaries):
+        sys.exit(EXIT_PAUSED)
     if any(s.leased_elsewhere for s in summaries):
         sys.exit(EXIT_LEASED)
+
+
+def _paused_text(adapter: str, stream: str, pause: Pause | None) -> str:
+    key = f"{adapter}:{stream}"
+    text = f"{key} is paused"
+    if pause is not None:
+        text += f" since {when(pause.since)} UTC"
+        if pause.by:
+            text += f" (paused by {pause.by} at {when(pause.asked_at)} UTC)"
+    return (
+        f"{text}: not pulled. Resume it with `tanpuhui resume --config hub.toml {key}` or the Resume button on "
+        f"the console's page /console/streams/{adapter}/{stream}."
+    )
 
 
 @click.command()
