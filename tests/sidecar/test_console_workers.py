@@ -1,6 +1,6 @@
 """The console of a real `tanpuhui serve --workers 2`: each worker shows what the other did and saw.
 
-Both workers share one SQLite file. One of them drains the sinks; a consumer that refuses connections makes the
+Both workers share one SQLite file, or one PostgreSQL database (as replicas on several hosts would). One of them drains the sinks; a consumer that refuses connections makes the
 platform sink retry there, and the console, ``/readyz`` and ``tanpuhui status`` of either worker (and of a CLI
 process beside them) show it retrying with its last error. A stream and a sink paused through one worker's console
 show paused on the other's, and ``tanpuhui pull`` of the paused stream says so with its own exit status.
@@ -19,9 +19,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from store.pg import temporary_database, temporary_schema
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.demo import to_toml
+from tanpuhui.hub.store.postgres import PostgresStore
 
 from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS, wait_for
 from .console_kit import CONSOLE, csrf_of
@@ -31,9 +33,9 @@ from .test_workers import _children
 EXE = Path(sys.executable).parent / "tanpuhui"
 
 
-def _config(directory: Path, sandbox: TransitSandbox, dead_port: int) -> Path:
+def _config(directory: Path, sandbox: TransitSandbox, dead_port: int, store: str) -> Path:
     document = {
-        "hub": {"store": "hub.db", "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
+        "hub": {"store": store, "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
         "adapters": {
             "transit_card": {
                 "base_url": sandbox.url,
@@ -64,10 +66,21 @@ def _config(directory: Path, sandbox: TransitSandbox, dead_port: int) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One SQLite file, or one PostgreSQL database (a schema of a database made for the test, migrated)."""
+    if request.param == "sqlite":
+        yield "hub.db"
+        return
+    with temporary_database() as database, temporary_schema(database) as dsn:
+        PostgresStore(dsn, migrate=True).close()
+        yield dsn
+
+
 @pytest.fixture
-def serving(tmp_path: Path) -> Iterator[tuple[int, set[int], Path, dict[str, str]]]:
+def serving(tmp_path: Path, store_url: str) -> Iterator[tuple[int, set[int], Path, dict[str, str]]]:
     with TransitSandbox(trips=300, seed=5) as sandbox:
-        config = _config(tmp_path, sandbox, free_port())
+        config = _config(tmp_path, sandbox, free_port(), store_url)
         env = {
             **os.environ,
             "TANPUHUI_PSEUDONYM_KEYS": PSEUDONYM_KEYS,
