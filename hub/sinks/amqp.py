@@ -134,6 +134,7 @@ class AmqpSink(Sink):
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
             self._channel = channel
+            exchange: AbstractExchange
             if s.exchange:
                 exchange = await channel.get_exchange(s.exchange, ensure=True)
             else:

@@ -30,8 +30,8 @@ __all__ = [
     "TlsSettings",
     "cloudevent_attributes",
     "display_url",
-    "optional_client",
     "one_line",
+    "optional_client",
     "reject_url_password",
     "template_field",
 ]

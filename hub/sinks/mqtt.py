@@ -120,10 +120,10 @@ class MqttSink(Sink):
             return self._client
         await self._drop()
         s = self._settings
-        from paho.mqtt.properties import Properties
         from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
-        connect_properties = Properties(PacketTypes.CONNECT)
+        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = 0
         options: dict[str, Any] = {
             "identifier": self._client_id,
@@ -139,9 +139,9 @@ class MqttSink(Sink):
             options["password"] = s.password.get_secret_value() if s.password else None
         if self._secure:
             options["tls_context"] = (s.tls or TlsSettings()).context()
-        client = self._mqtt.Client(self._host, self._port, **options)
+        client: Client = self._mqtt.Client(self._host, self._port, **options)
         paho = client._client  # count PUBACKs the broker refused (aiomqtt drops their reason code)
-        on_publish = paho.on_publish
+        on_publish: Any = paho.on_publish
 
         def publish_answered(c: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
             if getattr(reason_code, "is_failure", False):
@@ -160,6 +160,10 @@ class MqttSink(Sink):
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
+        if client is not None:
+            lost = client._disconnected  # retrieve a lost connection's error: it was reported as a SinkError
+            if lost.done() and not lost.cancelled():
+                lost.exception()
         if client is not None and self._loop is asyncio.get_running_loop():
             try:
                 await asyncio.wait_for(client.__aexit__(None, None, None), 5)
@@ -177,7 +181,7 @@ class MqttSink(Sink):
         self._refused.clear()
 
         async def publish(row: OutboxRow) -> None:
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.ContentType = CONTENT_TYPE
             properties.PayloadFormatIndicator = 1
             properties.UserProperty = list(cloudevent_attributes(row, s.source).items())

@@ -102,6 +102,7 @@ class PostgresSink(Sink):
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         import psycopg
+        import psycopg.conninfo
 
         loop = asyncio.get_running_loop()
         connection = self._connection
@@ -124,7 +125,8 @@ class PostgresSink(Sink):
         elif s.sslmode is not None:
             params["sslmode"] = s.sslmode
         try:
-            connection = await psycopg.AsyncConnection.connect(s.url, autocommit=True, **params)
+            conninfo = psycopg.conninfo.make_conninfo(s.url, **params)
+            connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise SinkError(f"{self._where}: cannot connect ({one_line(exc)})", retryable=True) from exc
         self._connection, self._loop = connection, loop

@@ -26,9 +26,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with status {process.returncode} (see its log)")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.05)
@@ -49,7 +51,7 @@ class BrokerProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(list(self.command), stdout=out, stderr=subprocess.STDOUT)
         self.starts += 1
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
