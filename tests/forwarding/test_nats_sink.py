@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import sys
 
 import nats
 import orjson
@@ -14,7 +15,7 @@ from sink_brokers import BrokerProcess, drain_through_outage, free_port
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.nats import NatsSink
-from tanpuhui.sdk import SinkError
+from tanpuhui.sdk import ConfigError, SinkError
 
 SHARED_NATS = "nats://127.0.0.1:4222"
 
@@ -160,3 +161,9 @@ def test_a_subject_no_stream_stores_is_retried_not_dead_lettered(store, fill):
 def test_bad_settings_are_refused_naming_the_key(settings, expected):
     with pytest.raises(pydantic.ValidationError, match=expected):
         NatsSink.Settings.model_validate({"type": "nats", **settings})
+
+
+def test_a_missing_client_library_is_a_config_error_saying_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
+    with pytest.raises(ConfigError, match=r"the nats sink needs the nats-py package: pip install 'tanpuhui\[sinks\]'"):
+        nats_sink(SHARED_NATS)
