@@ -26,6 +26,7 @@ from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 from .common import (
     CONTENT_TYPE,
     EVENT_TYPE,
+    ConnectLock,
     NameTemplate,
     TlsSettings,
     cloudevent_attributes,
@@ -93,6 +94,7 @@ class AmqpSink(Sink):
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = ConnectLock()
 
     def _url(self) -> str:
         from yarl import URL  # aio-pika's own dependency
@@ -106,6 +108,10 @@ class AmqpSink(Sink):
         return str(url)
 
     async def _open(self) -> AbstractExchange:
+        async with self._connecting():
+            return await self._open_locked()
+
+    async def _open_locked(self) -> AbstractExchange:
         loop = asyncio.get_running_loop()
         usable = (
             self._exchange is not None

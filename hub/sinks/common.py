@@ -8,6 +8,7 @@ payload, untouched, and the context attributes travel as headers/properties (eac
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import re
 import ssl
@@ -26,6 +27,7 @@ __all__ = [
     "CONTENT_TYPE",
     "EVENT_TYPE",
     "TEMPLATE_FIELDS",
+    "ConnectLock",
     "NameTemplate",
     "TlsSettings",
     "cloudevent_attributes",
@@ -167,3 +169,18 @@ def one_line(exc: BaseException) -> str:
     """``TypeName: message`` on one line (client errors can be multi-line or empty)."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ConnectLock:
+    """One connection attempt at a time per sink (a readiness check and a delivery may both find it unconnected),
+    with a lock for whichever event loop is running (a sink may be used from several ``asyncio.run`` calls)."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock

@@ -29,6 +29,7 @@ from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
+    ConnectLock,
     NameTemplate,
     TlsSettings,
     cloudevent_attributes,
@@ -113,8 +114,13 @@ class MqttSink(Sink):
         self._client: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refused: list[int] = []
+        self._connecting = ConnectLock()
 
     async def _connect(self) -> Client:
+        async with self._connecting():
+            return await self._connect_locked()
+
+    async def _connect_locked(self) -> Client:
         loop = asyncio.get_running_loop()
         if self._client is not None and self._loop is loop:
             return self._client

@@ -25,6 +25,7 @@ from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
+    ConnectLock,
     NameTemplate,
     TlsSettings,
     cloudevent_attributes,
@@ -105,8 +106,13 @@ class NatsSink(Sink):
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = ConnectLock()
 
     async def _jetstream(self) -> JetStreamContext:
+        async with self._connecting():
+            return await self._jetstream_locked()
+
+    async def _jetstream_locked(self) -> JetStreamContext:
         loop = asyncio.get_running_loop()
         if self._client is not None and (self._loop is not loop or self._client.is_closed):
             self._client, self._js = None, None  # a connection belongs to the loop that opened it

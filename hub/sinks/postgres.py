@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
-from .common import TlsSettings, display_url, one_line, reject_url_password
+from .common import ConnectLock, TlsSettings, display_url, one_line, reject_url_password
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,8 +99,13 @@ class PostgresSink(Sink):
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._created = False
+        self._connecting = ConnectLock()
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        async with self._connecting():
+            return await self._connect_locked()
+
+    async def _connect_locked(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         import psycopg
         import psycopg.conninfo
 

@@ -163,3 +163,23 @@ def test_a_missing_table_is_retried_and_a_missing_column_is_dead_lettered(store,
 def test_bad_settings_are_refused_naming_the_key(settings, expected):
     with pytest.raises(pydantic.ValidationError, match=expected):
         PostgresSink.Settings.model_validate({"type": "postgres", **settings})
+
+
+def test_a_readiness_check_during_a_delivery_shares_the_one_connection(store, fill, consumer_db):
+    fill(store, 50)
+    dbname = conninfo.conninfo_to_dict(consumer_db)["dbname"]
+
+    async def run():
+        sink = pg_sink(consumer_db, create_table=True)
+        try:
+            await asyncio.gather(sink.check(), sink.send(store.read_outbox(0, 50)), sink.check())
+            with psycopg.connect(ADMIN_DSN) as admin:
+                return admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'tanpuhui sink bus'",
+                    (dbname,),
+                ).fetchone()[0]
+        finally:
+            await sink.aclose()
+
+    assert asyncio.run(run()) == 1
+    assert len(rows(consumer_db)) == 50
