@@ -5,6 +5,8 @@ Counted as things happen (thread-safe, a few microseconds each):
 ==========================================================  =========================================================
 ``tanpuhui_records_total{adapter,stream,outcome}``          outcome: inserted, duplicate, held (claimed by another
                                                             source), quarantined (items)
+``tanpuhui_plausibility_total{adapter,stream,rule,action}``  records a plausibility rule fired on; action: hold,
+                                                            flag, released
 ``tanpuhui_webhook_requests_total{adapter,stream,status}``  every webhook request by HTTP status
 ``tanpuhui_webhook_request_duration_seconds{adapter,stream}``  histogram, body read to answer
 ``tanpuhui_commit_group_size``                              webhook requests committed per transaction (histogram)
@@ -79,6 +81,12 @@ class HubMetrics:
         self.records = Counter(
             "tanpuhui_records", "Records and items by outcome", ["adapter", "stream", "outcome"], registry=r
         )
+        self.plausibility = Counter(
+            "tanpuhui_plausibility",
+            "Records a plausibility rule fired on, by rule and action (hold, flag, released)",
+            ["adapter", "stream", "rule", "action"],
+            registry=r,
+        )
         self.webhook_requests = Counter(
             "tanpuhui_webhook_requests", "Webhook requests by HTTP status", ["adapter", "stream", "status"], registry=r
         )
@@ -121,6 +129,8 @@ class HubMetrics:
         ):
             if n:
                 self.records.labels(a, s, outcome).inc(n)
+        for (rule, action), n in page.plausibility.items():
+            self.plausibility.labels(a, s, rule, action).inc(n)
 
     def pull(self, summary: PullSummary) -> None:
         """Count a finished pull run (its pages were counted as they committed)."""

@@ -39,7 +39,15 @@ from .errors import (
     SignatureError,
     TanpuhuiError,
 )
-from .factors import GRID_ANHUI_2022, NATURAL_GAS
+from .factors import (
+    GRID_ANHUI,
+    GRID_ANHUI_2022,
+    GRID_ANHUI_2023,
+    GRID_EAST_CHINA,
+    GRID_NATIONAL,
+    NATURAL_GAS,
+    VINTAGE_LAG_YEARS,
+)
 from .gateway import (
     CodeAction,
     GatewayAuth,
@@ -74,11 +82,17 @@ from .records import (
 from .sandbox import Sandbox, SandboxFactory, WebhookRequest
 from .secrets import register_secrets
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
+from .vintages import NoFactorVintage, vintage_problems
 from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
 __all__ = [
+    "GRID_ANHUI",
     "GRID_ANHUI_2022",
+    "GRID_ANHUI_2023",
+    "GRID_EAST_CHINA",
+    "GRID_NATIONAL",
     "NATURAL_GAS",
+    "VINTAGE_LAG_YEARS",
     "Adapter",
     "AdapterPlugin",
     "AdapterSettings",
@@ -98,6 +112,7 @@ __all__ = [
     "ItemRejected",
     "Methodology",
     "MethodologyError",
+    "NoFactorVintage",
     "OAuth2ClientCredentials",
     "OAuth2Settings",
     "OutboxRow",
@@ -153,4 +168,5 @@ __all__ = [
     "recompute",
     "redact",
     "register_secrets",
+    "vintage_problems",
 ]

@@ -124,15 +124,16 @@ class StreamContext:
             method = self._cache.get(methodology) or self.methodology(methodology)
         else:
             method = methodology
+        ms, seconds, start_text = self._instant(start)
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
                     f"{self.adapter}:{self.stream}: activity in {unit!r} but {method.key} expects {method.activity_unit!r}"
                 )
-            quantified = method.quantification(activity, baseline, baseline_method)  # a fresh dict
+            # a fresh dict; factor vintages are picked for the day the period starts (in the partner's offset)
+            quantified = method.quantification(activity, baseline, baseline_method, on=start_text)
         else:
             quantified = dict(quantification)
-        ms, seconds, start_text = self._instant(start)
         end_text = start_text if end is None or end is start else end.isoformat()
         doc = RecordDoc(
             {

@@ -93,6 +93,9 @@ def test_the_factor_is_labelled_as_a_default_and_the_grid_factor_is_not() -> Non
         "unit": "kgCO2/kWh",
         "source": "MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
         "default": False,
+        "valid_from": "2024-01-01",
+        "valid_to": "2024-12-31",
+        "data_year": 2022,
     }
 
 
