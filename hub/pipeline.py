@@ -200,7 +200,7 @@ class Pipeline:
                     continue
                 if known is not None and not known.issuperset(item):
                     for name in item.keys() - known:
-                        name = safe_text(str(name))[:128]
+                        name = safe_text(redact(str(name)))[:128]
                         count, example = drift.get(name, (0, ""))
                         drift[name] = (count + 1, example or _partner_id(item, id_field)[:128])
             except Exception as exc:  # what the partner sent defeats validation itself (e.g. nesting past limits)
@@ -269,7 +269,8 @@ class Pipeline:
 
 
 def _safe_problem(problem: Problem) -> Problem:
-    pointer, message = safe_text(problem.pointer), safe_text(problem.message)
+    # a problem reaches the quarantine, the webhook receipt and the replay answer: partner text in it is masked
+    pointer, message = safe_text(redact(problem.pointer)), safe_text(redact(problem.message))
     if pointer is problem.pointer and message is problem.message:
         return problem
     return Problem(pointer, message, problem.keyword)

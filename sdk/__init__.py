@@ -66,6 +66,7 @@ from .plugin import AdapterPlugin
 from .privacy import (
     Pseudonymiser,
     is_valid_resident_id,
+    mask_identifiers,
     mask_mobile,
     mask_resident_id,
     normalise_mobile,
@@ -158,6 +159,7 @@ __all__ = [
     "hookspec",
     "is_valid_resident_id",
     "make_record_id",
+    "mask_identifiers",
     "mask_mobile",
     "mask_resident_id",
     "neighbour_fingerprint_at",

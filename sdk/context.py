@@ -12,7 +12,7 @@ import orjson
 
 from .errors import ItemRejected, MethodologyError, Problem
 from .methodology import Methodology
-from .privacy import IdentifierKind, Pseudonymiser
+from .privacy import IdentifierKind, Pseudonymiser, mask_identifiers
 from .records import RecordDoc, fingerprint_at, record_id_at
 
 __all__ = ["Rejection", "StreamContext"]
@@ -125,6 +125,8 @@ class StreamContext:
         else:
             method = methodology
         ms, seconds, start_text = self._instant(start)
+        if baseline_method:
+            baseline_method = mask_identifiers(baseline_method)  # partner free text: no identifier goes downstream
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
@@ -134,6 +136,9 @@ class StreamContext:
             quantified = method.quantification(activity, baseline, baseline_method, on=start_text)
         else:
             quantified = dict(quantification)
+            factors = quantified.get("factors")
+            if isinstance(factors, list):  # an origin platform's figure cited with the platform's own words
+                quantified["factors"] = [_masked_factor(f) for f in factors]
         end_text = start_text if end is None or end is start else end.isoformat()
         doc = RecordDoc(
             {
@@ -143,7 +148,7 @@ class StreamContext:
                     "adapter": self.adapter,
                     "adapter_version": self.adapter_version,
                     "stream": self.stream,
-                    "partner_record_id": partner_record_id,
+                    "partner_record_id": mask_identifiers(partner_record_id),
                     "raw_sha256": _raw_sha256(raw),
                 },
                 "subject": dict(subject),
@@ -157,9 +162,9 @@ class StreamContext:
         )
         doc.start_seconds, doc.start_text = seconds, start_text
         if details:
-            doc["activity"]["details"] = dict(details)
+            doc["activity"]["details"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in details.items()}
         if origin:
-            doc["origin"] = dict(origin)
+            doc["origin"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in origin.items()}
         return doc
 
     def _instant(self, when: datetime) -> tuple[int, int, str]:
@@ -179,6 +184,12 @@ class StreamContext:
             self._instants.clear()
         self._instants[id(when)] = (when, value)
         return value
+
+
+def _masked_factor(factor: Any) -> Any:
+    if isinstance(factor, Mapping) and isinstance(factor.get("source"), str):
+        return {**factor, "source": mask_identifiers(factor["source"])}
+    return factor
 
 
 def _raw_sha256(raw: Mapping[str, Any]) -> str:

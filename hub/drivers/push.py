@@ -131,7 +131,11 @@ class PushDriver:
         writes = []
         for p in prepared:
             bound = p.processed.stream
-            details = {"webhook_id": p.key, "request_sha256": p.receipt.request_hash, "items": p.processed.result.items}
+            details = {
+                "webhook_id": redact(p.key),  # the partner's string: masked like every partner string in the log
+                "request_sha256": p.receipt.request_hash,
+                "items": p.processed.result.items,
+            }
             audit = AuditEvent("webhook.accept", bound.label, details, actor="partner")
             writes.append(p.processed.write(p.checkpoint, audit, receipt=p.receipt))
         store = self.runtime.store
@@ -176,7 +180,7 @@ def receipt_document(key: str, processed: ProcessedPage) -> bytes:
             results.append({"index": index, "status": "quarantined", "stage": stage, "errors": errors})
     return orjson.dumps(
         {
-            "webhook_id": key,
+            "webhook_id": redact(key),
             "adapter": result.adapter,
             "stream": result.stream,
             "items": result.items,
@@ -191,7 +195,7 @@ def receipt_document(key: str, processed: ProcessedPage) -> bytes:
 def _answer_from(stored: WebhookReceipt, digest: str) -> PushOutcome:
     if stored.request_hash != digest:
         detail = (
-            f"webhook id {stored.key!r} was already received on {stored.created_at} with another body; "
+            f"webhook id {redact(stored.key)!r} was already received on {stored.created_at} with another body; "
             "a new message needs a new webhook id"
         )
         return Refused("conflict", detail)

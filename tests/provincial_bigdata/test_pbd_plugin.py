@@ -98,7 +98,7 @@ def test_personal_fields_are_annotated() -> None:
     assert marks["provincial-green-appliance"] == {"buyerIdNo": "resident_id", "buyerMobile": "mobile"}
     assert marks["provincial-water-usage"] == {"accountNo": "account", "meterNo": "device"}
     assert marks["provincial-gas-usage"] == {"accountNo": "account", "meterNo": "device"}
-    assert marks["provincial-rooftop-pv"] == {"consNo": "account"}
+    assert marks["provincial-rooftop-pv"] == {"consNo": "account", "installationId": "reference"}
 
 
 def test_the_example_resident_id_is_a_valid_gb_11643_number() -> None:
