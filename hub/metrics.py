@@ -49,7 +49,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
@@ -58,7 +58,8 @@ from prometheus_client.registry import Collector
 from tanpuhui.sdk import Adapter, ClientStats, OutboxRow, Sink, SinkError
 
 from .drivers.pull import PullSummary
-from .pipeline import PageResult
+from .pipeline import PageResult, ProcessedPage
+from .runtime import BoundStream
 from .sink_state import SinkCondition, SinkState
 from .store.base import Store
 
@@ -129,7 +130,12 @@ class HubMetrics:
         ):
             if n:
                 self.records.labels(a, s, outcome).inc(n)
-        for (rule, action), n in page.plausibility.items():
+
+    def page_processed(self, stream: BoundStream, items: Sequence[Any], page: ProcessedPage) -> None:
+        """Count the plausibility rules that fired on a page, whichever way it came (pull, push, replay): the hub
+        calls this for every page its pipeline processes (a :class:`~tanpuhui.hub.pipeline.PageObserver`)."""
+        a, s = stream.key
+        for (rule, action), n in page.result.plausibility.items():
             self.plausibility.labels(a, s, rule, action).inc(n)
 
     def pull(self, summary: PullSummary) -> None:

@@ -17,7 +17,6 @@ import pytest
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.metrics import HubMetrics
-from tanpuhui.hub.pipeline import PageResult
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, ConfigError, Page, PullStream, StreamContext
 
@@ -77,7 +76,7 @@ class PeakReadings(MetroTrips):
         )
 
 
-def make_hub(tmp_path: Path, stream: type[PullStream], **tables: Any) -> Hub:
+def make_hub(tmp_path: Path, stream: type[PullStream], observers: Any = (), **tables: Any) -> Hub:
     partner = type(
         "MetroPartner",
         (Adapter,),
@@ -99,7 +98,7 @@ def make_hub(tmp_path: Path, stream: type[PullStream], **tables: Any) -> Hub:
         environ={"TPH_TEST_KEYS": KEYS},
     )
     plugins: Any = load_plugins([AdapterPlugin(partner)], entry_points=False)
-    return Hub(config, plugins=plugins)
+    return Hub(config, plugins=plugins, observers=observers)
 
 
 def records(hub: Hub) -> dict[str, dict[str, Any]]:
@@ -202,18 +201,20 @@ def test_disabled_plausibility_holds_nothing(tmp_path: Path) -> None:
         asyncio.run(hub.aclose())
 
 
-def test_rule_counts_reach_the_metrics() -> None:
+def test_rule_counts_reach_the_metrics_for_pulled_and_replayed_pages(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 2, 9.0)]
     metrics = HubMetrics()
-    page = PageResult("transit_card", "transactions")
-    page.plausibility[("metro_speed", "hold")] += 2
-    page.plausibility[("household_use_vs_history", "flag")] += 1
-    metrics.page(page)
+    hub = make_hub(tmp_path, MetroTrips, observers=[metrics])
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        first, _ = hub.store.quarantine_list(None, "open", 10)
+        asyncio.run(hub.replay_quarantine([first.id], release=True))
+    finally:
+        asyncio.run(hub.aclose())
     text = metrics.render().decode()
-    assert (
-        'tanpuhui_plausibility_total{action="hold",adapter="transit_card",rule="metro_speed",stream="transactions"} 2.0'
-        in text
-    )
-    assert 'rule="household_use_vs_history",stream="transactions"} 1.0' in text
+    labels = 'adapter="metro_partner",rule="metro_speed",stream="trips"'
+    assert f'tanpuhui_plausibility_total{{action="hold",{labels}}} 2.0' in text
+    assert f'tanpuhui_plausibility_total{{action="released",{labels}}} 1.0' in text
 
 
 @pytest.mark.parametrize(
