@@ -10,6 +10,7 @@ from .catalogue import catalogue, schemas
 from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
+from .run import run
 from .serve import demo, migrate, serve
 from .status import status
 from .validate import validate
@@ -37,6 +38,7 @@ for command in (
     validate,
     pull,
     forward,
+    run,
     quarantine,
     dead_letters,
     demo,

@@ -140,6 +140,7 @@ class RuleStore(OnePageCommit, Generic[T]):
             len(quarantine_ids),
             inserted_ids,
             len(page.quarantined) - len(quarantine_ids),
+            outbox.seq_runs,
         )
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
