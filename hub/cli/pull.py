@@ -71,8 +71,7 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
 def page_line(page: PageResult) -> str:
     """The progress line of one committed page (stderr)."""
     return (
-        f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
-        f"{page.quarantined} quarantined"
+        f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, {page.quarantined} quarantined"
     )
 
 
