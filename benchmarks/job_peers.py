@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import jsonschema_rs
+import orjson
 
 from tanpuhui.schemas import load_builtin
 
