@@ -184,6 +184,14 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
             notes=notes,
         ),
         Row(
+            "the same, per CPU second: tanpuhui run (items per CPU s)",
+            items / cpu("run"),
+            "items/CPU s",
+            "- (context: steadier than wall time on a busy machine)",
+            None,
+            items / cpu(best_dlt) if best_dlt else None,
+        ),
+        Row(
             "pull-and-forward job, one core: tanpuhui pull then tanpuhui forward (items/s)",
             rate("pull+forward"),
             "items/s",
