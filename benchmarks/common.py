@@ -71,12 +71,13 @@ class Sizes:
     webhook_seconds: float
     webhook_batches: int
     memory_records: int
+    job_pages: int = 212  # pages of ~944 transactions for the pull-and-forward job (~200k)
 
     @classmethod
     def make(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000)
-        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000)
+            return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000, 8)
+        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000, 212)
 
 
 def make_hub(directory: Path, *, adapters: dict[str, dict[str, Any]] | None = None, **hub: Any) -> Hub:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -15,12 +15,29 @@ from ..pausing import Pause, pauses
 from ..web import when
 from .common import CONFIG_OPTION, err, friendly, open_hub, out
 
+if TYPE_CHECKING:
+    from ..drivers.pull import PullSummary
+    from ..forwarder import ForwardSummary
+    from ..pipeline import PageResult
+
 EXIT_LEASED = 75
 """``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
 EX_TEMPFAIL: try again later)."""
 EXIT_PAUSED = 4
 """``tanpuhui pull``'s status when a stream was not pulled because an operator paused it (trying again will not
 help until it is resumed)."""
+
+WAIT_OPTION = click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    is_flag=False,
+    flag_value=600.0,
+    metavar="[SECONDS]",
+    help="Wait for a stream another process holds the lease of, up to SECONDS (600 when given alone), "
+    f"instead of skipping it with exit status {EXIT_LEASED}.",
+)
 
 
 @click.command(
@@ -32,17 +49,7 @@ help until it is resumed)."""
 )
 @click.argument("target", metavar="ADAPTER[:STREAM]")
 @CONFIG_OPTION
-@click.option(
-    "--wait",
-    "wait",
-    type=click.FloatRange(min=0),
-    default=None,
-    is_flag=False,
-    flag_value=600.0,
-    metavar="[SECONDS]",
-    help="Wait for a stream another process holds the lease of, up to SECONDS (600 when given alone), "
-    f"instead of skipping it with exit status {EXIT_LEASED}.",
-)
+@WAIT_OPTION
 @friendly
 def pull(target: str, config_path: Path, wait: float | None) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
@@ -55,11 +62,7 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
                 adapter,
                 stream or None,
                 wait=wait or 0.0,
-                progress=lambda page: err.print(
-                    f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
-                    f"{page.quarantined} quarantined",
-                    markup=False,
-                ),
+                progress=lambda page: err.print(page_line(page), markup=False),
             )
             skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
             return summaries, (await asyncio.to_thread(pauses, hub.store, skipped) if skipped else {})
@@ -67,6 +70,32 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
             await hub.aclose()
 
     summaries, paused = asyncio.run(run())
+    out.print(pull_table(summaries))
+    for s in summaries:
+        if s.paused:
+            err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
+    exit_for(summaries)
+
+
+def exit_for(summaries: Sequence[PullSummary]) -> None:
+    """Exit with ``pull``'s documented status (see its epilog): 1 on an error, then paused, then leased."""
+    if any(s.error for s in summaries):
+        sys.exit(1)
+    if any(s.paused for s in summaries):
+        sys.exit(EXIT_PAUSED)
+    if any(s.leased_elsewhere for s in summaries):
+        sys.exit(EXIT_LEASED)
+
+
+def page_line(page: PageResult) -> str:
+    """The progress line of one committed page (stderr)."""
+    return (
+        f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, {page.quarantined} quarantined"
+    )
+
+
+def pull_table(summaries: Sequence[PullSummary]) -> Table:
+    """What ``pull`` (and ``run``) print: one row per stream."""
     table = Table("stream", "pages", "pulled", "valid", "new records", "duplicates", "held", "quarantined", "error")
     for s in summaries:
         table.add_row(
@@ -77,16 +106,7 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
             or ("skipped: paused" if s.paused else "")
             or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
-    out.print(table)
-    for s in summaries:
-        if s.paused:
-            err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
-    if any(s.error for s in summaries):
-        sys.exit(1)
-    if any(s.paused for s in summaries):
-        sys.exit(EXIT_PAUSED)
-    if any(s.leased_elsewhere for s in summaries):
-        sys.exit(EXIT_LEASED)
+    return table
 
 
 def _paused_text(adapter: str, stream: str, pause: Pause | None) -> str:
@@ -125,6 +145,13 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
             await hub.aclose()
 
     summary = asyncio.run(run())
+    out.print(forward_table(summary))
+    if not summary.ok:
+        sys.exit(1)
+
+
+def forward_table(summary: ForwardSummary) -> Table:
+    """What ``forward`` (and ``run``) print: one row per sink."""
     table = Table("sink", "delivered", "batches", "retries", "dead letters", "state", "last error", title="Forwarding")
     for name, s in sorted(summary.sinks.items()):
         state = (
@@ -141,6 +168,4 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
         table.add_row(
             name, str(s.delivered), str(s.batches), str(s.retries), str(s.dead_lettered), state, s.last_error or ""
         )
-    out.print(table)
-    if not summary.ok:
-        sys.exit(1)
+    return table

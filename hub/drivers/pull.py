@@ -24,7 +24,7 @@ from ..leasing import HeldLease, hold_lease
 from ..pausing import PAUSED
 from ..pipeline import PageResult, Pipeline
 from ..runtime import BoundStream, Runtime
-from ..store.base import Checkpoint, RunCount, RunLog, Store
+from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, Store
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
@@ -88,6 +88,9 @@ class PullDriver:
     def __init__(self, runtime: Runtime, pipeline: Pipeline) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
+        self.on_commit: Callable[[PageWrite, CommitResult], None] | None = None
+        """Called (in the committing thread) with each page once its transaction has committed: ``tanpuhui run``
+        hands the rows to its forwarder (:class:`tanpuhui.hub.feed.CommittedFeed`)."""
 
     async def pull(
         self,
@@ -129,6 +132,8 @@ class PullDriver:
             write = dataclasses.replace(write, run=RunCount(run_id, len(items), 0 if final else 1))
         (committed,) = self.runtime.store.commit_pages([write])
         assert committed is not None  # only a page with a webhook receipt can be skipped
+        if self.on_commit is not None:
+            self.on_commit(write, committed)
         return processed.committed(committed)
 
     async def _pull_stream(

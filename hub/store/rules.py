@@ -153,6 +153,9 @@ class RuleStore(OnePageCommit, Generic[T]):
             len(quarantine_ids),
             inserted_ids,
             len(page.quarantined) - len(quarantine_ids),
+            # Not for a page that revised rows (a correction's kind is set after its insert; voids and nettings add
+            # rows of their own): the in-memory feed would hand them on as plain creations, so it reads them back.
+            () if revision.supersedes or revised or page.voids else outbox.seq_runs,
         )
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
