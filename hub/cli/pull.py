@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from .common import CONFIG_OPTION, err, friendly, open_hub, out
+from .common import CONFIG_OPTION, err, friendly, open_hub, out, print_json
 
 EXIT_LEASED = 75
 """``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
@@ -36,11 +36,25 @@ EX_TEMPFAIL: try again later)."""
     help="Wait for a stream another process holds the lease of, up to SECONDS (600 when given alone), "
     f"instead of skipping it with exit status {EXIT_LEASED}.",
 )
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print nothing when every stream pulled to its end (for cron); a failed or skipped stream is still named "
+    "on stderr. The exit status says the same.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"summaries": [...]} instead of the table: per stream the fields of the admin API\'s pull summary.',
+)
 @friendly
-def pull(target: str, config_path: Path, wait: float | None) -> None:
+def pull(target: str, config_path: Path, wait: float | None, quiet: bool, as_json: bool) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
     adapter, _, stream = target.partition(":")
     hub = open_hub(config_path, long_running=True)
+    progress = None if quiet or as_json else _progress
 
     async def run() -> Any:
         try:
@@ -48,16 +62,37 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
                 adapter,
                 stream or None,
                 wait=wait or 0.0,
-                progress=lambda page: err.print(
-                    f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
-                    f"{page.quarantined} quarantined",
-                    markup=False,
-                ),
+                progress=progress,
             )
         finally:
             await hub.aclose()
 
     summaries = asyncio.run(run())
+    if as_json:
+        from ..server.admin import summary_doc
+
+        print_json({"summaries": [{**summary_doc(s), "leased_elsewhere": s.leased_elsewhere} for s in summaries]})
+    elif quiet:
+        for s in summaries:
+            if s.error or s.leased_elsewhere:
+                problem = s.error or "skipped: another process holds its lease (see --wait)"
+                err.print(f"{s.adapter}:{s.stream}: {problem}", markup=False)
+    else:
+        _print_table(summaries)
+    if any(s.error for s in summaries):
+        sys.exit(1)
+    if any(s.leased_elsewhere for s in summaries):
+        sys.exit(EXIT_LEASED)
+
+
+def _progress(page: Any) -> None:
+    err.print(
+        f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, {page.quarantined} quarantined",
+        markup=False,
+    )
+
+
+def _print_table(summaries: Sequence[Any]) -> None:
     table = Table("stream", "pages", "pulled", "valid", "new records", "duplicates", "held", "quarantined", "error")
     for s in summaries:
         table.add_row(
@@ -67,10 +102,6 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
             s.error or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
     out.print(table)
-    if any(s.error for s in summaries):
-        sys.exit(1)
-    if any(s.leased_elsewhere for s in summaries):
-        sys.exit(EXIT_LEASED)
 
 
 @click.command()
