@@ -140,15 +140,22 @@ def write_named_files(block: Block, workdir: Path) -> list[str]:
     return written
 
 
-def _example_plugins() -> list[Any]:
-    """The example third-party plugins of examples/*/src, importable from their source (not installed here)."""
-    found = []
-    for src in sorted((ROOT / "examples").glob("*/src")):
-        for package in sorted(p for p in src.iterdir() if (p / "plugin.py").exists()):
-            if str(src) not in sys.path:
+@contextlib.contextmanager
+def _example_plugins() -> Iterator[list[Any]]:
+    """The example third-party plugins of examples/*/src, imported from their source (not installed here), and
+    forgotten afterwards."""
+    saved_path = list(sys.path)
+    packages = []
+    try:
+        for src in sorted((ROOT / "examples").glob("*/src")):
+            for package in sorted(p.name for p in src.iterdir() if (p / "plugin.py").exists()):
                 sys.path.insert(0, str(src))
-            found.append(importlib.import_module(f"{package.name}.plugin"))
-    return found
+                packages.append(package)
+        yield [importlib.import_module(f"{package}.plugin") for package in packages]
+    finally:
+        sys.path[:] = saved_path
+        for name in [m for m in sys.modules if m.split(".", 1)[0] in packages]:
+            del sys.modules[name]
 
 
 @contextlib.contextmanager
@@ -165,9 +172,9 @@ def sandboxes_for(block: Block, workdir: Path, env: dict[str, str]) -> Iterator[
     if not adapters:
         yield []
         return
-    plugins = load_plugins(_example_plugins())
     started = []
     with contextlib.ExitStack() as stack:
+        plugins = load_plugins(stack.enter_context(_example_plugins()))
         for adapter in sorted(adapters):
             factory = plugins.sandboxes.get(adapter)
             if factory is None:
