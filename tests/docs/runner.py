@@ -57,7 +57,8 @@ class Outcome:
         return (
             f"{self.block.path}:{line}: `{command}` exited with status {status}\n"
             f"(the ```sh block at {self.block.where}; mark it `<!-- not-run: reason -->` only if it cannot run)\n"
-            f"--- output ---\n{self.output[-6000:]}"
+            + (f"set up for it: {'; '.join(self.extra)}\n" if self.extra else "")
+            + f"--- output ---\n{self.output[-6000:]}"
         )
 
 

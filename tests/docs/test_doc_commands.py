@@ -1,4 +1,4 @@
-"""Every ``sh`` block of README.md and docs/**/*.md runs as written, so a document that drifts from the code fails
+r"""Every ``sh`` block of README.md and docs/**/*.md runs as written, so a document that drifts from the code fails
 the build.
 
 Each block runs in bash from a fresh copy of the repository whose ``.venv/bin`` is first on PATH (what the README
@@ -7,6 +7,9 @@ adapter of a ``--config FILE`` it names (started through the plugin hook, as ``t
 pointed at it by ``TANPUHUI__...`` overrides); a sidecar when it talks to 127.0.0.1:8700 (on a free port instead);
 and, for a payload file it validates or posts that does not exist, the schema's own examples. A block preceded by
 ``<!-- not-run: reason -->`` is skipped with that reason. A failure names the document, the line and the command.
+
+A block is one command per line (a line ending in ``\`` or ``|`` continues); every command must exit 0 (show a
+failing command's output in a ```text block instead, or end it with ``; echo "exit status $?"``).
 """
 
 from __future__ import annotations
