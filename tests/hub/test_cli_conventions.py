@@ -3,6 +3,7 @@ JSON document whose field names are the admin API's; ``pull --quiet`` prints not
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from tanpuhui.hub.cli import main
+from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.demo import run_demo, to_toml
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.server.admin import summary_doc
@@ -84,7 +86,16 @@ def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
         os.environ.clear()
         os.environ.update(saved)
     env = dict(line.split("=", 1) for line in (workdir / "sandbox.env").read_text().splitlines())
-    yield workdir / "hub.toml", env
+    env["REFUSING_SECRET"] = "whsec_" + base64.b64encode(b"r" * 24).decode()
+    with ConsumerServer(env["REFUSING_SECRET"], script=[400] * 10) as refusing:  # dead letters: refused for good
+        refusing_config = workdir / "refusing.toml"
+        refusing_config.write_text(
+            (workdir / "hub.toml").read_text()
+            + f'\n[sinks.refusing]\ntype = "http"\nurl = "{refusing.url}"\nsecret = {{ env = "REFUSING_SECRET" }}\n',
+            encoding="utf-8",
+        )
+        CliRunner().invoke(main, ["forward", "--config", str(refusing_config), "--sink", "refusing"], env=env)
+    yield refusing_config, env
 
 
 def _invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
@@ -115,7 +126,16 @@ def test_quarantine_json_has_the_admin_api_fields(demo_hub: tuple[Path, dict[str
     assert set(shown) == fields and shown["id"] == entries[0]["id"] and isinstance(shown["raw"], dict)
 
 
-def test_audit_and_drift_json_are_single_documents(demo_hub: tuple[Path, dict[str, str]]) -> None:
+def test_dead_letters_json_has_the_admin_api_fields(demo_hub: tuple[Path, dict[str, str]]) -> None:
+    config, env = demo_hub
+    letters = orjson.loads(_invoke(["dead-letters", "list", "--config", str(config), "--json"], env).stdout)
+    assert letters["dead_letters"], "the refusing sink left no dead letters"
+    fields = {"id", "sink", "seq", "record_id", "attempts", "error", "created_at"}  # GET /v1/admin/dead-letters
+    assert all(set(d) == fields and d["sink"] == "refusing" for d in letters["dead_letters"])
+    assert "400" in letters["dead_letters"][0]["error"]
+
+
+def test_audit_list_json_is_one_document_of_the_newest_entries(demo_hub: tuple[Path, dict[str, str]]) -> None:
     config, env = demo_hub
     audit = orjson.loads(_invoke(["audit", "list", "--config", str(config), "--limit", "3", "--json"], env).stdout)
     seqs = [e["seq"] for e in audit["entries"]]
