@@ -155,7 +155,7 @@ class PublicApi:
             return too_large(limit)
 
         def report() -> dict[str, Any]:
-            # What `tanpuhui validate --format json` prints for a file.
+            # What `tanpuhui validate --json` prints for a file.
             results = [r.as_dict() for r in report_documents(read_documents(body, "request body"), compiled)]
             return {
                 "source": "request body",

@@ -14,11 +14,12 @@ import aiomqtt
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, free_port
+from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.mqtt import MqttSink
 from tanpuhui.sdk import SinkError
+from tanpuhui.testing.loopback import free_port
 
 
 def mqtt_sink(port: int = 1883, **settings: object) -> MqttSink:

@@ -11,11 +11,12 @@ import nats
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, drain_through_outage, free_port
+from sink_brokers import BrokerProcess, drain_through_outage
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.nats import NatsSink
 from tanpuhui.sdk import ConfigError, SinkError
+from tanpuhui.testing.loopback import free_port
 
 SHARED_NATS = "nats://127.0.0.1:4222"
 
