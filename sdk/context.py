@@ -12,7 +12,7 @@ import orjson
 
 from .errors import ItemRejected, MethodologyError, Problem
 from .methodology import Methodology
-from .privacy import IdentifierKind, Pseudonymiser
+from .privacy import IdentifierKind, Pseudonymiser, mask_identifiers
 from .records import RecordDoc, fingerprint_at, record_id_at
 
 __all__ = ["Rejection", "StreamContext", "Withdrawal"]
@@ -155,15 +155,21 @@ class StreamContext:
             method = self._cache.get(methodology) or self.methodology(methodology)
         else:
             method = methodology
+        ms, seconds, start_text = self._instant(start)
+        if baseline_method:
+            baseline_method = mask_identifiers(baseline_method)  # partner free text: no identifier goes downstream
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
                     f"{self.adapter}:{self.stream}: activity in {unit!r} but {method.key} expects {method.activity_unit!r}"
                 )
-            quantified = method.quantification(activity, baseline, baseline_method)  # a fresh dict
+            # a fresh dict; factor vintages are picked for the day the period starts (in the partner's offset)
+            quantified = method.quantification(activity, baseline, baseline_method, on=start_text)
         else:
             quantified = dict(quantification)
-        ms, seconds, start_text = self._instant(start)
+            factors = quantified.get("factors")
+            if isinstance(factors, list):  # an origin platform's figure cited with the platform's own words
+                quantified["factors"] = [_masked_factor(f) for f in factors]
         end_text = start_text if end is None or end is start else end.isoformat()
         doc = RecordDoc(
             {
@@ -173,7 +179,7 @@ class StreamContext:
                     "adapter": self.adapter,
                     "adapter_version": self.adapter_version,
                     "stream": self.stream,
-                    "partner_record_id": partner_record_id,
+                    "partner_record_id": mask_identifiers(partner_record_id),
                     "raw_sha256": _raw_sha256(raw),
                 },
                 "subject": dict(subject),
@@ -192,9 +198,9 @@ class StreamContext:
             if earlier:
                 doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
         if details:
-            doc["activity"]["details"] = dict(details)
+            doc["activity"]["details"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in details.items()}
         if origin:
-            doc["origin"] = dict(origin)
+            doc["origin"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in origin.items()}
         return doc
 
     def _instant(self, when: datetime) -> tuple[int, int, str]:
@@ -214,6 +220,12 @@ class StreamContext:
             self._instants.clear()
         self._instants[id(when)] = (when, value)
         return value
+
+
+def _masked_factor(factor: Any) -> Any:
+    if isinstance(factor, Mapping) and isinstance(factor.get("source"), str):
+        return {**factor, "source": mask_identifiers(factor["source"])}
+    return factor
 
 
 def _raw_sha256(raw: Mapping[str, Any]) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "FactorUsed",
     "Origin",
     "Period",
+    "PlausibilityFinding",
     "Quantification",
     "RecordDoc",
     "ReductionRecord",
@@ -49,6 +50,7 @@ __all__ = [
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _NAME = r"^[a-z][a-z0-9_]{1,63}$"
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 # The same pattern as the schema's ``$defs/timestamp``. pydantic alone also takes a space for ``T``, an offset
@@ -252,6 +254,11 @@ class FactorUsed(_Model):
     unit: str = Field(min_length=1)
     source: str = Field(min_length=1)
     default: bool
+    valid_from: str | None = Field(default=None, pattern=_DAY)
+    valid_to: str | None = Field(default=None, pattern=_DAY)
+    data_year: int | None = Field(default=None, ge=1990, le=2100)
+    single_source: bool | None = None
+    derived: bool | None = None
 
 
 class Baseline(_Model):
@@ -281,6 +288,15 @@ class Quantification(_Model):
     baseline: Baseline | None = None
     deductions: list[Deduction] | None = Field(default=None, min_length=1)
     reduction_kgco2e: float = Field(ge=0)
+    factors_as_of: str | None = Field(default=None, pattern=_DAY)
+
+
+class PlausibilityFinding(_Model):
+    """A plausibility rule that fired on the record: flagged, or held and released by an operator."""
+
+    rule: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    action: Literal["flag", "released"]
+    message: str = Field(min_length=1, max_length=500)
 
 
 class ReductionRecord(_Model):
@@ -298,6 +314,7 @@ class ReductionRecord(_Model):
     quantification: Quantification
     supersedes: str | None = Field(default=None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
     fingerprint: str = Field(pattern=r"^[0-9]{12}:[a-z][a-z0-9_]{1,63}:[0-9a-f]{32}$")
+    plausibility: list[PlausibilityFinding] | None = Field(default=None, min_length=1)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The record as the schema's JSON document (unset optional parts left out)."""

@@ -122,6 +122,10 @@ class CommitResult:
     """The ids actually inserted when some records were not (duplicates, held claims); None: all were."""
     quarantine_repeats: int = 0
     """Quarantined items that were repeats of an entry on file (or earlier in the page): no new entry."""
+    seq_runs: tuple[tuple[int, int], ...] = ()
+    """The outbox ``seq`` values the inserted records took, as ascending ``(first, last)`` runs, in the order of
+    the page's records (what :class:`tanpuhui.hub.feed.CommittedFeed` hands the forwarder without a read-back).
+    Empty when the page also revised the outbox (corrections, voids, nettings): those rows are read back."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,9 @@ from .base import (
     WebhookReceipt,
 )
 from .dialect import Dialect, OutboxInsert, QuarantineRow, T, utc_now
+from .queries import AuditQuery, DeadLetterQuery, QuarantineQuery
 from .revisions import Revisions
+from .sink_log import SinkFailure, StoredSinkState
 
 __all__ = ["RuleStore"]
 
@@ -151,6 +153,9 @@ class RuleStore(OnePageCommit, Generic[T]):
             len(quarantine_ids),
             inserted_ids,
             len(page.quarantined) - len(quarantine_ids),
+            # Not for a page that revised rows (a correction's kind is set after its insert; voids and nettings add
+            # rows of their own): the in-memory feed would hand them on as plain creations, so it reads them back.
+            () if revision.supersedes or revised or page.voids else outbox.seq_runs,
         )
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
@@ -238,6 +243,12 @@ class RuleStore(OnePageCommit, Generic[T]):
     def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         return self._reading(self.sql.audit_entries, after_seq, limit)
 
+    def audit_find(self, query: AuditQuery, before: int = 0, limit: int = 100) -> list[AuditEntry]:
+        return self._reading(self.sql.audit_find, query, before, limit)
+
+    def audit_count(self, query: AuditQuery) -> int:
+        return self._reading(self.sql.audit_count, query)
+
     def audit_head(self) -> tuple[int, str] | None:
         head = self._reading(self.sql.audit_head)
         if head is None:
@@ -280,7 +291,9 @@ class RuleStore(OnePageCommit, Generic[T]):
         now = utc_now()
         with self.sql.write() as tx:
             self.sql.advance_sink(tx, sink, upto_seq)
-            if dead:
+            if not dead:
+                self.sql.sink_delivered(tx, sink, now)
+            else:
                 rows = [(row.seq, row.record_id, attempts, error) for row, attempts, error in dead]
                 self.sql.insert_dead_letters(tx, sink, rows, now)
                 seqs = [row.seq for row, _, _ in dead]
@@ -291,6 +304,29 @@ class RuleStore(OnePageCommit, Generic[T]):
                     "error": dead[-1][2][:300],
                 }
                 self._append(tx, [AuditEvent("deadletter.add", sink, details)], now)
+
+    def sink_state_save(self, state: StoredSinkState, error: str | None = None) -> None:
+        self._writing(self.sql.sink_state_save, state, error, utc_now())
+
+    def sink_states(self) -> dict[str, StoredSinkState]:
+        return self._reading(self.sql.sink_states)
+
+    def sink_failures(self, sink: str | None = None, limit: int = 20) -> list[SinkFailure]:
+        return self._reading(self.sql.sink_failures, sink, limit)
+
+    def dead_letters_find(
+        self, query: DeadLetterQuery, after: int = 0, limit: int = 100, *, newest: bool = False
+    ) -> list[DeadLetter]:
+        return self._reading(self.sql.dead_letters_find, query, after, limit, newest)
+
+    def dead_letters_count(self, query: DeadLetterQuery) -> int:
+        return self._reading(self.sql.dead_letters_count, query)
+
+    def dead_letter_ids(self, query: DeadLetterQuery) -> list[int]:
+        return self._reading(self.sql.dead_letter_ids, query)
+
+    def dead_letters_by_sink(self) -> dict[str, int]:
+        return self._reading(self.sql.dead_letters_by_sink)
 
     def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return self._reading(self.sql.dead_letters, sink, limit)
@@ -310,6 +346,18 @@ class RuleStore(OnePageCommit, Generic[T]):
     ) -> list[QuarantineEntry]:
         return self._reading(self.sql.quarantine_list, adapter, status, limit)
 
+    def quarantine_find(self, query: QuarantineQuery, after: int = 0, limit: int = 100) -> list[QuarantineEntry]:
+        return self._reading(self.sql.quarantine_find, query, after, limit)
+
+    def quarantine_count(self, query: QuarantineQuery) -> int:
+        return self._reading(self.sql.quarantine_count, query)
+
+    def quarantine_ids(self, query: QuarantineQuery) -> list[int]:
+        return self._reading(self.sql.quarantine_ids, query)
+
+    def quarantine_facets(self, status: str) -> dict[str, list[str]]:
+        return self._reading(self.sql.quarantine_facets, status)
+
     def quarantine_get(self, entry_id: int) -> QuarantineEntry | None:
         return self._reading(self.sql.quarantine_get, entry_id)
 
@@ -321,6 +369,9 @@ class RuleStore(OnePageCommit, Generic[T]):
                 self._append(tx, [event], now)
 
     # -- webhook receipts and the rest ---------------------------------------------------------------------------
+
+    def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self._reading(self.sql.last_receipts, streams)
 
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
         return self._reading(self.sql.receipt_get, adapter, stream, key)

@@ -121,3 +121,15 @@ def test_the_overlap_rule_credits_the_same_kwh_once_in_either_order(store: Any, 
     assert netted["quantification"]["reduction_kgco2e"] == round(0.26 * EF, 6) == recompute(netted)
     assert sorted(d["scenario"] for d in current.values()) == ["demand_response", "peak_electricity_saving"]
     assert verify_log(store, records=True).ok
+
+
+def test_a_page_that_revises_the_outbox_gives_the_in_memory_feed_no_seq_values(store: Any) -> None:
+    # `tanpuhui run` forwards committed pages from memory (tanpuhui.hub.feed) only when the store says which seq
+    # values the page's records took; a correction's kind is set after its insert and a void is a row of its own,
+    # so such a page must be read back from the outbox, never handed on as plain creations.
+    assert commit(store, "readings", [reading("SG-7")]).seq_runs  # plain creations: the feed may take them
+    corrected = commit(store, "readings", [reading("SG-7", activity=3.5)])
+    assert corrected.inserted == 1 and corrected.seq_runs == ()
+    voided = commit(store, "readings", [reading("SG-8")], (NewVoid("SG-7", "readings", "withdrawn"),))
+    assert voided.inserted == 1 and voided.seq_runs == ()
+    assert [kind for kind, _ in outbox(store)] == ["created", "corrected", "created", "voided"]

@@ -150,6 +150,35 @@ _RUNS = (
     "CREATE INDEX runs_stream ON runs (adapter, stream, id)",
 )
 
+_SHARED_SINK_STATE = (
+    # Each sink's delivery state (ok / retrying / stopped) as the replica draining it last saw it, and its recent
+    # failures: every worker and replica reads them (the console, `tanpuhui status`, /readyz). When it last
+    # delivered goes with its position. Receipts by stream and time: a push stream's freshness.
+    "ALTER TABLE sink_positions ADD COLUMN delivered_at TEXT",
+    """CREATE TABLE sink_states (
+        sink TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt_at TEXT,
+        given_up INTEGER NOT NULL DEFAULT 0,
+        recoveries INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE sink_errors (
+        id INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL
+    )""",
+    "CREATE INDEX sink_errors_sink ON sink_errors (sink, id)",
+    "CREATE INDEX webhook_receipts_stream ON webhook_receipts (adapter, stream, created_at)",
+    "CREATE INDEX dead_letters_sink ON dead_letters (sink, id)",
+)
+
 _REVISIONS = (
     # Corrections and voids (tanpuhui.hub.store.revisions): what kind of event an outbox row is, the record it
     # supersedes, the current record of each partner item, and the keys of the no-double-credit overlap rules.
@@ -180,8 +209,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
     Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
     Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
+    Migration(6, "shared sink state: each sink's state, recent failures and last delivery", _SHARED_SINK_STATE),
     Migration(
-        6, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
+        7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
     ),
 )
 
