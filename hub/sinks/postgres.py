@@ -118,8 +118,12 @@ class PostgresSink(Sink):
         params: dict[str, str | int] = {
             "application_name": f"tanpuhui sink {self.name}"[:63],
             "connect_timeout": max(1, round(s.timeout)),
-            "options": f"-c statement_timeout={int(s.timeout * 1000)}",
         }
+        # A batch's INSERT may not hang on a lock for ever; the URL's own options (search_path, ...) are kept.
+        own_options = psycopg.conninfo.conninfo_to_dict(s.url).get("options")
+        params["options"] = " ".join(
+            filter(None, [str(own_options or ""), f"-c statement_timeout={int(s.timeout * 1000)}"])
+        )
         if s.password is not None:
             params["password"] = s.password.get_secret_value()
         if s.tls is not None:
