@@ -58,6 +58,16 @@ class BrokerProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def stop(self) -> None:
+        """SIGTERM: the broker shuts down as on a service restart (saving what it persists)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
     def __enter__(self) -> BrokerProcess:
         self.start()
         return self

@@ -113,6 +113,70 @@ def test_every_record_arrives_when_the_connection_is_cut_mid_delivery(store, fil
 
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
+def test_every_record_reaches_a_persistent_subscriber_when_the_broker_restarts_mid_delivery(store, fill, tmp_path):
+    """A private Mosquitto with persistence, stopped (SIGTERM, as a service restart) and started again mid-delivery;
+    the consumer has a persistent session (clean_start false, session expiry) and reconnects."""
+    ids = fill(store, 600)
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {tmp_path}/\nmax_queued_messages 0\nuser root\n"
+    )
+    command = ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")]
+    seen: list[tuple[str, str]] = []
+
+    async def consume(done: asyncio.Event) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = 3600
+        first = True
+        while not done.is_set():
+            client = aiomqtt.Client(
+                "127.0.0.1",
+                port,
+                identifier="carbon-account",
+                clean_start=False,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                properties=session,
+            )
+            try:
+                async with client:
+                    if first:
+                        await client.subscribe("restart/#", qos=1)
+                        first = False
+                    async for message in client.messages:
+                        record = orjson.loads(message.payload)  # type: ignore[arg-type]
+                        seen.append((user_properties(message)["id"], record["record_id"]))
+                        if {i for i, _ in seen} >= set(ids):
+                            done.set()
+                            return
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)  # the broker is restarting: connect again, the session waits for us
+
+    async def run(server: BrokerProcess):
+        done = asyncio.Event()
+        consumer = asyncio.create_task(consume(done))
+        await asyncio.sleep(0.3)
+        sink = mqtt_sink(port, topic="restart/{scenario}", timeout=2)
+        summary, forwarder = await drain_through_outage(
+            store, sink, after_rows=150, begin=server.stop, end=server.start, outage_seconds=1.0
+        )
+        await asyncio.wait_for(consumer, 30)
+        return summary, forwarder
+
+    with BrokerProcess(command, port, tmp_path / "mosquitto.log") as server:
+        summary, forwarder = asyncio.run(run(server))
+
+    assert server.starts == 2
+    assert forwarder.states["bus"].recoveries >= 1, "the restart did not hit the delivery"
+    assert (summary["bus"].delivered, summary["bus"].dead_lettered) == (600, 0)
+    assert {i for i, _ in seen} == set(ids)  # none lost
+    assert all(i == record_id for i, record_id in seen)  # a duplicate carries the same id
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
 def test_a_publish_the_broker_refuses_is_dead_lettered_not_counted_delivered(store, fill, tmp_path):
     """Mosquitto answers PUBACK 0x87 (not authorized) when its ACL forbids the topic: a permanent failure."""
     fill(store, 5)
