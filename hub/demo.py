@@ -305,6 +305,13 @@ def _summary(
         kg.add_row(scenario, str(totals.records[scenario]), f"{totals.kg[scenario]:.3f}")
     kg.add_row("total", str(sum(totals.records.values())), f"{sum(totals.kg.values()):.3f}", style="bold")
     console.print(kg)
+    if consumer.get("current_records") is not None:
+        console.print(
+            f"The consumer holds {consumer['current_records']} current records, {consumer.get('kgco2e_total', 0):.3f} "
+            "kgCO2e: corrections replace what they supersede (e.g. a day's peak saving netted of its demand-response "
+            "kWh) and voids remove (docs/verification.md; `tanpuhui report` gives the same totals per period).",
+            markup=False,
+        )
     console.print(
         f"done in {seconds:.1f} s; state in {workdir}/ (hub.toml, hub.db, records.jsonl). Run again: nothing is "
         "forwarded twice; add --from-start to re-pull everything and see it deduplicated.\n"

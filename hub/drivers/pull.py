@@ -21,9 +21,10 @@ from tanpuhui.sdk import ConfigError, PullStream, StreamContext, TanpuhuiError, 
 
 from ..audit import AuditEvent
 from ..leasing import HeldLease, hold_lease
+from ..pausing import PAUSED
 from ..pipeline import PageResult, Pipeline
 from ..runtime import BoundStream, Runtime
-from ..store.base import Checkpoint, RunCount, RunLog
+from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, Store
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
@@ -55,11 +56,15 @@ class PullSummary:
     seconds: float = 0.0
     error: str | None = None
     leased_elsewhere: bool = False
-    """Skipped: another replica holds the stream's lease (it is pulling the stream now)."""
+    """Skipped: another replica holds the stream's lease (it is pulling the stream now), or it is paused."""
+    paused: bool = False
+    """Skipped: an operator paused the stream (:mod:`tanpuhui.hub.pausing`); ``leased_elsewhere`` is set too."""
     kg_by_scenario: Counter[str] = field(default_factory=Counter)
     records_by_scenario: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     """Top-level fields the partner sent that the stream's schema does not name -> items carrying them."""
+    plausibility: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(rule, action) -> records a plausibility rule fired on."""
 
     def add(self, page: PageResult) -> None:
         self.pages += 1
@@ -74,6 +79,7 @@ class PullSummary:
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
         self.drift.update(page.drift)
+        self.plausibility.update(page.plausibility)
 
 
 class PullDriver:
@@ -82,6 +88,9 @@ class PullDriver:
     def __init__(self, runtime: Runtime, pipeline: Pipeline) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
+        self.on_commit: Callable[[PageWrite, CommitResult], None] | None = None
+        """Called (in the committing thread) with each page once its transaction has committed: ``tanpuhui run``
+        hands the rows to its forwarder (:class:`tanpuhui.hub.feed.CommittedFeed`)."""
 
     async def pull(
         self,
@@ -123,6 +132,8 @@ class PullDriver:
             write = dataclasses.replace(write, run=RunCount(run_id, len(items), 0 if final else 1))
         (committed,) = self.runtime.store.commit_pages([write])
         assert committed is not None  # only a page with a webhook receipt can be skipped
+        if self.on_commit is not None:
+            self.on_commit(write, committed)
         return processed.committed(committed)
 
     async def _pull_stream(
@@ -141,6 +152,10 @@ class PullDriver:
                 if lease is not None:
                     await self._run_recorded(bound, summary, lease, progress, max_pages, started)
                     break
+            if await asyncio.to_thread(_paused, runtime.store, adapter_name, stream_name):
+                summary.leased_elsewhere = summary.paused = True  # waiting would not help: it stays paused
+                log.info("pull %s:%s skipped: an operator paused it", adapter_name, stream_name)
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 summary.leased_elsewhere = True
@@ -244,3 +259,7 @@ class PullDriver:
                 stream_name,
                 redact(fields),
             )
+
+
+def _paused(store: Store, adapter: str, stream: str) -> bool:
+    return any(lease.owner == PAUSED and (lease.adapter, lease.stream) == (adapter, stream) for lease in store.leases())
