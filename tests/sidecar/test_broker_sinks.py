@@ -9,7 +9,9 @@ from pathlib import Path
 
 import nats
 
-from .conftest import SidecarFactory, hub_config, ride, wait_for
+from tanpuhui.testing.loopback import wait_until
+
+from .conftest import SidecarFactory, hub_config, ride
 from .test_health_metrics import metric
 
 
@@ -46,7 +48,7 @@ def test_a_nats_sink_delivers_and_readyz_names_an_unreachable_mqtt_sink(
         server = start_sidecar(hub_config(tmp_path, sinks=sinks, server={"readiness_timeout": 3}))
         assert server.post_ride([ride(1), ride(2), ride(3)], "msg_b1").status_code == 200
         scrape = lambda: server.http.get("/metrics").text  # noqa: E731
-        wait_for(lambda: 'tanpuhui_delivered_records_total{sink="bus"} 3.0' in scrape(), what="delivery to NATS")
+        wait_until(lambda: 'tanpuhui_delivered_records_total{sink="bus"} 3.0' in scrape(), what="delivery to NATS")
         ready = server.http.get("/readyz")
         assert ready.status_code == 503
         checks = ready.json()["checks"]["sinks"]
