@@ -14,7 +14,7 @@ import aiomqtt
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, free_port
+from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, free_port, make_certificates
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.mqtt import MqttSink
@@ -229,3 +229,31 @@ def test_a_broker_that_is_down_is_a_transient_failure():
 def test_bad_settings_are_refused_naming_the_key(settings, expected):
     with pytest.raises(pydantic.ValidationError, match=expected):
         MqttSink.Settings.model_validate({"type": "mqtt", **settings})
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
+def test_delivers_over_tls_verifying_the_server_with_the_configured_ca(store, fill, tmp_path):
+    fill(store, 30)
+    certs = make_certificates(tmp_path)
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
+        "user root\n"
+    )
+
+    async def run():
+        untrusted = mqtt_sink(port, timeout=2, tls={})  # the system CAs do not know ours
+        with pytest.raises(SinkError) as refused:
+            await untrusted.check()
+        await untrusted.aclose()
+        sink = mqtt_sink(port, topic="tls/{scenario}", timeout=2, tls={"ca_file": str(certs.ca_file)})
+        try:
+            return refused.value, await Forwarder(store, {"bus": sink}, batch_size=10).drain()
+        finally:
+            await sink.aclose()
+
+    with BrokerProcess(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")], port, tmp_path / "mosquitto.log"):
+        refused, summary = asyncio.run(run())
+
+    assert "cannot connect" in str(refused) and "CERTIFICATE_VERIFY_FAILED" in str(refused)
+    assert summary["bus"].delivered == 30
