@@ -143,7 +143,10 @@ class PostgresSink(Sink):
             try:
                 await connection.execute(consumer_table_ddl(s.table).encode())
             except psycopg.Error as exc:
-                raise self._error("creating the table", exc) from exc
+                # Setting up is never the records' fault (two replicas racing to create it, a missing privilege):
+                # retried and shown by /readyz, never a reason to dead-letter a batch.
+                error = self._error("creating the table", exc)
+                raise SinkError(str(error), retryable=True) from exc
             self._created = True
         return connection
 
