@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gc
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
+from tanpuhui.testing.loopback import free_port
 
 __all__ = [
     "PSEUDONYM_KEYS",
@@ -249,13 +249,6 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    """A loopback port free right now (for servers that must be told their port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

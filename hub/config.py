@@ -13,6 +13,13 @@
     [methodologies."tph.water.peak-saving"]
     factors = { kwh_per_m3 = 0.42 }
 
+    [[methodologies."tph.electricity.peak-saving".vintages.ef_grid]]   # a data year the hub does not ship
+    value = 0.6401
+    data_year = 2024
+    valid_from = 2026-01-01
+    valid_to = 2026-12-31
+    source = "MEE/NBS announcement of the 2024 electricity CO2 emission factors, Anhui"
+
     [sinks.platform]
     type = "http"
     url = "https://carbon-account.example.cn/hub/events"
@@ -30,13 +37,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tanpuhui.sdk import ConfigError
+
+from .overlaps import DEFAULT_OVERLAPS, OverlapRule
+from .plausibility import PlausibilitySettings, plausibility_settings
 
 __all__ = [
     "ENV_PREFIX",
@@ -44,6 +55,8 @@ __all__ = [
     "ForwarderSettings",
     "HubConfig",
     "HubSettings",
+    "MethodologySettings",
+    "VintageSettings",
     "load_config",
     "parse_duration",
     "pydantic_problems",
@@ -85,6 +98,21 @@ class HubSettings(BaseModel):
     )
     pseudonym_keys: str | None = None
     fingerprint_window_minutes: int = Field(default=10, ge=1, le=1440)
+    overlap: list[OverlapRule] | None = Field(
+        default=None, description="no-double-credit rules ([[hub.overlap]]); unset: DEFAULT_OVERLAPS, []: none"
+    )
+
+    @field_validator("overlap")
+    @classmethod
+    def _distinct_rules(cls, value: list[OverlapRule] | None) -> list[OverlapRule] | None:
+        names = [r.name for r in value or ()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be distinct, got {names}")
+        return value
+
+    def overlap_rules(self) -> tuple[OverlapRule, ...]:
+        """The rules in force (the defaults unless hub.toml lists its own)."""
+        return DEFAULT_OVERLAPS if self.overlap is None else tuple(self.overlap)
 
 
 class ForwarderSettings(BaseModel):
@@ -112,12 +140,31 @@ class ForwarderSettings(BaseModel):
     )
 
 
+class VintageSettings(BaseModel):
+    """One ``[[methodologies."<id>".vintages.<factor>]]`` entry: a factor value for the activities of a period."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float
+    source: str = Field(min_length=1, description="the publication the value comes from")
+    valid_from: date = Field(description="first activity date the value applies to (inclusive)")
+    valid_to: date | None = Field(default=None, description="last activity date (inclusive); absent: open-ended")
+    data_year: int | None = Field(default=None, ge=1990, le=2100)
+    single_source: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VintageSettings:
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
 class MethodologySettings(BaseModel):
-    """A ``[methodologies."<id>"]`` table: pin a version, override factor values."""
+    """A ``[methodologies."<id>"]`` table: pin a version, override factor values, add factor vintages."""
 
     model_config = ConfigDict(extra="forbid")
     version: str | None = None
     factors: dict[str, float] = Field(default_factory=dict)
+    vintages: dict[str, list[VintageSettings]] = Field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +177,8 @@ class HubConfig:
     adapters: dict[str, dict[str, Any]] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
     methodologies: dict[str, MethodologySettings] = field(default_factory=dict)
+    plausibility: PlausibilitySettings = field(default_factory=lambda: plausibility_settings({}, "<defaults>"))
+    """The ``[plausibility]`` rules (``tanpuhui.hub.plausibility``), the shipped ones merged with the file's."""
     server: dict[str, Any] = field(default_factory=dict)
     """The ``[server]`` table of the sidecar, validated by ``tanpuhui.hub.server.ServerSettings`` when it starts."""
     base_dir: Path = field(default_factory=Path.cwd)
@@ -177,10 +226,11 @@ class HubConfig:
         env = os.environ if environ is None else environ
         _check_store_literal(data, source)
         doc = _apply_env_overrides(_deepcopy(data), env)
-        unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies", "server"}
+        unknown = set(doc) - {"hub", "forwarder", "adapters", "sinks", "methodologies", "plausibility", "server"}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, methodologies, server"
+                f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected hub, forwarder, adapters, sinks, "
+                "methodologies, plausibility, server"
             )
         resolved = _resolve(doc, env, source, ())
         table = "hub"
@@ -208,6 +258,7 @@ class HubConfig:
             adapters=dict(resolved.get("adapters", {})),
             sinks=dict(resolved.get("sinks", {})),
             methodologies=methods,
+            plausibility=plausibility_settings(resolved.get("plausibility"), source),
             server=dict(resolved.get("server", {})),
             base_dir=base_dir or Path.cwd(),
         )

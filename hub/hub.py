@@ -63,6 +63,6 @@ class Hub(Runtime):
         """One signed webhook request: verified, processed and committed with its receipt."""
         return self.pushes.receive(adapter_name, stream_name, headers, body)
 
-    async def replay_quarantine(self, ids: Sequence[int]) -> list[ReplayResult]:
-        """Re-run quarantine entries through the pipeline."""
-        return await self.replays.replay(ids)
+    async def replay_quarantine(self, ids: Sequence[int], *, release: bool = False) -> list[ReplayResult]:
+        """Re-run quarantine entries through the pipeline (``release``: credit plausibility holds anyway)."""
+        return await self.replays.replay(ids, release=release)

@@ -3,13 +3,16 @@
 Figures come from shared/DOMAIN.md (with its status marks); see docs/methodologies.md. Published figures are the
 SDK's (``tanpuhui.sdk.factors``), shared with the adapters' methodologies. Where no official figure exists for Anhui
 the factor is a labelled default (``default=True``): override it in hub.toml under ``[methodologies."<id>".factors]``.
+
+Versions 1.1.0 of the grid-factor methodologies value each activity with the Anhui grid factor vintage of its date
+(``tanpuhui.sdk.factors``: data year = activity year - 2); 1.0.0 applied data year 2022 to every date.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tanpuhui.sdk import GRID_ANHUI_2022, NATURAL_GAS, Factor, Formula, Methodology, hookimpl
+from tanpuhui.sdk import GRID_ANHUI, NATURAL_GAS, Factor, Formula, Methodology, hookimpl
 
 __all__ = ["BUILTIN_METHODOLOGIES", "register_methodologies"]
 
@@ -41,11 +44,11 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
     ),
     Methodology(
         id="tph.electricity.peak-saving",
-        version="1.0.0",
+        version="1.1.0",
         scenario="peak_electricity_saving",
         title="Household peak-hour electricity saving against its own trailing average",
         formula=Formula("max(baseline - activity, 0) * ef_grid"),
-        factors=(GRID_ANHUI_2022,),
+        factors=GRID_ANHUI,
         activity_unit="kWh",
         needs_baseline=True,
         references=(
@@ -55,7 +58,7 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
     ),
     Methodology(
         id="tph.water.peak-saving",
-        version="1.0.0",
+        version="1.1.0",
         scenario="peak_water_saving",
         title="Household peak-hour tap-water saving (supply energy x grid factor)",
         formula=Formula("max(baseline - activity, 0) * kwh_per_m3 * ef_grid"),
@@ -68,7 +71,7 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
                 "set your water utility's figure in hub.toml",
                 default=True,
             ),
-            GRID_ANHUI_2022,
+            *GRID_ANHUI,
         ),
         activity_unit="m3",
         needs_baseline=True,
@@ -85,11 +88,11 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
     ),
     Methodology(
         id="tph.pv.rooftop",
-        version="1.0.0",
+        version="1.1.0",
         scenario="rooftop_pv",
         title="Rooftop PV generation displacing grid electricity",
         formula=Formula("activity * ef_grid"),
-        factors=(GRID_ANHUI_2022,),
+        factors=GRID_ANHUI,
         activity_unit="kWh",
         references=("SHCER distributed PV methodology (2024-03)",),
     ),

@@ -5,6 +5,8 @@ Counted as things happen (thread-safe, a few microseconds each):
 ==========================================================  =========================================================
 ``tanpuhui_records_total{adapter,stream,outcome}``          outcome: inserted, duplicate, held (claimed by another
                                                             source), quarantined (items)
+``tanpuhui_plausibility_total{adapter,stream,rule,action}``  records a plausibility rule fired on; action: hold,
+                                                            flag, released
 ``tanpuhui_webhook_requests_total{adapter,stream,status}``  every webhook request by HTTP status
 ``tanpuhui_webhook_request_duration_seconds{adapter,stream}``  histogram, body read to answer
 ``tanpuhui_commit_group_size``                              webhook requests committed per transaction (histogram)
@@ -47,7 +49,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
@@ -56,7 +58,8 @@ from prometheus_client.registry import Collector
 from tanpuhui.sdk import Adapter, ClientStats, OutboxRow, Sink, SinkError
 
 from .drivers.pull import PullSummary
-from .pipeline import PageResult
+from .pipeline import PageResult, ProcessedPage
+from .runtime import BoundStream
 from .sink_state import SinkCondition, SinkState
 from .store.base import Store
 
@@ -78,6 +81,12 @@ class HubMetrics:
         r = self.registry
         self.records = Counter(
             "tanpuhui_records", "Records and items by outcome", ["adapter", "stream", "outcome"], registry=r
+        )
+        self.plausibility = Counter(
+            "tanpuhui_plausibility",
+            "Records a plausibility rule fired on, by rule and action (hold, flag, released)",
+            ["adapter", "stream", "rule", "action"],
+            registry=r,
         )
         self.webhook_requests = Counter(
             "tanpuhui_webhook_requests", "Webhook requests by HTTP status", ["adapter", "stream", "status"], registry=r
@@ -121,6 +130,13 @@ class HubMetrics:
         ):
             if n:
                 self.records.labels(a, s, outcome).inc(n)
+
+    def page_processed(self, stream: BoundStream, items: Sequence[Any], page: ProcessedPage) -> None:
+        """Count the plausibility rules that fired on a page, whichever way it came (pull, push, replay): the hub
+        calls this for every page its pipeline processes (a :class:`~tanpuhui.hub.pipeline.PageObserver`)."""
+        a, s = stream.key
+        for (rule, action), n in page.result.plausibility.items():
+            self.plausibility.labels(a, s, rule, action).inc(n)
 
     def pull(self, summary: PullSummary) -> None:
         """Count a finished pull run (its pages were counted as they committed)."""

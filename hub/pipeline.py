@@ -30,8 +30,10 @@ from tanpuhui.sdk import (
 
 from .audit import AuditEvent
 from .encoding import dumps_any, safe_text
+from .overlaps import OverlapIndex
+from .plausibility import Finding, Plausibility
 from .runtime import BoundStream, Runtime
-from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, PageWrite
+from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, NewVoid, PageWrite
 
 __all__ = ["PageObserver", "PageResult", "Pipeline", "ProcessedPage"]
 
@@ -61,6 +63,8 @@ class PageResult:
     inserted_by_scenario: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     """Top-level fields the stream's schema does not name -> items carrying them (allowed; reported)."""
+    plausibility: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(rule, action) -> records a plausibility rule fired on (action: hold, flag, released)."""
 
 
 @dataclass(slots=True)
@@ -75,6 +79,8 @@ class ProcessedPage:
     """Item index -> (stage, problems) for the page's items that were quarantined."""
     drift: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Unknown top-level field -> (valid items carrying it, the partner id of one of them)."""
+    voids: list[NewVoid] = field(default_factory=list)
+    """Items the partner withdrew (``ctx.withdraw``): the store voids their records."""
 
     def write(
         self,
@@ -97,6 +103,7 @@ class ProcessedPage:
             lease_owner=lease_owner,
             audit=audit,
             drift=self.drift,
+            voids=self.voids,
         )
 
     def committed(self, committed: CommitResult) -> PageResult:
@@ -136,6 +143,8 @@ class Pipeline:
         self.runtime = runtime
         self.observers = list(observers)
         self._window = runtime.config.hub.fingerprint_window_minutes
+        self._overlaps = OverlapIndex(runtime.config.hub.overlap_rules())
+        self.plausibility = Plausibility(runtime.config.plausibility)
 
     def process(
         self,
@@ -145,11 +154,14 @@ class Pipeline:
         *,
         final: bool = False,
         flush: bool = True,
+        release: bool = False,
     ) -> ProcessedPage:
         """Validate and normalize a page (nothing is stored); ``rejected`` says which items were quarantined.
 
         ``final``: the run reached the partner's end (the stream may give up on pending state). ``flush``: let the
         stream emit what its pending state completes (off for a quarantine replay, which re-runs single items).
+        ``release``: records a plausibility rule would hold go on, the release written into them (an operator's
+        ``quarantine replay --release``).
         """
         stream = bound.stream
         adapter = bound.adapter.name
@@ -163,6 +175,7 @@ class Pipeline:
         id_field = stream.id_field
         known = bound.known_fields
         drift = processed.drift
+        plausible = self.plausibility.check
 
         def reject(index: int, stage: str, item: Any, problems: Sequence[Problem]) -> None:
             problems = [_safe_problem(p) for p in problems]
@@ -177,6 +190,10 @@ class Pipeline:
                     if not record_valid(doc):
                         reject(index, "record", item, bound.record_schema.problems(doc))
                         continue
+                    findings = plausible(doc, ctx.state)
+                    if findings and not self._plausibility(findings, doc, release, result):
+                        reject(index, "plausibility", item, [f.problem() for f in findings if f.action == "hold"])
+                        continue
                     records.append(self._new_record(doc))
                 except Exception as exc:  # e.g. a partner string that cannot be written as JSON: this record only
                     reject(index, "record", item, [_unprocessable("a record of this item cannot be written", exc)])
@@ -188,7 +205,7 @@ class Pipeline:
                     continue
                 if known is not None and not known.issuperset(item):
                     for name in item.keys() - known:
-                        name = safe_text(str(name))[:128]
+                        name = safe_text(redact(str(name)))[:128]
                         count, example = drift.get(name, (0, ""))
                         drift[name] = (count + 1, example or _partner_id(item, id_field)[:128])
             except Exception as exc:  # what the partner sent defeats validation itself (e.g. nesting past limits)
@@ -219,15 +236,48 @@ class Pipeline:
                 self._quarantine("incomplete", rejection.raw, id_field, rejection.problems, rejection.partner_record_id)
             )
         ctx.rejections.clear()
+        for withdrawn in ctx.withdrawals:
+            pid = safe_text(withdrawn.partner_record_id)[:256]  # as the record carries it: the key to match
+            processed.voids.append(NewVoid(pid, withdrawn.id_stream, safe_text(redact(withdrawn.reason))))
+        ctx.withdrawals.clear()
         for observer in self.observers:
             observer.page_processed(bound, items, processed)
         return processed
 
+    @staticmethod
+    def _plausibility(findings: Sequence[Finding], doc: dict[str, Any], release: bool, result: PageResult) -> bool:
+        """Count the findings; False: the record is held. Else they go into the record (flags, releases)."""
+        held = not release and any(f.action == "hold" for f in findings)
+        for f in findings:
+            result.plausibility[f.rule, "released" if release and f.action == "hold" else f.action] += 1
+        if held:
+            return False
+        doc["plausibility"] = [f.as_record("released" if f.action == "hold" else None) for f in findings]
+        return True
+
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
-        neighbour = neighbour_fingerprint_at(fingerprint, period_start_seconds(doc), self._window)
+        seconds = period_start_seconds(doc)
+        window = self._window
+        neighbour = neighbour_fingerprint_at(fingerprint, seconds, window)
         kg = doc["quantification"]["reduction_kgco2e"]
-        return NewRecord(doc["record_id"], fingerprint, doc["scenario"], kg, orjson.dumps(doc), neighbour)
+        source = doc["source"]
+        # Claim keys under the pseudonym keys before a rotation (ctx.record sets them while earlier keys are kept).
+        earlier = getattr(doc, "aliases", ())
+        aliases = tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window)))
+        return NewRecord(
+            doc["record_id"],
+            fingerprint,
+            doc["scenario"],
+            kg,
+            orjson.dumps(doc),
+            neighbour,
+            source["partner_record_id"],
+            getattr(doc, "id_stream", "") or source["stream"],
+            source["raw_sha256"],
+            self._overlaps.keys(doc, seconds),
+            aliases,
+        )
 
     def _quarantine(
         self,
@@ -246,7 +296,8 @@ class Pipeline:
 
 
 def _safe_problem(problem: Problem) -> Problem:
-    pointer, message = safe_text(problem.pointer), safe_text(problem.message)
+    # a problem reaches the quarantine, the webhook receipt and the replay answer: partner text in it is masked
+    pointer, message = safe_text(redact(problem.pointer)), safe_text(redact(problem.message))
     if pointer is problem.pointer and message is problem.message:
         return problem
     return Problem(pointer, message, problem.keyword)

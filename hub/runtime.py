@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from tanpuhui.sdk import (
     Adapter,
     ConfigError,
+    Factor,
     HttpOptions,
     Methodology,
+    MethodologyError,
     Pseudonymiser,
     PushStream,
     Sink,
@@ -29,7 +31,7 @@ from tanpuhui.sdk import (
     register_secrets,
 )
 
-from .config import HubConfig, pydantic_problems
+from .config import HubConfig, MethodologySettings, pydantic_problems
 from .plugins import Plugins, load_plugins
 from .store.base import QuarantineEntry, Store
 from .store.factory import open_store
@@ -101,12 +103,18 @@ class Runtime:
         for adapter_cls in self.plugins.adapters.values():
             schemas.update(adapter_cls.schemas)
         self.schemas = SchemaRegistry(schemas)
+        self._methodologies: dict[str, Methodology] = {}
+        for methodology_id, settings in config.methodologies.items():
+            if settings.vintages:  # a wrong vintage table fails here, not item by item in the quarantine
+                try:
+                    self.methodology(methodology_id)
+                except MethodologyError as exc:
+                    raise ConfigError(f'{config.source} [methodologies."{methodology_id}"]: {exc}') from None
         self.store: Store = store if store is not None else open_store(config)
         self.replica_id = new_owner_id()
         """This process's name as a lease owner (host, process, random part)."""
         self._adapters: dict[str, Adapter] = {}
         self._streams: dict[tuple[str, str], BoundStream] = {}
-        self._methodologies: dict[str, Methodology] = {}
 
     def methodology(self, methodology_id: str) -> Methodology:
         """The methodology in force: pinned or latest version, with hub.toml factor overrides applied."""
@@ -116,6 +124,8 @@ class Runtime:
             found = self.plugins.methodology(methodology_id, settings.version if settings else None)
             if settings and settings.factors:
                 found = found.with_factors(settings.factors, f"override in {self.config.source}")
+            if settings and settings.vintages:
+                found = configured_vintages(found, settings, f'{self.config.source} [methodologies."{methodology_id}"]')
             self._methodologies[methodology_id] = found
         return found
 
@@ -216,3 +226,30 @@ def known_fields(schema: Mapping[str, Any]) -> frozenset[str] | None:
     if not names or schema.get("patternProperties"):
         return None
     return frozenset(names)
+
+
+def configured_vintages(methodology: Methodology, settings: MethodologySettings, where: str) -> Methodology:
+    """``methodology`` with the factor vintages of its hub.toml table added (unit: the factor's own)."""
+    added = []
+    for name, vintages in settings.vintages.items():
+        try:
+            unit = methodology.factor(name).unit
+        except MethodologyError as exc:
+            raise ConfigError(f"{where} vintages.{name}: {exc}") from None
+        for v in vintages:
+            added.append(
+                Factor(
+                    name,
+                    v.value,
+                    unit,
+                    v.source,
+                    valid_from=v.valid_from,
+                    valid_to=v.valid_to,
+                    data_year=v.data_year,
+                    single_source=v.single_source,
+                )
+            )
+    try:
+        return methodology.with_vintages(added)
+    except MethodologyError as exc:
+        raise ConfigError(f"{where} vintages: {exc}") from None

@@ -23,7 +23,7 @@ from .client import (
     RetrySettings,
     parse_retry_after,
 )
-from .context import Rejection, StreamContext
+from .context import Rejection, StreamContext, Withdrawal
 from .errors import (
     ConfigError,
     ItemRejected,
@@ -39,7 +39,15 @@ from .errors import (
     SignatureError,
     TanpuhuiError,
 )
-from .factors import GRID_ANHUI_2022, NATURAL_GAS
+from .factors import (
+    GRID_ANHUI,
+    GRID_ANHUI_2022,
+    GRID_ANHUI_2023,
+    GRID_EAST_CHINA,
+    GRID_NATIONAL,
+    NATURAL_GAS,
+    VINTAGE_LAG_YEARS,
+)
 from .gateway import (
     CodeAction,
     GatewayAuth,
@@ -58,6 +66,7 @@ from .plugin import AdapterPlugin
 from .privacy import (
     Pseudonymiser,
     is_valid_resident_id,
+    mask_identifiers,
     mask_mobile,
     mask_resident_id,
     normalise_mobile,
@@ -70,15 +79,22 @@ from .records import (
     make_record_id,
     neighbour_fingerprint_at,
     period_start_seconds,
+    record_id_at_revision,
 )
 from .sandbox import Sandbox, SandboxFactory, WebhookRequest
 from .secrets import register_secrets
 from .sink import OutboxRow, Sink, SinkError, SinkSettings
+from .vintages import NoFactorVintage, vintage_problems
 from .webhooks import WebhookSigner, WebhookVerifier, decode_secret
 
 __all__ = [
+    "GRID_ANHUI",
     "GRID_ANHUI_2022",
+    "GRID_ANHUI_2023",
+    "GRID_EAST_CHINA",
+    "GRID_NATIONAL",
     "NATURAL_GAS",
+    "VINTAGE_LAG_YEARS",
     "Adapter",
     "AdapterPlugin",
     "AdapterSettings",
@@ -98,6 +114,7 @@ __all__ = [
     "ItemRejected",
     "Methodology",
     "MethodologyError",
+    "NoFactorVintage",
     "OAuth2ClientCredentials",
     "OAuth2Settings",
     "OutboxRow",
@@ -134,6 +151,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
+    "Withdrawal",
     "as_objects",
     "behaviour_fingerprint",
     "cursor_fields",
@@ -143,6 +161,7 @@ __all__ = [
     "hookspec",
     "is_valid_resident_id",
     "make_record_id",
+    "mask_identifiers",
     "mask_mobile",
     "mask_resident_id",
     "neighbour_fingerprint_at",
@@ -151,6 +170,8 @@ __all__ = [
     "parse_retry_after",
     "period_start_seconds",
     "recompute",
+    "record_id_at_revision",
     "redact",
     "register_secrets",
+    "vintage_problems",
 ]

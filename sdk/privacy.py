@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import re
+from functools import lru_cache
 from operator import mul
 from typing import ClassVar, Literal
 
@@ -29,6 +30,7 @@ __all__ = [
     "IdentifierKind",
     "Pseudonymiser",
     "is_valid_resident_id",
+    "mask_identifiers",
     "mask_mobile",
     "mask_resident_id",
     "normalise_mobile",
@@ -39,7 +41,8 @@ __all__ = [
 KEY_ENV = "TANPUHUI_PSEUDONYM_KEYS"
 """Environment variable holding the keys: ``v2:<base64>,v1:<base64>`` — the first is current."""
 
-IdentifierKind = Literal["resident_id", "mobile", "card", "account", "enterprise"]
+IdentifierKind = Literal["resident_id", "mobile", "card", "account", "enterprise", "reference"]
+"""``reference``: a partner's reference that can lead to a person (a consent id, an installation id)."""
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -97,6 +100,22 @@ def mask_resident_id(value: str) -> str:
     if len(v) < 10:
         return "*" * len(v)
     return f"{v[:6]}{'*' * (len(v) - 10)}{v[-4:]}"
+
+
+def mask_identifiers(text: str) -> str:
+    """Mask anything in ``text`` shaped like a resident ID or a mobile number (:func:`redact` without the secrets):
+    every partner string a record carries passes it (``StreamContext.record``)."""
+    masked = _masked(text)
+    return text if masked == text else masked
+
+
+@lru_cache(maxsize=8192)  # partner free text repeats (a baseline method, a line name): remembered, not re-scanned
+def _masked(text: str) -> str:
+    return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), _RID_IN_TEXT.sub(_mask_rid_match, text))
+
+
+def _mask_rid_match(m: re.Match[str]) -> str:
+    return mask_resident_id(m.group(0))
 
 
 def redact(text: str) -> str:
@@ -181,6 +200,12 @@ class Pseudonymiser:
     @property
     def key_version(self) -> str:
         return self._current.version
+
+    @property
+    def earlier_versions(self) -> tuple[str, ...]:
+        """The configured key versions other than the current one (kept after a rotation to read what they sealed
+        and to match behaviours claimed under them: see docs/verification.md)."""
+        return tuple(v for v in self._keys if v != self._current.version)
 
     def pseudonym(self, kind: IdentifierKind, value: str, key_version: str | None = None) -> str:
         """HMAC-SHA256 hex of ``kind:normalised value``; validates resident IDs and mobiles first."""

@@ -48,7 +48,7 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extra
 
 from tanpuhui.schemas import builtin_names, load_builtin
-from tanpuhui.sdk import Adapter, PullStream, ReductionRecord, recompute, redact
+from tanpuhui.sdk import Adapter, PullStream, ReductionRecord, recompute, redact, vintage_problems
 
 from .harness import Harness, LivePartner, Run
 from .scrub import identifiers_in, personal_fields
@@ -194,6 +194,11 @@ class AdapterConformance:
                 f"record {doc['record_id']}: formula {doc['quantification']['formula']!r} over its factors, activity "
                 f"and baseline gives {recompute(doc)}, the record says {stated}"
             )
+
+    def test_every_factor_vintage_covers_the_records_date(self, conformance: Harness) -> None:
+        for doc in conformance.happy().documents:
+            problems = vintage_problems(doc)
+            assert not problems, f"record {doc['record_id']}: {'; '.join(problems)}"
 
     # -- resume, retries, auth, empty pages ---------------------------------------------------------------------
 

@@ -414,8 +414,8 @@ class RooftopPVStream(_DatasetStream):
             )
         methodology = ctx.methodology(config.pv_methodology)
         details: dict[str, str | int | float | bool | None] = {"capacity_kw": capacity}
-        if item.get("installationId"):
-            details["installation"] = item["installationId"]
+        if item.get("installationId"):  # the grid's id of one household's installation: a keyed pseudonym
+            details["installation"] = ctx.pseudonym("reference", item["installationId"])
         if item.get("connectionMode"):
             details["connection_mode"] = item["connectionMode"]
         return (

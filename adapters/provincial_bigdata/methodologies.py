@@ -8,18 +8,19 @@ must be able to override one category's factor in hub.toml without touching the 
 
 Each is ``activity * kwh_saved_per_unit * ef_grid``: ``activity`` is the number of units bought,
 ``kwh_saved_per_unit`` the electricity a unit of the credited grade saves in its first year of use against a
-market-average unit (credited once, at purchase), and ``ef_grid`` the Anhui 2022 grid factor.
+market-average unit (credited once, at purchase), and ``ef_grid`` the Anhui grid factor vintage of the purchase date.
 
 **The per-unit savings are labelled defaults** (``default=True``): no official per-unit figure was found, so each is
 an estimate from the category's China Energy Label standard (the grade-1 vs grade-3 threshold, grade 3 taken as the
 market average) and typical household use, with the assumptions in its ``source``; the grade thresholds quoted are
 as recalled from the standards, not checked against their texts. Override them with figures from your methodology
-filing. The grid factor is the SDK's ``GRID_ANHUI_2022``, the MEE/NBS figure (shared/DOMAIN.md, ✅).
+filing. The grid factor is the SDK's ``GRID_ANHUI`` series of MEE/NBS figures (version 1.1.0 picks the vintage of
+the purchase date; 1.0.0 applied data year 2022 to every date).
 """
 
 from __future__ import annotations
 
-from tanpuhui.sdk import GRID_ANHUI_2022, Factor, Formula, Methodology
+from tanpuhui.sdk import GRID_ANHUI, Factor, Formula, Methodology
 
 __all__ = ["APPLIANCE_CATEGORIES", "APPLIANCE_METHODOLOGIES", "APPLIANCE_PREFIX", "appliance_methodology_id"]
 
@@ -79,13 +80,13 @@ def _methodology(category: str) -> Methodology:
     standard, title, kwh, how = _CATEGORIES[category]
     return Methodology(
         id=appliance_methodology_id(category),
-        version="1.0.0",
+        version="1.1.0",
         scenario=SCENARIO,
         title=f"Green appliance purchase: {title}, credited energy grade vs market average (first year)",
         formula=Formula("activity * kwh_saved_per_unit * ef_grid"),
         factors=(
             Factor("kwh_saved_per_unit", kwh, "kWh/unit", _DEFAULT + how, default=True),
-            GRID_ANHUI_2022,
+            *GRID_ANHUI,
         ),
         activity_unit="unit",
         references=(

@@ -3,22 +3,23 @@
 A demand-response (需求响应) result is quantified against the partner's own event baseline, not against the
 household's trailing daily average that ``tph.electricity.peak-saving`` uses, so it gets a scenario and a
 methodology of its own: reporting can tell the two apart, and hub.toml can pin or override each separately. Both
-value the kWh with the SDK's ``GRID_ANHUI_2022`` (shared/DOMAIN.md, status ✅).
+value the kWh with the SDK's Anhui grid factor series ``GRID_ANHUI``, the vintage of the event's date (1.1.0;
+1.0.0 applied data year 2022 to every date).
 """
 
 from __future__ import annotations
 
-from tanpuhui.sdk import GRID_ANHUI_2022, Formula, Methodology
+from tanpuhui.sdk import GRID_ANHUI, Formula, Methodology
 
 __all__ = ["DEMAND_RESPONSE"]
 
 DEMAND_RESPONSE = Methodology(
     id="tph.electricity.demand-response",
-    version="1.0.0",
+    version="1.1.0",
     scenario="demand_response",
     title="Household demand-response event: consumption in the event window below the partner's event baseline",
     formula=Formula("max(baseline - activity, 0) * ef_grid"),
-    factors=(GRID_ANHUI_2022,),
+    factors=GRID_ANHUI,
     activity_unit="kWh",
     needs_baseline=True,
     references=(

@@ -6,7 +6,9 @@ For each ``active`` record:
 - its origin methodology (``methodology_code``, optionally ``@methodology_version``) is in the recognition table:
   the origin's figure is kept. The record's quantification names *our* methodology it was recognised as, and
   describes the origin's figure so :func:`tanpuhui.sdk.recompute` gives it back: ``activity * origin_factor``
-  (``origin_factor`` = reduction / activity) when the origin reported an activity, else ``origin_kgco2e``;
+  (``origin_factor`` = reduction / activity) when the origin reported an activity in our methodology's unit (after
+  ``unit_aliases``: ``km`` is ``pkm``), else ``origin_kgco2e`` over one ``record`` (the origin's activity kept in
+  ``activity.details.origin_activity``). Both are labelled ``derived``: computed from the item, not cited factors;
 - it is not, but the record reports an activity and its scenario maps to one of our methodologies: it is
   re-quantified with ours (the origin's figure kept in ``activity.details`` for audit);
 - otherwise it is quarantined with the code and the fix (add it to the recognition table), replayable after.
@@ -83,7 +85,7 @@ def recognised_quantification(
     (rounded to 6 decimals like every quantification).
     """
     reduction = round(float(reduction_kgco2e), 6)
-    source = f"origin platform {platform} methodology {code} v{version}, recognised as {method.key}"
+    origin = f"origin platform {platform} (methodology {code} v{version}), recognised as {method.key}"
     if activity and unit:
         factor = reduction / activity
         # recompute() rounds activity * factor to 6 decimals; fall back when floating point would not give it back
@@ -97,8 +99,9 @@ def recognised_quantification(
                         "name": "origin_factor",
                         "value": factor,
                         "unit": f"kgCO2e/{unit}",
-                        "source": source,
+                        "source": f"derived, not a cited factor: the reduction / the activity reported by {origin}",
                         "default": False,
+                        "derived": True,
                     }
                 ],
                 "reduction_kgco2e": reduction,
@@ -108,7 +111,14 @@ def recognised_quantification(
         "methodology_version": method.version,
         "formula": "origin_kgco2e",
         "factors": [
-            {"name": "origin_kgco2e", "value": reduction, "unit": "kgCO2e", "source": source, "default": False}
+            {
+                "name": "origin_kgco2e",
+                "value": reduction,
+                "unit": "kgCO2e",
+                "source": f"derived, not a cited factor: the reduction reported by {origin}",
+                "default": False,
+                "derived": True,
+            }
         ],
         "reduction_kgco2e": reduction,
     }
@@ -215,7 +225,8 @@ class RecordNormalizer:
         details: dict[str, str | int | float | bool | None] = {
             "origin_scenario": scenario_id,
             "origin_methodology_version": version,
-            "consent_id": item["consent_id"],
+            # the resident's authorisation, as a keyed pseudonym: the origin's reference could lead to the person
+            "consent_ref": ctx.pseudonym("reference", item["consent_id"]),
         }
         region = item.get("region") or platform.region
 
@@ -223,7 +234,13 @@ class RecordNormalizer:
         if mapped is not None:
             method = self._methodology(ctx, mapped, f"recognition table maps {code!r} to", "/methodology_code")
             details["treatment"] = "recognised"
-            activity, activity_unit = (quantity, unit) if quantity is not None else (1.0, NO_ACTIVITY_UNIT)
+            canonical = self.unit_aliases.get(unit, unit) if unit is not None else None
+            if quantity is not None and canonical == method.activity_unit:  # one unit per scenario: km is pkm
+                activity, activity_unit = quantity, method.activity_unit
+            else:
+                if quantity is not None:
+                    details["origin_activity"] = f"{quantity:g} {unit}"
+                activity, activity_unit, quantity = 1.0, NO_ACTIVITY_UNIT, None
             quantification: dict[str, Any] | None = recognised_quantification(
                 method,
                 platform=platform_id,
@@ -231,7 +248,7 @@ class RecordNormalizer:
                 version=version,
                 reduction_kgco2e=kg,
                 activity=quantity,
-                unit=unit,
+                unit=activity_unit,
             )
         else:
             target = self.scenario_methodologies.get(f"{platform_id}:{scenario_id}") or self.scenario_methodologies.get(
@@ -351,11 +368,13 @@ class RecordNormalizer:
     def withdrawn(self, ctx: StreamContext, status: str, platform: str, record_id: str, origin_id: str) -> None:
         """Count a record the origin reports ``credited`` or ``cancelled``, and log its record id.
 
-        It is not an error, so it is not quarantined, and it is never offered for crediting. The log keeps the
-        last ``withdrawn_log_size`` entries: when the same origin record was forwarded earlier as ``active``, the
-        record id here is the one the consumer already has (ids are derived from the origin record, not its
-        status), and the consumer reconciles it; the hub itself never retracts a forwarded record.
+        It is not an error, so it is not quarantined, and it is never offered for crediting. When the same origin
+        record was forwarded earlier as ``active``, the hub voids it (``ctx.withdraw``: a ``voided`` event naming
+        the record id here, which is the one the consumer has: ids derive from the origin record, not its status).
+        The log keeps the last ``withdrawn_log_size`` entries.
         """
+        reason = "credited on its origin platform" if status == "credited" else f"{status} by its origin platform"
+        ctx.withdraw(f"{platform}:{origin_id}", f"{platform} reports the record {reason}", id_stream=RECORD_KEY_STREAM)
         state = ctx.state
         counts: dict[str, int] = state.setdefault("withdrawn", {})
         key = f"{platform}:{status}"

@@ -14,6 +14,7 @@ from .pull import forward, pull
 from .serve import demo, migrate, serve
 from .status import status
 from .validate import validate
+from .verification import evidence, report
 
 __all__ = ["main"]
 
@@ -49,5 +50,7 @@ for command in (
     status,
     pause,
     resume,
+    report,
+    evidence,
 ):
     main.add_command(command)

@@ -80,10 +80,19 @@ def quarantine_show(entry_id: int, config_path: Path) -> None:
 @quarantine.command("replay")
 @click.argument("entry_ids", type=int, nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every open entry.")
+@click.option(
+    "--release",
+    is_flag=True,
+    help="Credit entries held by a plausibility rule even if the rule still fires (written into the record).",
+)
 @CONFIG_OPTION
 @friendly
-def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, config_path: Path) -> None:
-    """Re-run quarantined items through the pipeline (after a partner or adapter fix)."""
+def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, release: bool, config_path: Path) -> None:
+    """Re-run quarantined items through the pipeline (after a partner or adapter fix, or a new factor vintage).
+
+    Items held by a plausibility rule (stage "plausibility") are checked again against the thresholds in force;
+    --release credits them anyway.
+    """
     hub = open_hub(config_path)
     ids = list(entry_ids)
     if replay_all:
@@ -93,7 +102,7 @@ def quarantine_replay(entry_ids: Sequence[int], replay_all: bool, config_path: P
 
     async def run() -> Any:
         try:
-            return await hub.replay_quarantine(ids)
+            return await hub.replay_quarantine(ids, release=release)
         finally:
             await hub.aclose()
 

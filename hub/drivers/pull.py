@@ -63,6 +63,8 @@ class PullSummary:
     records_by_scenario: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     """Top-level fields the partner sent that the stream's schema does not name -> items carrying them."""
+    plausibility: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(rule, action) -> records a plausibility rule fired on."""
 
     def add(self, page: PageResult) -> None:
         self.pages += 1
@@ -77,6 +79,7 @@ class PullSummary:
         self.kg_by_scenario.update(page.kg_by_scenario)
         self.records_by_scenario.update(page.inserted_by_scenario)
         self.drift.update(page.drift)
+        self.plausibility.update(page.plausibility)
 
 
 class PullDriver:

@@ -177,7 +177,7 @@ class PushDriver:
         for p in prepared:
             bound = p.processed.stream
             items = p.processed.result.items + (p.earlier.items if p.earlier is not None else 0)
-            details = {"webhook_id": p.key, "request_sha256": p.receipt.request_hash, "items": items}
+            details = {"webhook_id": redact(p.key), "request_sha256": p.receipt.request_hash, "items": items}
             audit = AuditEvent("webhook.accept", bound.label, details, actor="partner")
             writes.append(p.processed.write(p.checkpoint, audit, receipt=p.receipt))
         store = self.runtime.store
@@ -228,7 +228,7 @@ def _receipt(
             results.append({"index": index, "status": "quarantined", "stage": stage, "errors": errors})
     return orjson.dumps(
         {
-            "webhook_id": key,
+            "webhook_id": redact(key),
             "adapter": adapter,
             "stream": stream,
             "items": items,
@@ -256,7 +256,7 @@ def _merged(earlier: PageResult | None, later: PageResult) -> PageResult:
 def _answer_from(stored: WebhookReceipt, digest: str) -> PushOutcome:
     if stored.request_hash != digest:
         detail = (
-            f"webhook id {stored.key!r} was already received on {stored.created_at} with another body; "
+            f"webhook id {redact(stored.key)!r} was already received on {stored.created_at} with another body; "
             "a new message needs a new webhook id"
         )
         return Refused("conflict", detail)

@@ -2,7 +2,9 @@
 
 An item that now passes is committed (its records, and the stream's pending state it changed; never the cursor)
 and its entry marked ``resolved``; one that still fails stays open and its new problems are reported. Entries from
-the "incomplete" stage (e.g. unpaired tap-ins) replay through ``normalize`` like any item.
+the "incomplete" stage (e.g. unpaired tap-ins) replay through ``normalize`` like any item. Entries of the
+"plausibility" stage (held by a rule, ``tanpuhui.hub.plausibility``) are checked again against today's thresholds, or
+released: credited anyway, the release in the record.
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ class ReplayDriver:
         self.runtime = runtime
         self.pipeline = pipeline
 
-    async def replay(self, ids: Sequence[int]) -> list[ReplayResult]:
-        """Replay the entries ``ids`` (in order); an id that is not an open entry is ``missing``."""
-        return [await self._replay_one(entry_id) for entry_id in ids]
+    async def replay(self, ids: Sequence[int], *, release: bool = False) -> list[ReplayResult]:
+        """Replay the entries ``ids`` (in order); an id that is not an open entry is ``missing``.
 
-    async def _replay_one(self, entry_id: int) -> ReplayResult:
+        ``release``: an entry held by a plausibility rule is credited even if the rule still fires (the release is
+        written into the record and audited); other entries replay as usual.
+        """
+        return [await self._replay_one(entry_id, release) for entry_id in ids]
+
+    async def _replay_one(self, entry_id: int, release: bool = False) -> ReplayResult:
         runtime = self.runtime
         store = runtime.store
         entry = store.quarantine_get(entry_id)
@@ -52,11 +58,13 @@ class ReplayDriver:
             await bound.stream.prepare(ctx)
         except TanpuhuiError as exc:
             return ReplayResult(entry_id, "failed", [Problem("", redact(str(exc)), "prepare")])
-        processed = self.pipeline.process(bound, ctx, [item], flush=False)
+        release = release and entry.stage == "plausibility"
+        processed = self.pipeline.process(bound, ctx, [item], flush=False, release=release)
         rejected = processed.rejected.get(0)
         if rejected is not None:
             return ReplayResult(entry_id, "failed", list(rejected[1]))
-        audit = AuditEvent("quarantine.replay", bound.label, {"entry_id": entry_id})
+        action = "quarantine.release" if release else "quarantine.replay"
+        audit = AuditEvent(action, bound.label, {"entry_id": entry_id})
         # the cursor stays where it is, but pending state (e.g. a tap-in now open) is kept
         store.commit_pages([processed.write(Checkpoint(checkpoint.cursor, ctx.state), audit)])
         store.quarantine_resolve(entry_id, "resolved")

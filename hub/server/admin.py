@@ -232,6 +232,9 @@ class AdminApi:
         body = await self._json_body(request)
         if isinstance(body, Response):
             return body
+        release = body.pop("release", False)
+        if not isinstance(release, bool):
+            return problem(400, '"release" must be true or false')
         chosen = replay_choice(body, "adapter")
         if isinstance(chosen, str):
             return problem(400, chosen)
@@ -239,8 +242,9 @@ class AdminApi:
         if ids is None:
             entries = await asyncio.to_thread(self.hub.store.quarantine_list, adapter, "open", 1_000_000)
             ids = [e.id for e in entries]
-        await self._audit_request(request, "admin.quarantine.replay", "quarantine", {"ids": ids})
-        results = await self.hub.replay_quarantine(ids)
+        details: dict[str, Any] = {"ids": ids, "release": True} if release else {"ids": ids}
+        await self._audit_request(request, "admin.quarantine.replay", "quarantine", details)
+        results = await self.hub.replay_quarantine(ids, release=release)
         self.forwarding.notify()
         docs = [{"id": r.entry_id, "status": r.status, "errors": [p.as_dict() for p in r.problems]} for r in results]
         counts = {k: sum(1 for d in docs if d["status"] == k) for k in ("resolved", "failed", "missing")}

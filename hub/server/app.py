@@ -85,6 +85,7 @@ class Sidecar:
             plugins=plugins if plugins is not None else load_plugins(),
             pseudonymiser=pseudonymiser,
             http=HttpOptions(sleep=self.stopping.sleep),
+            observers=[self.metrics],  # plausibility counts, for pulled, pushed and replayed pages alike
         )
         self.configured = Configured.load(self.hub)
         for text in self.configured.plugin_problems:

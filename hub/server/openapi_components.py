@@ -32,6 +32,15 @@ def _replay_request(scope: str, description: str) -> dict[str, Any]:
     }
 
 
+def _with_release(request: dict[str, Any]) -> dict[str, Any]:
+    release = {
+        "type": "boolean",
+        "description": "credit entries held by a plausibility rule even if the rule still fires (written into the "
+        "record, audited as quarantine.release); other entries replay as usual",
+    }
+    return {**request, "properties": {**request["properties"], "release": release}}
+
+
 _ERROR = {
     "type": "object",
     "required": ["pointer", "message"],
@@ -147,6 +156,6 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
             "raw": {"description": "the partner item, personal data masked (show only)"},
         },
     },
-    "QuarantineReplay": _replay_request("adapter", "only this adapter's entries (with `all`)"),
+    "QuarantineReplay": _with_release(_replay_request("adapter", "only this adapter's entries (with `all`)")),
     "DeadLetterReplay": _replay_request("sink", "only this sink's dead letters (with `all`)"),
 }

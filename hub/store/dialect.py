@@ -281,7 +281,7 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], ABC):
             sql, args = "WHERE seq > ? AND seq <= ?", [after_seq, upto_seq]
         rows = self.run(
             tx,
-            f"SELECT seq, record_id, adapter, stream, scenario, body FROM outbox {sql} ORDER BY seq LIMIT ?",
+            f"SELECT seq, record_id, adapter, stream, scenario, body, kind FROM outbox {sql} ORDER BY seq LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [OutboxRow(*row) for row in rows]
@@ -306,7 +306,7 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], ABC):
             for row in self.run(
                 tx,
                 "SELECT d.id, d.sink, d.seq, d.record_id, d.attempts, d.error, d.created_at,"
-                " o.seq, o.record_id, o.adapter, o.stream, o.scenario, o.body"
+                " o.seq, o.record_id, o.adapter, o.stream, o.scenario, o.body, o.kind"
                 f" FROM dead_letters d JOIN outbox o ON o.seq = d.seq WHERE d.id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall():

@@ -8,7 +8,9 @@ in its database's SQL. The rules:
   written and its result is None), its records (dedup by record id; a record whose behaviour fingerprint, or the
   neighbouring window's, another adapter claimed first is held, not forwarded), its quarantine entries (an item
   whose digest an entry of the stream has already, or an item before it in the page, is a repeat of that entry:
-  counted, no new entry), its checkpoint (None: left alone) and its schema drift; a page committed under a lease
+  counted, no new entry), its checkpoint (None: left alone) and its schema drift; corrections, voids and the
+  no-double-credit overlap rules (:mod:`.revisions`: their own outbox rows, never a changed one); a page committed
+  under a lease
   another owner holds now fails the whole group (:class:`~.leases.LeaseLost`, nothing written);
 - every committed page, dead letter added or deleted, quarantine entry resolved and receipt prune appends an
   entry to the audit log (:mod:`tanpuhui.hub.audit`) in its transaction, as its last statements: entries chain
@@ -21,6 +23,7 @@ in its database's SQL. The rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import orjson
@@ -46,6 +49,7 @@ from .base import (
 )
 from .dialect import Dialect, OutboxInsert, QuarantineRow, T, utc_now
 from .queries import AuditQuery, DeadLetterQuery, QuarantineQuery
+from .revisions import Revisions
 from .sink_log import SinkFailure, StoredSinkState
 
 __all__ = ["RuleStore"]
@@ -62,6 +66,7 @@ class RuleStore(OnePageCommit, Generic[T]):
 
     def __init__(self, sql: Dialect[T]) -> None:
         self.sql = sql
+        self.revisions = Revisions(sql)
 
     def _reading(self, statement: Callable[Concatenate[T, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         with self.sql.read() as tx:
@@ -95,9 +100,9 @@ class RuleStore(OnePageCommit, Generic[T]):
                 if receipt is not None and not sql.insert_receipt(tx, page.adapter, page.stream, receipt, now):
                     out.append(None)
                     continue
-                result, event = self._write_page(tx, page, checkpoint, quarantine, now)
+                result, page_events = self._write_page(tx, page, checkpoint, quarantine, now)
                 out.append(result)
-                events.append(event)
+                events.extend(page_events)
             self._append(tx, events, now)
         return out
 
@@ -108,11 +113,12 @@ class RuleStore(OnePageCommit, Generic[T]):
         checkpoint: tuple[str, str] | None,
         quarantine: list[QuarantineRow],
         now: str,
-    ) -> tuple[CommitResult, AuditEvent]:
+    ) -> tuple[CommitResult, list[AuditEvent]]:
         sql = self.sql
         adapter, stream, records = page.adapter, page.stream, page.records
         fresh: Sequence[NewRecord] = records
         held = 0
+        holds: list[tuple[str, str, str, bytes]] = []
         if records:
             claimed = self._claimed_elsewhere(tx, adapter, records)
             if claimed:
@@ -122,12 +128,17 @@ class RuleStore(OnePageCommit, Generic[T]):
                     for r in records
                     if r.record_id in claimed
                 ]
-                held = sql.insert_held(tx, adapter, stream, holds, now)
+        revision = self.revisions.before_insert(tx, adapter, stream, fresh)
+        fresh = revision.records
+        holds += revision.held
+        if holds:
+            held = sql.insert_held(tx, adapter, stream, holds, now)
         outbox = sql.insert_outbox(tx, adapter, stream, fresh, now) if fresh else _NOTHING
         inserted = outbox.inserted
         inserted_ids = None
-        if inserted != len(records):
+        if inserted != len(records) or revision.supersedes or len(fresh) != len(records):
             inserted_ids = frozenset(r.record_id for r in fresh) if outbox.ids is None else outbox.ids
+        revised = self.revisions.after_insert(tx, adapter, stream, revision, inserted_ids, page.voids, now)
         quarantine_ids = sql.insert_quarantine(tx, adapter, stream, quarantine, now) if quarantine else []
         if checkpoint is not None:
             sql.upsert_checkpoint(tx, adapter, stream, checkpoint[0], checkpoint[1], now)
@@ -146,18 +157,26 @@ class RuleStore(OnePageCommit, Generic[T]):
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
             sql.run_add(tx, page.run.run_id, page.run.items, page.run.pages, counts)
-        return result, _page_event(page, result, outbox, quarantine_ids)
+        written = page if fresh is records else replace(page, records=fresh)
+        event = _page_event(written, result, outbox, quarantine_ids, len(revision.supersedes))
+        return result, [event, *revised]
 
     def _claimed_elsewhere(self, tx: T, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
         """record_id -> the record of another adapter that already claimed the same behaviour."""
-        keys = list(dict.fromkeys([r.fingerprint for r in records] + [r.neighbour for r in records if r.neighbour]))
+        keys = list(
+            dict.fromkeys(
+                [r.fingerprint for r in records]
+                + [r.neighbour for r in records if r.neighbour]
+                + [a for r in records for a in r.aliases]
+            )
+        )
         hits: dict[str, list[str]] = {}  # fingerprint -> record ids of other adapters (rare: a claim across sources)
         for fingerprint, other_id in self.sql.claims(tx, adapter, keys):
             hits.setdefault(fingerprint, []).append(other_id)
         claimed: dict[str, str] = {}
         if hits:
             for r in records:
-                for key in (r.fingerprint, r.neighbour):
+                for key in (r.fingerprint, r.neighbour, *r.aliases):
                     for other_id in hits.get(key, ()):
                         if r.record_id != other_id:
                             claimed.setdefault(r.record_id, other_id)
@@ -403,7 +422,9 @@ def _encode(page: PageWrite) -> _Encoded:
     return encoded, rows
 
 
-def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, quarantine_ids: list[int]) -> AuditEvent:
+def _page_event(
+    page: PageWrite, result: CommitResult, outbox: OutboxInsert, quarantine_ids: list[int], corrections: int = 0
+) -> AuditEvent:
     """The page's audit entry: the caller's (or ``page.commit``) with what this commit did added."""
     given = page.audit or AuditEvent("page.commit", f"{page.adapter}:{page.stream}")
     details: dict[str, Any] = {
@@ -433,4 +454,8 @@ def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, qua
         details["quarantine_repeats"] = result.quarantine_repeats
     if page.drift:
         details["unknown_fields"] = sorted(page.drift)
+    if corrections:
+        details["corrections"] = corrections
+    if page.voids:
+        details["withdrawn"] = len(page.voids)
     return AuditEvent(given.action, given.subject, details, given.actor)

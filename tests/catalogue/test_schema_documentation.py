@@ -23,7 +23,7 @@ from tanpuhui.hub.validation import CompiledSchema
 from tanpuhui.schemas import builtin_names, load_builtin
 
 EXAMPLE_SCHEMAS = Path(__file__).parent.parent.parent / "examples" / "hefei_water" / "src" / "hefei_water" / "schemas"
-PERSONAL_KINDS = {"resident_id", "mobile", "card", "account", "enterprise", "device"}
+PERSONAL_KINDS = {"resident_id", "mobile", "card", "account", "enterprise", "device", "reference"}
 
 
 def _all_schemas() -> dict[str, Mapping[str, Any]]:

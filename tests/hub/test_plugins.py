@@ -266,8 +266,17 @@ def test_unknown_adapter_is_a_plugin_error_listing_the_installed() -> None:
 # -- the SDK's public surface -----------------------------------------------------------------------------------
 
 # Type aliases (``X | Y``) and pluggy's marker instances cannot carry a docstring of their own.
-NOT_DOCUMENTABLE = {"RecordLike", "SandboxFactory", "Stream", "WebhookRequest", "hookimpl", "hookspec"}
-"""Type aliases and pluggy markers: they carry no docstring of their own (docs/sdk-reference.md describes them)."""
+NOT_DOCUMENTABLE = {
+    "RecordLike",
+    "SandboxFactory",
+    "Stream",
+    "VINTAGE_LAG_YEARS",
+    "WebhookRequest",
+    "hookimpl",
+    "hookspec",
+}
+"""Type aliases, pluggy markers and plain constants: they carry no docstring of their own (docs/sdk-reference.md
+describes them)."""
 
 
 def test_every_name_in_sdk_all_exists() -> None:
@@ -296,6 +305,10 @@ def test_every_public_sdk_name_has_a_docstring(name: str) -> None:
     value = getattr(tanpuhui.sdk, name)
     if isinstance(value, Factor):  # a published factor documents itself: its source is the citation
         assert value.source.strip() and not value.default, f"tanpuhui.sdk.{name} is not a cited, published factor"
+        return
+    if isinstance(value, tuple) and value and all(isinstance(f, Factor) for f in value):  # a series of vintages
+        for f in value:
+            assert f.source.strip() and not f.default and f.data_year, f"tanpuhui.sdk.{name}: {f} is not cited"
         return
     assert inspect.isclass(value) or inspect.isfunction(value), f"{name}: add it to NOT_DOCUMENTABLE with a reason"
     own = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__

@@ -46,6 +46,17 @@ class InflatingStream(TransactionsStream):
             yield record
 
 
+class StaleVintageStream(TransactionsStream):
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
+        for record in super().normalize(item, ctx):
+            assert isinstance(record, dict)
+            q = record["quantification"]
+            # another year's factor: valid for 2022 activities, applied to a trip of November 2024
+            q["factors"] = [{**f, "valid_from": "2022-01-01", "valid_to": "2022-12-31"} for f in q["factors"]]
+            q["factors_as_of"] = record["period"]["start"][:10]
+            yield record
+
+
 def _suite(stream_type: type[TransactionsStream]) -> AdapterConformance:
     adapter = type("BrokenTransitCard", (TransitCardAdapter,), {"stream_types": (stream_type,)})
 
@@ -87,6 +98,12 @@ def test_a_reduction_its_formula_does_not_give_fails_the_recompute_check(harness
         suite.test_every_reduction_recomputes_from_its_own_fields(harness_for(suite))
 
 
+def test_a_factor_applied_outside_its_vintage_fails_the_vintage_check(harness_for: Callable[..., Harness]) -> None:
+    suite = _suite(StaleVintageStream)
+    with pytest.raises(AssertionError, match=r"valid 2022-01-01..2022-12-31 does not cover 2024-11-"):
+        suite.test_every_factor_vintage_covers_the_records_date(harness_for(suite))
+
+
 def test_the_reference_adapter_passes_the_same_checks(harness_for: Callable[..., Harness]) -> None:
     suite = _suite(TransactionsStream)
     harness = harness_for(suite)
@@ -94,3 +111,4 @@ def test_the_reference_adapter_passes_the_same_checks(harness_for: Callable[...,
     suite.test_records_are_deterministic(harness)
     suite.test_resume_after_a_failure_at_page_n_loses_and_duplicates_nothing(harness)
     suite.test_every_reduction_recomputes_from_its_own_fields(harness)
+    suite.test_every_factor_vintage_covers_the_records_date(harness)

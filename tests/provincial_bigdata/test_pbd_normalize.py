@@ -93,6 +93,9 @@ def test_the_factor_is_labelled_as_a_default_and_the_grid_factor_is_not() -> Non
         "unit": "kgCO2/kWh",
         "source": "MEE/NBS announcement (2024-12): 2022 electricity CO2 emission factor, Anhui province, location-based",
         "default": False,
+        "valid_from": "2024-01-01",
+        "valid_to": "2024-12-31",
+        "data_year": 2022,
     }
 
 
@@ -226,7 +229,9 @@ def test_pv_generation_is_credited_as_displaced_grid_electricity() -> None:
     assert record["quantification"]["reduction_kgco2e"] == pytest.approx(17.82 * 0.6782)
     assert record["activity"]["unit"] == "kWh"
     assert record["subject"] == ctx.subject("account", "3400000017")
-    assert record["activity"]["details"] == {"capacity_kw": 6.0, "installation": "AHPV-340100-00017"}
+    # the installation id identifies one household's system: only its keyed pseudonym goes downstream
+    installation = ctx.pseudonym("reference", "AHPV-340100-00017")
+    assert record["activity"]["details"] == {"capacity_kw": 6.0, "installation": installation}
 
 
 def test_pv_days_beyond_the_full_load_hours_ceiling_are_rejected() -> None:
@@ -244,3 +249,17 @@ def test_methodologies_are_configurable_per_dataset() -> None:
     ctx = make_ctx("rooftop_pv")
     with pytest.raises(KeyError):
         normalize(make_adapter(pv_methodology="city.pv.v2"), "rooftop_pv", generation(10.0), ctx)
+
+
+def test_an_identifier_in_the_partners_baseline_method_is_masked_in_the_record() -> None:
+    adapter, ctx = make_adapter(), make_ctx("water_usage")
+    item = reading(
+        5,
+        0.120,
+        baselineM3=0.160,
+        baselineMethod="agreed by phone with 13800138000 (resident 34052419800101001X)",
+    )
+    (record,) = normalize(adapter, "water_usage", item, ctx)
+    method = record["quantification"]["baseline"]["method"]
+    assert method == "partner: agreed by phone with 138****8000 (resident 340524********001X)"
+    assert "13800138000" not in orjson.dumps(record).decode()

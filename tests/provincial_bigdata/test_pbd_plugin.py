@@ -44,9 +44,9 @@ def test_every_category_the_schema_allows_has_a_methodology() -> None:
     plugins = load_plugins([plugin], entry_points=False)
     for category in enum:
         methodology = plugins.methodology(appliance_methodology_id(category))
-        assert methodology.version == "1.0.0" and methodology.activity_unit == "unit"
+        assert methodology.version == "1.1.0" and methodology.activity_unit == "unit"
         assert methodology.factor("kwh_saved_per_unit").default is True
-        assert methodology.factor("ef_grid").value == 0.6782
+        assert methodology.factor("ef_grid", on="2024-11-05").value == 0.6782
 
 
 def test_a_factor_override_in_hub_toml_changes_only_its_category(hub_factory: HubFactory, tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_personal_fields_are_annotated() -> None:
     assert marks["provincial-green-appliance"] == {"buyerIdNo": "resident_id", "buyerMobile": "mobile"}
     assert marks["provincial-water-usage"] == {"accountNo": "account", "meterNo": "device"}
     assert marks["provincial-gas-usage"] == {"accountNo": "account", "meterNo": "device"}
-    assert marks["provincial-rooftop-pv"] == {"consNo": "account"}
+    assert marks["provincial-rooftop-pv"] == {"consNo": "account", "installationId": "reference"}
 
 
 def test_the_example_resident_id_is_a_valid_gb_11643_number() -> None:

@@ -42,7 +42,6 @@ import base64
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.sqlite import SQLiteStore
 from tanpuhui.sdk import WebhookSigner
+from tanpuhui.testing.loopback import free_port
 
 __all__ = [
     "CrashConfig",
@@ -426,12 +426,6 @@ def write_config(cfg: CrashConfig, sandbox: TransitSandbox, consumer: ConsumerSe
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class _Run:
     cfg: CrashConfig
@@ -476,7 +470,7 @@ def run_crash_test(cfg: CrashConfig, log: Callable[[str], None] = lambda _: None
         ) as sandbox,
         ConsumerServer(CONSUMER_SECRET, jsonl_path=cfg.workdir / "consumer.jsonl") as consumer,
     ):
-        port = _free_port()
+        port = free_port()
         pusher = None
         if pushed:
             url = f"http://127.0.0.1:{port}/v1/webhooks/yrd_scenarios/records_push"

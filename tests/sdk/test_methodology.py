@@ -138,7 +138,9 @@ def test_baseline_is_not_a_variable_of_a_method_without_one() -> None:
 def test_builtin_methodology_quantifies_to_the_hand_computed_value(
     methodology_id: str, activity: float, baseline: float | None, expected: float
 ) -> None:
-    quantified = BY_ID[methodology_id].quantify(activity, baseline, "household trailing 7-day peak average")
+    quantified = BY_ID[methodology_id].quantify(
+        activity, baseline, "household trailing 7-day peak average", on="2024-07-15"
+    )
     assert quantified.reduction_kgco2e == pytest.approx(expected, abs=1e-6)
 
 
@@ -146,19 +148,19 @@ def test_builtin_methodology_quantifies_to_the_hand_computed_value(
     "methodology_id", ["tph.electricity.peak-saving", "tph.water.peak-saving", "tph.gas.peak-saving"]
 )
 def test_peak_saving_above_the_baseline_earns_nothing(methodology_id: str) -> None:
-    assert BY_ID[methodology_id].quantify(5.2, 4.6).reduction_kgco2e == 0.0
+    assert BY_ID[methodology_id].quantify(5.2, 4.6, on="2024-07-15").reduction_kgco2e == 0.0
 
 
 @pytest.mark.parametrize(
     "methodology_id", ["tph.electricity.peak-saving", "tph.water.peak-saving", "tph.gas.peak-saving"]
 )
 def test_peak_saving_at_the_baseline_earns_nothing(methodology_id: str) -> None:
-    assert BY_ID[methodology_id].quantify(4.6, 4.6).reduction_kgco2e == 0.0
+    assert BY_ID[methodology_id].quantify(4.6, 4.6, on="2024-07-15").reduction_kgco2e == 0.0
 
 
 def test_peak_saving_without_a_baseline_is_an_error() -> None:
     with pytest.raises(MethodologyError, match="needs a baseline"):
-        BY_ID["tph.electricity.peak-saving"].quantify(3.1)
+        BY_ID["tph.electricity.peak-saving"].quantify(3.1, on="2024-07-15")
 
 
 def test_quantification_records_the_baseline_and_its_method() -> None:
@@ -237,7 +239,7 @@ def test_with_factors_changes_the_value_and_the_cited_source() -> None:
     local = water.with_factors({"kwh_per_m3": 0.42}, source)
     factor = local.factor("kwh_per_m3")
     assert (factor.value, factor.source, factor.default) == (0.42, source, False)
-    assert local.quantify(0.2, 0.35).reduction_kgco2e == pytest.approx(0.15 * 0.42 * 0.6782, abs=1e-6)
+    assert local.quantify(0.2, 0.35, on="2024-07-15").reduction_kgco2e == pytest.approx(0.15 * 0.42 * 0.6782, abs=1e-6)
     assert local.factors_record[0]["source"] == source
 
 
@@ -245,7 +247,7 @@ def test_with_factors_leaves_the_builtin_untouched() -> None:
     water = BY_ID["tph.water.peak-saving"]
     water.with_factors({"kwh_per_m3": 0.42}, "hub.toml")
     assert water.factor("kwh_per_m3").value == 0.30
-    assert water.quantify(0.2, 0.35).reduction_kgco2e == pytest.approx(0.15 * 0.30 * 0.6782, abs=1e-6)
+    assert water.quantify(0.2, 0.35, on="2024-07-15").reduction_kgco2e == pytest.approx(0.15 * 0.30 * 0.6782, abs=1e-6)
 
 
 def test_with_factors_rejects_an_unknown_factor() -> None:
@@ -279,8 +281,8 @@ def test_factors_without_an_official_figure_are_labelled_defaults(
 
 
 def test_anhui_grid_factor_is_the_2022_official_figure() -> None:
-    grid = BY_ID["tph.electricity.peak-saving"].factor("ef_grid")
-    assert (grid.value, grid.unit) == (0.6782, "kgCO2/kWh")
+    grid = BY_ID["tph.electricity.peak-saving"].factor("ef_grid", on="2024-11-05")
+    assert (grid.value, grid.unit, grid.data_year) == (0.6782, "kgCO2/kWh", 2022)
     assert "Anhui" in grid.source
 
 

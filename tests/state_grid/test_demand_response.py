@@ -25,7 +25,7 @@ def test_a_signed_push_is_verified_committed_and_credited(make_hub: HubFactory) 
         "window_hours": 2.0,
     }
     q = first["quantification"]
-    assert (q["methodology_id"], q["methodology_version"]) == ("tph.electricity.demand-response", "1.0.0")
+    assert (q["methodology_id"], q["methodology_version"]) == ("tph.electricity.demand-response", "1.1.0")
     assert q["baseline"] == {
         "quantity": 1.86,
         "unit": "kWh",

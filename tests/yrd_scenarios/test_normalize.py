@@ -47,12 +47,15 @@ def test_recognised_record_keeps_the_origin_figure_under_our_methodology(
     assert q["reduction_kgco2e"] == 0.7006
     assert q["formula"] == "activity * origin_factor"
     (factor,) = q["factors"]
-    assert factor["name"] == "origin_factor" and factor["unit"] == "kgCO2e/km"
+    assert factor["name"] == "origin_factor" and factor["unit"] == "kgCO2e/pkm"
     assert factor["value"] == pytest.approx(0.7006 / 12.6)
     assert factor["source"] == (
-        "origin platform shanghai methodology SHCER-RAIL-2024 v1.0, recognised as tph.transit.metro@1.0.0"
+        "derived, not a cited factor: the reduction / the activity reported by origin platform shanghai "
+        "(methodology SHCER-RAIL-2024 v1.0), recognised as tph.transit.metro@1.0.0"
     )
-    assert record["activity"]["quantity"] == 12.6 and record["activity"]["unit"] == "km"
+    assert factor["derived"] is True
+    # one unit per scenario: the origin's km of one resident's trip are our pkm, as the transit card's metro trips
+    assert record["activity"]["quantity"] == 12.6 and record["activity"]["unit"] == "pkm"
     assert record["scenario"] == "metro"
     assert recompute(record) == q["reduction_kgco2e"]
 
@@ -366,3 +369,44 @@ def test_the_withdrawn_log_is_bounded_but_the_counts_are_not() -> None:
     assert ctx.state["withdrawn"] == {"shanghai:cancelled": 5}
     assert [e["origin"] for e in ctx.state["withdrawn_log"]] == [f"shanghai:SH20241105{n:08d}" for n in (2, 3, 4)]
     assert orjson.loads(orjson.dumps(ctx.state)) == ctx.state
+
+
+# -- free text, references, derived values, units (verification-grade records) -------------------------------
+
+
+def test_the_consent_reference_goes_downstream_only_as_a_keyed_pseudonym(
+    adapter: YrdScenariosAdapter, ctx: StreamContext
+) -> None:
+    (record,) = normalize(adapter, metro_record(), ctx)
+    assert "SH-CNS-000017" not in orjson.dumps(record).decode()
+    assert "consent_id" not in record["activity"]["details"]
+    assert record["activity"]["details"]["consent_ref"] == ctx.pseudonym("reference", "SH-CNS-000017")
+
+
+def test_a_recognised_figure_is_labelled_derived_never_as_a_cited_factor(
+    adapter: YrdScenariosAdapter, ctx: StreamContext
+) -> None:
+    for item in (metro_record(), metro_record(activity_quantity=0, reduction_kgco2e=0.05)):
+        (record,) = normalize(adapter, item, ctx)
+        for factor in record["quantification"]["factors"]:
+            assert factor["derived"] is True and factor["default"] is False
+            assert factor["source"].startswith("derived, not a cited factor")
+
+
+def test_recognised_transit_records_share_the_scenarios_unit_with_re_quantified_ones(
+    adapter: YrdScenariosAdapter, ctx: StreamContext
+) -> None:
+    (recognised,) = normalize(adapter, metro_record(), ctx)
+    (requantified,) = normalize(adapter, jiangsu_metro(), ctx)
+    assert recognised["scenario"] == requantified["scenario"] == "metro"
+    assert recognised["activity"]["unit"] == requantified["activity"]["unit"] == "pkm"
+
+
+def test_a_recognised_activity_in_a_unit_of_its_own_is_one_record_with_the_origin_activity_kept(
+    adapter: YrdScenariosAdapter, ctx: StreamContext
+) -> None:
+    (record,) = normalize(adapter, metro_record(activity_quantity=3, activity_unit="次"), ctx)
+    assert record["activity"]["quantity"] == 1.0 and record["activity"]["unit"] == "record"
+    assert record["activity"]["details"]["origin_activity"] == "3 次"
+    assert record["quantification"]["formula"] == "origin_kgco2e"
+    assert recompute(record) == 0.7006

@@ -35,7 +35,11 @@ def test_every_example_validates_with_both_validators(name: str) -> None:
 
 
 def test_personal_fields_are_annotated() -> None:
-    assert SchemaRegistry().get("yrd-record").personal_fields == {"resident_id": "resident_id", "mobile": "mobile"}
+    assert SchemaRegistry().get("yrd-record").personal_fields == {
+        "resident_id": "resident_id",
+        "mobile": "mobile",
+        "consent_id": "reference",  # the resident's authorisation reference leads to the person: pseudonymised
+    }
 
 
 def problems(item: dict[str, Any]) -> list[tuple[str, str]]:

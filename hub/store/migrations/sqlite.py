@@ -179,6 +179,30 @@ _SHARED_SINK_STATE = (
     "CREATE INDEX dead_letters_sink ON dead_letters (sink, id)",
 )
 
+_REVISIONS = (
+    # Corrections and voids (tanpuhui.hub.store.revisions): what kind of event an outbox row is, the record it
+    # supersedes, the current record of each partner item, and the keys of the no-double-credit overlap rules.
+    "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'created'",
+    "ALTER TABLE outbox ADD COLUMN supersedes TEXT",
+    """CREATE TABLE record_heads (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        partner_record_id TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        raw_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        PRIMARY KEY (adapter, stream, partner_record_id)
+    )""",
+    """CREATE TABLE overlap_keys (
+        rule TEXT NOT NULL,
+        match_key TEXT NOT NULL,
+        role TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        amount REAL NOT NULL,
+        PRIMARY KEY (rule, match_key, role, record_id)
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
     Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
@@ -186,6 +210,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
     Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
     Migration(6, "shared sink state: each sink's state, recent failures and last delivery", _SHARED_SINK_STATE),
+    Migration(
+        7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
+    ),
 )
 
 

@@ -1,0 +1,261 @@
+"""Plausibility rules: records that are possible but unlikely are flagged or held before they are credited.
+
+Each rule has a name, a kind, the scenarios it looks at, a limit and an action (``hub.toml``, ``[plausibility]``):
+
+=============================  ===========================================================================
+kind                           fires when
+=============================  ===========================================================================
+``max_activity``               the activity quantity is above ``limit`` (a trip's pkm, a day's PV kWh ...)
+``max_speed_kmh``              activity / the period's hours is above ``limit`` (tap-in to tap-out speed)
+``max_per_day``                the same subject has more than ``limit`` records of the rule's scenarios on one
+                               day (the period start's own day), counted per adapter stream
+``max_activity_vs_baseline``   the activity is above ``limit`` x the record's baseline (a household's kWh far
+                               above its own history)
+``max_reduction_kg``           the reduction is above ``limit`` kgCO2e
+=============================  ===========================================================================
+
+``hold``: the item is quarantined at stage ``plausibility`` with the rule named in the problem (keyword
+``plausibility``); ``tanpuhui quarantine replay`` checks it again against the thresholds of the day, and
+``tanpuhui quarantine replay --release`` credits it anyway, the release written into the record. ``flag``: the record
+goes on with the finding in its ``plausibility`` list. ``off``: the rule is not run. Shipped rules can be retuned
+by name (``[plausibility.rules.metro_speed] limit = 120``); new ones need ``kind``, ``scenarios`` and ``limit``.
+
+Daily counts live in the stream's pending state (``_plausibility``, saved with its checkpoint, the latest two days
+kept), so they survive restarts and a page that fails to commit counts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tanpuhui.sdk import ConfigError, Problem
+
+__all__ = ["DEFAULT_RULES", "Finding", "Plausibility", "PlausibilitySettings", "RuleSettings", "plausibility_settings"]
+
+Kind = Literal["max_activity", "max_speed_kmh", "max_per_day", "max_activity_vs_baseline", "max_reduction_kg"]
+Action = Literal["hold", "flag", "off"]
+
+_STATE_KEY = "_plausibility"
+
+
+class RuleSettings(BaseModel):
+    """One ``[plausibility.rules.<name>]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Kind
+    scenarios: list[str] = Field(min_length=1)
+    limit: float = Field(gt=0)
+    action: Action = "hold"
+    description: str = ""
+
+
+class PlausibilitySettings(BaseModel):
+    """The ``[plausibility]`` table: ``enabled`` and the rules by name (the shipped ones merged with yours)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    rules: dict[str, RuleSettings] = Field(default_factory=dict)
+
+
+DEFAULT_RULES: dict[str, dict[str, Any]] = {
+    "metro_speed": {
+        "kind": "max_speed_kmh",
+        "scenarios": ["metro"],
+        "limit": 100,
+        "description": "tap-in to tap-out faster than a metro train runs (design speeds 80-100 km/h)",
+    },
+    "metro_trip_length": {
+        "kind": "max_activity",
+        "scenarios": ["metro"],
+        "limit": 80,
+        "description": "a metro trip longer than any line pair of the network",
+    },
+    "bus_trip_length": {
+        "kind": "max_activity",
+        "scenarios": ["bus"],
+        "limit": 60,
+        "description": "a bus trip longer than urban bus lines run",
+    },
+    "transit_trips_per_day": {
+        "kind": "max_per_day",
+        "scenarios": ["metro", "bus"],
+        "limit": 16,
+        "description": "more metro and bus trips of one person in a day than a commuter makes",
+    },
+    "household_use_vs_history": {
+        "kind": "max_activity_vs_baseline",
+        "scenarios": ["peak_electricity_saving", "demand_response", "peak_water_saving", "peak_gas_saving"],
+        "limit": 5,
+        "action": "flag",
+        "description": "a household's use far above its own baseline (meter fault or a new occupant)",
+    },
+    "rooftop_pv_daily_kwh": {
+        "kind": "max_activity",
+        "scenarios": ["rooftop_pv"],
+        "limit": 200,
+        "description": "more kWh in a day than a household rooftop system generates",
+    },
+    "appliance_units": {
+        "kind": "max_activity",
+        "scenarios": ["green_appliance"],
+        "limit": 5,
+        "description": "more units of one appliance in one purchase than a household buys",
+    },
+}
+"""The shipped rules (limits are engineering judgement, not published figures: tune them in hub.toml)."""
+
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def plausibility_settings(table: Any, source: str) -> PlausibilitySettings:
+    """The ``[plausibility]`` table validated, the shipped rules merged in; errors name the key."""
+    if table is None:
+        table = {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [plausibility] must be a table")
+    rules_in = table.get("rules", {})
+    if not isinstance(rules_in, Mapping):
+        raise ConfigError(f"{source}: plausibility.rules must be a table of rules by name")
+    merged: dict[str, Any] = {name: dict(rule) for name, rule in DEFAULT_RULES.items()}
+    for name, rule in rules_in.items():
+        if not (name[:1].isalpha() and set(name) <= _NAME_OK and len(name) <= 64):
+            raise ConfigError(f"{source}: plausibility.rules.{name}: a rule name is lower-case letters, digits and _")
+        if not isinstance(rule, Mapping):
+            raise ConfigError(f"{source}: plausibility.rules.{name} must be a table")
+        if name not in merged:
+            missing = [k for k in ("kind", "scenarios", "limit") if k not in rule]
+            if missing:
+                raise ConfigError(
+                    f"{source}: plausibility.rules.{name} is not a shipped rule ({', '.join(DEFAULT_RULES)}), so it "
+                    f"needs {', '.join(missing)}"
+                )
+        merged[name] = {**merged.get(name, {}), **rule}
+    try:
+        return PlausibilitySettings.model_validate({**table, "rules": merged})
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in ("plausibility", *err["loc"]))
+            parts.append(f"{loc}: {err['msg']}")
+        raise ConfigError(f"{source}: {'; '.join(parts)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule that fired on one record."""
+
+    rule: str
+    action: str
+    message: str
+    pointer: str
+
+    def problem(self) -> Problem:
+        return Problem(self.pointer, f"plausibility rule {self.rule}: {self.message}", "plausibility")
+
+    def as_record(self, action: str | None = None) -> dict[str, str]:
+        return {"rule": self.rule, "action": action or self.action, "message": self.message}
+
+
+class Plausibility:
+    """The configured rules, indexed by scenario (``check`` runs in the pipeline for every valid record)."""
+
+    def __init__(self, settings: PlausibilitySettings) -> None:
+        self.settings = settings
+        by_scenario: dict[str, list[tuple[str, RuleSettings]]] = {}
+        if settings.enabled:
+            for name, rule in settings.rules.items():
+                if rule.action != "off":
+                    for scenario in rule.scenarios:
+                        by_scenario.setdefault(scenario, []).append((name, rule))
+        self._by_scenario = by_scenario
+
+    def check(self, doc: Mapping[str, Any], state: dict[str, Any]) -> list[Finding]:
+        """The rules that fire on a record document; ``max_per_day`` counts it in ``state``."""
+        rules = self._by_scenario.get(doc["scenario"])
+        if not rules:
+            return []
+        found: list[Finding] = []
+        for name, rule in rules:
+            message = _KINDS[rule.kind](doc, rule.limit, name, state)
+            if message is not None:
+                text, pointer = message
+                found.append(Finding(name, rule.action, text, pointer))
+        return found
+
+
+def _max_activity(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+    activity = doc["activity"]
+    if activity["quantity"] > limit:
+        unit = activity["unit"]
+        return f"{activity['quantity']:g} {unit} is above the limit of {limit:g} {unit}", "/activity/quantity"
+    return None
+
+
+def _max_speed(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+    period = doc["period"]
+    if period["start"] == period["end"]:
+        return None
+    hours = (datetime.fromisoformat(period["end"]) - datetime.fromisoformat(period["start"])).total_seconds() / 3600
+    quantity = doc["activity"]["quantity"]
+    if hours <= 0:
+        return f"{quantity:g} {doc['activity']['unit']} in a period that ends before it starts", "/period"
+    speed = quantity / hours
+    if speed > limit:
+        return (
+            f"{quantity:g} {doc['activity']['unit']} in {hours * 60:.1f} min is {speed:.1f} km/h, above the limit "
+            f"of {limit:g} km/h",
+            "/period",
+        )
+    return None
+
+
+def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+    day = str(doc["period"]["start"])[:10]
+    counts: dict[str, Any] = state.setdefault(_STATE_KEY, {})
+    days = counts.setdefault(name, {})
+    subjects = days.setdefault(day, {})
+    key = doc["subject"]["pseudonym"][:16]
+    n = subjects.get(key, 0) + 1
+    subjects[key] = n
+    if len(days) > 2:  # the latest two days are kept: a day's items come in that day or the next
+        for old in sorted(days)[:-2]:
+            del days[old]
+    if n > limit:
+        return f"record {n} of this person on {day}, above the limit of {limit:g} a day", "/subject"
+    return None
+
+
+def _max_vs_baseline(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+    baseline = doc["quantification"].get("baseline")
+    if baseline is None or baseline["quantity"] <= 0:
+        return None
+    quantity = doc["activity"]["quantity"]
+    ratio = quantity / baseline["quantity"]
+    if ratio > limit:
+        return (
+            f"{quantity:g} {doc['activity']['unit']} is {ratio:.1f} x the baseline of {baseline['quantity']:g}, above "
+            f"{limit:g} x",
+            "/activity/quantity",
+        )
+    return None
+
+
+def _max_reduction(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+    kg = doc["quantification"]["reduction_kgco2e"]
+    if kg > limit:
+        return f"{kg:g} kgCO2e is above the limit of {limit:g} kgCO2e a record", "/quantification/reduction_kgco2e"
+    return None
+
+
+_KINDS = {
+    "max_activity": _max_activity,
+    "max_speed_kmh": _max_speed,
+    "max_per_day": _max_per_day,
+    "max_activity_vs_baseline": _max_vs_baseline,
+    "max_reduction_kg": _max_reduction,
+}

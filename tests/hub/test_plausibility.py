@@ -1,0 +1,314 @@
+"""Plausibility rules through the hub: a metro trip faster than a train is held in the quarantine with the rule
+named, released by an operator, retuned in hub.toml, flagged instead of held, counted in metrics; bad rule tables
+are refused naming the key. And factor vintages through the hub: an activity no vintage covers is quarantined and
+replays once hub.toml adds the vintage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+
+from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.metrics import HubMetrics
+from tanpuhui.hub.plugins import load_plugins
+from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, ConfigError, Page, PullStream, StreamContext
+
+KEYS = "v1:" + "a" * 43 + "="
+
+
+def trip(n: int, minutes: int, km: float, card: str = "", day: str = "2024-11-05") -> dict[str, Any]:
+    return {
+        "id": f"M{n:05d}",
+        "card": card or f"9900{n:08d}",
+        "tap_in": f"{day}T08:00:00+08:00",
+        "tap_out": f"{day}T08:{minutes:02d}:00+08:00",
+        "km": km,
+    }
+
+
+class MetroTrips(PullStream):
+    name = "trips"
+    schema = "test-metro-trip"
+    id_field = "id"
+    items: ClassVar[list[dict[str, Any]]] = []
+
+    async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+        if cursor is None:
+            yield Page(list(self.items), "end")
+
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
+        yield ctx.record(
+            raw=item,
+            partner_record_id=item["id"],
+            subject=ctx.subject("card", item["card"]),
+            scenario="metro",
+            start=datetime.fromisoformat(item["tap_in"]),
+            end=datetime.fromisoformat(item["tap_out"]),
+            region="340100",
+            activity=float(item["km"]),
+            methodology="tph.transit.metro",
+        )
+
+
+class PeakReadings(MetroTrips):
+    name = "trips"  # the adapter's one stream
+
+    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
+        yield ctx.record(
+            raw=item,
+            partner_record_id=item["id"],
+            subject=ctx.subject("account", item["card"]),
+            scenario="peak_electricity_saving",
+            start=datetime.fromisoformat(item["tap_in"]),
+            end=datetime.fromisoformat(item["tap_out"]),
+            region="340100",
+            activity=float(item["km"]),
+            methodology="tph.electricity.peak-saving",
+            baseline=4.6,
+            baseline_method="household trailing 7-day peak average",
+        )
+
+
+def make_hub(tmp_path: Path, stream: type[PullStream], observers: Any = (), **tables: Any) -> Hub:
+    partner = type(
+        "MetroPartner",
+        (Adapter,),
+        {
+            "name": "metro_partner",
+            "version": "0.1.0",
+            "Settings": AdapterSettings,
+            "schemas": {stream.schema: {"type": "object"}},
+            "stream_types": (stream,),
+        },
+    )
+    config = HubConfig.from_dict(
+        {
+            "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TPH_TEST_KEYS"}},
+            "adapters": {"metro_partner": {}},
+            **tables,
+        },
+        source="hub.toml",
+        environ={"TPH_TEST_KEYS": KEYS},
+    )
+    plugins: Any = load_plugins([AdapterPlugin(partner)], entry_points=False)
+    return Hub(config, plugins=plugins, observers=observers)
+
+
+def records(hub: Hub) -> dict[str, dict[str, Any]]:
+    rows = hub.store.read_outbox(0, 1000)
+    return {orjson.loads(r.body)["source"]["partner_record_id"]: orjson.loads(r.body) for r in rows}
+
+
+def test_a_trip_faster_than_a_train_is_held_with_the_rule_named_and_the_rest_credited(tmp_path: Path) -> None:
+    # 8.4 pkm in 31 min (16 km/h) is a trip; 12.6 pkm in 4 min (189 km/h) is not
+    MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 25, 7.0)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (2, 1)
+        assert summary.plausibility == {("metro_speed", "hold"): 1}
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        assert (entry.stage, entry.partner_record_id) == ("plausibility", "M00002")
+        (problem,) = entry.problems
+        assert problem["keyword"] == "plausibility" and problem["pointer"] == "/period"
+        assert problem["message"] == (
+            "plausibility rule metro_speed: 12.6 pkm in 4.0 min is 189.0 km/h, above the limit of 100 km/h"
+        )
+        assert set(records(hub)) == {"M00001", "M00003"}
+        assert all("plausibility" not in r for r in records(hub).values())
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_a_held_trip_stays_held_on_replay_and_is_credited_on_release_with_the_release_in_the_record(
+    tmp_path: Path,
+) -> None:
+    MetroTrips.items = [trip(2, 4, 12.6)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
+        assert again.status == "failed" and "metro_speed" in again.problems[0].message
+        (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
+        assert released.status == "resolved"
+        record = records(hub)["M00002"]
+        assert record["plausibility"] == [
+            {
+                "rule": "metro_speed",
+                "action": "released",
+                "message": "12.6 pkm in 4.0 min is 189.0 km/h, above the limit of 100 km/h",
+            }
+        ]
+        assert hub.store.quarantine_list(None, "open", 10) == []
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_a_limit_raised_in_hub_toml_lets_the_trip_through(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(2, 4, 12.6)]
+    hub = make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"limit": 200}}})
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (1, 0)
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_a_flag_rule_credits_the_record_and_marks_it(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(2, 4, 12.6)]
+    hub = make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"action": "flag"}}})
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (1, 0)
+        assert summary.plausibility == {("metro_speed", "flag"): 1}
+        assert records(hub)["M00002"]["plausibility"][0]["action"] == "flag"
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_the_seventeenth_trip_of_one_card_in_a_day_is_held(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
+    MetroTrips.items.append(trip(18, 30, 5.0, card="990000000001", day="2024-11-06"))  # a new day counts afresh
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (17, 1)
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        assert entry.partner_record_id == "M00017"
+        assert entry.problems[0]["message"] == (
+            "plausibility rule transit_trips_per_day: record 17 of this person on 2024-11-05, above the limit of 16 "
+            "a day"
+        )
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_disabled_plausibility_holds_nothing(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(2, 4, 12.6)]
+    hub = make_hub(tmp_path, MetroTrips, plausibility={"enabled": False})
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (1, 0)
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_rule_counts_reach_the_metrics_for_pulled_and_replayed_pages(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 2, 9.0)]
+    metrics = HubMetrics()
+    hub = make_hub(tmp_path, MetroTrips, observers=[metrics])
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        first, _ = hub.store.quarantine_list(None, "open", 10)
+        asyncio.run(hub.replay_quarantine([first.id], release=True))
+    finally:
+        asyncio.run(hub.aclose())
+    text = metrics.render().decode()
+    labels = 'adapter="metro_partner",rule="metro_speed",stream="trips"'
+    assert f'tanpuhui_plausibility_total{{action="hold",{labels}}} 2.0' in text
+    assert f'tanpuhui_plausibility_total{{action="released",{labels}}} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"rules": {"metro_speed": {"limit": -5}}}, "plausibility.rules.metro_speed.limit: Input should be greater"),
+        ({"rules": {"metro_speed": {"action": "drop"}}}, "plausibility.rules.metro_speed.action: Input should be"),
+        ({"rules": {"metro_speed": {"kind": "max_speed"}}}, "plausibility.rules.metro_speed.kind: Input should be"),
+        ({"rules": {"night_trips": {"limit": 3}}}, "plausibility.rules.night_trips is not a shipped rule"),
+        ({"rules": {"Night-Trips": {"limit": 3}}}, "plausibility.rules.Night-Trips: a rule name is lower-case"),
+        ({"rules": {"metro_speed": {"scenarios": []}}}, "plausibility.rules.metro_speed.scenarios: List should"),
+        ({"rules": {"metro_speed": {"limt": 120}}}, "plausibility.rules.metro_speed.limt: Extra inputs"),
+        ({"enable": True}, "plausibility.enable: Extra inputs are not permitted"),
+    ],
+    ids=[
+        "negative limit",
+        "unknown action",
+        "unknown kind",
+        "new rule without kind",
+        "bad rule name",
+        "no scenarios",
+        "misspelt key",
+        "misspelt table key",
+    ],
+)
+def test_a_bad_rule_table_is_refused_naming_the_key(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        HubConfig.from_dict({"plausibility": table}, source="hub.toml", environ={})
+    assert str(caught.value).startswith("hub.toml: ")
+    assert message in str(caught.value)
+
+
+# -- factor vintages through the hub ----------------------------------------------------------------------------
+
+
+def test_an_activity_no_vintage_covers_is_quarantined_and_replays_once_hub_toml_adds_it(tmp_path: Path) -> None:
+    PeakReadings.items = [trip(1, 30, 3.1, day="2024-11-05"), trip(2, 30, 3.1, day="2026-03-02")]
+    hub = make_hub(tmp_path, PeakReadings)
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (1, 1)
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        assert (entry.stage, entry.partner_record_id) == ("normalize", "M00002")
+        assert entry.problems[0]["keyword"] == "factor_vintage"
+        assert (
+            "factor ef_grid (tph.electricity.peak-saving@1.1.0) covers the activity date 2026-03-02"
+            in (entry.problems[0]["message"])
+        )
+        assert records(hub)["M00001"]["quantification"]["factors"][0]["data_year"] == 2022
+    finally:
+        asyncio.run(hub.aclose())
+    vintage = {
+        "value": 0.6401,
+        "data_year": 2024,
+        "valid_from": datetime(2026, 1, 1).date(),
+        "valid_to": datetime(2026, 12, 31).date(),
+        "source": "MEE/NBS announcement of the 2024 electricity CO2 emission factors, Anhui (test figure)",
+    }
+    methodologies = {"tph.electricity.peak-saving": {"vintages": {"ef_grid": [vintage]}}}
+    hub = make_hub(tmp_path, PeakReadings, methodologies=methodologies)
+    try:
+        (result,) = asyncio.run(hub.replay_quarantine([entry.id]))
+        assert result.status == "resolved"
+        q = records(hub)["M00002"]["quantification"]
+        assert (q["factors_as_of"], q["factors"][0]["value"], q["factors"][0]["data_year"]) == (
+            "2026-03-02",
+            0.6401,
+            2024,
+        )
+        assert q["factors"][0]["source"].startswith("MEE/NBS announcement of the 2024")
+    finally:
+        asyncio.run(hub.aclose())
+
+
+@pytest.mark.parametrize(
+    "vintages, message",
+    [
+        (
+            {"ef_grid": [{"value": 0.7, "valid_from": "2024-06-01", "source": "x"}]},
+            "vintages overlap",
+        ),
+        ({"ef_gird": [{"value": 0.7, "valid_from": "2026-01-01", "source": "x"}]}, "vintages.ef_gird: methodology"),
+        (
+            {"ef_grid": [{"value": 0.7, "valid_from": "2026-01-01", "valid_to": "2025-01-01", "source": "x"}]},
+            "valid_to 2025-01-01 is before valid_from 2026-01-01",
+        ),
+        ({"ef_grid": [{"value": 0.7, "valid_from": "2026-01-01"}]}, "vintages.ef_grid.0.source: Field required"),
+    ],
+    ids=["overlapping a shipped vintage", "unknown factor", "ends before it starts", "without a source"],
+)
+def test_a_bad_vintage_table_is_refused_when_the_hub_starts(
+    tmp_path: Path, vintages: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_hub(tmp_path, PeakReadings, methodologies={"tph.electricity.peak-saving": {"vintages": vintages}})
+    assert message in str(caught.value)
+    assert "hub.toml" in str(caught.value)
