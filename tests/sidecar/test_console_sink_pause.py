@@ -11,8 +11,9 @@ from typing import Any
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
 from tanpuhui.hub.pausing import SINK_LEASES, paused
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import PSEUDONYM_KEYS, SidecarFactory, hub_config, sink_table, wait_for
+from .conftest import PSEUDONYM_KEYS, SidecarFactory, hub_config, sink_table
 from .console_kit import CONSOLE, csrf_of, signed_in
 
 
@@ -33,7 +34,7 @@ def test_a_sink_retrying_through_an_outage_can_be_paused_and_resumed(
         store = running.sidecar.hub.store
         pulled = running.admin("POST", "/v1/admin/streams/transit_card/transactions/pull?wait=true")
         assert pulled.status_code == 200, pulled.text
-        wait_for(lambda: _state(store) == "retrying", what="the sink retrying")
+        wait_until(lambda: _state(store) == "retrying", what="the sink retrying")
         client = signed_in(running)
         csrf = csrf_of(client.get(f"{CONSOLE}/sinks").text)
         answer = client.post(f"{CONSOLE}/sinks/platform/pause", data={"csrf": csrf})
@@ -46,15 +47,15 @@ def test_a_sink_retrying_through_an_outage_can_be_paused_and_resumed(
             time.sleep(1.0)
             return consumer.stats()["requests"] == before
 
-        wait_for(settled, timeout=10, what="the retries to stop")
+        wait_until(settled, timeout=10, what="the retries to stop")
         assert store.counts()["outbox"] > 0 and store.sink_backlog("platform").depth > 0
         assert "paused" in client.get(f"{CONSOLE}/sinks").text
 
         answer = client.post(f"{CONSOLE}/sinks/platform/resume", data={"csrf": csrf})
         assert answer.status_code == 303
         # The rest of the outage is ridden out (the scripted 503s left), then the backlog is delivered.
-        wait_for(lambda: store.sink_backlog("platform").depth == 0, timeout=60, what="the backlog delivered")
-        wait_for(lambda: _state(store) == "ok", what="the sink ok")
+        wait_until(lambda: store.sink_backlog("platform").depth == 0, timeout=60, what="the backlog delivered")
+        wait_until(lambda: _state(store) == "ok", what="the sink ok")
         client.close()
 
 
