@@ -40,8 +40,11 @@ NEEDS_CONFIG = {("status",), ("quarantine", "list"), ("dead-letters", "list"), (
 
 def _commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     yield path, group
-    if isinstance(group, click.Group):
-        for name, command in group.commands.items():
+    if isinstance(group, click.Group):  # commands are imported lazily: ask the group, not its loaded table
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, f"tanpuhui {' '.join((*path, name))} is listed but cannot be loaded"
             yield from _commands(command, (*path, name))
 
 
@@ -197,7 +200,7 @@ def test_pull_quiet_prints_nothing_when_every_stream_pulled(
 def _summary_fields() -> set[str]:
     from tanpuhui.hub.drivers.pull import PullSummary
 
-    return {*summary_doc(PullSummary("a", "s")), "leased_elsewhere"}
+    return {*summary_doc(PullSummary("a", "s")), "leased_elsewhere", "paused"}
 
 
 def test_pull_quiet_still_names_a_failed_stream(transit_sandbox_config: tuple[Path, dict[str, str]]) -> None:

@@ -158,14 +158,27 @@ def _sign_in(port: int) -> str:
 
 
 def _ready_sinks(port: int) -> dict[int, dict[str, object]]:
-    """Each worker's /readyz sink checks, by pid (several new connections: both workers answer)."""
+    """Each worker's /readyz sink checks, by pid (a new connection each time: the kernel picks the worker; both
+    requests of a time go on one connection, so to one worker)."""
     seen: dict[int, dict[str, object]] = {}
     for _ in range(40):
-        pid = int(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()["pid"])
-        if pid not in seen:
-            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=20)
-            body = orjson.loads(answer.content)
-            seen[pid] = {"status": answer.status_code, **body["checks"]["sinks"]}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            pid = int(client.get("/healthz").json()["pid"])
+            if pid not in seen:
+                answer = client.get("/readyz")
+                body = orjson.loads(answer.content)
+                seen[pid] = {"status": answer.status_code, **body["checks"]["sinks"]}
+    return seen
+
+
+def _metrics(port: int) -> dict[int, str]:
+    """Each worker's /metrics, by pid (a new connection each time: the kernel picks the worker)."""
+    seen: dict[int, str] = {}
+    for _ in range(40):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            pid = int(client.get("/healthz").json()["pid"])
+            if pid not in seen:
+                seen[pid] = client.get("/metrics").text
     return seen
 
 
@@ -193,6 +206,11 @@ def test_both_workers_show_a_failing_sink_and_what_the_other_paused(
         assert checks["status"] == 503, (pid, checks)
         platform = checks["platform"]
         assert isinstance(platform, dict) and platform["ok"] is False and platform["state"] == "retrying"
+
+    retrying = 'tanpuhui_sink_state{sink="platform",state="retrying"} 1.0'
+    scraped = wait_until(lambda: (m := _metrics(port)) and len(m) == 2 and m, 30, "both workers' /metrics")
+    for pid, text in scraped.items():
+        assert retrying in text, (pid, [line for line in text.splitlines() if "sink_state" in line])
 
     status = subprocess.run(
         [str(EXE), "status", "--config", str(config), "--json"], capture_output=True, env=env, cwd=tmp_path
