@@ -158,29 +158,37 @@ class Revisions(Generic[T]):
     def _keep_arrived(self, tx: T, rule: str, match_key: str, keep_id: str, now: str) -> list[AuditEvent]:
         """A keep record was inserted: net (correct) or void the other records of its subject and day on file."""
         events: list[AuditEvent] = []
-        for role in ("give", "withhold"):
-            for other in self._overlap(tx, rule, match_key, role, keep_id):
-                if role == "withhold":
-                    reason = f"overlap rule {rule}: record {keep_id} credits the same saving"
-                    events += self._void(tx, other.record_id, reason, keep_id, now)
-                    continue
-                found = self._row(tx, other.record_id)
-                if found is None:
-                    continue
-                row_adapter, row_stream, body = found
-                keeps = self._overlap(tx, rule, match_key, "keep", other.record_id)
-                doc = orjson.loads(body)
-                current = NewRecord(other.record_id, doc["fingerprint"], doc["scenario"], 0.0, body)
-                salt = "net:" + ",".join(sorted(k.record_id for k in keeps))
-                revised = _rewritten(current, record_id_at_revision(other.record_id, salt), other.record_id)
-                netted = _netted(revised, keeps, rule)
-                events += self._insert_revision(tx, row_adapter, row_stream, netted, CORRECTED, other.record_id, now)
-                self.sql.run(
-                    tx, "UPDATE overlap_keys SET record_id=? WHERE record_id=?", (netted.record_id, other.record_id)
-                )
-                self.sql.run(
-                    tx, "UPDATE record_heads SET record_id=? WHERE record_id=?", (netted.record_id, other.record_id)
-                )
+        for other in self._overlap(tx, rule, match_key, "withhold", keep_id):
+            reason = f"overlap rule {rule}: record {keep_id} credits the same saving"
+            events += self._void(tx, other.record_id, reason, keep_id, now)
+        return events + self._renet(tx, rule, match_key, now)
+
+    def _renet(self, tx: T, rule: str, match_key: str, now: str) -> list[AuditEvent]:
+        """Correct the give records of a subject and day whose deductions differ from the keep records on file now
+        (a keep record arrived, was corrected or voided): netted again, or no longer netted when none is left."""
+        events: list[AuditEvent] = []
+        for other in self._overlap(tx, rule, match_key, "give", ""):
+            found = self._row(tx, other.record_id)
+            if found is None:
+                continue
+            row_adapter, row_stream, body = found
+            keeps = self._overlap(tx, rule, match_key, "keep", other.record_id)
+            doc = orjson.loads(body)
+            wanted = sorted((k.record_id, k.amount) for k in keeps)
+            had = sorted((d["record_id"], d["quantity"]) for d in doc["quantification"].get("deductions", ()))
+            if wanted == had:
+                continue
+            current = NewRecord(other.record_id, doc["fingerprint"], doc["scenario"], 0.0, body)
+            salt = "net:" + ",".join(rid for rid, _ in wanted)
+            revised = _rewritten(current, record_id_at_revision(other.record_id, salt), other.record_id)
+            netted = _netted(revised, keeps, rule) if keeps else _unnetted(revised)
+            events += self._insert_revision(tx, row_adapter, row_stream, netted, CORRECTED, other.record_id, now)
+            self.sql.run(
+                tx, "UPDATE overlap_keys SET record_id=? WHERE record_id=?", (netted.record_id, other.record_id)
+            )
+            self.sql.run(
+                tx, "UPDATE record_heads SET record_id=? WHERE record_id=?", (netted.record_id, other.record_id)
+            )
         return events
 
     def _void(self, tx: T, record_id: str, reason: str, because_of: str, now: str) -> list[AuditEvent]:
@@ -204,7 +212,12 @@ class Revisions(Generic[T]):
         row = NewRecord(void_id, "", void["scenario"] or "void", 0.0, orjson.dumps(void))
         events = self._insert_revision(tx, row_adapter, row_stream, row, VOIDED, record_id, now)
         self.sql.run(tx, "UPDATE record_heads SET status='voided' WHERE record_id=?", (record_id,))
+        kept = self.sql.run(
+            tx, "SELECT rule, match_key FROM overlap_keys WHERE record_id=? AND role='keep'", (record_id,)
+        ).fetchall()
         self.sql.run(tx, "DELETE FROM overlap_keys WHERE record_id=?", (record_id,))
+        for rule, match_key in kept:  # a keep record withdrawn: its saving is no longer deducted elsewhere
+            events += self._renet(tx, str(rule), str(match_key), now)
         return events
 
     def _insert_revision(
@@ -302,6 +315,32 @@ def _netted(r: NewRecord, keeps: Sequence[_Held], rule: str) -> NewRecord:
     ]
     q["reduction_kgco2e"] = recompute(doc)
     return r._replace(reduction_kgco2e=q["reduction_kgco2e"], body=orjson.dumps(doc))
+
+
+def _unnetted(r: NewRecord) -> NewRecord:
+    """``r`` with no deductions left: the formula as the methodology wrote it, the reduction recomputed."""
+    doc = orjson.loads(r.body)
+    q = doc["quantification"]
+    if q.pop("deductions", None) is not None:
+        q["formula"] = ast.unparse(_Undeduct().visit(ast.parse(q["formula"], mode="eval")))
+    q["reduction_kgco2e"] = recompute(doc)
+    return r._replace(reduction_kgco2e=q["reduction_kgco2e"], body=orjson.dumps(doc))
+
+
+class _Undeduct(ast.NodeTransformer):
+    """``x - deducted`` back to ``x`` (the inverse of :class:`_Deduct`)."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node = self.generic_visit(node)  # type: ignore[assignment]
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Sub)
+            and isinstance(node.right, ast.Name)
+            and node.right.id == "deducted"
+            and isinstance(node.left, ast.Name)
+        ):
+            return node.left
+        return node
 
 
 class _Deduct(ast.NodeTransformer):

@@ -9,14 +9,16 @@ current state in both orders.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
 
+from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.ledger import Ledger
-from tanpuhui.sdk import recompute
+from tanpuhui.sdk import ConfigError, recompute
 
 from .conftest import CONS_NO, Household, HubFactory, dr_result, feed, signed
 
@@ -136,3 +138,36 @@ def test_no_rule_means_both_are_credited_in_full(make_hub: HubFactory) -> None:
     event(hub)
     assert [kind for kind, _ in rows(hub)] == ["created", "created"]
     assert current(hub)["peak_electricity_saving"]["quantification"]["reduction_kgco2e"] == pytest.approx(EF)
+
+
+def test_the_withheld_record_names_the_record_that_credits_the_saving(make_hub: HubFactory) -> None:
+    rule = {"name": "dr_instead_of_peak_day", "keep": "demand_response", "other": "peak_electricity_saving"}
+    hub = make_hub(hub_options={"overlap": [{**rule, "action": "withhold"}]})
+    event(hub)
+    readings(hub)
+    ((_, dr),) = rows(hub)
+    sql = hub.store.sql
+    with sql.read() as tx:
+        held = sql.run(tx, "SELECT claimed_by, body FROM held_claims").fetchall()
+    assert [(claimed_by, orjson.loads(body)["scenario"]) for claimed_by, body in held] == [
+        (dr["record_id"], "peak_electricity_saving")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"name": "same", "keep": "bus", "other": "bus"}, "keep and other are both 'bus'"),
+        ({"name": "tz", "keep": "bus", "other": "metro", "timezone": "Asia/Shanghai"}, "expected a UTC offset"),
+        ({"name": "act", "keep": "bus", "other": "metro", "action": "halve"}, "hub.overlap.0.action"),
+    ],
+)
+def test_a_bad_overlap_rule_is_refused_naming_the_key(rule: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        HubConfig.from_dict({"hub": {"overlap": [rule]}}, source="hub.toml")
+
+
+def test_two_rules_of_one_name_are_refused() -> None:
+    rule = {"name": "twice", "keep": "bus", "other": "metro"}
+    with pytest.raises(ConfigError, match=r"hub\.overlap: .*rule names must be distinct"):
+        HubConfig.from_dict({"hub": {"overlap": [rule, rule]}}, source="hub.toml")

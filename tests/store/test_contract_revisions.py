@@ -133,3 +133,22 @@ def test_a_page_that_revises_the_outbox_gives_the_in_memory_feed_no_seq_values(s
     voided = commit(store, "readings", [reading("SG-8")], (NewVoid("SG-7", "readings", "withdrawn"),))
     assert voided.inserted == 1 and voided.seq_runs == ()
     assert [kind for kind, _ in outbox(store)] == ["created", "corrected", "created", "voided"]
+
+
+def test_withdrawing_the_event_gives_the_day_its_full_saving_back(store: Any) -> None:
+    event = reading(
+        "DR-1", stream="demand_response", scenario="demand_response", activity=1.12, baseline=1.86, role="keep"
+    )
+    commit(store, "demand_response", [event])
+    commit(store, "readings", [reading("SG-20240501", role="give")])
+    commit(store, "demand_response", [], (NewVoid("DR-1", "demand_response", "event result withdrawn"),))
+    kinds = [kind for kind, _ in outbox(store)]
+    assert kinds == ["created", "created", "voided", "corrected"]
+    ledger = Ledger()
+    for kind, doc in outbox(store):
+        ledger.apply(kind, doc)
+    (day,) = ledger.records.values()
+    q = day["quantification"]
+    assert "deductions" not in q and q["formula"] == "max(baseline - activity, 0) * ef_grid"
+    assert q["reduction_kgco2e"] == round(1.0 * EF, 6) == recompute(day)
+    assert verify_log(store, records=True).ok

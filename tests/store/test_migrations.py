@@ -86,7 +86,7 @@ def test_an_older_store_is_refused_until_migrated_and_keeps_its_data(backend: Ba
     store = open_store(migrate=True)
     assert (store.last_migration.before, store.last_migration.after) == (1, SCHEMA_VERSION)
     assert [m.version for m in store.last_migration.applied] == list(range(2, SCHEMA_VERSION + 1))
-    assert [r.record_id for r in store.read_outbox(0, 10)] == ["01HXOLD"]
+    assert [(r.record_id, r.kind) for r in store.read_outbox(0, 10)] == [("01HXOLD", "created")]  # 6: kind
     assert store.load_checkpoint("transit_card", "trips").cursor == "c-9"
     assert store.acquire_lease("transit_card", "trips", "replica-a", 30)  # the new table is there
     store.commit_page("transit_card", "trips", trips(2), [], None)
