@@ -66,6 +66,7 @@ class StreamContext:
         self._window = fingerprint_window_minutes
         self._cache: dict[str, Methodology] = {}
         self._instants: dict[int, tuple[datetime, tuple[int, int, str]]] = {}
+        self._masks: dict[str, str] = {}
 
     @property
     def key_version(self) -> str:
@@ -126,7 +127,7 @@ class StreamContext:
             method = methodology
         ms, seconds, start_text = self._instant(start)
         if baseline_method:
-            baseline_method = mask_identifiers(baseline_method)  # partner free text: no identifier goes downstream
+            baseline_method = self._masked(baseline_method)  # partner free text: no identifier goes downstream
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
@@ -162,10 +163,23 @@ class StreamContext:
         )
         doc.start_seconds, doc.start_text = seconds, start_text
         if details:
-            doc["activity"]["details"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in details.items()}
+            masked = self._masked
+            doc["activity"]["details"] = {k: masked(v) if type(v) is str else v for k, v in details.items()}
         if origin:
-            doc["origin"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in origin.items()}
+            masked = self._masked
+            doc["origin"] = {k: masked(v) if type(v) is str else v for k, v in origin.items()}
         return doc
+
+    def _masked(self, text: str) -> str:
+        """:func:`mask_identifiers` of a partner string, remembered: details, origins and baseline methods repeat
+        (a stop, a line, a platform) far more than they differ."""
+        found = self._masks.get(text)
+        if found is None:
+            found = mask_identifiers(text)
+            if len(self._masks) >= _INSTANT_CACHE:
+                self._masks.clear()
+            self._masks[text] = found
+        return found
 
     def _instant(self, when: datetime) -> tuple[int, int, str]:
         """(unix ms, unix s, RFC 3339 text) of a datetime; remembered per datetime object.
