@@ -1,6 +1,6 @@
 """``python -m benchmarks [--quick] [--only NAME ...]``: run the benchmarks and print one table.
 
-Names: pull, dedup, forward, webhook, memory, inputs. ``--quick`` runs small sizes (a CI smoke test: it asserts nothing
+Names: pull, dedup, forward, webhook, memory, inputs, job. ``--quick`` runs small sizes (a CI smoke test: it asserts nothing
 about time). See docs/performance.md for what each measures and the figures on the reference machine.
 """
 
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "webhook": "benchmarks.webhook",
     "memory": "benchmarks.memory",
     "inputs": "benchmarks.big_inputs",
+    "job": "benchmarks.job",
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gc
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
+from tanpuhui.testing.loopback import free_port
 
 __all__ = [
     "PSEUDONYM_KEYS",
@@ -71,12 +71,13 @@ class Sizes:
     webhook_seconds: float
     webhook_batches: int
     memory_records: int
+    job_pages: int = 212  # pages of ~944 transactions for the pull-and-forward job (~200k)
 
     @classmethod
     def make(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000)
-        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000)
+            return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000, 8)
+        return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000, 212)
 
 
 def make_hub(directory: Path, *, adapters: dict[str, dict[str, Any]] | None = None, **hub: Any) -> Hub:
@@ -249,13 +250,6 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    """A loopback port free right now (for servers that must be told their port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -25,9 +25,9 @@ __all__ = ["main"]
 
 
 class _Partner:
-    def __init__(self, pages: int) -> None:
+    def __init__(self, pages: int, bad_every: int = 1000) -> None:
         self.pages = pages
-        self.feed = TransitFeed()
+        self.feed = TransitFeed(bad_every=bad_every)
         self.network = orjson.dumps(self.feed.network_doc)
         self.token = orjson.dumps({"access_token": "bench-token", "token_type": "Bearer", "expires_in": 86400})
 
@@ -56,16 +56,19 @@ class _Partner:
         return head % (status, reason, len(answer)) + answer
 
 
-async def _serve(pages: int) -> None:
-    await serve_forever(_Partner(pages).respond)
+async def _serve(pages: int, bad_every: int) -> None:
+    await serve_forever(_Partner(pages, bad_every).respond)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.simulator")
     parser.add_argument("--pages", type=int, required=True)
+    parser.add_argument(
+        "--bad-every", type=int, default=1000, help="one journey in N, if a bus tap, is schema-invalid (0: none)"
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.pages))
+        asyncio.run(_serve(args.pages, args.bad_every))
 
 
 if __name__ == "__main__":

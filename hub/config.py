@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tanpuhui.sdk import ConfigError
 
+from .overlaps import DEFAULT_OVERLAPS, OverlapRule
 from .plausibility import PlausibilitySettings, plausibility_settings
 
 __all__ = [
@@ -97,6 +98,21 @@ class HubSettings(BaseModel):
     )
     pseudonym_keys: str | None = None
     fingerprint_window_minutes: int = Field(default=10, ge=1, le=1440)
+    overlap: list[OverlapRule] | None = Field(
+        default=None, description="no-double-credit rules ([[hub.overlap]]); unset: DEFAULT_OVERLAPS, []: none"
+    )
+
+    @field_validator("overlap")
+    @classmethod
+    def _distinct_rules(cls, value: list[OverlapRule] | None) -> list[OverlapRule] | None:
+        names = [r.name for r in value or ()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be distinct, got {names}")
+        return value
+
+    def overlap_rules(self) -> tuple[OverlapRule, ...]:
+        """The rules in force (the defaults unless hub.toml lists its own)."""
+        return DEFAULT_OVERLAPS if self.overlap is None else tuple(self.overlap)
 
 
 class ForwarderSettings(BaseModel):

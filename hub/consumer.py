@@ -3,7 +3,8 @@
 ``POST /events`` verifies the Standard Webhooks signature over the raw body, accepts a CloudEvents batch
 (``application/cloudevents-batch+json``) or a single structured event (``application/cloudevents+json``),
 deduplicates on ``(source, id)`` — delivery is at-least-once, so this is what makes it exactly-once — and
-totals kgCO2e by scenario. ``GET /stats`` returns the counts. Received events can be appended to a JSONL file.
+keeps the current records (corrections replace, voids remove: :class:`~tanpuhui.hub.ledger.Ledger`) with their
+kgCO2e by scenario. ``GET /stats`` returns the counts. Received events can be appended to a JSONL file.
 
 For tests and the demo it can misbehave on purpose: a script of responses to give before behaving normally
 (``[503, 503, Scripted(429, retry_after=1), 200]``), ``mode="down"`` (503 to everything) or ``mode="gone"``
@@ -35,6 +36,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tanpuhui.sdk import SignatureError, WebhookVerifier
+
+from .ledger import Ledger
 
 __all__ = ["BATCH_CONTENT_TYPE", "EVENT_CONTENT_TYPE", "Consumer", "ConsumerServer", "Scripted", "main"]
 
@@ -84,7 +87,8 @@ class Consumer:
         self._ids: list[str] = []
         self._deliveries: deque[Delivery] = deque(maxlen=keep_deliveries)
         self._counts = {"requests": 0, "rejected": 0, "scripted": 0, "received": 0, "unique": 0, "duplicates": 0}
-        self._kg: dict[str, float] = {}
+        self.ledger = Ledger()
+        """The current records rebuilt from the events received (read under :meth:`current`)."""
         self.jsonl_path = Path(jsonl_path) if jsonl_path is not None else None
         self._jsonl: BinaryIO | None = None
         self.push(*script)
@@ -119,9 +123,17 @@ class Consumer:
         """Counts: requests, rejected (signature), scripted, events received / unique / duplicates, kgCO2e."""
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
-            out["kgco2e_by_scenario"] = {k: round(v, 6) for k, v in sorted(self._kg.items())}
-            out["kgco2e_total"] = round(sum(self._kg.values()), 6)
+            counts = self.ledger.count_by_scenario  # a scenario whose records were all voided drops out
+            kg = {k: v for k, v in self.ledger.kg_by_scenario.items() if counts.get(k)}
+            out["kgco2e_by_scenario"] = {k: round(v, 6) for k, v in sorted(kg.items())}
+            out["kgco2e_total"] = round(sum(kg.values()), 6)
+            out["current_records"] = len(self.ledger.records)
         return out
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        """The current records by id (created and corrected ones, minus what was superseded or voided)."""
+        with self._lock:
+            return dict(self.ledger.records)
 
     def ids(self) -> list[str]:
         """Ids of the unique events, in arrival order."""
@@ -192,14 +204,8 @@ class Consumer:
                 seen.add(key)
                 fresh.append(event)
             duplicates = len(events) - len(fresh)
-            kg = self._kg
             for event in fresh:
-                data = event.get("data")
-                if isinstance(data, dict):
-                    scenario = str(data.get("scenario", "?"))
-                    quantification = data.get("quantification")
-                    amount = quantification.get("reduction_kgco2e", 0) if isinstance(quantification, dict) else 0
-                    kg[scenario] = kg.get(scenario, 0.0) + float(amount)
+                self.ledger.apply_event(event)
             self._ids.extend(event["id"] for event in fresh)
             counts = self._counts
             counts["received"] += len(events)
@@ -346,6 +352,9 @@ class ConsumerServer:
 
     def deliveries(self) -> list[Delivery]:
         return self.consumer.deliveries()
+
+    def current(self) -> dict[str, dict[str, Any]]:
+        return self.consumer.current()
 
     def push(self, *responses: int | Scripted) -> None:
         self.consumer.push(*responses)

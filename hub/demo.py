@@ -34,6 +34,7 @@ from tanpuhui.sdk import ConfigError, PullStream, Sandbox, TanpuhuiError, Webhoo
 
 from .config import load_config
 from .consumer import ConsumerServer
+from .demo_sinks import Arrived, demo_broker
 from .drivers.pull import PullSummary
 from .drivers.push import Refused
 from .forwarder import Forwarder, ForwardSummary
@@ -86,11 +87,13 @@ def run_demo(
     console: Console,
     plugins: Plugins | None = None,
     sandbox_options: Mapping[str, Mapping[str, Any]] | None = None,
+    sink: str | None = None,
 ) -> None:
     """Run the demo in ``workdir`` (kept between runs) and print the summary.
 
     ``trips`` sizes the transit card sandbox; ``sandbox_options`` (adapter name -> keyword arguments of its sandbox
-    factory) size any sandbox. ``plugins`` defaults to the installed ones.
+    factory) size any sandbox. ``plugins`` defaults to the installed ones. ``sink``: also forward to that broker
+    (``"nats"``: JetStream at ``NATS_URL``; see :mod:`.demo_sinks`) and read back what arrived.
     """
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -101,6 +104,10 @@ def run_demo(
     key = _persistent_secret(workdir, _KEY_FILE, "sandbox:" + base64.b64encode(secrets.token_bytes(32)).decode())
     consumer_secret = _persistent_secret(workdir, "sandbox-consumer.secret", _whsec())
     started = time.perf_counter()
+    broker = demo_broker(sink) if sink else None
+    arrived: Arrived | None = None
+    if broker is not None:
+        asyncio.run(broker.prepare())
     with ExitStack() as stack:
         sandboxes = _start_sandboxes(plugins, options, stack, console)
         consumer = stack.enter_context(ConsumerServer(consumer_secret, jsonl_path=workdir / "consumer.jsonl"))
@@ -127,6 +134,8 @@ def run_demo(
                 "platform": {"type": "http", "url": consumer.url, "secret": {"env": "DEMO_CONSUMER_SECRET"}},
             },
         }
+        if broker is not None:
+            document["sinks"][broker.name] = broker.sink_table()
         config_path = workdir / "hub.toml"
         config_path.write_text(
             "# Written by `tanpuhui demo`: the configuration it ran with. Secrets are environment references.\n"
@@ -141,7 +150,11 @@ def run_demo(
         }
         totals, forwarded = asyncio.run(_run(Hub(config, plugins=plugins), from_start, pushes, console))
         consumer_stats: dict[str, Any] = consumer.stats()
-    _summary(console, totals, len(sandboxes), forwarded, consumer_stats, workdir, time.perf_counter() - started)
+        if broker is not None:
+            arrived = asyncio.run(broker.arrived())
+    _summary(
+        console, totals, len(sandboxes), forwarded, consumer_stats, workdir, time.perf_counter() - started, arrived
+    )
 
 
 def _start_sandboxes(
@@ -206,7 +219,7 @@ async def _run(
                 totals.records.update(summary.records_by_scenario)
             sinks = hub.build_sinks()
             pending = sum(hub.store.outbox_max_seq() - hub.store.sink_position(n) for n in sinks)
-            ftask = progress.add_task("forward → archive (JSONL), platform (HTTP)", total=max(pending, 1))
+            ftask = progress.add_task(f"forward → {', '.join(sinks)}", total=max(pending, 1))
             forwarder = Forwarder.configured(hub.store, sinks, hub.config.forwarder)
             try:
                 forwarded = await forwarder.drain(progress=lambda _sink, n: progress.advance(ftask, n))
@@ -247,6 +260,7 @@ def _summary(
     consumer: dict[str, Any],
     workdir: Path,
     seconds: float,
+    arrived: Arrived | None = None,
 ) -> None:
     noun = "partner" if partners == 1 else "partners"
     table = Table(
@@ -280,6 +294,8 @@ def _summary(
     for name, sink in sorted(forwarded.sinks.items()):
         delivery.add_row(name, str(sink.delivered), str(sink.dead_lettered))
     delivery.add_row("consumer received / unique", f"{consumer.get('received', 0)} / {consumer.get('unique', 0)}", "")
+    if arrived is not None:
+        delivery.add_row(f"{arrived.where}: arrived / unique", f"{arrived.messages} / {arrived.unique}", "")
     console.print(delivery)
     kg = Table(title="kgCO2e credited in this run, by scenario")
     kg.add_column("scenario")
@@ -289,6 +305,13 @@ def _summary(
         kg.add_row(scenario, str(totals.records[scenario]), f"{totals.kg[scenario]:.3f}")
     kg.add_row("total", str(sum(totals.records.values())), f"{sum(totals.kg.values()):.3f}", style="bold")
     console.print(kg)
+    if consumer.get("current_records") is not None:
+        console.print(
+            f"The consumer holds {consumer['current_records']} current records, {consumer.get('kgco2e_total', 0):.3f} "
+            "kgCO2e: corrections replace what they supersede (e.g. a day's peak saving netted of its demand-response "
+            "kWh) and voids remove (docs/verification.md; `tanpuhui report` gives the same totals per period).",
+            markup=False,
+        )
     console.print(
         f"done in {seconds:.1f} s; state in {workdir}/ (hub.toml, hub.db, records.jsonl). Run again: nothing is "
         "forwarded twice; add --from-start to re-pull everything and see it deduplicated.\n"

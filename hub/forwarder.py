@@ -151,6 +151,7 @@ class Forwarder:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         owner: str | None = None,
         lease_ttl: float = 30.0,
+        read: Callable[[int, int], list[OutboxRow]] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -170,7 +171,12 @@ class Forwarder:
         self.owner = owner or new_owner_id()
         """Lease owner name: one replica drains a sink at a time (the others skip it)."""
         self.lease_ttl = lease_ttl
-        self.states = SinkStates(self.sinks, give_up_after=give_up_after, max_backoff=max_backoff, store=store)
+        self._read = read or store.read_outbox
+        """``read(after_seq, limit)``: the store's :meth:`read_outbox`, or what answers as it does
+        (:class:`tanpuhui.hub.feed.CommittedFeed`: pages this process just committed, from memory)."""
+        self.states = SinkStates(
+            self.sinks, give_up_after=give_up_after, max_backoff=max_backoff, store=store, owner=self.owner
+        )
         """Each sink's delivery state, by name (:class:`SinkState`, replaced whole on each change)."""
 
     @classmethod
@@ -183,6 +189,7 @@ class Forwarder:
         *,
         owner: str | None = None,
         lease_ttl: float = 30.0,
+        read: Callable[[int, int], list[OutboxRow]] | None = None,
     ) -> Forwarder:
         """A forwarder with hub.toml's ``[forwarder]`` settings (and ``[hub] lease_ttl`` for its sink leases)."""
         return cls(
@@ -197,12 +204,18 @@ class Forwarder:
             sleep=sleep,
             owner=owner,
             lease_ttl=lease_ttl,
+            read=read,
         )
 
     # -- draining --------------------------------------------------------------------------------------------
 
     async def drain(
-        self, sink: str | None = None, progress: Progress | None = None, *, ride_out: bool = False
+        self,
+        sink: str | None = None,
+        progress: Progress | None = None,
+        *,
+        ride_out: bool = False,
+        follow: Callable[[], Callable[[], Awaitable[bool]]] | None = None,
     ) -> ForwardSummary:
         """Deliver everything after each sink's position (or only ``sink``'s) until the outbox is exhausted.
 
@@ -210,10 +223,20 @@ class Forwarder:
         ``ride_out``: keep retrying a transiently failing batch (holding the sink's lease) until it is delivered or
         dead-lettered after ``give_up_after``; without it, a batch still failing after ``attempts`` tries is left
         in the outbox and the sink's summary says ``retrying``.
+        ``follow``: makes one waiter per sink; when the outbox is exhausted, the sink's waiter is awaited and the
+        outbox read again while it returns True (``tanpuhui run``: more pages are being committed; see
+        :meth:`tanpuhui.hub.feed.CommittedFeed.follower`), the sink's lease held throughout. Without it, the drain
+        ends there.
         """
         names = [self._known(sink)] if sink is not None else list(self.sinks)
         summary = ForwardSummary({name: SinkSummary() for name in names})
-        await asyncio.gather(*(self._drain_one(name, summary.sinks[name], progress, ride_out) for name in names))
+        await asyncio.gather(
+            *(
+                self._drain_one(name, summary.sinks[name], progress, ride_out, follow() if follow else None)
+                for name in names
+            )
+        )
+        await self.states.settled()
         return summary
 
     def _known(self, name: str) -> str:
@@ -222,7 +245,14 @@ class Forwarder:
             raise ConfigError(f"unknown sink {name!r}; configured sinks: {known}")
         return name
 
-    async def _drain_one(self, name: str, summary: SinkSummary, progress: Progress | None, ride_out: bool) -> None:
+    async def _drain_one(
+        self,
+        name: str,
+        summary: SinkSummary,
+        progress: Progress | None,
+        ride_out: bool,
+        follow: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         # With several replicas on one store, one drains a sink at a time; the lease is renewed in the background
         # and given back at the end. A replica that dies mid-batch: the next owner sends that batch again.
         async with hold_lease(self.store, SINK_LEASES, name, self.owner, self.lease_ttl) as lease:
@@ -230,28 +260,39 @@ class Forwarder:
                 summary.leased_elsewhere = True
                 self.states.forget(name)
                 return
-            await self._drain_leased(name, summary, progress, lease, ride_out)
+            await self._drain_leased(name, summary, progress, lease, ride_out, follow)
             if lease.lost:
                 self.states.forget(name)
 
     async def _drain_leased(
-        self, name: str, summary: SinkSummary, progress: Progress | None, lease: HeldLease, ride_out: bool
+        self,
+        name: str,
+        summary: SinkSummary,
+        progress: Progress | None,
+        lease: HeldLease,
+        ride_out: bool,
+        follow: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         sink = self.sinks[name]
         store = self.store
+        read = self._read
         # The next batch is read (in a thread) while the current one is on the wire: the read does not depend on
         # how delivery ends, since the position moves past a batch whether it was delivered or dead-lettered (and
         # a batch left in the outbox ends the drain).
-        reading = asyncio.ensure_future(
-            asyncio.to_thread(store.read_outbox, store.sink_position(name), self.batch_size)
-        )
+        last = store.sink_position(name)
+        reading = asyncio.ensure_future(asyncio.to_thread(read, last, self.batch_size))
         try:
             while True:
                 rows = await reading
-                if not rows or lease.lost:
+                if lease.lost:
                     return
+                if not rows:
+                    if follow is None or not await follow() or lease.lost:
+                        return
+                    reading = asyncio.ensure_future(asyncio.to_thread(read, last, self.batch_size))
+                    continue
                 last = rows[-1].seq
-                reading = asyncio.ensure_future(asyncio.to_thread(store.read_outbox, last, self.batch_size))
+                reading = asyncio.ensure_future(asyncio.to_thread(read, last, self.batch_size))
                 try:
                     outcome = await self._deliver(name, sink, rows, summary, lease=lease, ride_out=ride_out)
                 except _Stop:

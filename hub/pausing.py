@@ -11,11 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .store.base import Store
 from .store.leases import SINK_LEASES
+from .store.queries import AuditQuery, FailureQueries
 
-__all__ = ["PAUSED", "SINK_LEASES", "pause", "pause_soon", "paused", "resume"]
+__all__ = ["PAUSED", "SINK_LEASES", "Pause", "pause", "pause_soon", "paused", "pauses", "resume"]
+
+PAUSE_ACTIONS = ("console.stream.pause", "cli.stream.pause", "console.sink.pause", "cli.sink.pause")
+"""The audit actions that pause a stream or a sink (the console's and ``tanpuhui pause``'s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A stream or sink paused now: since when, and who asked (from the audit log, when it keeps one)."""
+
+    since: str
+    by: str | None = None
+    """The audit entry's actor (``console@10.0.0.7``, ``cli@ops-host``)."""
+    asked_at: str | None = None
+
 
 PAUSED = "paused-by-operator"
 """The lease owner that means "paused"."""
@@ -48,3 +65,23 @@ def resume(store: Store, adapter: str, stream: str) -> None:
 def paused(store: Store) -> set[tuple[str, str]]:
     """``(adapter, stream)`` of what is paused now; sinks as ``(SINK_LEASES, name)``."""
     return {(lease.adapter, lease.stream) for lease in store.leases() if lease.owner == PAUSED}
+
+
+def pauses(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Pause]:
+    """Which of ``keys`` (``(adapter, stream)``, sinks as ``(SINK_LEASES, name)``) are paused, since when and by
+    whom."""
+    wanted = set(keys)
+    out = {}
+    for lease in store.leases():
+        key = (lease.adapter, lease.stream)
+        if lease.owner != PAUSED or key not in wanted:
+            continue
+        by = asked = None
+        if isinstance(store, FailureQueries):
+            subject = key[1] if key[0] == SINK_LEASES else f"{key[0]}:{key[1]}"
+            for entry in store.audit_find(AuditQuery(subject=subject), 0, 50):
+                if entry.subject == subject and entry.action in PAUSE_ACTIONS:
+                    by, asked = entry.actor, entry.at
+                    break
+        out[key] = Pause(lease.acquired_at, by, asked)
+    return out

@@ -30,9 +30,10 @@ from tanpuhui.sdk import (
 
 from .audit import AuditEvent
 from .encoding import dumps_any, safe_text
+from .overlaps import OverlapIndex
 from .plausibility import Finding, Plausibility
 from .runtime import BoundStream, Runtime
-from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, PageWrite
+from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, NewVoid, PageWrite
 
 __all__ = ["PageObserver", "PageResult", "Pipeline", "ProcessedPage"]
 
@@ -78,6 +79,8 @@ class ProcessedPage:
     """Item index -> (stage, problems) for the page's items that were quarantined."""
     drift: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Unknown top-level field -> (valid items carrying it, the partner id of one of them)."""
+    voids: list[NewVoid] = field(default_factory=list)
+    """Items the partner withdrew (``ctx.withdraw``): the store voids their records."""
 
     def write(
         self,
@@ -100,6 +103,7 @@ class ProcessedPage:
             lease_owner=lease_owner,
             audit=audit,
             drift=self.drift,
+            voids=self.voids,
         )
 
     def committed(self, committed: CommitResult) -> PageResult:
@@ -139,6 +143,7 @@ class Pipeline:
         self.runtime = runtime
         self.observers = list(observers)
         self._window = runtime.config.hub.fingerprint_window_minutes
+        self._overlaps = OverlapIndex(runtime.config.hub.overlap_rules())
         self.plausibility = Plausibility(runtime.config.plausibility)
 
     def process(
@@ -231,6 +236,10 @@ class Pipeline:
                 self._quarantine("incomplete", rejection.raw, id_field, rejection.problems, rejection.partner_record_id)
             )
         ctx.rejections.clear()
+        for withdrawn in ctx.withdrawals:
+            pid = safe_text(withdrawn.partner_record_id)[:256]  # as the record carries it: the key to match
+            processed.voids.append(NewVoid(pid, withdrawn.id_stream, safe_text(redact(withdrawn.reason))))
+        ctx.withdrawals.clear()
         for observer in self.observers:
             observer.page_processed(bound, items, processed)
         return processed
@@ -248,9 +257,27 @@ class Pipeline:
 
     def _new_record(self, doc: dict[str, Any]) -> NewRecord:
         fingerprint = doc["fingerprint"]
-        neighbour = neighbour_fingerprint_at(fingerprint, period_start_seconds(doc), self._window)
+        seconds = period_start_seconds(doc)
+        window = self._window
+        neighbour = neighbour_fingerprint_at(fingerprint, seconds, window)
         kg = doc["quantification"]["reduction_kgco2e"]
-        return NewRecord(doc["record_id"], fingerprint, doc["scenario"], kg, orjson.dumps(doc), neighbour)
+        source = doc["source"]
+        # Claim keys under the pseudonym keys before a rotation (ctx.record sets them while earlier keys are kept).
+        earlier = getattr(doc, "aliases", ())
+        aliases = tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window)))
+        return NewRecord(
+            doc["record_id"],
+            fingerprint,
+            doc["scenario"],
+            kg,
+            orjson.dumps(doc),
+            neighbour,
+            source["partner_record_id"],
+            getattr(doc, "id_stream", "") or source["stream"],
+            source["raw_sha256"],
+            self._overlaps.keys(doc, seconds),
+            aliases,
+        )
 
     def _quarantine(
         self,

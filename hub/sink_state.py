@@ -4,9 +4,11 @@ The :class:`~tanpuhui.hub.forwarder.Forwarder` keeps a :class:`SinkStates` table
 sink, replaced whole on every change, so a reader on another thread (a metrics scrape) always sees a consistent
 one. The table logs an outage when it begins, when it is given up on and when it ends ("sink platform recovered
 after 12 min retrying, 37 failed attempt(s)"), counts recoveries, and appends ``sink.recovered`` to the audit log
-when the store keeps one. ``/readyz`` and the metrics show the states. They live in the memory of the process that
-drains the sink (the holder of its lease); a later operator console will read them across workers and replicas
-from the shared store.
+when the store keeps one. ``/readyz`` and the metrics show the states. The table lives in the memory of the process
+that drains the sink (the holder of its lease), and every change is written to the shared store
+(:mod:`~tanpuhui.hub.store.sink_log`, with each failure in the sink's recent errors), where the console,
+``tanpuhui status`` and ``/readyz`` of every worker and replica read it. The writes go through one background
+thread in order when an event loop runs (a blocking write must not stall deliveries), directly otherwise.
 
 States::
 
@@ -19,9 +21,11 @@ States::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,6 +33,7 @@ from typing import Any, Literal
 from tanpuhui.sdk import redact
 
 from .audit import AuditEvent, AuditLog
+from .store.sink_log import SinkStateLog, StoredSinkState
 
 __all__ = ["SinkCondition", "SinkState", "SinkStates", "duration_text"]
 
@@ -88,11 +93,56 @@ class SinkStates(Mapping[str, SinkState]):
     ``give_up_after`` and ``max_backoff`` are the forwarder's (for :meth:`given_up` and the log lines).
     """
 
-    def __init__(self, names: Iterable[str], *, give_up_after: float, max_backoff: float, store: object) -> None:
+    def __init__(
+        self, names: Iterable[str], *, give_up_after: float, max_backoff: float, store: object, owner: str = ""
+    ) -> None:
         self._states: dict[str, SinkState] = {name: SinkState() for name in names}
         self.give_up_after = give_up_after
         self.max_backoff = max_backoff
         self._store = store
+        self.owner = owner
+        """Who writes the states to the store (the forwarder's lease owner)."""
+        self._writer: ThreadPoolExecutor | None = None
+        self._last: Future[None] | None = None
+
+    def _publish(self, name: str, error: str | None = None) -> None:
+        """Write ``name``'s state (and ``error``, a new failure) to the shared store, when it keeps them."""
+        store = self._store
+        if not isinstance(store, SinkStateLog):
+            return
+        s = self._states[name]
+        row = StoredSinkState(
+            name,
+            s.state,
+            _iso(s.since),
+            s.attempts,
+            None if s.last_error is None else redact(s.last_error),
+            _iso(s.next_attempt_at),
+            s.given_up,
+            s.recoveries,
+            self.owner,
+        )
+        failure = None if error is None else redact(error)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            _save(store, row, failure)
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-state")
+        self._last = self._writer.submit(_save, store, row, failure)
+
+    async def settled(self) -> None:
+        """Wait until the states handed to the background thread are written (in order: the last one is enough)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wrap_future(last)
+
+    def flush(self) -> None:
+        """Wait for the writes handed to the background thread (at shutdown, before the store closes)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     def __getitem__(self, name: str) -> SinkState:
         return self._states[name]
@@ -117,10 +167,12 @@ class SinkStates(Mapping[str, SinkState]):
                 error,
             )
         self._states[name] = replace(state, attempts=state.attempts + 1, last_error=error, next_attempt_at=None)
+        self._publish(name, error)
 
     def waiting(self, name: str, seconds: float) -> None:
         """The next try is due in ``seconds``."""
         self._states[name] = replace(self._states[name], next_attempt_at=time.time() + seconds)
+        self._publish(name)
 
     def given_up(self, name: str) -> bool:
         """Retrying for ``give_up_after`` or longer: a batch that keeps failing may be dead-lettered."""
@@ -141,6 +193,7 @@ class SinkStates(Mapping[str, SinkState]):
                 last_seq,
             )
             self._states[name] = replace(state, given_up=True)
+            self._publish(name)
 
     def stopped(self, name: str, error: str) -> None:
         """410 Gone, or a bug in the sink: delivery to it stopped."""
@@ -148,6 +201,7 @@ class SinkStates(Mapping[str, SinkState]):
         if state.state != "stopped":
             state = SinkState("stopped", time.time(), recoveries=state.recoveries, started=time.monotonic())
         self._states[name] = replace(state, attempts=state.attempts + 1, last_error=error)
+        self._publish(name, error)
 
     def answered(self, name: str) -> None:
         """The consumer answered (delivered, or a permanent 4xx): an outage or a stop is over."""
@@ -156,6 +210,7 @@ class SinkStates(Mapping[str, SinkState]):
             return
         took = state.seconds()
         self._states[name] = SinkState(recoveries=state.recoveries + 1)
+        self._publish(name)
         log.warning(
             "sink %s recovered after %s %s, %d failed attempt(s); last error: %s",
             name,
@@ -183,6 +238,13 @@ class SinkStates(Mapping[str, SinkState]):
         state = self._states[name]
         if not state.ok:
             self._states[name] = SinkState(recoveries=state.recoveries)
+
+
+def _save(store: SinkStateLog, row: StoredSinkState, error: str | None) -> None:
+    try:
+        store.sink_state_save(row, error)
+    except Exception:  # a busy or closing store must not stop delivery; the state is in memory and logged
+        log.warning("sink %s: could not write its state to the store", row.sink, exc_info=True)
 
 
 def duration_text(seconds: float) -> str:

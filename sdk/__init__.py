@@ -23,7 +23,7 @@ from .client import (
     RetrySettings,
     parse_retry_after,
 )
-from .context import Rejection, StreamContext
+from .context import Rejection, StreamContext, Withdrawal
 from .errors import (
     ConfigError,
     ItemRejected,
@@ -79,6 +79,7 @@ from .records import (
     make_record_id,
     neighbour_fingerprint_at,
     period_start_seconds,
+    record_id_at_revision,
 )
 from .sandbox import Sandbox, SandboxFactory, WebhookRequest
 from .secrets import register_secrets
@@ -150,6 +151,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookSigner",
     "WebhookVerifier",
+    "Withdrawal",
     "as_objects",
     "behaviour_fingerprint",
     "cursor_fields",
@@ -168,6 +170,7 @@ __all__ = [
     "parse_retry_after",
     "period_start_seconds",
     "recompute",
+    "record_id_at_revision",
     "redact",
     "register_secrets",
     "vintage_problems",

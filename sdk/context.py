@@ -15,7 +15,7 @@ from .methodology import Methodology
 from .privacy import IdentifierKind, Pseudonymiser, mask_identifiers
 from .records import RecordDoc, fingerprint_at, record_id_at
 
-__all__ = ["Rejection", "StreamContext"]
+__all__ = ["Rejection", "StreamContext", "Withdrawal"]
 
 MethodologyLookup = Callable[[str], Methodology]
 
@@ -34,6 +34,20 @@ class Rejection:
         self.raw = dict(raw)
         self.problems = list(problems)
         self.partner_record_id = partner_record_id
+
+
+class Withdrawal:
+    """An item the partner withdrew (:meth:`StreamContext.withdraw`): the hub voids the record it forwarded for it."""
+
+    __slots__ = ("id_stream", "partner_record_id", "reason")
+
+    def __init__(self, partner_record_id: str, reason: str, id_stream: str) -> None:
+        self.partner_record_id = partner_record_id
+        self.reason = reason
+        self.id_stream = id_stream
+
+
+_ALIAS_CACHE = 16_384
 
 
 class StreamContext:
@@ -60,6 +74,7 @@ class StreamContext:
         self.stream = stream
         self.state: dict[str, Any] = state if state is not None else {}
         self.rejections: list[Rejection] = []
+        self.withdrawals: list[Withdrawal] = []
         self.log = logger or logging.getLogger(f"tanpuhui.adapters.{adapter}")
         self._pseudonymiser = pseudonymiser
         self._methodologies = methodologies
@@ -67,6 +82,9 @@ class StreamContext:
         self._cache: dict[str, Methodology] = {}
         self._instants: dict[int, tuple[datetime, tuple[int, int, str]]] = {}
         self._masks: dict[str, str] = {}
+        self._earlier = pseudonymiser.earlier_versions
+        self._aliases: dict[str, tuple[str, ...]] = {}
+        """Pseudonym under the current key -> the same identifier's under the earlier keys (after a rotation)."""
 
     @property
     def key_version(self) -> str:
@@ -74,13 +92,20 @@ class StreamContext:
 
     def pseudonym(self, kind: IdentifierKind, value: str) -> str:
         """Keyed pseudonym of an identifier (validated and normalised first for resident IDs and mobiles)."""
-        return self._pseudonymiser.pseudonym(kind, value)
+        found = self._pseudonymiser.pseudonym(kind, value)
+        if self._earlier and found not in self._aliases:
+            # After a key rotation: remember the pseudonyms under the earlier keys, so that the records of this
+            # subject also carry their behaviour fingerprints under those keys (claims across a rotation).
+            if len(self._aliases) >= _ALIAS_CACHE:
+                self._aliases.clear()
+            self._aliases[found] = tuple(self._pseudonymiser.pseudonym(kind, value, v) for v in self._earlier)
+        return found
 
     def subject(self, kind: IdentifierKind, value: str, *, enterprise: bool = False) -> dict[str, str]:
         """The record's ``subject``: pseudonym + key version; never the identifier itself."""
         return {
             "kind": "enterprise" if enterprise else "person",
-            "pseudonym": self._pseudonymiser.pseudonym(kind, value),
+            "pseudonym": self.pseudonym(kind, value),
             "key_version": self._pseudonymiser.key_version,
         }
 
@@ -94,6 +119,12 @@ class StreamContext:
     def reject(self, raw: Mapping[str, Any], problems: Iterable[Problem], partner_record_id: str = "") -> None:
         """Quarantine an item outside ``normalize`` (from ``flush``)."""
         self.rejections.append(Rejection(raw, problems, partner_record_id))
+
+    def withdraw(self, partner_record_id: str, reason: str, *, id_stream: str | None = None) -> None:
+        """The partner withdrew an item (cancelled, retracted): the hub voids the record it holds for the item's
+        ``partner_record_id`` (a ``voided`` event downstream naming that record); nothing happens when it holds
+        none. ``id_stream``: as for :meth:`record`, when the item's records derive their id from another stream."""
+        self.withdrawals.append(Withdrawal(partner_record_id, reason[:300], id_stream or self.stream))
 
     def record(
         self,
@@ -162,6 +193,11 @@ class StreamContext:
             }
         )
         doc.start_seconds, doc.start_text = seconds, start_text
+        doc.id_stream = id_stream or self.stream
+        if self._earlier:
+            earlier = self._aliases.get(subject["pseudonym"])
+            if earlier:
+                doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
         if details:
             masked = self._masked
             doc["activity"]["details"] = {k: masked(v) if type(v) is str else v for k, v in details.items()}

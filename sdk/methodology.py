@@ -358,10 +358,13 @@ class Methodology:
 
 
 def recompute(record: Mapping[str, Any]) -> float:
-    """Recompute a record's ``reduction_kgco2e`` from its own fields (formula, factors, activity, baseline)."""
+    """Recompute a record's ``reduction_kgco2e`` from its own fields (formula, factors, activity, baseline and the
+    ``deductions`` an overlap rule took off, as ``deducted``)."""
     q = record["quantification"]
     variables: dict[str, float] = {f["name"]: float(f["value"]) for f in q["factors"]}
     variables["activity"] = float(record["activity"]["quantity"])
     if "baseline" in q:
         variables["baseline"] = float(q["baseline"]["quantity"])
+    if "deductions" in q:  # netted by an overlap rule: the formula uses their sum as ``deducted``
+        variables["deducted"] = sum(float(d["quantity"]) for d in q["deductions"])
     return max(0.0, round(Formula(q["formula"]).evaluate(variables), 6))

@@ -213,6 +213,12 @@ class Pseudonymiser:
     def key_version(self) -> str:
         return self._current.version
 
+    @property
+    def earlier_versions(self) -> tuple[str, ...]:
+        """The configured key versions other than the current one (kept after a rotation to read what they sealed
+        and to match behaviours claimed under them: see docs/verification.md)."""
+        return tuple(v for v in self._keys if v != self._current.version)
+
     def pseudonym(self, kind: IdentifierKind, value: str, key_version: str | None = None) -> str:
         """HMAC-SHA256 hex of ``kind:normalised value``; validates resident IDs and mobiles first."""
         if key_version is None or key_version == self._current.version:

@@ -28,6 +28,7 @@ from pydantic import (
 __all__ = [
     "Activity",
     "Baseline",
+    "Deduction",
     "FactorUsed",
     "Origin",
     "Period",
@@ -44,6 +45,7 @@ __all__ = [
     "neighbour_fingerprint_at",
     "period_start_seconds",
     "record_id_at",
+    "record_id_at_revision",
 ]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -103,6 +105,15 @@ def record_id_at(ms: int, *source_key: str) -> str:
     )
 
 
+def record_id_at_revision(record_id: str, salt: str) -> str:
+    """The id of a revision of a record (a correction, a void): the same time prefix as ``record_id``, the hash
+    part derived from it and ``salt`` (e.g. the corrected item's raw hash), so the same revision gets the same id."""
+    ms = 0
+    for ch in record_id[:10]:
+        ms = ms * 32 + _CROCKFORD.index(ch)
+    return record_id_at(ms, "revision", record_id, salt)
+
+
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
 
@@ -120,10 +131,15 @@ class RecordDoc(dict[str, Any]):
     A consumer must check ``doc["period"]["start"] is doc.start_text`` (the document may have been changed since).
     """
 
-    __slots__ = ("start_seconds", "start_text")
+    __slots__ = ("aliases", "id_stream", "start_seconds", "start_text")
 
     start_seconds: int
     start_text: str
+    id_stream: str
+    """The stream the record id derives from (``ctx.record(id_stream=...)``): the partner item is tracked for
+    corrections and withdrawals under it."""
+    aliases: tuple[str, ...]
+    """The behaviour fingerprints under the earlier pseudonym keys still configured (set when there are any)."""
 
 
 @lru_cache(maxsize=4096)
@@ -253,6 +269,15 @@ class Baseline(_Model):
     method: str = Field(min_length=1)
 
 
+class Deduction(_Model):
+    """A saving another record credits already, taken off this one by a no-double-credit overlap rule."""
+
+    record_id: str = Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
+    quantity: float = Field(ge=0)
+    unit: str = Field(min_length=1)
+    rule: str = Field(min_length=1, max_length=64)
+
+
 class Quantification(_Model):
     """Everything needed to recompute the reduction from the record alone."""
 
@@ -261,6 +286,7 @@ class Quantification(_Model):
     formula: str = Field(min_length=1, max_length=512)
     factors: list[FactorUsed]
     baseline: Baseline | None = None
+    deductions: list[Deduction] | None = Field(default=None, min_length=1)
     reduction_kgco2e: float = Field(ge=0)
     factors_as_of: str | None = Field(default=None, pattern=_DAY)
 
@@ -286,6 +312,7 @@ class ReductionRecord(_Model):
     region: str = Field(pattern=r"^[1-8][0-9]{5}$")
     activity: Activity
     quantification: Quantification
+    supersedes: str | None = Field(default=None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
     fingerprint: str = Field(pattern=r"^[0-9]{12}:[a-z][a-z0-9_]{1,63}:[0-9a-f]{32}$")
     plausibility: list[PlausibilityFinding] | None = Field(default=None, min_length=1)
 

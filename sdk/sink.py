@@ -25,6 +25,9 @@ class OutboxRow(NamedTuple):
     stream: str
     scenario: str
     body: bytes
+    kind: str = "created"
+    """``created`` (a new record), ``corrected`` (a record that supersedes another: its ``supersedes``) or
+    ``voided`` (``body`` is a void naming the record withdrawn: ``{"record_id", "voids", "reason", ...}``)."""
 
 
 class SinkSettings(BaseModel):

@@ -251,7 +251,7 @@ class Harness:
             await hub.aclose()
         return Run(
             summary=summary,
-            records=[r.body for r in rows],
+            records=[r.body for r in rows if r.kind != "voided"],  # a void is not a record
             quarantined=entries,
             checkpoint=checkpoint,
             raw_items=raw.items,

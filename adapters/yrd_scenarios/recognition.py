@@ -368,11 +368,13 @@ class RecordNormalizer:
     def withdrawn(self, ctx: StreamContext, status: str, platform: str, record_id: str, origin_id: str) -> None:
         """Count a record the origin reports ``credited`` or ``cancelled``, and log its record id.
 
-        It is not an error, so it is not quarantined, and it is never offered for crediting. The log keeps the
-        last ``withdrawn_log_size`` entries: when the same origin record was forwarded earlier as ``active``, the
-        record id here is the one the consumer already has (ids are derived from the origin record, not its
-        status), and the consumer reconciles it; the hub itself never retracts a forwarded record.
+        It is not an error, so it is not quarantined, and it is never offered for crediting. When the same origin
+        record was forwarded earlier as ``active``, the hub voids it (``ctx.withdraw``: a ``voided`` event naming
+        the record id here, which is the one the consumer has: ids derive from the origin record, not its status).
+        The log keeps the last ``withdrawn_log_size`` entries.
         """
+        reason = "credited on its origin platform" if status == "credited" else f"{status} by its origin platform"
+        ctx.withdraw(f"{platform}:{origin_id}", f"{platform} reports the record {reason}", id_stream=RECORD_KEY_STREAM)
         state = ctx.state
         counts: dict[str, int] = state.setdefault("withdrawn", {})
         key = f"{platform}:{status}"

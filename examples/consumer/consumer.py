@@ -12,7 +12,9 @@ event (``application/cloudevents+json``), signed with Standard Webhooks:
    and the key makes processing exactly-once, also across restarts (SQLite);
 3. answer 200 only after the events are committed; 401 for a bad signature, 400 for a body that is not events.
 
-``GET /stats`` answers ``{"events": N, "duplicates": M, "kgco2e": X}``.
+``GET /stats`` answers ``{"events": N, "duplicates": M, "records": R, "kgco2e": X}``: R current records and their
+kgCO2e, rebuilt from the events (``...reduction.corrected.v1`` replaces the record its ``supersedes`` names,
+``...reduction.voided.v1`` removes the one its ``voids`` names; docs/verification.md).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ def verify(secret: str, headers: Any, body: bytes, now: float | None = None) -> 
     raise SignatureError("no signature matches")
 
 
+CREATED = "org.tanpuhui.reduction.v1"
+CORRECTED = "org.tanpuhui.reduction.corrected.v1"
+VOIDED = "org.tanpuhui.reduction.voided.v1"
+CURRENT_RECORDS = f"""
+SELECT count(*), coalesce(sum(json_extract(data, '$.quantification.reduction_kgco2e')), 0) FROM events
+WHERE type IN ('{CREATED}', '{CORRECTED}')
+  AND coalesce(json_extract(data, '$.record_id'), id) NOT IN (
+    SELECT json_extract(data, '$.supersedes') FROM events WHERE type = '{CORRECTED}'
+    UNION ALL SELECT json_extract(data, '$.voids') FROM events WHERE type = '{VOIDED}')
+"""
+
+
 class Inbox:
     """Received events, each stored once under (source, id)."""
 
@@ -81,11 +95,12 @@ class Inbox:
             return new, len(events) - new
 
     def stats(self) -> dict[str, Any]:
+        """Events stored, and the current records: a correction replaces the record its ``supersedes`` names, a
+        void removes the one its ``voids`` names (the hub never changes an event it sent)."""
         with self._lock:
-            count, kg = self._db.execute(
-                "SELECT count(*), coalesce(sum(json_extract(data, '$.quantification.reduction_kgco2e')), 0) FROM events"
-            ).fetchone()
-        return {"events": count, "duplicates": self.duplicates, "kgco2e": round(kg, 6)}
+            (count,) = self._db.execute("SELECT count(*) FROM events").fetchone()
+            current, kg = self._db.execute(CURRENT_RECORDS).fetchone()
+        return {"events": count, "duplicates": self.duplicates, "records": current, "kgco2e": round(kg, 6)}
 
 
 def make_server(secret: str, inbox: Inbox, host: str = "127.0.0.1", port: int = 8900) -> ThreadingHTTPServer:

@@ -6,26 +6,28 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
+from ..pausing import Pause, pauses
+from ..web import when
 from .common import CONFIG_OPTION, err, friendly, open_hub, out
+
+if TYPE_CHECKING:
+    from ..drivers.pull import PullSummary
+    from ..forwarder import ForwardSummary
+    from ..pipeline import PageResult
 
 EXIT_LEASED = 75
 """``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
 EX_TEMPFAIL: try again later)."""
+EXIT_PAUSED = 4
+"""``tanpuhui pull``'s status when a stream was not pulled because an operator paused it (trying again will not
+help until it is resumed)."""
 
-
-@click.command(
-    epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
-    f"2 a usage or configuration error; {EXIT_LEASED} a stream was not pulled because another process holds its "
-    "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
-)
-@click.argument("target", metavar="ADAPTER[:STREAM]")
-@CONFIG_OPTION
-@click.option(
+WAIT_OPTION = click.option(
     "--wait",
     "wait",
     type=click.FloatRange(min=0),
@@ -36,6 +38,18 @@ EX_TEMPFAIL: try again later)."""
     help="Wait for a stream another process holds the lease of, up to SECONDS (600 when given alone), "
     f"instead of skipping it with exit status {EXIT_LEASED}.",
 )
+
+
+@click.command(
+    epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
+    f"2 a usage or configuration error; {EXIT_PAUSED} a stream was not pulled because an operator paused it "
+    "(resume it on the console's stream page or with `tanpuhui resume`); "
+    f"{EXIT_LEASED} a stream was not pulled because another process holds its "
+    "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
+)
+@click.argument("target", metavar="ADAPTER[:STREAM]")
+@CONFIG_OPTION
+@WAIT_OPTION
 @friendly
 def pull(target: str, config_path: Path, wait: float | None) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
@@ -44,33 +58,68 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
 
     async def run() -> Any:
         try:
-            return await hub.pull(
+            summaries = await hub.pull(
                 adapter,
                 stream or None,
                 wait=wait or 0.0,
-                progress=lambda page: err.print(
-                    f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, "
-                    f"{page.quarantined} quarantined",
-                    markup=False,
-                ),
+                progress=lambda page: err.print(page_line(page), markup=False),
             )
+            skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
+            return summaries, (await asyncio.to_thread(pauses, hub.store, skipped) if skipped else {})
         finally:
             await hub.aclose()
 
-    summaries = asyncio.run(run())
+    summaries, paused = asyncio.run(run())
+    out.print(pull_table(summaries))
+    for s in summaries:
+        if s.paused:
+            err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
+    exit_for(summaries)
+
+
+def exit_for(summaries: Sequence[PullSummary]) -> None:
+    """Exit with ``pull``'s documented status (see its epilog): 1 on an error, then paused, then leased."""
+    if any(s.error for s in summaries):
+        sys.exit(1)
+    if any(s.paused for s in summaries):
+        sys.exit(EXIT_PAUSED)
+    if any(s.leased_elsewhere for s in summaries):
+        sys.exit(EXIT_LEASED)
+
+
+def page_line(page: PageResult) -> str:
+    """The progress line of one committed page (stderr)."""
+    return (
+        f"{page.adapter}:{page.stream}: page of {page.items} items, {page.inserted} new, {page.quarantined} quarantined"
+    )
+
+
+def pull_table(summaries: Sequence[PullSummary]) -> Table:
+    """What ``pull`` (and ``run``) print: one row per stream."""
     table = Table("stream", "pages", "pulled", "valid", "new records", "duplicates", "held", "quarantined", "error")
     for s in summaries:
         table.add_row(
             f"{s.adapter}:{s.stream}",
             *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held)),
             f"{s.quarantined} (+{s.quarantine_repeats} again)" if s.quarantine_repeats else str(s.quarantined),
-            s.error or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
+            s.error
+            or ("skipped: paused" if s.paused else "")
+            or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
-    out.print(table)
-    if any(s.error for s in summaries):
-        sys.exit(1)
-    if any(s.leased_elsewhere for s in summaries):
-        sys.exit(EXIT_LEASED)
+    return table
+
+
+def _paused_text(adapter: str, stream: str, pause: Pause | None) -> str:
+    key = f"{adapter}:{stream}"
+    text = f"{key} is paused"
+    if pause is not None:
+        text += f" since {when(pause.since)} UTC"
+        if pause.by:
+            text += f" (paused by {pause.by} at {when(pause.asked_at)} UTC)"
+    return (
+        f"{text}: not pulled. Resume it with `tanpuhui resume --config hub.toml {key}` or the Resume button on "
+        f"the console's page /console/streams/{adapter}/{stream}."
+    )
 
 
 @click.command()
@@ -96,6 +145,13 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
             await hub.aclose()
 
     summary = asyncio.run(run())
+    out.print(forward_table(summary))
+    if not summary.ok:
+        sys.exit(1)
+
+
+def forward_table(summary: ForwardSummary) -> Table:
+    """What ``forward`` (and ``run``) print: one row per sink."""
     table = Table("sink", "delivered", "batches", "retries", "dead letters", "state", "last error", title="Forwarding")
     for name, s in sorted(summary.sinks.items()):
         state = (
@@ -112,6 +168,4 @@ def forward(config_path: Path, sink_names: Sequence[str]) -> None:
         table.add_row(
             name, str(s.delivered), str(s.batches), str(s.retries), str(s.dead_lettered), state, s.last_error or ""
         )
-    out.print(table)
-    if not summary.ok:
-        sys.exit(1)
+    return table

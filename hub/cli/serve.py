@@ -29,8 +29,15 @@ from .common import CONFIG_OPTION, UserError, friendly, out
 )
 @click.option("--fresh", is_flag=True, help="Start from an empty workdir.")
 @click.option("--from-start", is_flag=True, help="Ignore saved cursors and pull everything again (shows dedup).")
+@click.option(
+    "--sink",
+    type=click.Choice(["nats"]),
+    default=None,
+    help="Also forward to a broker and read back what arrived: nats = JetStream at $NATS_URL "
+    "(default nats://127.0.0.1:4222; the demo creates its stream TANPUHUI_DEMO).",
+)
 @friendly
-def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
+def demo(trips: int, workdir: Path, fresh: bool, from_start: bool, sink: str | None) -> None:
     """Run the hub end to end on embedded defaults against sandbox partners on loopback.
 
     Starts the sandbox of every installed adapter that offers one (the four built-in partners: transit card
@@ -41,7 +48,7 @@ def demo(trips: int, workdir: Path, fresh: bool, from_start: bool) -> None:
     """
     from ..demo import run_demo
 
-    run_demo(workdir=workdir, trips=trips, fresh=fresh, from_start=from_start, console=out)
+    run_demo(workdir=workdir, trips=trips, fresh=fresh, from_start=from_start, console=out, sink=sink)
 
 
 def _stop_while_starting(signum: int, frame: Any) -> None:

@@ -24,8 +24,8 @@ def status(config_path: Path, as_json: bool) -> None:
     """Each stream's last and next run, freshness and cursor; each sink's state and backlog.
 
     Read from the store the sidecar shares, so it works beside a running `tanpuhui serve`. The next run is
-    estimated from the schedule (the sidecar's own is on the console), and a sink's outage state is known only to
-    the process delivering to it: here a sink is `paused` or `-`."""
+    estimated from the schedule (the sidecar's own is on the console). A sink's state (ok, retrying, stopped,
+    paused), last delivery and last error are those the replica draining it wrote to the store."""
     hub = open_hub(config_path)
     try:
         configured = Configured.load(hub)
@@ -44,7 +44,6 @@ def status(config_path: Path, as_json: bool) -> None:
             schedules=schedules,
             sinks=list(hub.config.sinks),
             stale_after=settings.stale_after,
-            sink_view=lambda name: {"state": "-"},
         )
     finally:
         asyncio.run(hub.aclose())
@@ -85,9 +84,20 @@ def status(config_path: Path, as_json: bool) -> None:
         )
     streams.columns[0].no_wrap = True
     out.print(streams)
-    sinks = Table("sink", "state", "backlog", "oldest waiting", "dead letters", title="Sinks")
+    sinks = Table(
+        "sink", "state", "backlog", "oldest waiting", "last delivery", "dead letters", "last error", title="Sinks"
+    )
     for k in data.sinks:
-        sinks.add_row(k.name, k.state, str(k.backlog), when(k.oldest_waiting), str(k.dead_letters))
+        state = k.state if k.state in ("ok", "paused") else f"[red]{k.state}[/] since {when(k.since)}"
+        sinks.add_row(
+            k.name,
+            state,
+            str(k.backlog),
+            when(k.oldest_waiting),
+            when(k.last_delivery),
+            str(k.dead_letters),
+            (k.last_error or "-")[:80] if k.state not in ("ok", "paused") else "-",
+        )
     out.print(sinks)
     c = data.counts
     out.print(

@@ -8,7 +8,8 @@ log with the console as its actor, and redirects back with a message (post/redir
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -78,7 +79,6 @@ class Console:
     forwarding: ForwarderLoop
     sessions: Sessions
     stale_after: float
-    sink_view: Callable[[str], Mapping[str, Any]]
 
     def __post_init__(self) -> None:
         self.templates = environment("tanpuhui.hub.console")
@@ -98,6 +98,7 @@ class Console:
             csrf=self.sessions.csrf(cookie) if cookie else "",
             flash=q.get("msg", "")[:500],
             flash_kind="error" if q.get("kind") == "error" else "ok",
+            served_by=os.getpid(),  # which worker answered (serve --workers N): all of them show the same
             **context,
         )
         return HTMLResponse(page, headers=_HEADERS)

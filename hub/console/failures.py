@@ -1,15 +1,18 @@
 """Console pages about what failed: quarantine (filter, inspect masked, replay, release or discard) and dead letters.
 
-The lists are filtered on the server, and the bulk actions act on exactly what a filter selects now (or on the
-rows ticked): the form posts the filter back, and the server lists it again before acting.
+The filters run in the store's SQL over the whole table (:mod:`tanpuhui.hub.store.queries`), a page of
+:data:`PAGE` rows at a time (keyset paging: ``after`` the last id shown), with the count of everything that
+matches. The bulk actions act on exactly what a filter selects now (or on the rows ticked): the form posts the
+filter back, and the server selects it again before acting.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -19,19 +22,19 @@ from starlette.routing import Route
 from tanpuhui.sdk import redact
 
 from ..privacy_view import masked
-from ..store.base import DeadLetter, QuarantineEntry
+from ..store.queries import DeadLetterQuery, FailureQueries, QuarantineQuery, time_bound
 from .core import PREFIX, Console, Form
 
-__all__ = ["FailurePages", "QuarantineFilter"]
+__all__ = ["PAGE", "DeadLetterFilter", "FailurePages", "QuarantineFilter", "page_links"]
 
-_ALL = 1_000_000
-_SHOWN = 500
+PAGE = 100
+"""Rows per page of a console list."""
 _STATUSES = ("open", "resolved", "discarded")
 
 
 @dataclass(frozen=True, slots=True)
 class QuarantineFilter:
-    """The quarantine page's filters (every field optional; times are ISO prefixes compared as text)."""
+    """The quarantine page's filters as typed (every field optional; times in UTC unless they say otherwise)."""
 
     status: str = "open"
     adapter: str = ""
@@ -50,21 +53,63 @@ class QuarantineFilter:
         )
 
     def fields(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def matches(self, e: QuarantineEntry) -> bool:
-        if (self.stream and e.stream != self.stream) or (self.stage and e.stage != self.stage):
-            return False
-        if self.since and e.last_seen < self.since:
-            return False
-        if self.until and e.created_at[: len(self.until)] > self.until:
-            return False
-        if self.problem:
-            needle = self.problem.lower()
-            texts = (f"{p.get('pointer', '')} {p.get('message', '')} {p.get('keyword', '')}" for p in e.problems)
-            if not any(needle in t.lower() for t in texts):
-                return False
-        return True
+    def query(self) -> QuarantineQuery:
+        """The store's query; ValueError naming the filter when a time is not one."""
+        return QuarantineQuery(
+            self.status,
+            self.adapter,
+            self.stream,
+            self.stage,
+            self.problem,
+            _time("seen since", self.since),
+            _time("created until", self.until, end=True),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """The dead-letter page's filters as typed."""
+
+    sink: str = ""
+    error: str = ""
+    since: str = ""
+
+    @classmethod
+    def of(cls, values: Mapping[str, str]) -> DeadLetterFilter:
+        return cls(*(values.get(k, "").strip()[:200] for k in ("sink", "error", "since")))
+
+    def fields(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def query(self) -> DeadLetterQuery:
+        return DeadLetterQuery(self.sink, self.error, _time("since", self.since))
+
+
+def _time(name: str, text: str, *, end: bool = False) -> str:
+    if not text:
+        return ""
+    try:
+        return time_bound(text, end=end)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _after(request: Request) -> int:
+    text = request.query_params.get("after", "")
+    return int(text) if text.isdigit() and int(text) < 2**63 else 0
+
+
+def page_links(path: str, filters: Mapping[str, str], key: str, last: int | None, first: bool) -> dict[str, str]:
+    """The next page's URL (``key`` = ``last``, when there is one) and the first page's (when not on it)."""
+    kept = {k: v for k, v in filters.items() if v}
+    out = {}
+    if last is not None:
+        out["next"] = f"{path}?{urlencode({**kept, key: last})}"
+    if not first:
+        out["first"] = f"{path}?{urlencode(kept)}" if kept else path
+    return out
 
 
 class FailurePages:
@@ -83,28 +128,55 @@ class FailurePages:
             Route("/dead-letters/replay", c.action(self.dead_letters_replay), methods=["POST"]),
         ]
 
+    @property
+    def store(self) -> FailureQueries:
+        store = self.c.hub.store
+        assert isinstance(store, FailureQueries), "the console needs a store that filters in SQL"
+        return store
+
     # -- quarantine ------------------------------------------------------------------------------------------------
 
-    def _select(self, f: QuarantineFilter) -> list[QuarantineEntry]:
-        entries = self.c.hub.store.quarantine_list(f.adapter or None, f.status, _ALL)
-        return [e for e in entries if f.matches(e)]
+    def _quarantine_page(self, q: QuarantineQuery, after: int) -> dict[str, Any]:
+        store = self.store
+        rows = store.quarantine_find(q, after, PAGE + 1)
+        facets = store.quarantine_facets(q.status)
+        return {
+            "entries": rows[:PAGE],
+            "more": len(rows) > PAGE,
+            "total": store.quarantine_count(q),
+            "adapters": facets["adapter"],
+            "streams": facets["stream"],
+            "stages": facets["stage"],
+        }
 
     async def quarantine(self, request: Request) -> Response:
         f = QuarantineFilter.of(request.query_params)
-        entries = await asyncio.to_thread(self._select, f)
-        every = await asyncio.to_thread(self.c.hub.store.quarantine_list, None, f.status, _ALL)
+        after = _after(request)
+        try:
+            q = f.query()
+        except ValueError as exc:
+            q, error = QuarantineQuery(f.status), str(exc)
+        else:
+            error = ""
+        data = await asyncio.to_thread(self._quarantine_page, q, after)
+        entries = data["entries"]
+        links = page_links(
+            f"{PREFIX}/quarantine", f.fields(), "after", entries[-1].id if data["more"] else None, after == 0
+        )
         return self.c.render(
             request,
             "quarantine.html",
             "Quarantine",
             "Quarantine",
             filter=f,
-            entries=entries[:_SHOWN],
-            total=len(entries),
+            filter_error=error,
+            entries=entries,
+            total=data["total"],
+            links=links,
             statuses=_STATUSES,
-            adapters=sorted({e.adapter for e in every}),
-            streams=sorted({e.stream for e in every}),
-            stages=sorted({e.stage for e in every}),
+            adapters=data["adapters"],
+            streams=data["streams"],
+            stages=data["stages"],
         )
 
     async def entry(self, request: Request) -> Response:
@@ -134,13 +206,20 @@ class FailurePages:
         )
 
     async def quarantine_act(self, request: Request, form: Form) -> Response:
-        f = QuarantineFilter.of({k: form.get(k) for k in QuarantineFilter.__slots__ if form.all(k)})
+        f = QuarantineFilter.of({k: form.get(k) for k in QuarantineFilter().fields() if form.all(k)})
         action = form.get("action")
         verb, _, scope = action.partition("-")
         back = f"{PREFIX}/quarantine"
         if verb not in ("replay", "discard", "release") or scope not in ("selected", "filtered", "one"):
             return self.c.back(back, f"unknown action {action!r}", error=True)
-        ids = [e.id for e in await asyncio.to_thread(self._select, f)] if scope == "filtered" else form.ids()
+        if scope == "filtered":
+            try:
+                query = f.query()
+            except ValueError as exc:
+                return self.c.back(back, f"nothing done: {exc}", error=True)
+            ids = await asyncio.to_thread(self.store.quarantine_ids, query)
+        else:
+            ids = form.ids()
         if scope == "one" and ids:
             back = f"{PREFIX}/quarantine/{ids[0]}"
         if not ids:
@@ -165,35 +244,42 @@ class FailurePages:
 
     # -- dead letters ----------------------------------------------------------------------------------------------
 
-    def _letters(self, sink: str, error: str, since: str) -> list[DeadLetter]:
-        letters = self.c.hub.store.dead_letters(sink or None, _ALL)
-        return [
-            d
-            for d in letters
-            if (not error or error.lower() in d.error.lower()) and (not since or d.created_at >= since)
-        ]
+    def _letters_page(self, q: DeadLetterQuery, after: int) -> tuple[list[Any], bool, int]:
+        rows = self.store.dead_letters_find(q, after, PAGE + 1)
+        return rows[:PAGE], len(rows) > PAGE, self.store.dead_letters_count(q)
 
     async def dead_letters(self, request: Request) -> Response:
-        q = request.query_params
-        sink, error, since = (q.get(k, "").strip()[:200] for k in ("sink", "error", "since"))
-        letters = await asyncio.to_thread(self._letters, sink, error, since)
-        shown = [(d, redact(d.error)) for d in letters[:_SHOWN]]
+        f = DeadLetterFilter.of(request.query_params)
+        after = _after(request)
+        try:
+            q = f.query()
+        except ValueError as exc:
+            q, error = DeadLetterQuery(), str(exc)
+        else:
+            error = ""
+        letters, more, total = await asyncio.to_thread(self._letters_page, q, after)
+        links = page_links(f"{PREFIX}/dead-letters", f.fields(), "after", letters[-1].id if more else None, after == 0)
         return self.c.render(
             request,
             "dead_letters.html",
             "Dead letters",
             "Dead letters",
-            letters=shown,
-            total=len(letters),
+            letters=[(d, redact(d.error)) for d in letters],
+            total=total,
+            links=links,
             sinks=sorted(self.c.forwarder.sinks),
-            filter={"sink": sink, "error": error, "since": since},
+            filter=f.fields(),
+            filter_error=error,
         )
 
     async def dead_letters_replay(self, request: Request, form: Form) -> Response:
         back = f"{PREFIX}/dead-letters"
         if form.get("action") == "replay-filtered":
-            letters = await asyncio.to_thread(self._letters, form.get("sink"), form.get("error"), form.get("since"))
-            ids = [d.id for d in letters]
+            try:
+                query = DeadLetterFilter.of({k: form.get(k) for k in ("sink", "error", "since")}).query()
+            except ValueError as exc:
+                return self.c.back(back, f"nothing replayed: {exc}", error=True)
+            ids = await asyncio.to_thread(self.store.dead_letter_ids, query)
         else:
             ids = form.ids()
         if not ids:

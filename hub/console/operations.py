@@ -12,14 +12,13 @@ from tanpuhui.sdk import redact
 
 from ..audit import AuditEntry, AuditLog, verify_log
 from ..pausing import SINK_LEASES, pause_soon, resume
+from ..store.queries import AuditQuery, DeadLetterQuery, FailureQueries, time_bound
+from ..store.sink_log import SinkStateLog
 from .core import PREFIX, Console, Form
+from .failures import PAGE, page_links
 from .streams import gather_overview
 
 __all__ = ["OperationPages"]
-
-_AUDIT_WINDOW = 5000
-"""Newest audit entries the page filters (the whole log is verified by the button)."""
-_AUDIT_SHOWN = 300
 
 
 class OperationPages:
@@ -40,13 +39,21 @@ class OperationPages:
 
     async def sinks(self, request: Request) -> Response:
         data = await asyncio.to_thread(gather_overview, self.c)
-        letters = await asyncio.to_thread(self.c.hub.store.dead_letters, None, 1_000_000)
-        errors: dict[str, list[tuple[str, str]]] = {}
-        for d in reversed(letters):
-            shown = errors.setdefault(d.sink, [])
-            if len(shown) < 5:
-                shown.append((d.created_at, redact(d.error)))
+        errors = await asyncio.to_thread(self._errors, [k.name for k in data.sinks])
         return self.c.render(request, "sinks.html", "Sinks", "Sinks", sinks=data.sinks, errors=errors)
+
+    def _errors(self, sinks: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """Each sink's recent failed deliveries (any replica's) and, after them, its newest dead letters."""
+        store = self.c.hub.store
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for name in sinks:
+            rows = out.setdefault(name, [])
+            if isinstance(store, SinkStateLog):
+                rows.extend((f.at, f"{f.state} (failed try)", redact(f.error)) for f in store.sink_failures(name, 10))
+            if isinstance(store, FailureQueries):
+                newest = store.dead_letters_find(DeadLetterQuery(sink=name), 0, 5, newest=True)
+                rows.extend((d.created_at, "dead-lettered", redact(d.error)) for d in newest)
+        return out
 
     async def pause(self, request: Request, form: Form) -> Response:
         sink = request.path_params["sink"]
@@ -68,41 +75,37 @@ class OperationPages:
         self.c.forwarding.notify()
         return self.c.back(back, f"{sink} resumed")
 
-    def _entries(self, action: str, subject: str, actor: str, since: str) -> list[AuditEntry]:
+    def _entries(self, q: AuditQuery, before: int) -> tuple[list[AuditEntry], bool, int]:
         store = self.c.hub.store
-        if not isinstance(store, AuditLog):
-            return []
-        head = store.audit_head()
-        after = max(0, (head[0] if head else 0) - _AUDIT_WINDOW)
-        out = []
-        while True:
-            batch = store.audit_entries(after, 1000)
-            for e in batch:
-                if (
-                    (not action or e.action.startswith(action))
-                    and (not subject or subject in e.subject)
-                    and (not actor or actor in e.actor)
-                    and (not since or e.at >= since)
-                ):
-                    out.append(e)
-            if len(batch) < 1000:
-                break
-            after = batch[-1].seq
-        return out[::-1]
+        if not isinstance(store, FailureQueries):
+            return [], False, 0
+        rows = store.audit_find(q, before, PAGE + 1)
+        return rows[:PAGE], len(rows) > PAGE, store.audit_count(q)
 
     async def audit(self, request: Request) -> Response:
         q = request.query_params
-        action, subject, actor, since = (q.get(k, "").strip()[:200] for k in ("action", "subject", "actor", "since"))
-        entries = await asyncio.to_thread(self._entries, action, subject, actor, since)
+        typed = {k: q.get(k, "").strip()[:200] for k in ("action", "subject", "actor", "since")}
+        text = q.get("before", "")
+        before = int(text) if text.isdigit() and int(text) < 2**63 else 0
+        error = ""
+        try:
+            since = time_bound(typed["since"]) if typed["since"] else ""
+        except ValueError as exc:
+            since, error = "", f"since: {exc}"
+        query = AuditQuery(typed["action"], typed["subject"], typed["actor"], since)
+        entries, more, total = await asyncio.to_thread(self._entries, query, before)
+        links = page_links(f"{PREFIX}/audit", typed, "before", entries[-1].seq if more else None, before == 0)
         return self.c.render(
             request,
             "audit.html",
             "Audit log",
             "Audit",
-            entries=[(e, redact(str(dict(e.details)))) for e in entries[:_AUDIT_SHOWN]],
-            total=len(entries),
+            entries=[(e, redact(str(dict(e.details)))) for e in entries],
+            total=total,
+            links=links,
             kept=isinstance(self.c.hub.store, AuditLog),
-            filter={"action": action, "subject": subject, "actor": actor, "since": since},
+            filter=typed,
+            filter_error=error,
         )
 
     async def verify(self, request: Request, form: Form) -> Response:

@@ -1,14 +1,19 @@
 """What the console's overview and ``tanpuhui status`` show: each stream and sink, read from the shared store.
 
-Everything durable comes from the store (run history, checkpoints, pauses, backlog), so every worker and replica
-shows the same page. What only the process running the work knows (a scheduled run's next time, whether a pull or
-a delivery is in flight, a sink's outage state) is added when the caller has it: the sidecar passes its scheduler
-and forwarder; the CLI has neither and estimates the next run from the schedule.
+Everything durable comes from the store (run history, checkpoints, webhook receipts, pauses, backlog, each sink's
+delivery state, recent errors and last delivery as the replica draining it wrote them), so every worker and
+replica shows the same page. What only the process running the work knows (a scheduled run's next time, whether a
+pull is in flight) is added when the caller has it: the sidecar passes its scheduler; the CLI has none and
+estimates the next run from the schedule.
+
+Freshness: a pull stream's is the time since its last successful run (the checkpoint's ``last_success``), a push
+stream's the time since its last accepted webhook request (its newest receipt; the checkpoint's time once the
+receipts are pruned).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +22,8 @@ import orjson
 
 from ..pausing import SINK_LEASES, paused
 from ..store.base import RunLog, RunRecord, Store
+from ..store.queries import FailureQueries
+from ..store.sink_log import SinkStateLog, StoredSinkState
 
 __all__ = ["Overview", "SinkRow", "StreamRow", "overview"]
 
@@ -32,8 +39,9 @@ class StreamRow:
     last_run: RunRecord | None
     next_run: str | None
     last_success: str | None
+    """Pull: the last successful run; push: the last accepted webhook request."""
     freshness_seconds: float | None
-    """Seconds since the last successful run; None: never succeeded."""
+    """Seconds since ``last_success``; None: never."""
     stale: bool
     """No successful run within the freshness threshold (pull streams only)."""
     cursor: str
@@ -54,13 +62,18 @@ class SinkRow:
 
     name: str
     state: str
-    """ok, retrying, stopped (the forwarder's view, in the process that drains it) or paused (the store's)."""
+    """ok, retrying, stopped (as the replica draining it wrote it) or paused."""
     backlog: int
     oldest_waiting: str | None
     position: int
     last_delivery: str | None
     last_error: str | None
     dead_letters: int
+    since: str | None = None
+    """When it began retrying or stopped."""
+    attempts: int = 0
+    """Failed tries since then."""
+    next_attempt_at: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,10 +95,6 @@ class Overview:
         }
 
 
-SinkView = Callable[[str], Mapping[str, Any]]
-"""sink name -> ``{"state": ..., "last_error": ..., "last_delivery": ...}`` as this process knows it."""
-
-
 def overview(
     store: Store,
     streams: Mapping[tuple[str, str], str],
@@ -94,7 +103,6 @@ def overview(
     sinks: Iterable[str],
     stale_after: float,
     live: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
-    sink_view: SinkView | None = None,
     now: datetime | None = None,
 ) -> Overview:
     """Gather the overview (blocking: call it off the event loop).
@@ -105,6 +113,8 @@ def overview(
     latest = {(r.adapter, r.stream): r for r in store.latest_runs()} if isinstance(store, RunLog) else {}
     statuses = {(s.adapter, s.stream): s for s in store.stream_status()}
     held = paused(store)
+    finder = store if isinstance(store, FailureQueries) else None
+    pushed = finder.last_receipts([k for k, kind in streams.items() if kind == "push"]) if finder else {}
     rows = []
     for key in sorted(set(streams) | set(statuses) | set(latest)):
         kind = streams.get(key, "unconfigured")
@@ -112,7 +122,7 @@ def overview(
         run = latest.get(key)
         state = (live or {}).get(key, {})
         interval = schedules.get(key)
-        last_success = st.last_success if st else None
+        last_success = pushed.get(key) or (st.last_success if st else None)
         fresh = None if last_success is None else (now - datetime.fromisoformat(last_success)).total_seconds()
         next_run = state.get("next_run_at")
         if next_run is None and interval is not None and live is None:
@@ -139,24 +149,30 @@ def overview(
                 last_error=st.last_error if st else None,
             )
         )
-    dead: dict[str, int] = {}
-    for letter in store.dead_letters(None, 1_000_000):
-        dead[letter.sink] = dead.get(letter.sink, 0) + 1
+    if finder is not None:
+        dead = finder.dead_letters_by_sink()
+    else:
+        dead = {}
+        for letter in store.dead_letters(None, 1_000_000):
+            dead[letter.sink] = dead.get(letter.sink, 0) + 1
+    shared = store.sink_states() if isinstance(store, SinkStateLog) else {}
     sink_rows = []
     for name in sorted(sinks):
         backlog = store.sink_backlog(name)
-        view = dict(sink_view(name)) if sink_view else {}
-        condition = "paused" if (SINK_LEASES, name) in held else str(view.get("state", "ok"))
+        known = shared.get(name) or StoredSinkState(name, "ok")
         sink_rows.append(
             SinkRow(
                 name=name,
-                state=condition,
+                state="paused" if (SINK_LEASES, name) in held else known.state,
                 backlog=backlog.depth,
                 oldest_waiting=backlog.oldest_created_at,
                 position=backlog.position,
-                last_delivery=view.get("last_delivery"),
-                last_error=view.get("last_error"),
+                last_delivery=known.last_delivery,
+                last_error=known.last_error,
                 dead_letters=dead.get(name, 0),
+                since=known.since,
+                attempts=known.attempts,
+                next_attempt_at=known.next_attempt_at,
             )
         )
     return Overview(rows, sink_rows, store.counts(), stale_after)

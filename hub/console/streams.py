@@ -34,7 +34,6 @@ def gather_overview(console: Console) -> Overview:
         sinks=list(console.forwarder.sinks),
         stale_after=console.stale_after,
         live=live,
-        sink_view=console.sink_view,
     )
 
 

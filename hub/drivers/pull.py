@@ -21,9 +21,10 @@ from tanpuhui.sdk import ConfigError, PullStream, StreamContext, TanpuhuiError, 
 
 from ..audit import AuditEvent
 from ..leasing import HeldLease, hold_lease
+from ..pausing import PAUSED
 from ..pipeline import PageResult, Pipeline
 from ..runtime import BoundStream, Runtime
-from ..store.base import Checkpoint, RunCount, RunLog
+from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, Store
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
@@ -55,7 +56,9 @@ class PullSummary:
     seconds: float = 0.0
     error: str | None = None
     leased_elsewhere: bool = False
-    """Skipped: another replica holds the stream's lease (it is pulling the stream now)."""
+    """Skipped: another replica holds the stream's lease (it is pulling the stream now), or it is paused."""
+    paused: bool = False
+    """Skipped: an operator paused the stream (:mod:`tanpuhui.hub.pausing`); ``leased_elsewhere`` is set too."""
     kg_by_scenario: Counter[str] = field(default_factory=Counter)
     records_by_scenario: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
@@ -85,6 +88,9 @@ class PullDriver:
     def __init__(self, runtime: Runtime, pipeline: Pipeline) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
+        self.on_commit: Callable[[PageWrite, CommitResult], None] | None = None
+        """Called (in the committing thread) with each page once its transaction has committed: ``tanpuhui run``
+        hands the rows to its forwarder (:class:`tanpuhui.hub.feed.CommittedFeed`)."""
 
     async def pull(
         self,
@@ -126,6 +132,8 @@ class PullDriver:
             write = dataclasses.replace(write, run=RunCount(run_id, len(items), 0 if final else 1))
         (committed,) = self.runtime.store.commit_pages([write])
         assert committed is not None  # only a page with a webhook receipt can be skipped
+        if self.on_commit is not None:
+            self.on_commit(write, committed)
         return processed.committed(committed)
 
     async def _pull_stream(
@@ -144,6 +152,10 @@ class PullDriver:
                 if lease is not None:
                     await self._run_recorded(bound, summary, lease, progress, max_pages, started)
                     break
+            if await asyncio.to_thread(_paused, runtime.store, adapter_name, stream_name):
+                summary.leased_elsewhere = summary.paused = True  # waiting would not help: it stays paused
+                log.info("pull %s:%s skipped: an operator paused it", adapter_name, stream_name)
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 summary.leased_elsewhere = True
@@ -247,3 +259,7 @@ class PullDriver:
                 stream_name,
                 redact(fields),
             )
+
+
+def _paused(store: Store, adapter: str, stream: str) -> bool:
+    return any(lease.owner == PAUSED and (lease.adapter, lease.stream) == (adapter, stream) for lease in store.leases())

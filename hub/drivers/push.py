@@ -7,6 +7,14 @@ transaction, each with its receipt (the answer its partner gets, stored under it
 exactly the first answer and an answer is never on file for records that are not. The sidecar groups concurrent
 requests into one commit (:mod:`tanpuhui.hub.server.ingest`); :meth:`PushDriver.receive` is a group of one.
 
+A big request (more than :data:`PART_ITEMS` items, up to ``[server] max_body_bytes``) is processed and committed
+in parts of that many items, so its encoded records are not all held at once (an 8 MiB YRD batch held ~75 MB of
+them until its one commit): each part but the last is committed on its own as it is processed (its records,
+quarantine entries and an audit entry ``webhook.part``), and the last part commits with the checkpoint and the
+receipt. The receipt stays all-or-nothing: it is on file only once every part is, so the partner gets its answer
+only then; a request that fails between parts has no receipt, and when the partner sends it again its records
+already committed are duplicates and its quarantined items repeats, as for any retry.
+
 What a request becomes is an :data:`PushOutcome`; turning it into an HTTP answer is the sidecar's business.
 """
 
@@ -23,10 +31,13 @@ from tanpuhui.sdk import PushStream, StreamContext, TanpuhuiError, redact
 
 from ..audit import AuditEvent
 from ..pipeline import PageResult, Pipeline, ProcessedPage
-from ..runtime import Runtime
+from ..runtime import BoundStream, Runtime
 from ..store.base import Checkpoint, NewReceipt, WebhookReceipt
 
-__all__ = ["Accepted", "PreparedPush", "PushDriver", "PushOutcome", "PushStates", "Refused"]
+__all__ = ["PART_ITEMS", "Accepted", "PreparedPush", "PushDriver", "PushOutcome", "PushStates", "Refused"]
+
+PART_ITEMS = 2000
+"""Items of a request processed and committed together (a bigger request is committed in parts)."""
 
 PushStates = dict[tuple[str, str], tuple[Any, StreamContext]]
 """Each push stream's cursor and context, carried from one request to the next of a group committed together."""
@@ -67,6 +78,8 @@ class PreparedPush:
     processed: ProcessedPage
     checkpoint: Checkpoint
     receipt: NewReceipt
+    earlier: PageResult | None = None
+    """What the parts of a big request committed before this, its last part (None: one part)."""
 
 
 class PushDriver:
@@ -122,27 +135,57 @@ class PushDriver:
             if states is not None:
                 states[slot] = held
         cursor, ctx = held
+        if len(items) > PART_ITEMS:
+            return self._prepare_parts(bound, key, digest, cursor, ctx, items)
         processed = self.pipeline.process(bound, ctx, items)
         receipt = NewReceipt(key, digest, 200, receipt_document(key, processed))
         return PreparedPush(key, processed, Checkpoint(cursor, ctx.state), receipt)
+
+    def _prepare_parts(
+        self, bound: BoundStream, key: str, digest: str, cursor: Any, ctx: StreamContext, items: Sequence[Any]
+    ) -> PreparedPush:
+        """A big request: every part but the last processed and committed now, the last one prepared."""
+        pending = list(items)
+        del items
+        count = len(pending)
+        rejected: dict[int, tuple[str, list[Any]]] = {}
+        records = 0
+        earlier: PageResult | None = None
+        for part, start in enumerate(range(0, count, PART_ITEMS)):
+            end = min(count, start + PART_ITEMS)
+            chunk = pending[start:end]
+            pending[start:end] = [None] * (end - start)  # processed: the parsed items go as they are done
+            processed = self.pipeline.process(bound, ctx, chunk)
+            del chunk
+            for index, hit in processed.rejected.items():
+                rejected[start + index] = hit
+            records += len(processed.records)
+            if end == count:
+                document = _receipt(key, bound.adapter.name, bound.stream.name, count, rejected, records)
+                receipt = NewReceipt(key, digest, 200, document)
+                return PreparedPush(key, processed, Checkpoint(cursor, ctx.state), receipt, earlier)
+            details = {"webhook_id": key, "request_sha256": digest, "part": part, "items": end - start}
+            audit = AuditEvent("webhook.part", bound.label, details, actor="partner")
+            [committed] = self.runtime.store.commit_pages([processed.write(None, audit)])
+            assert committed is not None  # only a page with a receipt can be skipped
+            earlier = _merged(earlier, processed.committed(committed))
+        raise AssertionError("a request of more than PART_ITEMS items has a last part")
 
     def commit(self, prepared: Sequence[PreparedPush]) -> list[PushOutcome]:
         """Commit prepared requests in ONE transaction, each with its receipt stored under its webhook id."""
         writes = []
         for p in prepared:
             bound = p.processed.stream
-            details = {
-                "webhook_id": redact(p.key),  # the partner's string: masked like every partner string in the log
-                "request_sha256": p.receipt.request_hash,
-                "items": p.processed.result.items,
-            }
+            items = p.processed.result.items + (p.earlier.items if p.earlier is not None else 0)
+            details = {"webhook_id": redact(p.key), "request_sha256": p.receipt.request_hash, "items": items}
             audit = AuditEvent("webhook.accept", bound.label, details, actor="partner")
             writes.append(p.processed.write(p.checkpoint, audit, receipt=p.receipt))
         store = self.runtime.store
         out: list[PushOutcome] = []
         for p, committed in zip(prepared, store.commit_pages(writes), strict=True):
             if committed is not None:
-                out.append(Accepted(p.receipt.status, p.receipt.body, p.processed.committed(committed)))
+                page = _merged(p.earlier, p.processed.committed(committed))
+                out.append(Accepted(p.receipt.status, p.receipt.body, page))
                 continue
             # Another process committed the same webhook id first: answer as it did.
             adapter, stream = p.processed.stream.key
@@ -168,9 +211,14 @@ def receipt_document(key: str, processed: ProcessedPage) -> bytes:
     """The answer to an accepted request: totals and one result per item (quarantined ones with their
     JSON-pointer errors)."""
     result = processed.result
-    rejected = processed.rejected
+    return _receipt(key, result.adapter, result.stream, result.items, processed.rejected, len(processed.records))
+
+
+def _receipt(
+    key: str, adapter: str, stream: str, items: int, rejected: dict[int, tuple[str, list[Any]]], records: int
+) -> bytes:
     results: list[dict[str, Any]] = []
-    for index in range(result.items):
+    for index in range(items):
         hit = rejected.get(index)
         if hit is None:
             results.append({"index": index, "status": "accepted"})
@@ -181,15 +229,28 @@ def receipt_document(key: str, processed: ProcessedPage) -> bytes:
     return orjson.dumps(
         {
             "webhook_id": redact(key),
-            "adapter": result.adapter,
-            "stream": result.stream,
-            "items": result.items,
-            "accepted": result.items - len(rejected),
+            "adapter": adapter,
+            "stream": stream,
+            "items": items,
+            "accepted": items - len(rejected),
             "quarantined": len(rejected),
-            "records": len(processed.records),
+            "records": records,
             "results": results,
         }
     )
+
+
+def _merged(earlier: PageResult | None, later: PageResult) -> PageResult:
+    """The result of a request's parts so far, ``later`` added to ``earlier``."""
+    if earlier is None:
+        return later
+    for name in ("items", "records", "valid_items", "inserted", "duplicates", "held", "quarantined"):
+        setattr(earlier, name, getattr(earlier, name) + getattr(later, name))
+    earlier.quarantine_repeats += later.quarantine_repeats
+    earlier.kg_by_scenario.update(later.kg_by_scenario)
+    earlier.inserted_by_scenario.update(later.inserted_by_scenario)
+    earlier.drift.update(later.drift)
+    return earlier
 
 
 def _answer_from(stored: WebhookReceipt, digest: str) -> PushOutcome:

@@ -178,8 +178,6 @@ class Sidecar:
             *admin.endpoints(),
             *SchemasApi(Catalogue.of(self.hub.plugins, self.hub.schemas)).endpoints(),
         ]
-        self.last_delivery: dict[str, str] = {}
-        """Sink -> when this process last delivered to it (ISO): the console's "last delivery"."""
         self.console = Console(
             self.hub,
             self.configured,
@@ -188,7 +186,6 @@ class Sidecar:
             self.forwarding,
             Sessions(cfg.admin_token.get_secret_value() if cfg.admin_token is not None else "", cfg.console_session),
             cfg.stale_after,
-            self._sink_view,
         )
         # The console's HTML routes sit beside the endpoint table: they are not API and not in the OpenAPI document.
         routes: list[BaseRoute] = [e.route() for e in self.endpoints]
@@ -297,6 +294,7 @@ class Sidecar:
         for task in list(self._state.tasks):
             task.cancel()
         await self.ingest.stop()
+        await asyncio.to_thread(self.forwarder.states.flush)
         for sink in self.sinks.values():
             try:
                 await sink.aclose()
@@ -333,21 +331,8 @@ class Sidecar:
         if page.inserted:
             self.forwarding.notify()
 
-    def _sink_view(self, sink: str) -> dict[str, Any]:
-        """What this process knows of delivery to ``sink``: its outage state (ok / retrying / stopped, with the
-        last error, from the forwarder's :class:`~tanpuhui.hub.sink_state.SinkStates`) and its last delivery."""
-        state = self.forwarder.states.get(sink)
-        doc = state.as_dict() if state is not None else {"state": "ok"}
-        return {
-            "state": doc["state"],
-            "last_error": doc.get("last_error"),
-            "last_delivery": self.last_delivery.get(sink),
-        }
-
     def _forwarded(self, sink: str, summary: ForwardSummary) -> None:
         s = summary[sink]
-        if s.delivered:
-            self.last_delivery[sink] = datetime.now(UTC).isoformat(timespec="seconds")
         if s.dead_lettered:
             self.metrics.dead_lettered.labels(sink).inc(s.dead_lettered)
 

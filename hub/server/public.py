@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -20,8 +22,9 @@ from tanpuhui.sdk import SchemaError, Sink, redact
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import HubMetrics, sink_error_text
 from ..scheduler import Stopping
-from ..sink_state import SinkState
+from ..sink_state import SinkCondition, SinkState
 from ..store.base import Store
+from ..store.sink_log import SinkStateLog, StoredSinkState
 from ..validation import SchemaRegistry, read_documents, report_documents
 from . import openapi
 from .http import BodyTooLarge, json_response, media_type, problem, read_body, too_large
@@ -101,9 +104,19 @@ class PublicApi:
             return sink.name, None
 
         results = await asyncio.gather(*(check(s) for s in self.sinks.values()))
+        # Another worker or replica may be the one draining a sink: what it wrote to the store counts too.
+        shared: dict[str, StoredSinkState] = {}
+        if isinstance(self.store, SinkStateLog):
+            try:
+                shared = await asyncio.to_thread(self.store.sink_states)
+            except Exception:  # the store check above reports a store that cannot be read
+                shared = {}
         sinks: dict[str, Any] = {}
         for name, error in results:
             state = self.sink_states.get(name, SinkState())
+            elsewhere = shared.get(name)
+            if state.ok and elsewhere is not None and elsewhere.state != "ok":
+                state = _as_local(elsewhere)
             delivery = state.as_dict()
             if delivery.get("last_error"):
                 delivery["last_error"] = redact(delivery["last_error"])
@@ -156,3 +169,21 @@ class PublicApi:
             return json_response(await asyncio.to_thread(report))
         except SchemaError as exc:
             return problem(400, str(exc))
+
+
+def _as_local(stored: StoredSinkState) -> SinkState:
+    """A state another process wrote, as this one's :class:`SinkState` (its outage length counted from ``since``)."""
+    since = datetime.fromisoformat(stored.since).timestamp() if stored.since else None
+    nxt = datetime.fromisoformat(stored.next_attempt_at).timestamp() if stored.next_attempt_at else None
+    started = None if since is None else time.monotonic() - max(0.0, time.time() - since)
+    condition: SinkCondition = "retrying" if stored.state == "retrying" else "stopped"
+    return SinkState(
+        condition,
+        since,
+        stored.attempts,
+        stored.last_error,
+        nxt,
+        stored.given_up,
+        stored.recoveries,
+        started,
+    )

@@ -1,4 +1,4 @@
-"""The hub's own sinks, registered through the same hook as any plugin's (see ``tanpuhui.hub.plugins``)."""
+"""The hub's own sinks (JSONL, HTTP, NATS JetStream, RabbitMQ, PostgreSQL, MQTT), registered through the same hook as any plugin's (see ``tanpuhui.hub.plugins``)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from collections.abc import Callable
 
 from tanpuhui.sdk import Sink, hookimpl
 
+from .amqp import AmqpSink
 from .http import HttpSink
 from .jsonl import JsonlSink
+from .mqtt import MqttSink
+from .nats import NatsSink
+from .postgres import PostgresSink
 
 __all__ = ["BUILTIN_SINKS", "register_sinks"]
 
-BUILTIN_SINKS: tuple[type[Sink], ...] = (JsonlSink, HttpSink)
+BUILTIN_SINKS: tuple[type[Sink], ...] = (JsonlSink, HttpSink, NatsSink, AmqpSink, PostgresSink, MqttSink)
 
 
 @hookimpl

@@ -5,6 +5,10 @@ Each outbox row becomes one event::
     {"specversion":"1.0","id":<record_id>,"source":"<source>/<adapter>/<stream>",
      "type":"org.tanpuhui.reduction.v1","datacontenttype":"application/json","data":<the stored record>}
 
+A correction's type is ``org.tanpuhui.reduction.corrected.v1`` (``data`` is the new record, its ``supersedes``
+the record it replaces) and a void's ``org.tanpuhui.reduction.voided.v1`` (``data`` names the record withdrawn:
+``{"record_id": <void id>, "voids": ..., "reason": ...}``); see docs/verification.md.
+
 The request body (``application/cloudevents-batch+json``, a JSON array) is built by splicing the stored record bytes
 in as ``data``: nothing is parsed or re-serialised per record. ``id`` is the record id, so ``(source, id)`` is a
 stable idempotency key across retries and replays. Context attributes carry no personal data (the record's subject
@@ -37,10 +41,17 @@ from tanpuhui.sdk import (
     parse_retry_after,
 )
 
-__all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
+__all__ = ["BATCH_CONTENT_TYPE", "EVENT_TYPE", "EVENT_TYPES", "RETRYABLE_STATUS", "HttpSink", "build_batch"]
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+EVENT_CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPE = "org.tanpuhui.reduction.v1"
+EVENT_TYPES = {
+    "created": EVENT_TYPE,
+    "corrected": "org.tanpuhui.reduction.corrected.v1",
+    "voided": "org.tanpuhui.reduction.voided.v1",
+}
+"""The CloudEvents ``type`` of each outbox row kind."""
 RETRYABLE_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 """Statuses that mean "not now" (timeout, too early, too many requests, any server error): retried."""
 
@@ -72,18 +83,18 @@ class HttpSettings(SinkSettings):
 
 def build_batch(rows: Sequence[OutboxRow], source: str) -> bytes:
     """The ``application/cloudevents-batch+json`` body for ``rows`` (record bytes spliced in as ``data``)."""
-    middles: dict[tuple[str, str], bytes] = {}
+    middles: dict[tuple[str, str, str], bytes] = {}
     pieces: list[bytes] = [b"["]  # one join builds the whole body (no second copy of ~1 MB for the bracket)
     extend = pieces.extend
     for row in rows:
-        key = (row.adapter, row.stream)
+        key = (row.adapter, row.stream, row.kind)
         middle = middles.get(key)
         if middle is None:
             middle = middles[key] = (
                 b'","source":'
                 + orjson.dumps(f"{source}/{row.adapter}/{row.stream}")
                 + b',"type":"'
-                + EVENT_TYPE.encode()
+                + EVENT_TYPES.get(row.kind, EVENT_TYPE).encode()
                 + b'","datacontenttype":"application/json","data":'
             )
         record_id = row.record_id
@@ -150,8 +161,28 @@ class HttpSink(Sink):
 
     async def _post(self, rows: Sequence[OutboxRow]) -> None:
         body = build_batch(rows, self._settings.source)
-        msg_id = f"batch_{rows[0].record_id}_{rows[-1].record_id}_{len(rows)}"
+        await self._post_body(body, f"batch_{rows[0].record_id}_{rows[-1].record_id}_{len(rows)}")
+
+    async def send_event(self, event_id: str, event_type: str, data: bytes) -> dict[str, str]:
+        """POST one structured CloudEvent (``application/cloudevents+json``) with ``data`` (JSON bytes), signed
+        like the batches; returns the signature headers sent (e.g. ``tanpuhui report --forward``)."""
+        body = (
+            b'{"specversion":"1.0","id":'
+            + orjson.dumps(event_id)
+            + b',"source":'
+            + orjson.dumps(self._settings.source)
+            + b',"type":'
+            + orjson.dumps(event_type)
+            + b',"datacontenttype":"application/json","data":'
+            + data
+            + b"}"
+        )
+        return await self._post_body(body, f"msg_{event_id}", EVENT_CONTENT_TYPE)
+
+    async def _post_body(self, body: bytes, msg_id: str, content_type: str = BATCH_CONTENT_TYPE) -> dict[str, str]:
         headers = self._signer.headers(msg_id, body)
+        if content_type != BATCH_CONTENT_TYPE:
+            headers["content-type"] = content_type
         try:
             response = await self._client().post(self._settings.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -160,7 +191,7 @@ class HttpSink(Sink):
             raise SinkError(f"{self._where}: connection failed ({type(exc).__name__}: {exc})", retryable=True) from exc
         status = response.status_code
         if 200 <= status < 300:
-            return
+            return headers
         message = f"{self._where}: HTTP {status} {_brief(response)}"
         if status == 410:
             raise SinkError(message + " (the consumer asked us to stop)", retryable=False, gone=True)

@@ -24,7 +24,9 @@ __all__ = [
     "NewQuarantine",
     "NewReceipt",
     "NewRecord",
+    "NewVoid",
     "OnePageCommit",
+    "OverlapKey",
     "PageWrite",
     "QuarantineEntry",
     "RunCount",
@@ -59,6 +61,40 @@ class NewRecord(NamedTuple):
     reduction_kgco2e: float
     body: bytes
     neighbour: str = ""
+    partner_record_id: str = ""
+    """The partner item the record comes from (``source.partner_record_id``); "" : not tracked for corrections
+    (see :mod:`tanpuhui.hub.store.revisions`)."""
+    head_stream: str = ""
+    """The stream the item is tracked under (the one its record id derives from; "": the page's stream)."""
+    raw_sha256: str = ""
+    """``source.raw_sha256``: the same partner id with another hash is a correction."""
+    overlaps: tuple[OverlapKey, ...] = ()
+    """The no-double-credit rules the record takes part in (``[[hub.overlap]]``)."""
+    aliases: tuple[str, ...] = ()
+    """Claim keys of the same behaviour under the earlier pseudonym keys still configured (key rotation)."""
+
+
+class OverlapKey(NamedTuple):
+    """A record's part in an overlap rule: records of the rule with the same ``match_key`` (the same subject and
+    day) in the other role are the same saving (see :mod:`tanpuhui.hub.store.revisions`)."""
+
+    rule: str
+    match_key: str
+    role: str
+    """``keep`` (credited in full), ``give`` (netted: the keep records' amounts are deducted) or ``withhold``."""
+    action: str
+    """``net`` or ``withhold``."""
+    amount: float
+    """The saving in the activity unit (baseline - activity, or the activity without a baseline)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewVoid:
+    """A partner withdrew an item (``StreamContext.withdraw``): its current record, if any, is voided."""
+
+    partner_record_id: str
+    head_stream: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +122,10 @@ class CommitResult:
     """The ids actually inserted when some records were not (duplicates, held claims); None: all were."""
     quarantine_repeats: int = 0
     """Quarantined items that were repeats of an entry on file (or earlier in the page): no new entry."""
+    seq_runs: tuple[tuple[int, int], ...] = ()
+    """The outbox ``seq`` values the inserted records took, as ascending ``(first, last)`` runs, in the order of
+    the page's records (what :class:`tanpuhui.hub.feed.CommittedFeed` hands the forwarder without a read-back).
+    Empty when the page also revised the outbox (corrections, voids, nettings): those rows are read back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +222,8 @@ class PageWrite:
     the same transaction, adding what it committed (see :mod:`tanpuhui.hub.audit`). None: ``page.commit``."""
     drift: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     """Top-level fields the stream's schema does not name -> (items carrying it, an example partner id)."""
+    voids: Sequence[NewVoid] = ()
+    """Items the partner withdrew in this page: each voids the item's current record (a ``voided`` outbox row)."""
     run: RunCount | None = None
     """The pull run this page belongs to: a store that keeps run history adds the page's counts to its row in
     the same transaction, so a run's counters are exactly what it committed, even when it crashes midway."""

@@ -35,7 +35,9 @@ from .base import (
     StreamStatus,
     WebhookReceipt,
 )
+from .queries import QUARANTINE_COLUMNS, FilterSql, audit_entry, dead_letter, quarantine_entry
 from .runs_sql import RunHistorySql
+from .sink_log import SinkStateSql
 from .times import time_text, utc_now
 
 __all__ = ["QUARANTINE_REPEAT", "Dialect", "OutboxInsert", "QuarantineRow", "Rows", "T", "time_text", "utc_now"]
@@ -46,9 +48,7 @@ T = TypeVar("T")
 _IN_CHUNK = 500
 """Ids per ``IN (...)`` list (under SQLite's limit on bound parameters)."""
 
-_QUARANTINE = (
-    "id, adapter, stream, stage, partner_record_id, problems, raw, status, created_at, resolved_at, repeats, last_seen"
-)
+_QUARANTINE = QUARANTINE_COLUMNS
 
 
 QUARANTINE_REPEAT = (
@@ -96,7 +96,7 @@ class OutboxInsert(NamedTuple):
     PostgreSQL: a sequence number a conflicting insert used, or a concurrent replica took, splits them)."""
 
 
-class Dialect(RunHistorySql[T], ABC):
+class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], ABC):
     """Connections and SQL of one database. Every method with a ``tx`` runs one statement (or a lock) on it."""
 
     name: str
@@ -281,7 +281,7 @@ class Dialect(RunHistorySql[T], ABC):
             sql, args = "WHERE seq > ? AND seq <= ?", [after_seq, upto_seq]
         rows = self.run(
             tx,
-            f"SELECT seq, record_id, adapter, stream, scenario, body FROM outbox {sql} ORDER BY seq LIMIT ?",
+            f"SELECT seq, record_id, adapter, stream, scenario, body, kind FROM outbox {sql} ORDER BY seq LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [OutboxRow(*row) for row in rows]
@@ -296,7 +296,7 @@ class Dialect(RunHistorySql[T], ABC):
             f"SELECT id, sink, seq, record_id, attempts, error, created_at FROM dead_letters{where} ORDER BY id LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [_dead_letter(row) for row in rows]
+        return [dead_letter(row) for row in rows]
 
     def dead_letter_rows(self, tx: T, ids: Sequence[int]) -> list[tuple[DeadLetter, OutboxRow]]:
         wanted = list(dict.fromkeys(ids))
@@ -306,11 +306,11 @@ class Dialect(RunHistorySql[T], ABC):
             for row in self.run(
                 tx,
                 "SELECT d.id, d.sink, d.seq, d.record_id, d.attempts, d.error, d.created_at,"
-                " o.seq, o.record_id, o.adapter, o.stream, o.scenario, o.body"
+                " o.seq, o.record_id, o.adapter, o.stream, o.scenario, o.body, o.kind"
                 f" FROM dead_letters d JOIN outbox o ON o.seq = d.seq WHERE d.id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall():
-                found[row[0]] = (_dead_letter(row[:7]), OutboxRow(*row[7:]))
+                found[row[0]] = (dead_letter(row[:7]), OutboxRow(*row[7:]))
         return [found[i] for i in wanted if i in found]
 
     def quarantine_list(self, tx: T, adapter: str | None, status: str, limit: int) -> list[QuarantineEntry]:
@@ -318,11 +318,11 @@ class Dialect(RunHistorySql[T], ABC):
         rows = self.run(
             tx, f"SELECT {_QUARANTINE} FROM quarantine WHERE {where} ORDER BY id LIMIT ?", (*args, limit)
         ).fetchall()
-        return [_quarantine_entry(row) for row in rows]
+        return [quarantine_entry(row) for row in rows]
 
     def quarantine_get(self, tx: T, entry_id: int) -> QuarantineEntry | None:
         row = self.run(tx, f"SELECT {_QUARANTINE} FROM quarantine WHERE id=?", (entry_id,)).fetchone()
-        return _quarantine_entry(row) if row else None
+        return quarantine_entry(row) if row else None
 
     def receipt_get(self, tx: T, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
         row = self.run(
@@ -334,6 +334,17 @@ class Dialect(RunHistorySql[T], ABC):
         if row is None:
             return None
         return WebhookReceipt(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), time_text(row[6]) or "")
+
+    def last_receipts(self, tx: T, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """When each stream's newest webhook request was accepted (a stream with none on file is left out)."""
+        out = {}
+        for adapter, stream in streams:
+            row = self.run(
+                tx, "SELECT max(created_at) FROM webhook_receipts WHERE adapter=? AND stream=?", (adapter, stream)
+            ).fetchone()
+            if row and row[0] is not None:
+                out[(adapter, stream)] = time_text(row[0]) or ""
+        return out
 
     def counts(self, tx: T) -> dict[str, int]:
         row = self.run(
@@ -375,15 +386,7 @@ class Dialect(RunHistorySql[T], ABC):
             " ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
-        out = []
-        for seq, at, actor, action, subject, details, prev_hash, digest in rows:
-            try:
-                parsed = orjson.loads(details)
-            except orjson.JSONDecodeError:
-                parsed = {"unparseable": str(details)}  # an edited entry: verify reports it
-            as_dict = parsed if isinstance(parsed, dict) else {"value": parsed}
-            out.append(AuditEntry(int(seq), at, actor, action, subject, as_dict, prev_hash, digest))
-        return out
+        return [audit_entry(row) for row in rows]
 
     def audit_outbox_rows(self, tx: T, first_seq: int, last_seq: int) -> list[tuple[str, bytes]]:
         rows = self.run(
@@ -391,24 +394,3 @@ class Dialect(RunHistorySql[T], ABC):
         ).fetchall()
         # A body edited with SQL text functions comes back as TEXT: compare its bytes all the same.
         return [(str(r), str(b).encode() if isinstance(b, str) else bytes(b)) for r, b in rows]
-
-
-def _dead_letter(row: Sequence[Any]) -> DeadLetter:
-    return DeadLetter(row[0], row[1], row[2], row[3], row[4], row[5], time_text(row[6]) or "")
-
-
-def _quarantine_entry(row: Sequence[Any]) -> QuarantineEntry:
-    return QuarantineEntry(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        orjson.loads(row[5]),
-        bytes(row[6]),
-        row[7],
-        time_text(row[8]) or "",
-        time_text(row[9]),
-        int(row[10]),
-        time_text(row[11]) or "",
-    )

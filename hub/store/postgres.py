@@ -89,6 +89,9 @@ def _runs(seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
 def _claim_buckets(pages: Sequence[PageWrite]) -> list[int]:
     """Lock keys covering every claim key of the pages' records (by time window; see the module docstring)."""
     windows = {key[:12] for page in pages for r in page.records for key in (r.fingerprint, r.neighbour) if key}
+    windows.update(key[:12] for page in pages for r in page.records for key in r.aliases)
+    # Overlap rules pair records by subject and day: both records of a pair lock the same bucket.
+    windows.update(f"overlap:{o.rule}:{o.match_key}" for page in pages for r in page.records for o in r.overlaps)
     return sorted({zlib.crc32(w.encode()) % _CLAIM_BUCKETS for w in windows})
 
 
@@ -129,7 +132,7 @@ class PostgresDialect(Dialect[Cursor]):
                 "SELECT count(pg_advisory_xact_lock(%s, b)) FROM (SELECT unnest(%b::int[]) AS b ORDER BY 1) t",
                 (_LOCK_CLAIMS, buckets),
             )
-        if any(page.records for page in pages):
+        if any(page.records or page.voids for page in pages):
             tx.execute("SELECT pg_advisory_xact_lock_shared(%s, 0)", (_LOCK_OUTBOX,))
 
     def lease_holder(self, tx: Cursor, adapter: str, stream: str) -> str | None:

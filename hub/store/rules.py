@@ -8,7 +8,9 @@ in its database's SQL. The rules:
   written and its result is None), its records (dedup by record id; a record whose behaviour fingerprint, or the
   neighbouring window's, another adapter claimed first is held, not forwarded), its quarantine entries (an item
   whose digest an entry of the stream has already, or an item before it in the page, is a repeat of that entry:
-  counted, no new entry), its checkpoint (None: left alone) and its schema drift; a page committed under a lease
+  counted, no new entry), its checkpoint (None: left alone) and its schema drift; corrections, voids and the
+  no-double-credit overlap rules (:mod:`.revisions`: their own outbox rows, never a changed one); a page committed
+  under a lease
   another owner holds now fails the whole group (:class:`~.leases.LeaseLost`, nothing written);
 - every committed page, dead letter added or deleted, quarantine entry resolved and receipt prune appends an
   entry to the audit log (:mod:`tanpuhui.hub.audit`) in its transaction, as its last statements: entries chain
@@ -21,6 +23,7 @@ in its database's SQL. The rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import orjson
@@ -45,6 +48,9 @@ from .base import (
     WebhookReceipt,
 )
 from .dialect import Dialect, OutboxInsert, QuarantineRow, T, utc_now
+from .queries import AuditQuery, DeadLetterQuery, QuarantineQuery
+from .revisions import Revisions
+from .sink_log import SinkFailure, StoredSinkState
 
 __all__ = ["RuleStore"]
 
@@ -60,6 +66,7 @@ class RuleStore(OnePageCommit, Generic[T]):
 
     def __init__(self, sql: Dialect[T]) -> None:
         self.sql = sql
+        self.revisions = Revisions(sql)
 
     def _reading(self, statement: Callable[Concatenate[T, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         with self.sql.read() as tx:
@@ -93,9 +100,9 @@ class RuleStore(OnePageCommit, Generic[T]):
                 if receipt is not None and not sql.insert_receipt(tx, page.adapter, page.stream, receipt, now):
                     out.append(None)
                     continue
-                result, event = self._write_page(tx, page, checkpoint, quarantine, now)
+                result, page_events = self._write_page(tx, page, checkpoint, quarantine, now)
                 out.append(result)
-                events.append(event)
+                events.extend(page_events)
             self._append(tx, events, now)
         return out
 
@@ -106,11 +113,12 @@ class RuleStore(OnePageCommit, Generic[T]):
         checkpoint: tuple[str, str] | None,
         quarantine: list[QuarantineRow],
         now: str,
-    ) -> tuple[CommitResult, AuditEvent]:
+    ) -> tuple[CommitResult, list[AuditEvent]]:
         sql = self.sql
         adapter, stream, records = page.adapter, page.stream, page.records
         fresh: Sequence[NewRecord] = records
         held = 0
+        holds: list[tuple[str, str, str, bytes]] = []
         if records:
             claimed = self._claimed_elsewhere(tx, adapter, records)
             if claimed:
@@ -120,12 +128,17 @@ class RuleStore(OnePageCommit, Generic[T]):
                     for r in records
                     if r.record_id in claimed
                 ]
-                held = sql.insert_held(tx, adapter, stream, holds, now)
+        revision = self.revisions.before_insert(tx, adapter, stream, fresh)
+        fresh = revision.records
+        holds += revision.held
+        if holds:
+            held = sql.insert_held(tx, adapter, stream, holds, now)
         outbox = sql.insert_outbox(tx, adapter, stream, fresh, now) if fresh else _NOTHING
         inserted = outbox.inserted
         inserted_ids = None
-        if inserted != len(records):
+        if inserted != len(records) or revision.supersedes or len(fresh) != len(records):
             inserted_ids = frozenset(r.record_id for r in fresh) if outbox.ids is None else outbox.ids
+        revised = self.revisions.after_insert(tx, adapter, stream, revision, inserted_ids, page.voids, now)
         quarantine_ids = sql.insert_quarantine(tx, adapter, stream, quarantine, now) if quarantine else []
         if checkpoint is not None:
             sql.upsert_checkpoint(tx, adapter, stream, checkpoint[0], checkpoint[1], now)
@@ -140,22 +153,33 @@ class RuleStore(OnePageCommit, Generic[T]):
             len(quarantine_ids),
             inserted_ids,
             len(page.quarantined) - len(quarantine_ids),
+            # Not for a page that revised rows (a correction's kind is set after its insert; voids and nettings add
+            # rows of their own): the in-memory feed would hand them on as plain creations, so it reads them back.
+            () if revision.supersedes or revised or page.voids else outbox.seq_runs,
         )
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
             sql.run_add(tx, page.run.run_id, page.run.items, page.run.pages, counts)
-        return result, _page_event(page, result, outbox, quarantine_ids)
+        written = page if fresh is records else replace(page, records=fresh)
+        event = _page_event(written, result, outbox, quarantine_ids, len(revision.supersedes))
+        return result, [event, *revised]
 
     def _claimed_elsewhere(self, tx: T, adapter: str, records: Sequence[NewRecord]) -> dict[str, str]:
         """record_id -> the record of another adapter that already claimed the same behaviour."""
-        keys = list(dict.fromkeys([r.fingerprint for r in records] + [r.neighbour for r in records if r.neighbour]))
+        keys = list(
+            dict.fromkeys(
+                [r.fingerprint for r in records]
+                + [r.neighbour for r in records if r.neighbour]
+                + [a for r in records for a in r.aliases]
+            )
+        )
         hits: dict[str, list[str]] = {}  # fingerprint -> record ids of other adapters (rare: a claim across sources)
         for fingerprint, other_id in self.sql.claims(tx, adapter, keys):
             hits.setdefault(fingerprint, []).append(other_id)
         claimed: dict[str, str] = {}
         if hits:
             for r in records:
-                for key in (r.fingerprint, r.neighbour):
+                for key in (r.fingerprint, r.neighbour, *r.aliases):
                     for other_id in hits.get(key, ()):
                         if r.record_id != other_id:
                             claimed.setdefault(r.record_id, other_id)
@@ -219,6 +243,12 @@ class RuleStore(OnePageCommit, Generic[T]):
     def audit_entries(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         return self._reading(self.sql.audit_entries, after_seq, limit)
 
+    def audit_find(self, query: AuditQuery, before: int = 0, limit: int = 100) -> list[AuditEntry]:
+        return self._reading(self.sql.audit_find, query, before, limit)
+
+    def audit_count(self, query: AuditQuery) -> int:
+        return self._reading(self.sql.audit_count, query)
+
     def audit_head(self) -> tuple[int, str] | None:
         head = self._reading(self.sql.audit_head)
         if head is None:
@@ -261,7 +291,9 @@ class RuleStore(OnePageCommit, Generic[T]):
         now = utc_now()
         with self.sql.write() as tx:
             self.sql.advance_sink(tx, sink, upto_seq)
-            if dead:
+            if not dead:
+                self.sql.sink_delivered(tx, sink, now)
+            else:
                 rows = [(row.seq, row.record_id, attempts, error) for row, attempts, error in dead]
                 self.sql.insert_dead_letters(tx, sink, rows, now)
                 seqs = [row.seq for row, _, _ in dead]
@@ -272,6 +304,29 @@ class RuleStore(OnePageCommit, Generic[T]):
                     "error": dead[-1][2][:300],
                 }
                 self._append(tx, [AuditEvent("deadletter.add", sink, details)], now)
+
+    def sink_state_save(self, state: StoredSinkState, error: str | None = None) -> None:
+        self._writing(self.sql.sink_state_save, state, error, utc_now())
+
+    def sink_states(self) -> dict[str, StoredSinkState]:
+        return self._reading(self.sql.sink_states)
+
+    def sink_failures(self, sink: str | None = None, limit: int = 20) -> list[SinkFailure]:
+        return self._reading(self.sql.sink_failures, sink, limit)
+
+    def dead_letters_find(
+        self, query: DeadLetterQuery, after: int = 0, limit: int = 100, *, newest: bool = False
+    ) -> list[DeadLetter]:
+        return self._reading(self.sql.dead_letters_find, query, after, limit, newest)
+
+    def dead_letters_count(self, query: DeadLetterQuery) -> int:
+        return self._reading(self.sql.dead_letters_count, query)
+
+    def dead_letter_ids(self, query: DeadLetterQuery) -> list[int]:
+        return self._reading(self.sql.dead_letter_ids, query)
+
+    def dead_letters_by_sink(self) -> dict[str, int]:
+        return self._reading(self.sql.dead_letters_by_sink)
 
     def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return self._reading(self.sql.dead_letters, sink, limit)
@@ -291,6 +346,18 @@ class RuleStore(OnePageCommit, Generic[T]):
     ) -> list[QuarantineEntry]:
         return self._reading(self.sql.quarantine_list, adapter, status, limit)
 
+    def quarantine_find(self, query: QuarantineQuery, after: int = 0, limit: int = 100) -> list[QuarantineEntry]:
+        return self._reading(self.sql.quarantine_find, query, after, limit)
+
+    def quarantine_count(self, query: QuarantineQuery) -> int:
+        return self._reading(self.sql.quarantine_count, query)
+
+    def quarantine_ids(self, query: QuarantineQuery) -> list[int]:
+        return self._reading(self.sql.quarantine_ids, query)
+
+    def quarantine_facets(self, status: str) -> dict[str, list[str]]:
+        return self._reading(self.sql.quarantine_facets, status)
+
     def quarantine_get(self, entry_id: int) -> QuarantineEntry | None:
         return self._reading(self.sql.quarantine_get, entry_id)
 
@@ -302,6 +369,9 @@ class RuleStore(OnePageCommit, Generic[T]):
                 self._append(tx, [event], now)
 
     # -- webhook receipts and the rest ---------------------------------------------------------------------------
+
+    def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self._reading(self.sql.last_receipts, streams)
 
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
         return self._reading(self.sql.receipt_get, adapter, stream, key)
@@ -355,7 +425,9 @@ def _encode(page: PageWrite) -> _Encoded:
     return encoded, rows
 
 
-def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, quarantine_ids: list[int]) -> AuditEvent:
+def _page_event(
+    page: PageWrite, result: CommitResult, outbox: OutboxInsert, quarantine_ids: list[int], corrections: int = 0
+) -> AuditEvent:
     """The page's audit entry: the caller's (or ``page.commit``) with what this commit did added."""
     given = page.audit or AuditEvent("page.commit", f"{page.adapter}:{page.stream}")
     details: dict[str, Any] = {
@@ -385,4 +457,8 @@ def _page_event(page: PageWrite, result: CommitResult, outbox: OutboxInsert, qua
         details["quarantine_repeats"] = result.quarantine_repeats
     if page.drift:
         details["unknown_fields"] = sorted(page.drift)
+    if corrections:
+        details["corrections"] = corrections
+    if page.voids:
+        details["withdrawn"] = len(page.voids)
     return AuditEvent(given.action, given.subject, details, given.actor)

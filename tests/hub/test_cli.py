@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.testing.loopback import free_port
 
 TRIP = {
     "txn_id": "HF20241105121500C3",
@@ -116,14 +116,8 @@ secret = {{ env = "T_CONSUMER_SECRET" }}
     return config, {"T_KEYS": KEYS, "T_TRANSIT_SECRET": sandbox.client_secret, "T_CONSUMER_SECRET": WHSEC}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox: TransitSandbox) -> None:
-    port = _free_port()
+    port = free_port()
     config, env = _config(tmp_path, sandbox, f"http://127.0.0.1:{port}/events")
 
     code, out, _ = invoke("pull", "transit_card", "--config", str(config), env=env)

@@ -7,7 +7,6 @@ adapters; each test pins one behaviour every sandbox built on the kit gets.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tanpuhui.sdk import Sandbox, WebhookRequest, WebhookVerifier
-from tanpuhui.testing.loopback import LoopbackServer
+from tanpuhui.testing.loopback import LoopbackServer, free_port
 from tanpuhui.testing.sandbox import (
     OFFSET_CURSOR,
     EncodedItems,
@@ -292,14 +291,8 @@ def test_a_kit_sandbox_is_a_sandbox_whose_hub_settings_hold_no_secret() -> None:
         assert env == {"DEMO_METER_CLIENT_SECRET": sandbox.client_secret}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_sandbox_serves_on_a_fixed_port_when_given_one() -> None:
-    port = _free_port()
+    port = free_port()
     with MeterSandbox(port=port) as sandbox:
         assert sandbox.url == f"http://127.0.0.1:{port}"
         answer = httpx.post(

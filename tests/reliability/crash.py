@@ -13,6 +13,8 @@ Each round runs the hub as real processes on one SQLite store and SIGKILLs them 
 - a CLI round: ``tanpuhui pull`` and ``tanpuhui forward`` (together or alone), killed during start-up, after the
   k-th committed page (mid-pull, often mid-transaction of the next page), or after the consumer has seen k more
   requests (mid-forward, often between send and mark);
+- with ``run``, a ``tanpuhui run`` round instead of half the CLI rounds (pull and forward in one process, pages
+  forwarded from memory as they commit), killed the same ways: at start-up, after k pages, after k requests;
 - a sidecar round (``serve``): ``tanpuhui serve`` (scheduled pulls, webhooks, forwarding in one process) killed
   during start-up, after k more acknowledged webhooks (often mid-commit of the next), or after k consumer requests;
   now and then stopped with SIGTERM instead.
@@ -42,7 +44,6 @@ import base64
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -65,6 +66,7 @@ from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.sqlite import SQLiteStore
 from tanpuhui.sdk import WebhookSigner
+from tanpuhui.testing.loopback import free_port
 
 __all__ = [
     "CrashConfig",
@@ -110,6 +112,8 @@ class CrashConfig:
     synchronous: str = "FULL"
     days: int = 1
     serve: bool = False
+    run: bool = False
+    """Half the CLI rounds run ``tanpuhui run`` (pull and forward in one process) instead; the final run too."""
     pushes: int = 0
     push_batch: int = 50
     round_timeout: float = 120.0
@@ -426,12 +430,6 @@ def write_config(cfg: CrashConfig, sandbox: TransitSandbox, consumer: ConsumerSe
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class _Run:
     cfg: CrashConfig
@@ -476,7 +474,7 @@ def run_crash_test(cfg: CrashConfig, log: Callable[[str], None] = lambda _: None
         ) as sandbox,
         ConsumerServer(CONSUMER_SECRET, jsonl_path=cfg.workdir / "consumer.jsonl") as consumer,
     ):
-        port = _free_port()
+        port = free_port()
         pusher = None
         if pushed:
             url = f"http://127.0.0.1:{port}/v1/webhooks/yrd_scenarios/records_push"
@@ -499,7 +497,12 @@ def run_crash_test(cfg: CrashConfig, log: Callable[[str], None] = lambda _: None
             if pusher is not None:
                 pusher.publish()
                 _finish_pushes(run)
-            for args in (["pull", "transit_card", "--config", run.config], ["forward", "--config", run.config]):
+            final = (
+                [["run", "--config", run.config]]
+                if cfg.run
+                else [["pull", "transit_card", "--config", run.config], ["forward", "--config", run.config]]
+            )
+            for args in final:
                 proc = HubProcess(args, run.env, run.log_path)
                 try:
                     code = proc.wait(cfg.final_timeout)
@@ -532,6 +535,8 @@ def _rounds(run: _Run, sandbox: TransitSandbox, log: Callable[[str], None]) -> N
             pusher.publish(max(1, int((len(pusher.items) - pusher.visible) / (left + 1))))
         if cfg.serve and run.rng.random() < 0.5:
             _serve_round(run)
+        elif cfg.run and run.rng.random() < 0.5:
+            _run_round(run, max(1, -(-slice_size // cfg.page_size)))
         else:
             _cli_round(run, max(1, -(-slice_size // cfg.page_size)))
         stats = run.consumer.stats()
@@ -561,8 +566,8 @@ def _watch(run: _Run, procs: list[tuple[str, HubProcess, _Plan, int, int]]) -> N
             if not proc.running:
                 pending.remove(item)
                 code = proc.proc.returncode
-                if name == "pull" and code == _EXIT_LEASED:
-                    report.completed["pull:skipped, leased by a killed pull"] += 1  # documented: try again later
+                if name in ("pull", "run") and code == _EXIT_LEASED:
+                    report.completed[f"{name}:skipped, leased by a killed process"] += 1  # documented: try again later
                     continue
                 report.completed[name] += 1
                 if code != 0:
@@ -609,6 +614,26 @@ def _cli_round(run: _Run, pages: int) -> None:
     finally:
         for _, proc, _, _, _ in procs:
             proc.close()
+
+
+def _plan_run(rng: random.Random, pages: int) -> _Plan:
+    draw = rng.random()
+    if draw < 0.15:
+        return _Plan("startup", delay=rng.uniform(0.05, 1.5))
+    if draw < 0.25:
+        return _Plan("none")
+    if draw < 0.6:
+        return _Plan("page", count=rng.randint(0, max(0, pages - 1)), jitter=rng.uniform(0.0, 0.03))
+    return _Plan("request", count=rng.randint(1, 4), jitter=rng.uniform(0.0, 0.01))
+
+
+def _run_round(run: _Run, pages: int) -> None:
+    """``tanpuhui run`` (pull and forward in one process): kill it as planned, mid-pull or mid-forward."""
+    proc = HubProcess(["run", "--config", run.config], run.env, run.log_path)
+    try:
+        _watch(run, [("run", proc, _plan_run(run.rng, pages), run.requests(), 0)])
+    finally:
+        proc.close()
 
 
 def _serve_round(run: _Run) -> None:

@@ -1,4 +1,4 @@
-"""The crash test, quick variant: `tanpuhui pull`, `tanpuhui forward` and `tanpuhui serve` SIGKILLed at random points.
+"""The crash test, quick variant: `tanpuhui pull`, `forward`, `run` and `serve` SIGKILLed at random points.
 
 The long variant is ``python -m tests.reliability.long_run`` (see docs/reliability.md); both run
 :func:`tests.reliability.crash.run_crash_test`, whose docstring says what is checked.
@@ -29,6 +29,27 @@ def test_hard_kills_of_pull_forward_and_serve_lose_nothing_and_double_nothing(tm
     assert report.total_kills >= 8, report.summary()
     assert report.kills["pull:after-page"] + report.kills["forward:after-request"] > 0, report.summary()
     assert sum(n for kind, n in report.kills.items() if kind.startswith("serve:")) > 0, report.summary()
+
+
+def test_hard_kills_of_run_pulling_and_forwarding_in_one_process_lose_nothing_and_double_nothing(
+    tmp_path: Path,
+) -> None:
+    """``tanpuhui run`` forwards pages from memory as they commit: a kill between commit and send, mid-send or
+    between send and mark must leave the outbox and the sink position to the next run, as pull + forward do."""
+    seed = int(os.environ.get("TANPUHUI_CRASH_SEED", "20261206"))
+    config = CrashConfig(workdir=tmp_path, trips=1000, kills=8, seed=seed, run=True)
+    report = run_crash_test(config)
+    print(report.summary())
+    assert report.failures == []
+    assert report.lost == [], f"lost sequence numbers {report.lost[:20]}"
+    assert report.duplicated == [], f"journeys doubled under two event ids: {report.duplicated[:20]}"
+    assert report.unexpected == []
+    assert report.delivered == report.expected == 1000
+    assert report.audit_problems == []
+    assert report.integrity == "ok" and report.outbox_rows == report.expected and report.quarantined == 0
+    assert report.lagging_sinks == {}
+    assert report.total_kills >= 8, report.summary()
+    assert report.kills["run:after-page"] + report.kills["run:after-request"] > 0, report.summary()
 
 
 def _event(event_id: str, partner_record_id: str) -> dict[str, object]:

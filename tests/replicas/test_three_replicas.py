@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from store.pg import temporary_database, temporary_schema
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.testing.loopback import free_port, wait_until
 
 PSEUDONYM_KEYS = "v1:" + "cmVwbGljYS10ZXN0LXBzZXVkb255bS1rZXktMzJieXQ="
 CONSUMER_SECRET = "whsec_cmVwbGljYXMtY29uc3VtZXItc2VjcmV0LTIwMjQhIQ=="
@@ -60,23 +60,6 @@ jitter = 0.0
 def pg_url() -> Iterator[str]:
     with temporary_database() as database, temporary_schema(database) as url:
         yield url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def scalar(url: str, sql: str) -> Any:
@@ -134,7 +117,7 @@ def test_three_replicas_one_killed_mid_pull_no_gap_no_duplicate(tmp_path: Path, 
                 return int(scalar(pg_url, "SELECT count(*) FROM outbox") or 0)
 
             # Mid-pull: some pages committed, most of the partner's data still to come.
-            wait_for(lambda: outbox() >= expected["records"] // 5, 60, "the first pages")
+            wait_until(lambda: outbox() >= expected["records"] // 5, 60, "the first pages")
             victim = holder()
             at_kill = outbox()
             assert victim in {p.pid for p in procs}, "the lease holder is one of the replicas"
@@ -143,11 +126,11 @@ def test_three_replicas_one_killed_mid_pull_no_gap_no_duplicate(tmp_path: Path, 
             killed_at = time.monotonic()
 
             # Another replica takes the stream over once the lease expired and finishes it.
-            new_holder = wait_for(lambda: (h := holder()) not in (None, victim) and h, 30, "a takeover")
+            new_holder = wait_until(lambda: (h := holder()) not in (None, victim) and h, 30, "a takeover")
             assert new_holder in {p.pid for p in procs} - {victim}
             assert time.monotonic() - killed_at >= LEASE_TTL * 0.5  # it did wait for the dead replica's lease
-            wait_for(lambda: outbox() >= expected["records"], 120, "the whole dataset in the outbox")
-            wait_for(lambda: consumer.stats()["unique"] >= expected["records"], 60, "every record delivered")
+            wait_until(lambda: outbox() >= expected["records"], 120, "the whole dataset in the outbox")
+            wait_until(lambda: consumer.stats()["unique"] >= expected["records"], 60, "every record delivered")
             time.sleep(1.0)  # a few more scheduled runs: they must add nothing
         finally:
             for p in procs:

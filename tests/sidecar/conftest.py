@@ -223,14 +223,3 @@ def start_sidecar(tmp_path: Path) -> Iterator[SidecarFactory]:
 
 def sink_table(consumer: ConsumerServer) -> dict[str, Any]:
     return {"platform": {"type": "http", "url": consumer.url, "secret": {"env": "TEST_CONSUMER_SECRET"}}}
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)

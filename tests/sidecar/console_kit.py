@@ -11,8 +11,9 @@ import httpx
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import ADMIN_TOKEN, RunningSidecar, SidecarFactory, hub_config, ride, sink_table, wait_for
+from .conftest import ADMIN_TOKEN, RunningSidecar, SidecarFactory, hub_config, ride, sink_table
 
 CONSOLE = "/console"
 
@@ -46,7 +47,7 @@ def console_sidecar(
     assert pulled.status_code == 200, pulled.text
     answer = running.post_ride([ride(1), ride(2, km=60.0), ride(3, km=75.0), ride(4, note="boom")], "msg_console_1")
     assert answer.status_code < 300, answer.text
-    wait_for(lambda: running.sidecar.hub.store.counts()["quarantine_open"] >= 2, what="quarantined rides")
+    wait_until(lambda: running.sidecar.hub.store.counts()["quarantine_open"] >= 2, what="quarantined rides")
     return running
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import ADMIN_TOKEN, MOBILE, RunningSidecar, SidecarFactory, hub_config, ride, sink_table, wait_for
+from .conftest import ADMIN_TOKEN, MOBILE, RunningSidecar, SidecarFactory, hub_config, ride, sink_table
 
 ADMIN_ROUTES = [
     ("GET", "/v1/admin/streams"),
@@ -139,7 +140,7 @@ def test_dead_letters_are_listed_and_replayed(start_sidecar: SidecarFactory, con
     consumer.push(Scripted(400))  # a permanent failure: the batch is dead-lettered at once
     server = start_sidecar(sinks=sink_table(consumer))
     server.post_ride([ride(1), ride(2)], "msg_dl")
-    letters = wait_for(
+    letters = wait_until(
         lambda: server.admin("GET", "/v1/admin/dead-letters").json()["dead_letters"], what="dead letters"
     )
     assert [d["sink"] for d in letters] == ["platform", "platform"]

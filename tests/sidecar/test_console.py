@@ -17,6 +17,7 @@ from tanpuhui.hub.console.session import COOKIE, Sessions
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
 from tanpuhui.hub.pausing import SINK_LEASES, paused
 from tanpuhui.hub.store.base import RunLog
+from tanpuhui.testing.loopback import wait_until
 
 from .conftest import (
     ADMIN_TOKEN,
@@ -26,7 +27,6 @@ from .conftest import (
     RESIDENT_ID,
     RunningSidecar,
     SidecarFactory,
-    wait_for,
 )
 from .console_kit import CONSOLE, console_sidecar, csrf_of, signed_in
 
@@ -246,7 +246,7 @@ def test_dead_letters_of_a_sink_are_filtered_and_replayed(
     with TransitSandbox(trips=120, seed=5) as sandbox:
         running = console_sidecar(start_sidecar, tmp_path, sandbox, consumer)
         store = running.sidecar.hub.store
-        letters = wait_for(lambda: store.dead_letters("platform", 100_000), what="dead letters")
+        letters = wait_until(lambda: store.dead_letters("platform", 100_000), what="dead letters")
         client = signed_in(running)
         page = client.get(f"{CONSOLE}/dead-letters", params={"sink": "platform", "error": "400"})
         assert f"{len(letters)} dead letter" in _text(page.text)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.hub.consumer import ConsumerServer, Scripted
 
 from .conftest import ADMIN_TOKEN, RunningSidecar, SidecarFactory
 from .console_kit import CONSOLE, console_sidecar
@@ -153,3 +153,38 @@ def test_a_screenshot_of_every_page(page: Any, running: RunningSidecar, tmp_path
     assert all((out / f"{name}.png").stat().st_size > 5000 for name in shots)
     if not os.environ.get("TANPUHUI_SCREENSHOTS"):
         shutil.rmtree(out)
+
+
+def test_watch_a_failing_sink_retry_and_recover_on_the_sinks_page(
+    browser: Any, start_sidecar: SidecarFactory, tmp_path: Path, consumer: ConsumerServer
+) -> None:
+    for _ in range(4):  # the consumer is overloaded for four tries, then takes the batch
+        consumer.push(Scripted(503, retry_after=1))
+    with TransitSandbox(trips=120, seed=11) as sandbox:
+        running = console_sidecar(start_sidecar, tmp_path, sandbox, consumer)
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=running.url)
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        try:
+            sign_in(page)
+            page.goto(f"{CONSOLE}/sinks")
+            state = page.locator('tr[data-sink="platform"] [data-state]')
+            for _ in range(40):
+                if state.inner_text() == "retrying":
+                    break
+                page.wait_for_timeout(250)
+                page.reload()
+            assert state.inner_text() == "retrying"
+            errors = page.locator('[data-sink-errors="platform"] tbody tr')
+            assert errors.count() >= 1 and "503" in errors.first.inner_text()
+            assert "failed attempt(s)" in page.inner_text("main")
+            for _ in range(60):
+                if state.inner_text() == "ok":
+                    break
+                page.wait_for_timeout(250)
+                page.reload()
+            assert state.inner_text() == "ok"
+            assert page.locator('tr[data-sink="platform"] td').nth(4).inner_text() != "—"  # its last delivery
+            assert errors.count() >= 1  # the failures stay on record after the recovery
+        finally:
+            context.close()

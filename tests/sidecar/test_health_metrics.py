@@ -11,8 +11,9 @@ import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import SidecarFactory, hub_config, ride, sink_table, wait_for
+from .conftest import SidecarFactory, hub_config, ride, sink_table
 
 
 @pytest.fixture
@@ -77,8 +78,8 @@ def test_metrics_count_records_webhooks_outbox_and_deliveries(
     assert server.post_ride([ride(1), ride(2), ride(3, km=99.0)], "msg_m1").status_code == 200
     assert server.post_ride(ride(1), "msg_m2").status_code == 200  # a duplicate record under a new webhook id
     server.http.post("/v1/webhooks/bike_share/rides", content=b"{}", headers={"content-type": "text/plain"})
-    wait_for(lambda: consumer.stats()["unique"] == 2, what="delivery to the consumer")
-    text = wait_for(
+    wait_until(lambda: consumer.stats()["unique"] == 2, what="delivery to the consumer")
+    text = wait_until(
         lambda: (
             (t := server.http.get("/metrics").text)
             and metric(t, "tanpuhui_outbox_backlog_records", sink="platform") == 0

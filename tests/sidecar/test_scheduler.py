@@ -14,8 +14,9 @@ from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.scheduler import Schedule, Scheduler, Stopping
 from tanpuhui.hub.server import ServerSettings
 from tanpuhui.sdk import ConfigError
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import SidecarFactory, hub_config, sink_table, wait_for
+from .conftest import SidecarFactory, hub_config, sink_table
 
 
 @pytest.fixture
@@ -36,9 +37,9 @@ def test_a_scheduled_stream_is_pulled_and_forwarded_to_the_consumer(
     )
     server = start_sidecar(config)
     expected = sandbox.dataset.expected()["records"]
-    wait_for(lambda: consumer.stats()["unique"] == expected, timeout=30, what="every record at the consumer")
+    wait_until(lambda: consumer.stats()["unique"] == expected, timeout=30, what="every record at the consumer")
     sandbox.publish()  # nothing new: later runs find nothing and forward nothing twice
-    runs = wait_for(
+    runs = wait_until(
         lambda: server.sidecar.scheduler.runs[("transit_card", "transactions")].last_summary, what="a finished run"
     )
     assert runs.error is None
@@ -66,7 +67,7 @@ def test_a_partner_that_is_down_backs_off_and_shows_its_last_error(
         )
         server = start_sidecar(config)
         run = server.sidecar.scheduler.runs[("transit_card", "transactions")]
-        wait_for(lambda: run.failures >= 3, timeout=10, what="three failed runs")
+        wait_until(lambda: run.failures >= 3, timeout=10, what="three failed runs")
         (status,) = [
             s for s in server.admin("GET", "/v1/admin/streams").json()["streams"] if s["stream"] == "transactions"
         ]

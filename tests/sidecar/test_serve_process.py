@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.hub import Hub
+from tanpuhui.testing.loopback import free_port, wait_until
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, MOBILE, PSEUDONYM_KEYS, RESIDENT_ID, wait_for
+from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, MOBILE, PSEUDONYM_KEYS, RESIDENT_ID
 
 SHUTDOWN_TIMEOUT = 5
 TOML = """
@@ -48,12 +48,6 @@ forward_idle = "200ms"
 interval = "1h"
 jitter = 0.0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_sigterm_drains_exits_0_keeps_committed_data_and_logs_leak_nothing(tmp_path: Path) -> None:
@@ -84,7 +78,7 @@ def test_sigterm_drains_exits_0_keeps_committed_data_and_logs_leak_nothing(tmp_p
             try:
                 base = f"http://127.0.0.1:{port}"
                 client = httpx.Client(base_url=base, timeout=10)
-                wait_for(lambda: _alive(client), timeout=20, what="the sidecar to answer /healthz")
+                wait_until(lambda: _alive(client), timeout=20, what="the sidecar to answer /healthz")
                 admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
                 # Traffic carrying personal identifiers and secrets in every place a log could pick them up.
                 doc = {"txn_id": MOBILE, "card_no": RESIDENT_ID, "deal_time": f"2024-11-05 {MOBILE}"}
@@ -104,7 +98,7 @@ def test_sigterm_drains_exits_0_keeps_committed_data_and_logs_leak_nothing(tmp_p
                     == 401
                 )
                 assert client.get("/v1/admin/quarantine", headers=admin).status_code == 200
-                stream = wait_for(lambda: _transit(client, admin), timeout=30, what="the first committed page")
+                stream = wait_until(lambda: _transit(client, admin), timeout=30, what="the first committed page")
                 assert stream["cursor"]
                 proc.send_signal(signal.SIGTERM)
                 started = time.monotonic()

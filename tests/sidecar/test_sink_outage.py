@@ -16,8 +16,9 @@ import httpx
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.testing.loopback import wait_until
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS, SidecarFactory, ride, sink_table, wait_for
+from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS, SidecarFactory, ride, sink_table
 from .test_health_metrics import metric
 
 FAST_RETRIES = {"initial_backoff": "50ms", "max_backoff": "200ms"}
@@ -35,7 +36,7 @@ def test_readyz_is_503_while_a_sink_retries_and_200_once_it_recovered_which_the_
     server = start_sidecar(sinks=sink_table(consumer), forwarder=FAST_RETRIES)
     assert server.post_ride([ride(1), ride(2)], "msg_outage").status_code == 200
 
-    status, platform = wait_for(
+    status, platform = wait_until(
         lambda: (r := platform_readiness(server))[1]["state"] == "retrying" and r[1]["attempts"] >= 3 and r,
         what="the sink to be retrying",
     )
@@ -51,7 +52,7 @@ def test_readyz_is_503_while_a_sink_retries_and_200_once_it_recovered_which_the_
 
     consumer.set_mode("normal")
 
-    wait_for(lambda: server.http.get("/readyz").status_code == 200, what="readiness after the recovery")
+    wait_until(lambda: server.http.get("/readyz").status_code == 200, what="readiness after the recovery")
     assert platform_readiness(server)[1] == {"ok": True, "state": "ok"}
     assert consumer.stats()["unique"] == 2
     text = server.http.get("/metrics").text
@@ -66,7 +67,7 @@ def test_readyz_is_503_after_a_410_and_says_why(start_sidecar: SidecarFactory, c
     server = start_sidecar(sinks=sink_table(consumer), forwarder=FAST_RETRIES)
     assert server.post_ride(ride(1), "msg_gone").status_code == 200
 
-    status, platform = wait_for(
+    status, platform = wait_until(
         lambda: (r := platform_readiness(server))[1]["state"] == "stopped" and r, what="the sink to stop"
     )
 
@@ -132,7 +133,7 @@ def test_sigterm_during_a_long_retry_wait_stops_the_process_at_once(tmp_path: Pa
                 )
                 try:
                     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-                    wait_for(lambda: _waiting_to_retry(client), timeout=30, what="the sink to wait for its retry")
+                    wait_until(lambda: _waiting_to_retry(client), timeout=30, what="the sink to wait for its retry")
                     client.close()
                     proc.send_signal(signal.SIGTERM)
                     asked = time.monotonic()

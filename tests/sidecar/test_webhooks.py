@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tanpuhui.sdk import SignatureError, WebhookSigner, WebhookVerifier
+from tanpuhui.testing.loopback import wait_until
 
 from .conftest import (
     MOBILE,
@@ -22,7 +23,6 @@ from .conftest import (
     hub_config,
     ride,
     signed,
-    wait_for,
 )
 
 ROUTE = "/v1/webhooks/bike_share/rides"
@@ -104,7 +104,7 @@ def test_a_repeat_while_the_first_is_in_progress_is_409(start_sidecar: SidecarFa
         target=lambda: first.append(httpx.post(server.url + ROUTE, content=body, headers=signed(body, "msg_slow")))
     )
     thread.start()
-    wait_for(lambda: server.sidecar.in_progress, what="the first request to be in progress")
+    wait_until(lambda: server.sidecar.in_progress, what="the first request to be in progress")
     repeat = httpx.post(server.url + ROUTE, content=body, headers=signed(body, "msg_slow"))
     thread.join(10)
     assert repeat.status_code == 409

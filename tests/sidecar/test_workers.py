@@ -24,9 +24,9 @@ from tanpuhui.hub.config import load_config
 from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.factory import open_store
 from tanpuhui.sdk import WebhookSigner
+from tanpuhui.testing.loopback import free_port, wait_until
 
-from .conftest import PSEUDONYM_KEYS, wait_for
-from .test_serve_process import free_port
+from .conftest import PSEUDONYM_KEYS
 
 PUSH_SECRET = "whsec_" + base64.b64encode(b"yrd-exchange-push-secret-2024-11").decode()
 PATH = "/v1/webhooks/yrd_scenarios/records_push"
@@ -92,8 +92,8 @@ def test_workers_share_the_port_and_the_store_are_replaced_and_stop_together(tmp
     log = tmp_path / "serve.log"
     proc = _start(_toml(tmp_path, 2), port, log)
     try:
-        workers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
-        answered = wait_for(
+        workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
+        answered = wait_until(
             lambda: {p for p in (_pid(port) for _ in range(40)) if p} == workers or None, 30, "both workers to answer"
         )
         assert answered
@@ -125,11 +125,13 @@ def test_workers_share_the_port_and_the_store_are_replaced_and_stop_together(tmp
         time.sleep(5.5)  # past MIN_LIFETIME: a worker that dies sooner is taken for a start-up failure
         victim = next(iter(workers))
         os.kill(victim, signal.SIGKILL)
-        replaced = wait_for(
+        replaced = wait_until(
             lambda: (c := _children(proc.pid)) and len(c) == 2 and victim not in c and c, 20, "a new worker"
         )
         assert replaced - workers
-        wait_for(lambda: {p for p in (_pid(port) for _ in range(40)) if p} == replaced, 30, "the new worker to answer")
+        wait_until(
+            lambda: {p for p in (_pid(port) for _ in range(40)) if p} == replaced, 30, "the new worker to answer"
+        )
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()[-3000:]
@@ -153,11 +155,11 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     port = free_port()
     proc = _start(_toml(tmp_path, 2), port, tmp_path / "serve.log")
     try:
-        workers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
-        wait_for(lambda: _pid(port) is not None, 20, "a worker to answer")
+        workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
+        wait_until(lambda: _pid(port) is not None, 20, "a worker to answer")
         proc.kill()  # SIGKILL: the supervisor cannot pass anything on
         proc.wait()
-        wait_for(lambda: all(_gone(pid) for pid in workers), 20, "the workers to stop with their supervisor")
+        wait_until(lambda: all(_gone(pid) for pid in workers), 20, "the workers to stop with their supervisor")
         assert _pid(port) is None  # nobody left on the port
     finally:
         if proc.poll() is None:

@@ -59,9 +59,16 @@ def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
     """Build hubs sharing one SQLite store in tmp_path (a second hub is the next process run)."""
     hubs: list[Hub] = []
 
-    def make(table: dict[str, Any] | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Hub:
+    def make(
+        table: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
+        hub_options: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Hub:
+        """``hub_options``: keys of the ``[hub]`` table (e.g. another store, overlap rules)."""
+        hub_table_ = {"store": str(tmp_path / "hub.db"), **(hub_options or {})}
         config = HubConfig.from_dict(
-            {"hub": {"store": str(tmp_path / "hub.db")}, "adapters": {"state_grid": table or hub_table(**overrides)}},
+            {"hub": hub_table_, "adapters": {"state_grid": table or hub_table(**overrides)}},
             source="test hub.toml",
             environ=environ or ENVIRON,
         )

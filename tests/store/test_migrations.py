@@ -187,3 +187,46 @@ def test_migrate_command_on_postgres(tmp_path: Path, pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
     assert store.schema_version() == SCHEMA_VERSION
     store.close()
+
+
+def _version_5(backend: Backend) -> None:
+    """A store as schema version 5 left it (before the shared sink state), a sink position and a dead letter."""
+    statements = [
+        s for m in (SQLITE_MIGRATIONS if backend.kind == "sqlite" else PG_MIGRATIONS)[:5] for s in m.statements
+    ]
+    rows = [
+        "INSERT INTO sink_positions (sink, seq) VALUES ('platform', 7)",
+        "INSERT INTO dead_letters (sink, seq, record_id, attempts, error, created_at)"
+        " VALUES ('platform', 3, '01HXOLD', 8, 'HTTP 422', '2024-05-01T00:00:00+00:00')",
+    ]
+    if backend.kind == "sqlite":
+        Path(backend.target).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(backend.target)
+        with conn:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+            for row in rows:
+                conn.execute(row)
+        conn.close()
+        return
+    with psycopg.connect(backend.target) as pg:
+        pg.execute(SCHEMA_TABLE)
+        for statement in statements:
+            pg.execute(statement)
+        for version in range(1, 6):
+            pg.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'old')", (version,))
+        for row in rows:
+            pg.execute(row)
+
+
+def test_a_version_5_store_gets_the_shared_sink_state_and_keeps_its_positions(backend: Backend) -> None:
+    _version_5(backend)
+    with pytest.raises(SchemaTooOld, match="schema version 5 is older"):
+        backend.open(migrate=False)
+    store = backend.open(migrate=True)
+    assert [m.version for m in store.last_migration.applied] == [6, 7]
+    assert store.sink_position("platform") == 7
+    assert store.dead_letters_by_sink() == {"platform": 1}
+    assert store.sink_states()["platform"].state == "ok"  # a position and no state yet: ok, never delivered
+    assert store.sink_states()["platform"].last_delivery is None

@@ -148,7 +148,8 @@ def hub_factory(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
     """Hubs on one SQLite store in ``tmp_path`` (a second hub is the next process run), with the YRD plugin.
 
     ``extra_plugins`` adds plugins (the transit card adapter), ``adapters`` adds ``[adapters.*]`` tables,
-    ``environ`` the environment the config's ``{ env = ... }`` references resolve from.
+    ``environ`` the environment the config's ``{ env = ... }`` references resolve from, ``keys`` the pseudonym keys
+    (another hub with rotated keys is the next process run after a key rotation).
     """
     hubs: list[Hub] = []
 
@@ -159,6 +160,7 @@ def hub_factory(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
         adapters: dict[str, Any] | None = None,
         environ: dict[str, str] | None = None,
         http: HttpOptions | None = None,
+        keys: Pseudonymiser = KEYS,
     ) -> Hub:
         env = {"YRD_CLIENT_SECRET": "s3cr3t-for-tests", "YRD_WEBHOOK_SECRET": WEBHOOK_SECRET, **(environ or {})}
         table = yrd if yrd is not None else settings_dict()
@@ -176,7 +178,7 @@ def hub_factory(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
         hub = Hub(
             config,
             plugins=load_plugins([plugin, *extra_plugins], entry_points=False),
-            pseudonymiser=KEYS,
+            pseudonymiser=keys,
             http=http or HttpOptions(sleep=fake_sleep),
         )
         hubs.append(hub)
@@ -188,4 +190,10 @@ def hub_factory(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
 
 
 def outbox(hub: Hub) -> list[dict[str, Any]]:
-    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000)]
+    """The records in the outbox (created and corrected; not the voids: see :func:`voids`)."""
+    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000) if r.kind != "voided"]
+
+
+def voids(hub: Hub) -> list[dict[str, Any]]:
+    """The voids in the outbox (``{"record_id", "voids", "reason", ...}``)."""
+    return [orjson.loads(r.body) for r in hub.store.read_outbox(0, 100_000) if r.kind == "voided"]

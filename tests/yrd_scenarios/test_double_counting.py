@@ -8,6 +8,7 @@ claim and holds the second (``held_claims``), whichever comes first, also across
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +21,9 @@ from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox, hefei_network
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.pipeline import PageResult
-from tanpuhui.sdk import WebhookSigner
+from tanpuhui.sdk import Pseudonymiser, WebhookSigner
 
-from .conftest import MOBILE, RESIDENT_ID, WEBHOOK_SECRET, HubFactory, metro_record, outbox, settings_dict
+from .conftest import KEY, MOBILE, RESIDENT_ID, WEBHOOK_SECRET, HubFactory, metro_record, outbox, settings_dict
 
 TRANSIT = {
     "transit_card": {
@@ -193,3 +194,46 @@ def test_claims_up_to_a_few_minutes_apart_in_either_direction_are_caught(hub_fac
     card_trip(hub, base.isoformat(), (base + timedelta(minutes=29)).isoformat())
     app = app_trip(hub, (base + timedelta(minutes=2)).isoformat(), (base + timedelta(minutes=31)).isoformat())
     assert app.held == 1
+
+
+# -- across a pseudonym key rotation ------------------------------------------------------------------------------
+
+ROTATED = Pseudonymiser.parse(
+    "v2:" + base64.b64encode(bytes(range(101, 133))).decode() + "," + KEY  # v2 current, v1 kept (docs/privacy.md)
+)
+
+
+def test_the_second_claim_after_a_key_rotation_is_still_held_in_either_order(hub_factory: HubFactory) -> None:
+    before = make_hub(hub_factory)
+    card_trip(before, "2024-11-05T08:02:00+08:00", "2024-11-05T08:31:00+08:00")  # credited under v1
+    after = hub_factory(settings_dict(), extra_plugins=(transit_plugin,), adapters=TRANSIT, environ=ENV, keys=ROTATED)
+    app = app_trip(after, "2024-11-05T08:04:00+08:00", "2024-11-05T08:33:00+08:00")
+    (card,) = outbox(after)
+    assert app.held == 1 and card["subject"]["key_version"] == "v1"
+    (held,) = [orjson.loads(body) for body in _held_bodies(after)]
+    assert held["subject"]["key_version"] == "v2"
+    assert held["fingerprint"][13:] != card["fingerprint"][13:]  # the fingerprints differ: the v1 alias matched
+
+
+def test_a_card_trip_after_the_rotation_is_held_against_the_yrd_claim_before_it(hub_factory: HubFactory) -> None:
+    before = make_hub(hub_factory)
+    app_trip(before, "2024-11-05T08:11:00+08:00", "2024-11-05T08:40:00+08:00")  # credited under v1
+    after = hub_factory(settings_dict(), extra_plugins=(transit_plugin,), adapters=TRANSIT, environ=ENV, keys=ROTATED)
+    card = card_trip(after, "2024-11-05T08:09:00+08:00", "2024-11-05T08:38:00+08:00")
+    assert (card.inserted, card.held) == (0, 1)
+    assert adapters_in_outbox(after) == ["yrd_scenarios"]
+
+
+def test_without_the_old_key_the_rotation_loses_the_match(hub_factory: HubFactory) -> None:
+    before = make_hub(hub_factory)
+    card_trip(before, "2024-11-05T08:02:00+08:00", "2024-11-05T08:31:00+08:00")
+    only_new = Pseudonymiser.parse("v2:" + base64.b64encode(bytes(range(101, 133))).decode())
+    after = hub_factory(settings_dict(), extra_plugins=(transit_plugin,), adapters=TRANSIT, environ=ENV, keys=only_new)
+    app = app_trip(after, "2024-11-05T08:04:00+08:00", "2024-11-05T08:33:00+08:00")
+    assert app.held == 0  # why docs/verification.md says to keep the retired key configured
+
+
+def _held_bodies(hub: Hub) -> list[bytes]:
+    sql = hub.store.sql
+    with sql.read() as tx:
+        return [bytes(r[0]) for r in sql.run(tx, "SELECT body FROM held_claims").fetchall()]

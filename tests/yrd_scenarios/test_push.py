@@ -25,6 +25,7 @@ from .conftest import (
     metro_record,
     outbox,
     settings_dict,
+    voids,
 )
 
 RECORDED = orjson.loads((CASSETTES / "push_signatures.json").read_bytes())
@@ -165,7 +166,7 @@ def test_a_push_resent_with_the_same_items_only_counts_duplicates(hub_factory: H
     assert (again.inserted, again.duplicates) == (0, 2)
 
 
-def test_a_cancellation_pushed_after_the_active_record_is_counted_and_forwards_nothing(hub_factory: HubFactory) -> None:
+def test_a_cancellation_pushed_after_the_active_record_is_counted_and_voids_it(hub_factory: HubFactory) -> None:
     hub = hub_factory()
     push(hub, [metro_record()])
     (forwarded,) = outbox(hub)
@@ -174,7 +175,9 @@ def test_a_cancellation_pushed_after_the_active_record_is_counted_and_forwards_n
     state = hub.store.load_checkpoint("yrd_scenarios", "records_push").state
     assert state["withdrawn"] == {"shanghai:cancelled": 1}
     assert state["withdrawn_log"][0]["record_id"] == forwarded["record_id"]
-    assert len(outbox(hub)) == 1
+    assert outbox(hub) == [forwarded]  # the record stays as forwarded; a void names it (docs/verification.md)
+    (void,) = voids(hub)
+    assert void["voids"] == forwarded["record_id"]
 
 
 def test_push_platforms_limits_who_may_push(hub_factory: HubFactory) -> None:

@@ -15,7 +15,7 @@ from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import recompute
 
-from .conftest import REDUCTION, WEBHOOK_SECRET, FakeSleep, HubFactory, outbox
+from .conftest import REDUCTION, WEBHOOK_SECRET, FakeSleep, HubFactory, outbox, voids
 
 T = TypeVar("T")
 
@@ -95,6 +95,8 @@ def test_a_record_cancelled_after_it_was_forwarded_is_logged_under_its_forwarded
     log = hub.store.load_checkpoint("yrd_scenarios", "records").state["withdrawn_log"]
     logged = {e["origin"].split(":")[1]: e["record_id"] for e in log if e["origin"].split(":")[1] in origin_ids}
     assert logged == forwarded
+    voided = {v["voids"] for v in voids(hub)}
+    assert set(forwarded.values()) <= voided  # and each was voided downstream (docs/verification.md)
 
 
 def test_every_bad_item_is_quarantined_at_the_stage_and_pointer_that_caught_it(

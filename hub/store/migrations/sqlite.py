@@ -150,12 +150,69 @@ _RUNS = (
     "CREATE INDEX runs_stream ON runs (adapter, stream, id)",
 )
 
+_SHARED_SINK_STATE = (
+    # Each sink's delivery state (ok / retrying / stopped) as the replica draining it last saw it, and its recent
+    # failures: every worker and replica reads them (the console, `tanpuhui status`, /readyz). When it last
+    # delivered goes with its position. Receipts by stream and time: a push stream's freshness.
+    "ALTER TABLE sink_positions ADD COLUMN delivered_at TEXT",
+    """CREATE TABLE sink_states (
+        sink TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt_at TEXT,
+        given_up INTEGER NOT NULL DEFAULT 0,
+        recoveries INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE sink_errors (
+        id INTEGER PRIMARY KEY,
+        sink TEXT NOT NULL,
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL
+    )""",
+    "CREATE INDEX sink_errors_sink ON sink_errors (sink, id)",
+    "CREATE INDEX webhook_receipts_stream ON webhook_receipts (adapter, stream, created_at)",
+    "CREATE INDEX dead_letters_sink ON dead_letters (sink, id)",
+)
+
+_REVISIONS = (
+    # Corrections and voids (tanpuhui.hub.store.revisions): what kind of event an outbox row is, the record it
+    # supersedes, the current record of each partner item, and the keys of the no-double-credit overlap rules.
+    "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'created'",
+    "ALTER TABLE outbox ADD COLUMN supersedes TEXT",
+    """CREATE TABLE record_heads (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        partner_record_id TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        raw_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        PRIMARY KEY (adapter, stream, partner_record_id)
+    )""",
+    """CREATE TABLE overlap_keys (
+        rule TEXT NOT NULL,
+        match_key TEXT NOT NULL,
+        role TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        amount REAL NOT NULL,
+        PRIMARY KEY (rule, match_key, role, record_id)
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
     Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
     Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
     Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
     Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
+    Migration(6, "shared sink state: each sink's state, recent failures and last delivery", _SHARED_SINK_STATE),
+    Migration(
+        7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
+    ),
 )
 
 

@@ -1,0 +1,217 @@
+"""A sink that publishes each record to RabbitMQ (AMQP 0-9-1) with publisher confirms.
+
+One persistent message per record, CloudEvents AMQP binding in binary mode: the body is the stored record (JSON),
+the context attributes are application headers ``cloudEvents:id``, ``cloudEvents:source``, ... and the
+``content-type`` property is ``application/json``. The ``message_id`` property is the record id: the idempotency
+key a consumer dedups on (a batch sent again after a failure carries the same ids).
+
+Messages are published ``mandatory`` to ``exchange`` (the default exchange when empty: the routing key is then the
+queue name) with a routing key from a template. A batch counts as delivered when the broker confirmed every message
+(``basic.ack``: stored in every queue it was routed to, on disk for durable queues). A lost connection, a closed
+channel, a timeout, a ``basic.nack`` or a message no queue is bound for (returned unroutable: the consumer's queue
+is missing) is transient: retried while the sink pauses on the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+
+from .common import (
+    CONTENT_TYPE,
+    EVENT_TYPE,
+    ConnectLock,
+    NameTemplate,
+    TlsSettings,
+    cloudevent_attributes,
+    display_url,
+    one_line,
+    optional_client,
+    reject_url_password,
+    template_field,
+)
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+__all__ = ["AmqpSettings", "AmqpSink"]
+
+log = logging.getLogger("tanpuhui.forwarder")
+
+HEADER_PREFIX = "cloudEvents:"
+
+
+class AmqpSettings(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "amqp"`` (see docs/sinks.md).
+
+    ``url``: ``amqp://`` or ``amqps://`` (host, port, virtual host; a user but never a password); ``password`` from
+    the environment. ``exchange``: where to publish (``""``: the default exchange); ``routing_key``: a template with
+    ``{adapter}``, ``{stream}``, ``{scenario}``.
+    """
+
+    type: Literal["amqp"] = "amqp"
+    url: str = Field(default="amqp://127.0.0.1:5672/", pattern=r"^amqps?://")
+    username: str | None = None
+    password: SecretStr | None = None
+    exchange: str = ""
+    routing_key: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1, max_length=255)
+    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
+    tls: TlsSettings | None = None
+    timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for a batch's confirms")
+    max_in_flight: int = Field(default=512, ge=1, le=65536, description="messages awaiting their confirm at once")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        return reject_url_password(value)
+
+    @field_validator("routing_key")
+    @classmethod
+    def _routing_key(cls, value: str) -> str:
+        return template_field(value, "routing_key")
+
+
+class AmqpSink(Sink):
+    """Publishes persistent, confirmed messages; one connection and channel per sink, reopened after a failure."""
+
+    kind = "amqp"
+    Settings = AmqpSettings
+
+    def __init__(self, name: str, settings: SinkSettings) -> None:
+        super().__init__(name, settings)
+        self._settings = self.settings_as(AmqpSettings)
+        self._pika = optional_client("aio_pika", "aio-pika", "amqp")
+        self._routing_key = NameTemplate(self._settings.routing_key, "routing_key")
+        exchange = self._settings.exchange or "(default exchange)"
+        self._where = f"amqp sink {name!r} ({display_url(self._settings.url)}, exchange {exchange})"
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = ConnectLock()
+
+    def _url(self) -> str:
+        from yarl import URL  # aio-pika's own dependency
+
+        s = self._settings
+        url = URL(s.url)
+        if s.username is not None:
+            url = url.with_user(s.username)
+        if s.password is not None:
+            url = url.with_password(s.password.get_secret_value())
+        return str(url)
+
+    async def _open(self) -> AbstractExchange:
+        async with self._connecting():
+            return await self._open_locked()
+
+    async def _open_locked(self) -> AbstractExchange:
+        loop = asyncio.get_running_loop()
+        usable = (
+            self._exchange is not None
+            and self._loop is loop
+            and self._channel is not None
+            and not self._channel.is_closed
+            and self._connection is not None
+            and not self._connection.is_closed
+        )
+        if usable and self._exchange is not None:
+            return self._exchange
+        await self._drop()
+        s = self._settings
+        options: dict[str, Any] = {
+            "timeout": s.timeout,
+            "client_properties": {"connection_name": f"tanpuhui {self.name}"},
+        }
+        if s.tls is not None or s.url.startswith("amqps://"):
+            options["ssl"] = True
+            options["ssl_context"] = (s.tls or TlsSettings()).context()
+        try:
+            connection = await self._pika.connect(self._url(), **options)
+        except Exception as exc:
+            raise SinkError(f"{self._where}: cannot connect ({one_line(exc)})", retryable=True) from exc
+        self._connection, self._loop = connection, loop
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+            self._channel = channel
+            exchange: AbstractExchange
+            if s.exchange:
+                exchange = await channel.get_exchange(s.exchange, ensure=True)
+            else:
+                exchange = channel.default_exchange
+        except Exception as exc:
+            await self._drop()
+            raise SinkError(
+                f"{self._where}: cannot open the exchange ({one_line(exc)}); declare it before delivering",
+                retryable=True,
+            ) from exc
+        self._exchange = exchange
+        return exchange
+
+    async def _drop(self) -> None:
+        connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
+        if connection is not None and not connection.is_closed and self._loop is asyncio.get_running_loop():
+            try:
+                await asyncio.wait_for(connection.close(), 5)
+            except Exception:  # the broker is gone already
+                log.debug("%s: close failed", self._where, exc_info=True)
+
+    async def send(self, batch: Sequence[OutboxRow]) -> None:
+        if not batch:
+            return
+        exchange = await self._open()
+        pika = self._pika
+        s = self._settings
+        from pamqp.commands import Basic  # aio-pika's own dependency: the confirm frames
+
+        async def publish(row: OutboxRow) -> None:
+            headers: dict[str, Any] = {HEADER_PREFIX + k: v for k, v in cloudevent_attributes(row, s.source).items()}
+            message = pika.Message(
+                row.body,
+                headers=headers,
+                content_type=CONTENT_TYPE,
+                delivery_mode=pika.DeliveryMode.PERSISTENT,
+                message_id=row.record_id,
+                type=EVENT_TYPE,
+                app_id="tanpuhui",
+            )
+            key = self._routing_key.render(row)
+            answer = await exchange.publish(message, key, mandatory=True, timeout=s.timeout)
+            if not isinstance(answer, Basic.Ack):
+                what = "returned unroutable: no queue is bound for it" if answer is not None else "not confirmed"
+                raise _Unconfirmed(f"routing key {key!r}: {what}")
+
+        window = s.max_in_flight
+        for start in range(0, len(batch), window):
+            chunk = batch[start : start + window]
+            results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result  # cancelled: the forwarder is stopping
+            failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
+            if failures:
+                row, exc = failures[0]
+                if not isinstance(exc, _Unconfirmed):
+                    await self._drop()  # a closed channel or connection: start afresh on the next try
+                raise SinkError(
+                    f"{self._where}: publishing record {row.record_id} failed ({one_line(exc)}; "
+                    f"{len(failures)} of {len(chunk)} unconfirmed)",
+                    retryable=True,
+                ) from exc
+
+    async def check(self) -> None:
+        """Connected, with the exchange declared."""
+        await self._open()
+
+    async def aclose(self) -> None:
+        await self._drop()
+
+
+class _Unconfirmed(Exception):
+    """The broker answered a publish with something other than ``basic.ack``."""

@@ -1,0 +1,135 @@
+"""The store contract, continued: corrections, voids, overlap rules, the statement and the evidence pack, the same
+on SQLite and PostgreSQL (the rules are written once over each dialect's SQL)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import pytest
+
+from tanpuhui.hub.audit import verify_log
+from tanpuhui.hub.evidence import evidence_pack
+from tanpuhui.hub.ledger import Ledger
+from tanpuhui.hub.reconcile import build_statement, parse_period
+from tanpuhui.hub.store.base import NewRecord, NewVoid, OverlapKey, PageWrite
+from tanpuhui.sdk import make_record_id, recompute
+
+from .records import CST, MORNING, pseudonym
+
+EF = 0.6782
+HOUSEHOLD = pseudonym("household-0042")
+
+
+def reading(
+    partner_id: str,
+    *,
+    stream: str = "readings",
+    scenario: str = "peak_electricity_saving",
+    activity: float = 3.0,
+    baseline: float = 4.0,
+    region: str = "340104",
+    role: str = "",
+) -> NewRecord:
+    """A State Grid record as the pipeline hands it over (partner id, raw hash, overlap key of the default rule)."""
+    record_id = make_record_id(MORNING, "state_grid", stream, partner_id)
+    raw = hashlib.sha256(f"{partner_id}:{activity}:{baseline}".encode()).hexdigest()
+    doc: dict[str, Any] = {
+        "record_id": record_id,
+        "schema_version": "1.0",
+        "source": {"adapter": "state_grid", "stream": stream, "partner_record_id": partner_id, "raw_sha256": raw},
+        "subject": {"kind": "person", "pseudonym": HOUSEHOLD, "key_version": "v1"},
+        "scenario": scenario,
+        "period": {"start": MORNING.isoformat(), "end": MORNING.isoformat()},
+        "region": region,
+        "activity": {"quantity": activity, "unit": "kWh"},
+        "quantification": {
+            "methodology_id": "tph.electricity.peak-saving",
+            "methodology_version": "1.0.0",
+            "formula": "max(baseline - activity, 0) * ef_grid",
+            "factors": [{"name": "ef_grid", "value": EF, "unit": "kgCO2e/kWh", "source": "MEE 2022", "default": False}],
+            "baseline": {"quantity": baseline, "unit": "kWh", "method": "trailing mean"},
+            "reduction_kgco2e": round((baseline - activity) * EF, 6),
+        },
+        "fingerprint": f"202405010010:{scenario}:{HOUSEHOLD[:32]}",
+    }
+    doc["quantification"]["reduction_kgco2e"] = recompute(doc)
+    keys = ()
+    if role:
+        day = f"{HOUSEHOLD}:{MORNING.astimezone(CST).date()}"
+        keys = (OverlapKey("demand_response_in_peak_saving", day, role, "net", round(baseline - activity, 6)),)
+    return NewRecord(
+        record_id,
+        doc["fingerprint"],
+        scenario,
+        doc["quantification"]["reduction_kgco2e"],
+        orjson.dumps(doc),
+        "",
+        partner_id,
+        stream,
+        raw,
+        keys,
+    )
+
+
+def commit(store: Any, stream: str, records: list[NewRecord], voids: tuple[NewVoid, ...] = ()) -> Any:
+    (result,) = store.commit_pages([PageWrite("state_grid", stream, records, [], None, voids=voids)])
+    return result
+
+
+def outbox(store: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.kind, orjson.loads(r.body)) for r in store.read_outbox(0, 100)]
+
+
+def test_a_changed_item_is_a_correction_and_a_withdrawn_one_a_void(store: Any) -> None:
+    commit(store, "readings", [reading("SG-1"), reading("SG-2")])
+    assert commit(store, "readings", [reading("SG-1")]).duplicates == 1  # the same item: nothing new
+    commit(store, "readings", [reading("SG-1", activity=3.5)], (NewVoid("SG-2", "readings", "withdrawn"),))
+    (k1, one), (_, two), (k3, fixed), (k4, void) = outbox(store)
+    assert (k1, k3, k4) == ("created", "corrected", "voided")
+    assert fixed["supersedes"] == one["record_id"] and fixed["quantification"]["reduction_kgco2e"] == 0.3391
+    assert (void["voids"], void["reason"]) == (two["record_id"], "withdrawn")
+    assert verify_log(store, records=True).ok  # every row, revisions included, is in an audit entry's digest
+
+    statement = build_statement(store, parse_period("2024-05"), generated_at="2024-06-01T00:00:00+08:00")
+    assert statement["totals"] == {"records": 1, "kgco2e": 0.3391}
+    assert statement["events"] == {"created": 2, "corrected": 1, "voided": 1}
+    assert build_statement(store, parse_period("2024-05-02"))["totals"]["records"] == 0
+
+    pack = evidence_pack(store, fixed["record_id"], lambda *_: None)
+    assert pack["supersedes"] == one["record_id"] and pack["computation"]["matches"]
+    assert pack["audit"]["batch"]["matches_entry"] and pack["audit"]["log_verifies"]
+    assert evidence_pack(store, one["record_id"], lambda *_: None)["superseded_by"] == fixed["record_id"]
+
+
+@pytest.mark.parametrize("order", ["event first", "peak day first"])
+def test_the_overlap_rule_credits_the_same_kwh_once_in_either_order(store: Any, order: str) -> None:
+    day = reading("SG-20240501", role="give")  # 1.0 kWh saved over the day
+    event = reading(
+        "DR-1", stream="demand_response", scenario="demand_response", activity=1.12, baseline=1.86, role="keep"
+    )
+    pages = [("demand_response", event), ("readings", day)]
+    for stream, record in pages if order == "event first" else pages[::-1]:
+        commit(store, stream, [record])
+    ledger = Ledger()
+    for kind, doc in outbox(store):
+        ledger.apply(kind, doc)
+    current = ledger.records
+    netted = next(d for d in current.values() if d["scenario"] == "peak_electricity_saving")
+    assert netted["quantification"]["deductions"][0]["record_id"] == event.record_id
+    assert netted["quantification"]["reduction_kgco2e"] == round(0.26 * EF, 6) == recompute(netted)
+    assert sorted(d["scenario"] for d in current.values()) == ["demand_response", "peak_electricity_saving"]
+    assert verify_log(store, records=True).ok
+
+
+def test_a_page_that_revises_the_outbox_gives_the_in_memory_feed_no_seq_values(store: Any) -> None:
+    # `tanpuhui run` forwards committed pages from memory (tanpuhui.hub.feed) only when the store says which seq
+    # values the page's records took; a correction's kind is set after its insert and a void is a row of its own,
+    # so such a page must be read back from the outbox, never handed on as plain creations.
+    assert commit(store, "readings", [reading("SG-7")]).seq_runs  # plain creations: the feed may take them
+    corrected = commit(store, "readings", [reading("SG-7", activity=3.5)])
+    assert corrected.inserted == 1 and corrected.seq_runs == ()
+    voided = commit(store, "readings", [reading("SG-8")], (NewVoid("SG-7", "readings", "withdrawn"),))
+    assert voided.inserted == 1 and voided.seq_runs == ()
+    assert [kind for kind, _ in outbox(store)] == ["created", "corrected", "created", "voided"]
