@@ -21,7 +21,8 @@ goes on with the finding in its ``plausibility`` list. ``off``: the rule is not 
 by name (``[plausibility.rules.metro_speed] limit = 120``); new ones need ``kind``, ``scenarios`` and ``limit``.
 
 Daily counts live in the stream's pending state (``_plausibility``, saved with its checkpoint, the latest two days
-kept), so they survive restarts and a page that fails to commit counts nothing.
+kept), so they survive restarts and a page that fails to commit counts nothing. They count distinct records (by
+record id): an item sent again keeps its place, so a re-sent record within the cap is never held.
 """
 
 from __future__ import annotations
@@ -219,9 +220,11 @@ def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, state: dict[st
     counts: dict[str, Any] = state.setdefault(_STATE_KEY, {})
     days = counts.setdefault(name, {})
     subjects = days.setdefault(day, {})
-    key = doc["subject"]["pseudonym"][:16]
-    n = subjects.get(key, 0) + 1
-    subjects[key] = n
+    seen: list[str] = subjects.setdefault(doc["subject"]["pseudonym"][:16], [])
+    rid = doc["record_id"][-10:]  # the hashed part: the same item sent again keeps its place in the count
+    if rid not in seen:
+        seen.append(rid)
+    n = seen.index(rid) + 1
     if len(days) > 2:  # the latest two days are kept: a day's items come in that day or the next
         for old in sorted(days)[:-2]:
             del days[old]

@@ -81,6 +81,7 @@ class StreamContext:
         self._window = fingerprint_window_minutes
         self._cache: dict[str, Methodology] = {}
         self._instants: dict[int, tuple[datetime, tuple[int, int, str]]] = {}
+        self._masks: dict[str, str] = {}
         self._earlier = pseudonymiser.earlier_versions
         self._aliases: dict[str, tuple[str, ...]] = {}
         """Pseudonym under the current key -> the same identifier's under the earlier keys (after a rotation)."""
@@ -157,7 +158,7 @@ class StreamContext:
             method = methodology
         ms, seconds, start_text = self._instant(start)
         if baseline_method:
-            baseline_method = mask_identifiers(baseline_method)  # partner free text: no identifier goes downstream
+            baseline_method = self._masked(baseline_method)  # partner free text: no identifier goes downstream
         if quantification is None:
             if unit is not None and unit != method.activity_unit:
                 raise MethodologyError(
@@ -198,10 +199,23 @@ class StreamContext:
             if earlier:
                 doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
         if details:
-            doc["activity"]["details"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in details.items()}
+            masked = self._masked
+            doc["activity"]["details"] = {k: masked(v) if type(v) is str else v for k, v in details.items()}
         if origin:
-            doc["origin"] = {k: mask_identifiers(v) if type(v) is str else v for k, v in origin.items()}
+            masked = self._masked
+            doc["origin"] = {k: masked(v) if type(v) is str else v for k, v in origin.items()}
         return doc
+
+    def _masked(self, text: str) -> str:
+        """:func:`mask_identifiers` of a partner string, remembered: details, origins and baseline methods repeat
+        (a stop, a line, a platform) far more than they differ."""
+        found = self._masks.get(text)
+        if found is None:
+            found = mask_identifiers(text)
+            if len(self._masks) >= _INSTANT_CACHE:
+                self._masks.clear()
+            self._masks[text] = found
+        return found
 
     def _instant(self, when: datetime) -> tuple[int, int, str]:
         """(unix ms, unix s, RFC 3339 text) of a datetime; remembered per datetime object.

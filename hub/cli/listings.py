@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from tanpuhui.sdk import Adapter, PullStream
+from tanpuhui.sdk import Adapter, Factor, PullStream
 
 from .common import JSON_OPTION, friendly, loaded_plugins, out, print_json
 
@@ -59,6 +60,15 @@ def _adapter_doc(name: str, cls: type[Adapter], plugin: str | None) -> dict[str,
     }
 
 
+def _vintage(f: Factor) -> str:
+    """`` [data year 2022, activities 2024-01-01..2024-12-31]`` for a factor vintage, else nothing."""
+    if f.valid_from is None and f.valid_to is None:
+        return ""
+    year = f"data year {f.data_year}, " if f.data_year is not None else ""
+    start, end = f.valid_from or "…", f.valid_to or "…"
+    return f" [{year}activities {start}..{end}{', single or secondary source' if f.single_source else ''}]"
+
+
 @click.command()
 @JSON_OPTION
 @friendly
@@ -76,10 +86,10 @@ def methodologies(as_json: bool) -> None:
     table = Table("id", "version", "scenario", "formula", "factors", title="Methodologies", show_lines=True)
     for m in items:
         factors = "\n".join(
-            f"{f.name} = {f.value} {f.unit}{' [labelled default]' if f.default else ''}\n  source: {f.source}"
+            f"{f.name} = {f.value} {f.unit}{' [labelled default]' if f.default else ''}{_vintage(f)}\n  source: {f.source}"
             for f in m.factors
         )
-        table.add_row(m.id, m.version, m.scenario, m.formula.text, factors)
+        table.add_row(m.id, m.version, m.scenario, m.formula.text, escape(factors))  # "[...]" is not rich markup
     out.print(table)
 
 

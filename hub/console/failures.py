@@ -1,4 +1,4 @@
-"""Console pages about what failed: quarantine (filter, inspect masked, replay or discard) and dead letters.
+"""Console pages about what failed: quarantine (filter, inspect masked, replay, release or discard) and dead letters.
 
 The filters run in the store's SQL over the whole table (:mod:`tanpuhui.hub.store.queries`), a page of
 :data:`PAGE` rows at a time (keyset paging: ``after`` the last id shown), with the count of everything that
@@ -210,7 +210,7 @@ class FailurePages:
         action = form.get("action")
         verb, _, scope = action.partition("-")
         back = f"{PREFIX}/quarantine"
-        if verb not in ("replay", "discard") or scope not in ("selected", "filtered", "one"):
+        if verb not in ("replay", "discard", "release") or scope not in ("selected", "filtered", "one"):
             return self.c.back(back, f"unknown action {action!r}", error=True)
         if scope == "filtered":
             try:
@@ -232,10 +232,12 @@ class FailurePages:
             for entry_id in ids:
                 await asyncio.to_thread(store.quarantine_resolve, entry_id, "discarded")
             return self.c.back(back, f"discarded {len(ids)} entr{'y' if len(ids) == 1 else 'ies'}")
-        results = await self.c.hub.replay_quarantine(ids)
+        # release: entries a plausibility rule held are credited anyway (docs/verification.md); others replay
+        results = await self.c.hub.replay_quarantine(ids, release=verb == "release")
         self.c.forwarding.notify()
         counts = {k: sum(1 for r in results if r.status == k) for k in ("resolved", "failed", "missing")}
-        text = f"replayed {len(ids)}: {counts['resolved']} resolved, {counts['failed']} still failing"
+        done = "released" if verb == "release" else "replayed"
+        text = f"{done} {len(ids)}: {counts['resolved']} resolved, {counts['failed']} still failing"
         if counts["missing"]:
             text += f", {counts['missing']} not open"
         return self.c.back(back, text, error=counts["resolved"] == 0)

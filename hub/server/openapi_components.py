@@ -79,7 +79,7 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "index": {"type": "integer"},
                         "status": {"enum": ["accepted", "quarantined"]},
-                        "stage": {"enum": ["raw", "normalize", "record"]},
+                        "stage": {"enum": ["raw", "normalize", "record", "plausibility"]},
                         "errors": {"type": "array", "items": ref("Error")},
                     },
                 },

@@ -191,6 +191,21 @@ def test_the_seventeenth_trip_of_one_card_in_a_day_is_held(tmp_path: Path) -> No
         asyncio.run(hub.aclose())
 
 
+def test_an_item_sent_again_keeps_its_place_in_the_days_count(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 17)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (16, 0)
+        ctx = hub.stream("metro_partner", "trips").context(
+            dict(hub.store.load_checkpoint("metro_partner", "trips").state)
+        )
+        processed = hub.pipeline.process(hub.stream("metro_partner", "trips"), ctx, MetroTrips.items[:3])
+        assert processed.rejected == {} and len(processed.records) == 3  # the same three trips again: not held
+    finally:
+        asyncio.run(hub.aclose())
+
+
 def test_disabled_plausibility_holds_nothing(tmp_path: Path) -> None:
     MetroTrips.items = [trip(2, 4, 12.6)]
     hub = make_hub(tmp_path, MetroTrips, plausibility={"enabled": False})
