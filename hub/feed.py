@@ -9,6 +9,9 @@ rows already dropped from the bounded buffer, a page whose insert did not tell i
 the store as before. The outbox stays the durable source of truth and each sink's position still moves only
 after its batch was delivered (:meth:`Store.advance_sink`): a crash loses only this memory, and the next run
 reads the rows back from the store.
+
+The ``seq`` of each row comes from the stores' contract that a page's outbox rows take their ``seq`` values in page
+order (:meth:`Dialect.insert_outbox`); ``tests/store/test_contract_feed.py`` pins it on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ about speed: CI machines differ, and the figures belong in docs/performance.md, 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -26,6 +27,7 @@ TINY = replace(
     webhook_seconds=0.3,
     webhook_batches=2,
     memory_records=3_000,
+    job_pages=2,
 )
 
 
@@ -44,7 +46,7 @@ def test_the_quick_suite_runs_from_the_command_line_and_prints_one_table() -> No
     assert "machine:" in out.stdout
 
 
-@pytest.mark.parametrize("name", ["pull", "dedup", "forward", "webhook", "memory"])
+@pytest.mark.parametrize("name", ["pull", "dedup", "forward", "webhook", "memory", "job"])
 def test_each_benchmark_completes_at_tiny_sizes(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import importlib
 
@@ -55,3 +57,30 @@ def test_each_benchmark_completes_at_tiny_sizes(name: str, tmp_path: Path, capsy
     table = capsys.readouterr().out
     for row in rows:
         assert row.path in table
+
+
+def test_a_dlt_peer_without_dlt_installed_exits_3_with_a_message_the_job_benchmark_reports(tmp_path: Path) -> None:
+    """The job benchmark leaves the dlt rows out (status 3) instead of failing when the bench extra is missing."""
+    shadow = tmp_path / "shadow" / "dlt"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("No module named dlt")\n')
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.job_peers",
+            "dlt-jsonl",
+            "--url",
+            "http://127.0.0.1:9",
+            "--dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "shadow")},
+        check=False,
+    )
+    assert out.returncode == 3, out.stderr
+    assert "dlt is not installed (pip install -e '.[bench]')" in out.stderr
