@@ -51,6 +51,7 @@ from tanpuhui.schemas import builtin_names, load_builtin
 from tanpuhui.sdk import Adapter, PullStream, ReductionRecord, recompute, redact
 
 from .harness import Harness, LivePartner, Run
+from .hints import hint
 from .scrub import identifiers_in, personal_fields
 
 __all__ = ["AdapterConformance", "Harness", "LivePartner", "Run"]
@@ -117,54 +118,79 @@ class AdapterConformance:
 
     def test_schemas_are_valid_2020_12_and_their_examples_validate(self) -> None:
         streams = {t.name: t.schema for t in self.adapter.stream_types}
-        assert self.stream in streams, f"{self.adapter.name} has no stream {self.stream!r}; streams: {sorted(streams)}"
+        assert self.stream in streams, (
+            f"{self.adapter.name} has no stream {self.stream!r}; streams: {sorted(streams)}" + hint("not_pull")
+        )
         known = set(self.adapter.schemas) | set(builtin_names())
         for stream, schema in streams.items():
-            assert schema in known, f"stream {stream!r} names schema {schema!r}, which the adapter does not ship"
+            assert schema in known, (
+                f"stream {stream!r} names schema {schema!r}, which the adapter does not ship" + hint("schema_unknown")
+            )
         for name, doc in self.adapter.schemas.items():
-            assert doc.get("$schema") == DRAFT_2020_12, f"schema {name!r}: $schema must be {DRAFT_2020_12}"
-            assert doc.get("$id"), f"schema {name!r} has no $id (integrators refer to schemas by a stable $id)"
+            assert doc.get("$schema") == DRAFT_2020_12, f"schema {name!r}: $schema must be {DRAFT_2020_12}" + hint(
+                "schema_dialect"
+            )
+            assert doc.get("$id"), f"schema {name!r} has no $id (integrators refer to schemas by a stable $id)" + hint(
+                "schema_id"
+            )
             Draft202012Validator.check_schema(doc)
             examples = doc.get("examples", [])
             if name in streams.values():
-                assert examples, f"schema {name!r} has no examples; give at least one valid payload"
+                assert examples, f"schema {name!r} has no examples; give at least one valid payload" + hint(
+                    "schema_examples"
+                )
             validator = Draft202012Validator(doc, format_checker=Draft202012Validator.FORMAT_CHECKER)
             for index, example in enumerate(examples):
                 errors = [
                     f"{'/'.join(map(str, e.absolute_path)) or '/'}: {e.message}" for e in validator.iter_errors(example)
                 ]
-                assert not errors, f"schema {name!r} examples[{index}] is invalid: {'; '.join(errors)}"
+                assert not errors, f"schema {name!r} examples[{index}] is invalid: {'; '.join(errors)}" + hint(
+                    "example_invalid"
+                )
 
     def test_the_stream_is_a_pull_stream(self) -> None:
         types = {t.name: t for t in self.adapter.stream_types}
-        assert issubclass(types[self.stream], PullStream), f"{self.adapter.name}:{self.stream} is not a pull stream"
+        assert issubclass(types[self.stream], PullStream), (
+            f"{self.adapter.name}:{self.stream} is not a pull stream" + hint("not_pull")
+        )
 
     # -- records -------------------------------------------------------------------------------------------
 
     def test_an_uninterrupted_run_gives_valid_reduction_records(self, conformance: Harness) -> None:
         run = conformance.happy()
-        assert run.summary.error is None, f"the run stopped: {run.summary.error}"
-        assert run.summary.pages >= self.min_pages, f"{run.summary.pages} page(s); the scenario needs {self.min_pages}"
+        assert run.summary.error is None, f"the run stopped: {run.summary.error}" + hint("run_stopped")
+        assert run.summary.pages >= self.min_pages, (
+            f"{run.summary.pages} page(s); the scenario needs {self.min_pages}" + hint("too_few_pages")
+        )
         assert len(run.records) >= self.min_records, (
-            f"{len(run.records)} record(s); expected at least {self.min_records}"
+            f"{len(run.records)} record(s); expected at least {self.min_records}" + hint("too_few_records")
         )
         crashed = [e for e in run.quarantined if any(p.get("keyword") == "adapter" for p in e.problems)]
-        assert not crashed, f"normalize raised on {[(e.partner_record_id, e.problems) for e in crashed]}"
+        assert not crashed, f"normalize raised on {[(e.partner_record_id, e.problems) for e in crashed]}" + hint(
+            "normalize_crashed"
+        )
         invalid = [e for e in run.quarantined if e.stage == "record"]
-        assert not invalid, f"records failing reduction-record: {[(e.partner_record_id, e.problems) for e in invalid]}"
+        assert not invalid, (
+            f"records failing reduction-record: {[(e.partner_record_id, e.problems) for e in invalid]}"
+            + hint("record_invalid")
+        )
         for doc in run.documents:
             errors = [
                 f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _RECORD_VALIDATOR.iter_errors(doc)
             ]
-            assert not errors, f"record {doc.get('record_id')}: {'; '.join(errors)}"
+            assert not errors, f"record {doc.get('record_id')}: {'; '.join(errors)}" + hint("record_invalid")
             ReductionRecord.model_validate(doc)
             assert doc["source"]["adapter"] == self.adapter.name and doc["source"]["stream"] == self.stream
 
     def test_records_are_deterministic(self, conformance: Harness) -> None:
         first, second = conformance.happy(), conformance.happy()
-        assert first.records == second.records, "the same partner data gave different record bytes"
+        assert first.records == second.records, "the same partner data gave different record bytes" + hint(
+            "not_deterministic"
+        )
         ids = [doc["record_id"] for doc in first.documents]
-        assert len(ids) == len(set(ids)), f"record ids repeat: {[i for i, n in Counter(ids).items() if n > 1]}"
+        assert len(ids) == len(set(ids)), f"record ids repeat: {[i for i, n in Counter(ids).items() if n > 1]}" + hint(
+            "repeated_ids"
+        )
 
     def test_no_clear_text_personal_identifier_in_any_record(self, conformance: Harness) -> None:
         run = conformance.happy()
@@ -181,10 +207,14 @@ class AdapterConformance:
         for doc, body in zip(run.documents, run.records, strict=True):
             text = body.decode()
             leaked = sorted(v for v in values if v in text)
-            assert not leaked, f"record {doc['record_id']} holds personal data in clear: {[redact(v) for v in leaked]}"
+            assert not leaked, (
+                f"record {doc['record_id']} holds personal data in clear: {[redact(v) for v in leaked]}"
+                + hint("personal_data")
+            )
             shaped = [s for s in _strings(doc) if identifiers_in(s)]
             assert not shaped, (
                 f"record {doc['record_id']} holds resident-ID or mobile shaped values: {[redact(s) for s in shaped]}"
+                + hint("personal_data")
             )
 
     def test_every_reduction_recomputes_from_its_own_fields(self, conformance: Harness) -> None:
@@ -192,7 +222,7 @@ class AdapterConformance:
             stated = doc["quantification"]["reduction_kgco2e"]
             assert recompute(doc) == pytest.approx(stated, abs=1e-6), (
                 f"record {doc['record_id']}: formula {doc['quantification']['formula']!r} over its factors, activity "
-                f"and baseline gives {recompute(doc)}, the record says {stated}"
+                f"and baseline gives {recompute(doc)}, the record says {stated}" + hint("recompute")
             )
 
     # -- resume, retries, auth, empty pages ---------------------------------------------------------------------
@@ -200,63 +230,96 @@ class AdapterConformance:
     def test_resume_after_a_failure_at_page_n_loses_and_duplicates_nothing(self, conformance: Harness) -> None:
         reference = conformance.happy()
         failed, resumed = conformance.resume()
-        assert failed.summary.error, f"run 1 was to fail at page {self.fail_at_page} but ended normally"
+        assert failed.summary.error, f"run 1 was to fail at page {self.fail_at_page} but ended normally" + hint(
+            "fault_not_seen"
+        )
         assert failed.summary.pages == self.fail_at_page - 1, (
             f"run 1 committed {failed.summary.pages} page(s) before failing at page {self.fail_at_page}"
+            + hint("resume")
         )
-        assert resumed.summary.error is None, f"the resumed run stopped: {resumed.summary.error}"
-        assert resumed.summary.duplicates == 0, f"the resumed run re-delivered {resumed.summary.duplicates} record(s)"
+        assert resumed.summary.error is None, f"the resumed run stopped: {resumed.summary.error}" + hint("resume")
+        assert resumed.summary.duplicates == 0, (
+            f"the resumed run re-delivered {resumed.summary.duplicates} record(s)" + hint("resume")
+        )
         assert sorted(failed.records + resumed.records) == sorted(reference.records), (
             "interrupted + resumed runs do not give the records of one uninterrupted run "
-            f"({len(failed.records)} + {len(resumed.records)} vs {len(reference.records)})"
+            f"({len(failed.records)} + {len(resumed.records)} vs {len(reference.records)})" + hint("resume")
         )
         quarantined = Counter((e.stage, e.partner_record_id) for e in failed.quarantined + resumed.quarantined)
-        assert quarantined == Counter((e.stage, e.partner_record_id) for e in reference.quarantined)
-        assert resumed.checkpoint.cursor == reference.checkpoint.cursor
+        assert quarantined == Counter((e.stage, e.partner_record_id) for e in reference.quarantined), (
+            "interrupted + resumed runs quarantined other items than one uninterrupted run" + hint("resume")
+        )
+        assert resumed.checkpoint.cursor == reference.checkpoint.cursor, (
+            f"the resumed run ended at cursor {resumed.checkpoint.cursor!r}, an uninterrupted run at "
+            f"{reference.checkpoint.cursor!r}" + hint("resume")
+        )
 
     def test_5xx_retries_stop_within_bounds(self, conformance: Harness) -> None:
         failed, _ = conformance.resume()
         pages = Counter(conformance.page_requests(failed))
         tries = max(pages.values())
-        assert 2 <= tries <= self.max_attempts, f"the failing page was requested {tries} time(s)"
-        assert failed.waits and all(0 <= w <= self.max_wait for w in failed.waits), f"retry waits {failed.waits}"
+        assert 2 <= tries <= self.max_attempts, f"the failing page was requested {tries} time(s)" + hint("retry_bounds")
+        assert failed.waits and all(0 <= w <= self.max_wait for w in failed.waits), (
+            f"retry waits {failed.waits}" + hint("retry_bounds")
+        )
         assert self.adapter.name in (failed.summary.error or ""), (
-            f"the error does not name the adapter: {failed.summary.error}"
+            f"the error does not name the adapter: {failed.summary.error}" + hint("error_names_adapter")
         )
 
     def test_a_5xx_is_retried_and_loses_nothing(self, conformance: Harness) -> None:
         reference, run = conformance.happy(), conformance.server_error()
-        assert run.summary.error is None, f"one 503 stopped the run: {run.summary.error}"
-        assert len(run.waits) == 1 and 0 <= run.waits[0] <= self.max_wait, f"retry waits {run.waits}"
-        assert run.records == reference.records
+        assert run.summary.error is None, f"one 503 stopped the run: {run.summary.error}" + hint("retry_bounds")
+        assert len(run.waits) == 1 and 0 <= run.waits[0] <= self.max_wait, f"retry waits {run.waits}" + hint(
+            "retry_bounds"
+        )
+        assert run.records == reference.records, "the records differ from an uninterrupted run's" + hint("retry_bounds")
 
     def test_429_is_retried_after_retry_after(self, conformance: Harness) -> None:
         reference, run = conformance.happy(), conformance.rate_limited()
-        assert run.summary.error is None, f"one 429 stopped the run: {run.summary.error}"
+        assert run.summary.error is None, f"one 429 stopped the run: {run.summary.error}" + hint("retry_after")
         assert run.waits == [pytest.approx(self.retry_after)], (
-            f"waited {run.waits} after a 429 with Retry-After: {self.retry_after}"
+            f"waited {run.waits} after a 429 with Retry-After: {self.retry_after}" + hint("retry_after")
         )
-        assert run.records == reference.records
+        assert run.records == reference.records, "the records differ from an uninterrupted run's" + hint("retry_after")
 
     def test_a_401_reauthenticates_once_and_loses_nothing(self, conformance: Harness) -> None:
         if not self.reauth:
             pytest.skip(f"{self.adapter.name} uses no access tokens (reauth = False)")
         reference, run = conformance.happy(), conformance.reauth()
-        assert run.summary.error is None, f"one 401 stopped the run: {run.summary.error}"
-        assert run.records == reference.records
+        assert run.summary.error is None, f"one 401 stopped the run: {run.summary.error}" + hint("reauth")
+        assert run.records == reference.records, "the records differ from an uninterrupted run's" + hint("reauth")
         extra = Counter(run.requests) - Counter(reference.requests)
         page_extra = Counter(conformance.page_requests(run)) - Counter(conformance.page_requests(reference))
-        assert sum(page_extra.values()) == 1, f"the refused page was not requested again once: {dict(page_extra)}"
+        assert sum(page_extra.values()) == 1, (
+            f"the refused page was not requested again once: {dict(page_extra)}" + hint("reauth")
+        )
         others = extra - page_extra
-        assert sum(others.values()) == 1, f"expected one token request after the 401, got {dict(others) or 'none'}"
+        assert sum(others.values()) == 1, (
+            f"expected one token request after the 401, got {dict(others) or 'none'}" + hint("reauth")
+        )
 
     def test_an_empty_page_adds_nothing_and_keeps_the_cursor(self, conformance: Harness) -> None:
         first, second = conformance.empty_after_happy()
-        assert second.summary.error is None, f"an empty page stopped the run: {second.summary.error}"
-        assert second.records == [] and second.quarantined == []
-        assert second.summary.pulled == 0, f"the empty-page run pulled {second.summary.pulled} item(s)"
+        if first.checkpoint.cursor is None and (second.summary.pulled or second.summary.error):
+            raise AssertionError(
+                "the run after the last page started over from the beginning (it pulled "
+                f"{second.summary.pulled} item(s) again{', then stopped: ' + second.summary.error if second.summary.error else ''})"
+                ": the first run's last page left no cursor (None) to resume from" + hint("null_cursor")
+            )
+        assert second.summary.error is None, f"an empty page stopped the run: {second.summary.error}" + hint(
+            "empty_page"
+        )
+        assert second.summary.pulled == 0, f"the empty-page run pulled {second.summary.pulled} item(s)" + hint(
+            "empty_page"
+        )
+        assert second.records == [] and second.quarantined == [], (
+            f"the empty-page run added {len(second.records)} record(s), {len(second.quarantined)} quarantined"
+            + hint("empty_page")
+        )
         if first.checkpoint.cursor is not None:
-            assert second.checkpoint.cursor is not None, "an empty page reset the cursor: the next run starts over"
+            assert second.checkpoint.cursor is not None, (
+                "an empty page reset the cursor: the next run starts over" + hint("null_cursor")
+            )
 
 
 def _strings(value: Any) -> Iterator[str]:
