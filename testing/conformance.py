@@ -38,6 +38,7 @@ With ``cassette_dir = None`` every scenario runs live against :meth:`AdapterConf
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -101,6 +102,26 @@ class AdapterConformance:
     def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
         """The ``[adapters.NAME]`` table reaching ``base_url``; ``partner`` is None when replaying cassettes."""
         raise NotImplementedError(f"{type(self).__name__} must define settings(base_url, partner)")
+
+    def secret(self, partner: LivePartner | None, env: str, attribute: str = "client_secret") -> str:
+        """A credential for :meth:`settings`, never a placeholder sent to a real partner.
+
+        Replaying (``partner`` None): a stand-in (cassettes hold no credentials, nothing is sent). Recording from
+        or running against the suite's own sandbox: the sandbox's ``attribute`` (its ``handle``'s). Recording from
+        ``--tanpuhui-record-url`` (a real partner, or a sandbox served elsewhere): the environment variable ``env``;
+        a usage error naming it when it is not set.
+        """
+        if partner is None:
+            return "replayed-secret"
+        if not partner.remote and partner.handle is not None and hasattr(partner.handle, attribute):
+            return str(getattr(partner.handle, attribute))
+        value = os.environ.get(env, "")
+        if not value:
+            raise pytest.UsageError(
+                f"{type(self).__name__}: recording from {partner.url} needs the partner's {attribute}: set {env} "
+                "(no placeholder credential is sent to a partner)"
+            )
+        return value
 
     def sandbox(self) -> AbstractContextManager[LivePartner | None]:
         """A live partner for recording and live runs; None (the default): the partner at ``base_url`` itself."""

@@ -50,12 +50,15 @@ PSEUDONYM_KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
 class LivePartner:
     """Where the partner really is while recording (or running live): ``url``, or an in-process ``transport``.
 
-    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials).
+    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials). ``remote``:
+    the partner is the one at ``--tanpuhui-record-url`` (or at ``base_url``), not the suite's own sandbox, so its
+    credentials come from the environment (:meth:`AdapterConformance.secret`).
     """
 
     url: str
     transport: httpx.AsyncBaseTransport | None = None
     handle: Any = None
+    remote: bool = False
 
 
 @dataclass
@@ -160,7 +163,8 @@ class Harness:
             self._partner = self._partner_cm.__enter__()
             self._effective = self._partner
             if self.record_url:
-                self._effective = LivePartner(self.record_url, None, self._partner.handle if self._partner else None)
+                handle = self._partner.handle if self._partner else None
+                self._effective = LivePartner(self.record_url, None, handle, remote=True)
         return self._effective
 
     def close(self) -> None:

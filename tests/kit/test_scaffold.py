@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.plugins import load_plugins
-from tanpuhui.hub.scaffold import scaffold
+from tanpuhui.hub.scaffold import AUTH, PAGING, scaffold
 
 
 def _run_in(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
@@ -25,20 +25,48 @@ def _run_in(root: Path, *command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+VARIANTS = [(auth, paging) for auth in AUTH for paging in PAGING]
+"""Every partner shape the scaffold speaks: each must pass its suite, ruff and mypy as generated."""
+
+
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One package scaffolded (and its cassettes recorded) through the CLI, shared by the tests below."""
-    folder = tmp_path_factory.mktemp("scaffold")
-    result = CliRunner().invoke(main, ["new-adapter", "solar_coop", "--directory", str(folder)])
-    assert result.exit_code == 0, result.output
-    return folder / "solar_coop"
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """A folder per variant, filled on first use (one scaffold and recording per variant for the module)."""
+    return {}
 
 
-def test_the_package_has_an_entry_point_a_schema_with_examples_and_cassettes(generated: Path) -> None:
-    project = tomllib.loads((generated / "pyproject.toml").read_text(encoding="utf-8"))
+@pytest.fixture(params=VARIANTS, ids=[f"{a}-{p}" for a, p in VARIANTS])
+def variant(
+    request: pytest.FixtureRequest, packages: dict[tuple[str, str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The package ``solar_coop`` scaffolded (and its cassettes recorded) through the CLI for one auth and paging."""
+    auth, paging = request.param
+    if request.param not in packages:
+        folder = tmp_path_factory.mktemp(f"scaffold-{auth}-{paging}")
+        result = CliRunner().invoke(
+            main, ["new-adapter", "solar_coop", "--directory", str(folder), "--auth", auth, "--paging", paging]
+        )
+        assert result.exit_code == 0, result.output
+        packages[request.param] = folder / "solar_coop"
+    return packages[request.param]
+
+
+@pytest.fixture
+def generated(packages: dict[tuple[str, str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default package (OAuth2 client credentials, cursor paging)."""
+    if ("oauth2", "cursor") not in packages:
+        folder = tmp_path_factory.mktemp("scaffold-default")
+        result = CliRunner().invoke(main, ["new-adapter", "solar_coop", "--directory", str(folder)])
+        assert result.exit_code == 0, result.output
+        packages[("oauth2", "cursor")] = folder / "solar_coop"
+    return packages[("oauth2", "cursor")]
+
+
+def test_the_package_has_an_entry_point_a_schema_with_examples_and_cassettes(variant: Path) -> None:
+    project = tomllib.loads((variant / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["entry-points"]["tanpuhui"] == {"solar_coop": "solar_coop.plugin"}
-    assert (generated / "src/solar_coop/schemas/solar-coop-reading.schema.json").is_file()
-    cassettes = sorted(p.name for p in (generated / "tests/cassettes/readings").iterdir())
+    assert (variant / "src/solar_coop/schemas/solar-coop-reading.schema.json").is_file()
+    cassettes = sorted(p.name for p in (variant / "tests/cassettes/readings").iterdir())
     assert cassettes == [
         "empty_page.json",
         "rate_limited.json",
@@ -49,21 +77,27 @@ def test_the_package_has_an_entry_point_a_schema_with_examples_and_cassettes(gen
     ]
 
 
-def test_the_generated_package_passes_its_conformance_suite_from_its_cassettes(generated: Path) -> None:
-    result = _run_in(generated, "pytest", "-q", "-p", "no:cacheprovider")
+def test_the_generated_package_passes_its_conformance_suite_from_its_cassettes(variant: Path) -> None:
+    result = _run_in(variant, "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 passed" in result.stdout
+    oauth2 = "client_secret" in (variant / "hub.toml").read_text(encoding="utf-8")
+    # Without tokens there is nothing to re-authenticate: that one scenario is skipped (reauth = False).
+    assert ("12 passed" if oauth2 else "11 passed, 1 skipped") in result.stdout
 
 
 @pytest.mark.parametrize("command", [("check", "."), ("format", "--check", ".")], ids=["check", "format"])
-def test_the_generated_package_is_ruff_clean_under_its_own_settings(generated: Path, command: tuple[str, ...]) -> None:
-    result = _run_in(generated, "ruff", *command, "--no-cache")
+def test_the_generated_package_is_ruff_clean_under_its_own_settings(variant: Path, command: tuple[str, ...]) -> None:
+    result = _run_in(variant, "ruff", *command, "--no-cache")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_generated_package_type_checks_with_mypy_strict(generated: Path, tmp_path: Path) -> None:
-    # Its pyproject.toml names what to check (src and tests) and where the package is (mypy_path = src).
-    result = _run_in(generated, "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy"))
+def test_the_generated_package_type_checks_with_mypy_strict(
+    variant: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Its pyproject.toml names what to check (src and tests) and where the package is (mypy_path = src). One cache
+    # for all variants: tanpuhui itself is checked once.
+    cache = tmp_path_factory.getbasetemp() / "scaffold-mypy-cache"
+    result = _run_in(variant, "mypy", "--strict", "--cache-dir", str(cache))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues found in 6 source files" in result.stdout
 
@@ -100,6 +134,13 @@ def test_an_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "solar_coop" / "keep.txt").write_text("mine", encoding="utf-8")
     result = CliRunner().invoke(main, ["new-adapter", "solar_coop", "--directory", str(tmp_path), "--no-record"])
     assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_an_unknown_auth_or_paging_is_refused_with_the_choices(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["new-adapter", "solar_coop", "--paging", "token", "--directory", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "'token' is not one of 'cursor', 'page', 'offset', 'next-url'" in result.output
+    assert not any(tmp_path.iterdir())
 
 
 def test_the_name_of_an_installed_adapter_is_refused(tmp_path: Path) -> None:
