@@ -10,6 +10,7 @@ from .catalogue import catalogue, schemas
 from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
 from .pull import forward, pull
+from .sandbox import sandbox
 from .serve import demo, migrate, serve
 from .status import status
 from .validate import validate
@@ -46,5 +47,6 @@ for command in (
     audit,
     drift,
     status,
+    sandbox,
 ):
     main.add_command(command)

@@ -1,16 +1,19 @@
 """``tanpuhui new-adapter NAME``: scaffold an installable adapter package that passes the conformance suite.
 
-The package (``./NAME``) holds a pull stream for a partner API of the most common shape (OAuth2 client credentials,
-cursor paging), its partner schema with examples, a methodology valued with a published factor, a plugin module
-registered under the ``tanpuhui`` entry-point group, an in-process sandbox of the partner, tests that inherit
-:class:`tanpuhui.testing.conformance.AdapterConformance`, and ruff and mypy settings. The scenario cassettes are recorded from the sandbox
-right after scaffolding (``pytest --tanpuhui-record``), so the package passes its suite as generated; an author then
-replaces the partner interface, the schema and the methodology, and re-records against the real partner.
+The package (``./NAME``) holds a pull stream for a partner API of the shape asked for (``auth``: OAuth2 client
+credentials, an API key or none; ``paging``: cursor, page numbers, offsets or next links), its partner schema with
+examples, a methodology valued with a published factor, a plugin module registered under the ``tanpuhui``
+entry-point group, a sandbox of the partner (built on the sandbox kit, offered through ``register_sandboxes``), a
+hub.toml that pulls it, tests that inherit :class:`tanpuhui.testing.conformance.AdapterConformance`, and ruff and
+mypy settings. The scenario cassettes are recorded from the sandbox right after scaffolding (``pytest
+--tanpuhui-record``), so the package passes its suite as generated; an author then replaces the partner interface,
+the schema and the methodology, and re-records against the real partner.
 
-The package is rendered from ``adapter-template/`` (package data): every file there is a
-:class:`string.Template` (``$name`` and friends, ``$$`` for a dollar sign), and so is its path; the ``.tmpl``
-suffix is dropped. The suffix keeps the repository's own ruff and mypy runs off the templates;
-tests/kit/test_scaffold.py lints, type-checks and runs what they render instead.
+The package is rendered from ``adapter-template/`` (package data), its variant parts (``settings_class``,
+``pages_method``, ...) from ``adapter-fragments/auth/<auth>/`` and ``adapter-fragments/paging/<paging>/``: every
+file there is a :class:`string.Template` (``$name`` and friends, ``$$`` for a dollar sign), and so is its path; the
+``.tmpl`` suffix is dropped. The suffix keeps the repository's own ruff and mypy runs off the templates;
+tests/kit/test_scaffold.py lints, type-checks and runs every variant instead.
 """
 
 from __future__ import annotations
@@ -135,10 +138,10 @@ def scaffold(
 
 
 def _fragments(values: dict[str, str]) -> dict[str, str]:
-    """The variant's pieces of code (``fragments/auth/<auth>/*.tmpl``, ``fragments/paging/<paging>/*.tmpl``), each
-    rendered with ``values``, by slot: ``auth_<file>`` and ``paging_<file>``; ``settings.tmpl`` is ``$settings_class``
+    """The variant's pieces of code (``adapter-fragments/auth/<auth>/*.tmpl`` and
+    ``adapter-fragments/paging/<paging>/*.tmpl``), each rendered with ``values``, by slot: ``auth_<file>`` and ``paging_<file>``; ``settings.tmpl`` is ``$settings_class``
     and so on (see :data:`_SLOTS`)."""
-    root = resources.files(__package__) / "fragments"
+    root = resources.files(__package__) / "adapter-fragments"
     found: dict[str, str] = {}
     for dimension in ("auth", "paging"):
         for entry in (root / dimension / values[dimension]).iterdir():
