@@ -123,13 +123,15 @@ HINTS: dict[str, Hint] = {
     ),
     "null_cursor": Hint(
         "the partner sends no cursor on its last page (e.g. next_page_token: null) and the stream yielded that "
-        "None, so the next run started over from the beginning; keep the cursor you already have instead: "
-        "`cursor = doc.get('next_page_token') or cursor` before yielding the page",
+        "None, so the next run started over from the beginning; resume at that page instead: yield "
+        'cursor={"token": <the token that asked for the last page>, "seen": len(items)}, and on the next run ask '
+        'for that token again and skip the first "seen" items',
         "the-last-page-and-its-cursor",
     ),
     "empty_page": Hint(
-        "an empty page is normal at the end of a feed: yield it (or nothing) with the cursor you were given, and "
-        "stop without error",
+        "a run with nothing new must pull nothing: the cursor of the last page must resume *after* its items "
+        "(re-asking the last page with the token that fetched it pulls them again: skip the ones already taken), "
+        "and an empty page ends the run without error, keeping its cursor",
         "the-last-page-and-its-cursor",
     ),
 }
