@@ -105,6 +105,7 @@ class Factor:
     valid_to: date | None = None
 
     def as_record(self) -> dict[str, Any]:
+        """The factor as a record's ``quantification.factors[]`` entry: name, value, unit, source, default."""
         return {
             "name": self.name,
             "value": self.value,
@@ -123,6 +124,9 @@ class Quantified:
     baseline: dict[str, Any] | None
 
     def as_record(self) -> dict[str, Any]:
+        """The record's ``quantification`` object: methodology id and version, formula, factors, the reduction and
+        the baseline.
+        """
         data: dict[str, Any] = {
             "methodology_id": self.methodology.id,
             "methodology_version": self.methodology.version,
@@ -180,6 +184,7 @@ class Methodology:
         return f"{self.id}@{self.version}"
 
     def factor(self, name: str) -> Factor:
+        """The factor called ``name``; :class:`MethodologyError` naming the methodology when it has none."""
         for f in self.factors:
             if f.name == name:
                 return f

@@ -138,6 +138,7 @@ class AdapterConformance:
     # -- schemas -------------------------------------------------------------------------------------------
 
     def test_schemas_are_valid_2020_12_and_their_examples_validate(self) -> None:
+        """Every schema is draft 2020-12 with an ``$id``; a stream's schema has examples, and they validate."""
         streams = {t.name: t.schema for t in self.adapter.stream_types}
         assert self.stream in streams, (
             f"{self.adapter.name} has no stream {self.stream!r}; streams: {sorted(streams)}" + hint("not_pull")
@@ -170,6 +171,7 @@ class AdapterConformance:
                 )
 
     def test_the_stream_is_a_pull_stream(self) -> None:
+        """``stream`` names a pull stream of the adapter."""
         types = {t.name: t for t in self.adapter.stream_types}
         assert issubclass(types[self.stream], PullStream), (
             f"{self.adapter.name}:{self.stream} is not a pull stream" + hint("not_pull")
@@ -178,6 +180,7 @@ class AdapterConformance:
     # -- records -------------------------------------------------------------------------------------------
 
     def test_an_uninterrupted_run_gives_valid_reduction_records(self, conformance: Harness) -> None:
+        """An uninterrupted run spans ``min_pages`` pages and gives valid reduction records, none quarantined."""
         run = conformance.happy()
         assert run.summary.error is None, f"the run stopped: {run.summary.error}" + hint("run_stopped")
         assert run.summary.pages >= self.min_pages, (
@@ -204,6 +207,7 @@ class AdapterConformance:
             assert doc["source"]["adapter"] == self.adapter.name and doc["source"]["stream"] == self.stream
 
     def test_records_are_deterministic(self, conformance: Harness) -> None:
+        """The same partner data gives the same record bytes, and record ids do not repeat."""
         first, second = conformance.happy(), conformance.happy()
         assert first.records == second.records, "the same partner data gave different record bytes" + hint(
             "not_deterministic"
@@ -214,6 +218,7 @@ class AdapterConformance:
         )
 
     def test_no_clear_text_personal_identifier_in_any_record(self, conformance: Harness) -> None:
+        """No ``x-personal-data`` value, resident ID or mobile number reaches a record."""
         run = conformance.happy()
         schema = self.adapter.schemas.get(
             next(t.schema for t in self.adapter.stream_types if t.name == self.stream), {}
@@ -239,6 +244,7 @@ class AdapterConformance:
             )
 
     def test_every_reduction_recomputes_from_its_own_fields(self, conformance: Harness) -> None:
+        """``recompute(record)`` gives each record's ``reduction_kgco2e``."""
         for doc in conformance.happy().documents:
             stated = doc["quantification"]["reduction_kgco2e"]
             assert recompute(doc) == pytest.approx(stated, abs=1e-6), (
@@ -249,6 +255,7 @@ class AdapterConformance:
     # -- resume, retries, auth, empty pages ---------------------------------------------------------------------
 
     def test_resume_after_a_failure_at_page_n_loses_and_duplicates_nothing(self, conformance: Harness) -> None:
+        """A run failing at page ``fail_at_page`` and its resumption give exactly one uninterrupted run's records."""
         reference = conformance.happy()
         failed, resumed = conformance.resume()
         assert failed.summary.error, f"run 1 was to fail at page {self.fail_at_page} but ended normally" + hint(
@@ -276,6 +283,9 @@ class AdapterConformance:
         )
 
     def test_5xx_retries_stop_within_bounds(self, conformance: Harness) -> None:
+        """A failing page is retried, at most ``max_attempts`` times, waits within ``max_wait``, and the error
+        names the adapter.
+        """
         failed, _ = conformance.resume()
         pages = Counter(conformance.page_requests(failed))
         tries = max(pages.values())
@@ -288,6 +298,7 @@ class AdapterConformance:
         )
 
     def test_a_5xx_is_retried_and_loses_nothing(self, conformance: Harness) -> None:
+        """One 503 is retried once and changes no record."""
         reference, run = conformance.happy(), conformance.server_error()
         assert run.summary.error is None, f"one 503 stopped the run: {run.summary.error}" + hint("retry_bounds")
         assert len(run.waits) == 1 and 0 <= run.waits[0] <= self.max_wait, f"retry waits {run.waits}" + hint(
@@ -296,6 +307,7 @@ class AdapterConformance:
         assert run.records == reference.records, "the records differ from an uninterrupted run's" + hint("retry_bounds")
 
     def test_429_is_retried_after_retry_after(self, conformance: Harness) -> None:
+        """One 429 is retried after exactly its ``Retry-After`` and changes no record."""
         reference, run = conformance.happy(), conformance.rate_limited()
         assert run.summary.error is None, f"one 429 stopped the run: {run.summary.error}" + hint("retry_after")
         assert run.waits == [pytest.approx(self.retry_after)], (
@@ -304,6 +316,7 @@ class AdapterConformance:
         assert run.records == reference.records, "the records differ from an uninterrupted run's" + hint("retry_after")
 
     def test_a_401_reauthenticates_once_and_loses_nothing(self, conformance: Harness) -> None:
+        """One 401 costs one token request and one repeat of the page (skipped when ``reauth`` is False)."""
         if not self.reauth:
             pytest.skip(f"{self.adapter.name} uses no access tokens (reauth = False)")
         reference, run = conformance.happy(), conformance.reauth()
@@ -320,6 +333,7 @@ class AdapterConformance:
         )
 
     def test_an_empty_page_adds_nothing_and_keeps_the_cursor(self, conformance: Harness) -> None:
+        """A run with nothing new pulls nothing, adds nothing and keeps the cursor."""
         first, second = conformance.empty_after_happy()
         if first.checkpoint.cursor is None and (second.summary.pulled or second.summary.error):
             raise AssertionError(

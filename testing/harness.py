@@ -79,6 +79,7 @@ class Run:
 
     @property
     def documents(self) -> list[dict[str, Any]]:
+        """The records of :attr:`records`, parsed."""
         return [orjson.loads(body) for body in self.records]
 
 
@@ -140,9 +141,11 @@ class Harness:
 
     @property
     def adapter_name(self) -> str:
+        """The name of the adapter under test."""
         return self.suite.adapter.name
 
     def plugins(self) -> Plugins:
+        """The suite's plugin loaded like an installed one; AssertionError when it does not register the adapter."""
         if self._plugins is None:
             self._plugins = load_plugins([self.suite.plugin], entry_points=False)
             if self.adapter_name not in self._plugins.adapters:
@@ -153,6 +156,7 @@ class Harness:
         return self._plugins
 
     def new_store(self) -> Path:
+        """A path for a new SQLite store in the test's folder."""
         self._stores += 1
         return self.workdir / f"hub-{self._stores}.db"
 
@@ -168,6 +172,7 @@ class Harness:
         return self._effective
 
     def close(self) -> None:
+        """Close the live partner, if one was opened."""
         if self._partner_cm is not None:
             self._partner_cm.__exit__(None, None, None)
             self._partner_cm = None
@@ -269,33 +274,42 @@ class Harness:
         return Fault(self.suite.page_path, page=page, status=status, times=times, retry_after=retry_after)
 
     def happy(self, store: Path | None = None) -> Run:
+        """Scenario ``two_pages``: one uninterrupted run (on ``store``, a fresh one by default)."""
         (run,) = self.play("two_pages", store=store)
         return run
 
     def resume(self) -> tuple[Run, Run]:
+        """Scenario ``resume_after_failure``: run 1 fails at page ``fail_at_page`` (503 until the client gives up),
+        run 2 resumes on the same store.
+        """
         first, second = self.play(
             "resume_after_failure", runs=2, faults=[self._page_fault(self.suite.fail_at_page, 503, times=None)]
         )
         return first, second
 
     def rate_limited(self) -> Run:
+        """Scenario ``rate_limited``: page 1 answered 429 with ``Retry-After`` once."""
         (run,) = self.play("rate_limited", faults=[self._page_fault(1, 429, retry_after=self.suite.retry_after)])
         return run
 
     def server_error(self) -> Run:
+        """Scenario ``server_error``: page ``fail_at_page`` answered 503 once."""
         (run,) = self.play("server_error", faults=[self._page_fault(self.suite.fail_at_page, 503)])
         return run
 
     def reauth(self) -> Run:
+        """Scenario ``reauth_401``: page ``fail_at_page`` answered 401 once (a token revoked early)."""
         (run,) = self.play("reauth_401", faults=[self._page_fault(self.suite.fail_at_page, 401)])
         return run
 
     def empty_after_happy(self) -> tuple[Run, Run]:
+        """Scenario ``empty_page`` after ``two_pages`` on the same store: the partner has nothing new."""
         store = self.new_store()
         first = self.happy(store)
         (second,) = self.play("empty_page", store=store)
         return first, second
 
     def page_requests(self, run: Run) -> list[str]:
+        """The run's requests for the stream's pages (those whose path ends with ``page_path``), retries included."""
         path = self.suite.page_path
         return [r for r in run.requests if httpx.URL(r.split(" ", 1)[1]).path.endswith(path)]

@@ -76,6 +76,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return url
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the partner (its base URL rewritten) and keep the exchange for the cassette."""
         exchange = _Exchange(request.method, str(request.url))
         self._exchanges.append(exchange)  # at send time: the cassette keeps request order
         body = await request.aread()
@@ -148,6 +149,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return target
 
     async def aclose(self) -> None:
+        """Close the transport this recorder sends through."""
         if self._inner is not None:
             await self._inner.aclose()
         elif self._owned is not None:
