@@ -65,10 +65,10 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> Variants:
     recorded = _pytest_all(folder, list(roots.values()), "--tanpuhui-record")
     assert recorded.returncode == 0, recorded.stdout[-6000:] + recorded.stderr[-2000:]
     report = folder / "replay.xml"
-    _pytest_all(folder, list(roots.values()), f"--junit-xml={report}")
+    _pytest_all(folder, list(roots.values()), f"--junit-xml={report}", "-o", "junit_family=xunit1")
     replayed: dict[str, Counter[str]] = defaultdict(Counter)
     for case in ElementTree.parse(report).iter("testcase"):
-        package = case.get("classname", "").split(".")[0]
+        package = Path(case.get("file", "")).parts[0]  # <package>/tests/test_conformance.py, from the folder
         outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
         replayed[package][outcome] += 1
     return Variants(folder, roots, dict(replayed))
