@@ -133,7 +133,7 @@ class AdapterConformance:
         try:
             yield harness
         finally:
-            harness.close()
+            harness.finish(request.node)
 
     # -- schemas -------------------------------------------------------------------------------------------
 

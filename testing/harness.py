@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from tanpuhui.sdk import HttpOptions, Pseudonymiser
 
 from .cassette import Cassette
 from .faults import Fault, FaultInjector
-from .plugin import recording_settings, resolve_cassette
+from .plugin import call_failed, recording_settings, resolve_cassette, staging
 from .recording import RecordingTransport
 from .scrub import Scrubber, personal_fields
 from .sleeps import SleepRecorder
@@ -128,8 +129,10 @@ class Harness:
         self.suite = suite
         self.workdir = workdir
         recording = recording_settings(config)
+        self.config = config
         self.recording = recording.enabled and suite.cassette_dir is not None
         self.record_url = recording.url
+        self.record_into = recording.into
         self.cassette_dir = resolve_cassette(config, suite.cassette_dir) if suite.cassette_dir is not None else None
         self.live = self.recording or self.cassette_dir is None
         self._partner_cm: AbstractContextManager[LivePartner | None] | None = None
@@ -138,6 +141,8 @@ class Harness:
         self._stores = 0
         self._plugins: Plugins | None = None
         self.written: list[Path] = []
+        self._staged: list[tuple[Path, Path]] = []
+        self._managed = False
 
     @property
     def adapter_name(self) -> str:
@@ -172,10 +177,16 @@ class Harness:
         return self._effective
 
     def close(self) -> None:
-        """Close the live partner, if one was opened."""
+        """Close the live partner, if one was opened. A harness used outside the suite's fixture (no test outcome
+        to wait for) puts what it recorded in place now."""
         if self._partner_cm is not None:
             self._partner_cm.__exit__(None, None, None)
             self._partner_cm = None
+        if not self._managed:
+            for staged, target in self._staged:
+                if staged.is_file():
+                    os.replace(staged, target)
+            self._staged.clear()
 
     # -- scenarios -----------------------------------------------------------------------------------------
 
@@ -223,16 +234,49 @@ class Harness:
         def save() -> None:
             if self.recording and self.cassette_dir is not None:
                 about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.testing)"
-                self.written.append(recorder.save(self.cassette_dir / f"{name}.json", about))
+                target = self.cassette_dir / f"{name}.json"
+                recorder.save(self._destination(target, name), about)
+                self.written.append(target)
 
         try:
             yield log, injector, save
         finally:
             await inner.aclose()
 
+    def _destination(self, target: Path, scenario: str) -> Path:
+        """Where a recorded cassette meant for ``target`` is written: staged until the session passes, or into the
+        ``--tanpuhui-record-into`` folder (listed in its manifest.jsonl)."""
+        if self.record_into is None:
+            staged = staging(self.config).path(target)
+            self._staged.append((staged, target))
+            return staged
+        recorded = self.record_into / self.adapter_name / self.suite.stream / f"{scenario}.json"
+        line = {
+            "adapter": self.adapter_name,
+            "stream": self.suite.stream,
+            "scenario": scenario,
+            "recorded": str(recorded),
+            "cassette": str(target.resolve()),
+        }
+        self.record_into.mkdir(parents=True, exist_ok=True)
+        with (self.record_into / "manifest.jsonl").open("ab") as manifest:
+            manifest.write(orjson.dumps(line) + b"\n")
+        return recorded
+
+    def finish(self, item: pytest.Item) -> None:
+        """Close the partner at the end of test ``item``; when it recorded and failed, its cassette folder keeps its
+        old cassettes (the session swaps the others in when it ends)."""
+        self._managed = True
+        self.close()
+        if self.recording and self.record_into is None and self.cassette_dir is not None and call_failed(item):
+            staging(self.config).fail(self.cassette_dir, item.nodeid)
+
     async def _run(self, transport: _Log, store: Path) -> Run:
         env: dict[str, str] = {}
-        table = _as_env_refs(self.suite.settings(self.suite.base_url, self._effective if self.live else None), env)
+        partner = self._effective if self.live else None
+        if self.live and partner is None:  # no sandbox: the partner at base_url (or the record URL) itself
+            partner = LivePartner(self.record_url or self.suite.base_url, remote=True)
+        table = _as_env_refs(self.suite.settings(self.suite.base_url, partner), env)
         config = HubConfig.from_dict(
             {"hub": {"store": str(store)}, "adapters": {self.adapter_name: table}},
             source=f"conformance suite {type(self.suite).__name__}",

@@ -15,6 +15,7 @@ A timeout or refused connection is recorded as ``{"error": "timeout"}`` / ``{"er
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,10 +143,13 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return doc
 
     def save(self, path: str | Path, about: str = "", **extra: Any) -> Path:
-        """Write the cassette (scrubbed, stable) to ``path``, creating folders; returns the path."""
+        """Write the cassette (scrubbed, stable) to ``path`` atomically, creating folders; returns the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(dump_cassette(self.document(about, **extra)), encoding="utf-8")
+        # Whole or not at all: a crash mid-write never leaves a truncated cassette in place of a good one.
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(dump_cassette(self.document(about, **extra)), encoding="utf-8")
+        os.replace(partial, target)
         return target
 
     async def aclose(self) -> None:

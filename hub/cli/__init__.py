@@ -6,6 +6,7 @@ import click
 
 from .audit import audit, drift
 from .author import new_adapter
+from .cassettes import cassettes
 from .catalogue import catalogue, schemas
 from .listings import adapters, methodologies, plugins
 from .operate import dead_letters, quarantine
@@ -48,5 +49,6 @@ for command in (
     drift,
     status,
     sandbox,
+    cassettes,
 ):
     main.add_command(command)

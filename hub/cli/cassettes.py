@@ -1,0 +1,157 @@
+"""``tanpuhui cassettes check``: replay every conformance scenario against the adapter's current sandbox and report
+the cassettes that drifted from it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.table import Table
+
+from .common import UserError, err, friendly, out
+
+__all__ = ["cassettes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One cassette's comparison with its fresh recording."""
+
+    adapter: str
+    cassette: Path
+    state: str
+    """``ok``, ``drift``, ``missing`` (no cassette to compare with) or ``stale`` (no scenario records it)."""
+    detail: str = ""
+
+
+def _interactions(path: Path) -> list[dict[str, Any]]:
+    doc = orjson.loads(path.read_bytes())
+    found = doc.get("interactions") if isinstance(doc, dict) else None
+    return found if isinstance(found, list) else []
+
+
+def _difference(stored: Path, fresh: Path) -> str:
+    """The first difference between a cassette and its fresh recording, in words."""
+    try:
+        old, new = _interactions(stored), _interactions(fresh)
+    except orjson.JSONDecodeError as exc:
+        return f"the cassette is not JSON ({exc})"
+    for index, (a, b) in enumerate(zip(old, new, strict=False)):
+        if a == b:
+            continue
+        request = f"{b.get('request', {}).get('method', '?')} {b.get('request', {}).get('url', '?')}"
+        if a.get("request") != b.get("request"):
+            was = f"{a.get('request', {}).get('method', '?')} {a.get('request', {}).get('url', '?')}"
+            return f"interaction #{index}: the adapter now sends {request} (recorded: {was})"
+        ra, rb = a.get("response", {}), b.get("response", {})
+        if ra.get("status") != rb.get("status"):
+            return f"interaction #{index} {request}: status {ra.get('status')} now {rb.get('status')}"
+        return f"interaction #{index} {request}: the response differs"
+    if len(old) != len(new):
+        return f"{len(old)} recorded interaction(s), {len(new)} now"
+    return "the file differs (not its interactions: its description or matching rules)"
+
+
+def compare(into: Path, adapter: str | None) -> list[Verdict]:
+    """Verdicts for the recordings listed in ``into``/manifest.jsonl (only ``adapter``'s when given)."""
+    manifest = into / "manifest.jsonl"
+    entries = (
+        [orjson.loads(line) for line in manifest.read_bytes().splitlines() if line.strip()] if manifest.exists() else []
+    )
+    if adapter is not None:
+        entries = [e for e in entries if e["adapter"] == adapter]
+    verdicts: list[Verdict] = []
+    recorded: dict[Path, str] = {}
+    for entry in entries:
+        cassette, fresh = Path(entry["cassette"]), Path(entry["recorded"])
+        if cassette in recorded:
+            continue  # the same scenario played by two tests: compared once
+        recorded[cassette] = entry["adapter"]
+        if not cassette.exists():
+            verdicts.append(Verdict(entry["adapter"], cassette, "missing", "record it with pytest --tanpuhui-record"))
+        elif cassette.read_bytes() == fresh.read_bytes():
+            verdicts.append(Verdict(entry["adapter"], cassette, "ok"))
+        else:
+            verdicts.append(Verdict(entry["adapter"], cassette, "drift", _difference(cassette, fresh)))
+    for folder, name in sorted({(c.parent, a) for c, a in recorded.items()}):
+        for path in sorted(folder.glob("*.json")):
+            if path not in recorded:
+                verdicts.append(Verdict(name, path, "stale", "no conformance scenario records it: delete it if unused"))
+    return verdicts
+
+
+@click.group()
+def cassettes() -> None:
+    """The recorded partner exchanges (cassettes) of an adapter project's conformance suites."""
+
+
+@cassettes.command("check")
+@click.argument("adapter", required=False)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The adapter project whose conformance suites to run (its pytest root; its src/ goes on the path).",
+)
+@click.option(
+    "--tests",
+    "test_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Test files or folders to run, relative to --project (repeatable) [default: the project's testpaths].",
+)
+@friendly
+def check(adapter: str | None, project: Path, test_paths: tuple[str, ...]) -> None:
+    """Replay every conformance scenario against the adapter's current sandbox and compare with its cassettes.
+
+    Runs the project's conformance suites recording from their sandboxes into a temporary folder (pytest
+    --tanpuhui-record-into; the cassettes themselves are not touched), then compares each cassette with its fresh
+    recording: ok, drift (with the first difference), missing, or stale (a cassette no scenario records). Only
+    ADAPTER's cassettes when given.
+
+    Exit status: 0 no drift; 1 a cassette drifted or is missing, or a suite failed against its sandbox; 2 a usage
+    error (no suite records ADAPTER, say). Stale cassettes are reported without failing.
+    """
+    env = dict(os.environ)
+    src = project / "src"
+    if src.is_dir():  # an adapter project not installed (yet): its package from src/, as new-adapter records
+        env["PYTHONPATH"] = str(src.resolve()) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with tempfile.TemporaryDirectory(prefix="tanpuhui-cassettes-") as tmp:
+        into = Path(tmp)
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tanpuhui-record-into={into}"]
+        err.print(f"recording every conformance scenario from its sandbox in {project} ...", markup=False)
+        result = subprocess.run(
+            [*command, *test_paths], cwd=project, env=env, capture_output=True, text=True, check=False
+        )
+        verdicts = compare(into, adapter)
+    if not verdicts:
+        raise UserError(
+            f"no conformance suite in {project}{' records adapter ' + repr(adapter) if adapter else ' recorded anything'}"
+            f" (pytest exit {result.returncode}); run it in the adapter project, or give --project/--tests"
+        )
+    table = Table("adapter", "cassette", "state", "detail", title="Cassettes against the current sandboxes")
+    for v in verdicts:
+        shown = os.path.relpath(v.cassette, project.resolve())
+        table.add_row(v.adapter, shown, v.state, v.detail)
+    out.print(table)
+    failed = result.returncode not in (0, 5)  # 5: no tests collected (reported above as no suite)
+    if failed:
+        err.print(result.stdout[-3000:] + result.stderr[-1000:], markup=False)
+        err.print(f"the conformance suites failed against their sandboxes (pytest exit {result.returncode})")
+    drifted = [v for v in verdicts if v.state in ("drift", "missing")]
+    if drifted:
+        err.print(
+            f"{len(drifted)} cassette(s) drifted from the sandbox: re-record them (pytest --tanpuhui-record) if the "
+            "change is intended, else fix the adapter or the sandbox",
+            markup=False,
+        )
+    if drifted or failed:
+        sys.exit(1)
