@@ -185,6 +185,7 @@ class Harness:
         if not self._managed:
             for staged, target in self._staged:
                 if staged.is_file():
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(staged, target)
             self._staged.clear()
 

@@ -53,10 +53,24 @@ def _difference(stored: Path, fresh: Path) -> str:
         ra, rb = a.get("response", {}), b.get("response", {})
         if ra.get("status") != rb.get("status"):
             return f"interaction #{index} {request}: status {ra.get('status')} now {rb.get('status')}"
-        return f"interaction #{index} {request}: the response differs"
+        where = _first_difference(ra, rb, "")
+        return f"interaction #{index} {request}: the response differs at {where or '/'}"
     if len(old) != len(new):
         return f"{len(old)} recorded interaction(s), {len(new)} now"
     return "the file differs (not its interactions: its description or matching rules)"
+
+
+def _first_difference(a: Any, b: Any, pointer: str) -> str:
+    """The JSON pointer of the first place where ``a`` and ``b`` differ (``pointer`` when they differ there)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{pointer}/{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{pointer}/{index}")
+    return pointer
 
 
 def compare(into: Path, adapter: str | None) -> list[Verdict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -162,11 +163,12 @@ def test_cassettes_check_reports_each_drifted_cassette_and_fails(package: Path) 
     before = _cassettes(package)
     result = CliRunner().invoke(main, ["cassettes", "check", "--project", str(package)])
     assert result.exit_code == 1, result.output
-    rows = {line.split()[2]: line for line in result.output.splitlines() if "readings/" in line}
-    assert "drift" in rows["tests/cassettes/readings/two_pages.json"]
-    assert "interaction #1" in rows["tests/cassettes/readings/two_pages.json"]
-    assert "stale" in rows["tests/cassettes/readings/three_pages.json"]
-    assert all("ok" in rows[f"tests/cassettes/readings/{n}.json"] for n in ("rate_limited", "empty_page"))
+    rows = {found[0]: line for line in result.output.splitlines() if (found := re.findall(r"readings/\w+\.json", line))}
+    assert "drift" in rows["readings/two_pages.json"]
+    assert "interaction #1" in rows["readings/two_pages.json"]
+    assert "/json/items/0/saved_kwh" in result.output.replace("│", "").replace(" ", "").replace("\n", "")
+    assert "stale" in rows["readings/three_pages.json"]
+    assert all(" ok " in rows[f"readings/{n}.json"] for n in ("rate_limited", "empty_page"))
     assert _cassettes(package) == before  # checking never writes the cassettes
 
 
