@@ -73,5 +73,12 @@ class Staging:
                     for name in stale
                 )
             shutil.rmtree(entry.staged, ignore_errors=True)
+        for parent in sorted({folder.parent for folder in self._folders}):
+            for sibling in sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")):
+                if sibling not in self._folders and any(sibling.glob("*.json")):
+                    report.append(
+                        f"stale cassette folder {sibling}: no suite of this session records into it "
+                        "(another adapter's, or unused: delete it)"
+                    )
         self._folders.clear()
         return report

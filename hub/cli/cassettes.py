@@ -94,11 +94,20 @@ def compare(into: Path, adapter: str | None) -> list[Verdict]:
             verdicts.append(Verdict(entry["adapter"], cassette, "ok"))
         else:
             verdicts.append(Verdict(entry["adapter"], cassette, "drift", _difference(cassette, fresh)))
-    for folder, name in sorted({(c.parent, a) for c, a in recorded.items()}):
+    folders = {c.parent: a for c, a in recorded.items()}
+    for folder, name in sorted(folders.items()):
         for path in sorted(folder.glob("*.json")):
             if path not in recorded:
                 verdicts.append(Verdict(name, path, "stale", "no conformance scenario records it: delete it if unused"))
+    for parent in sorted({f.parent for f in folders}):  # e.g. tests/cassettes/readings_v1 beside .../readings
+        for sibling in sorted(d for d in parent.iterdir() if d.is_dir() and d not in folders):
+            if any(sibling.glob("*.json")) and not sibling.name.startswith("."):
+                owner = next(a for f, a in folders.items() if f.parent == parent)
+                verdicts.append(Verdict(owner, sibling, "stale", _STALE_FOLDER))
     return verdicts
+
+
+_STALE_FOLDER = "a cassette folder no suite recorded in this run (another adapter's, or unused: delete it)"
 
 
 @click.group()

@@ -138,13 +138,18 @@ def test_recording_from_a_url_takes_the_credentials_from_the_environment(
     assert _cassettes(package) == before  # the same sandbox over HTTP records the same exchanges
 
 
-def test_a_cassette_no_scenario_records_is_reported_as_stale(package: Path) -> None:
+def test_a_cassette_or_folder_no_scenario_records_is_reported_as_stale(package: Path) -> None:
     stale = package / "tests/cassettes/readings/three_pages.json"
     stale.write_bytes(b'{"interactions": []}\n')
+    renamed = package / "tests/cassettes/readings_v1"  # the suite's folder before a rename
+    renamed.mkdir()
+    (renamed / "two_pages.json").write_bytes(b'{"interactions": []}\n')
     result = _record(package)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"stale cassette {stale}" in result.stdout
-    assert stale.exists()  # reported, never deleted
+    output = result.stdout.replace("\n", " ")
+    assert f"stale cassette {stale}" in output
+    assert f"stale cassette folder {renamed.resolve()}" in output
+    assert stale.exists() and renamed.exists()  # reported, never deleted
 
 
 def test_cassettes_check_passes_when_the_sandbox_records_what_the_cassettes_hold(package: Path) -> None:
@@ -160,6 +165,8 @@ def test_cassettes_check_reports_each_drifted_cassette_and_fails(package: Path) 
     page["response"]["json"]["items"][0]["saved_kwh"] = 99.5  # the partner's data as it once was
     two_pages.write_bytes(orjson.dumps(doc))
     (package / "tests/cassettes/readings/three_pages.json").write_bytes(b'{"interactions": []}\n')
+    (package / "tests/cassettes/readings_v1").mkdir()
+    (package / "tests/cassettes/readings_v1/two_pages.json").write_bytes(b'{"interactions": []}\n')
     before = _cassettes(package)
     result = CliRunner().invoke(main, ["cassettes", "check", "--project", str(package)])
     assert result.exit_code == 1, result.output
@@ -168,6 +175,7 @@ def test_cassettes_check_reports_each_drifted_cassette_and_fails(package: Path) 
     assert "interaction #1" in rows["readings/two_pages.json"]
     assert "/json/items/0/saved_kwh" in result.output.replace("│", "").replace(" ", "").replace("\n", "")
     assert "stale" in rows["readings/three_pages.json"]
+    assert re.search(r"readings_v1\s.*stale", result.output), result.output
     assert all(" ok " in rows[f"readings/{n}.json"] for n in ("rate_limited", "empty_page"))
     assert _cassettes(package) == before  # checking never writes the cassettes
 
