@@ -31,8 +31,9 @@ from tanpuhui.hub.runtime import BoundStream
 from tanpuhui.hub.store.base import Checkpoint, QuarantineEntry
 from tanpuhui.sdk import HttpOptions, Pseudonymiser
 
-from .cassette import Cassette
+from .cassette import Cassette, CassetteMismatch
 from .faults import Fault, FaultInjector
+from .hints import hint
 from .plugin import call_failed, recording_settings, resolve_cassette, staging
 from .recording import RecordingTransport
 from .scrub import Scrubber, personal_fields
@@ -157,6 +158,7 @@ class Harness:
                 problems = "; ".join(self._plugins.problems) or "it registered none"
                 raise AssertionError(
                     f"plugin {self.suite.plugin!r} did not register adapter {self.adapter_name!r}: {problems}"
+                    + hint("plugin")
                 )
         return self._plugins
 
@@ -193,7 +195,10 @@ class Harness:
 
     def play(self, name: str, *, runs: int = 1, faults: Sequence[Fault] = (), store: Path | None = None) -> list[Run]:
         """Play scenario ``name`` (``runs`` pull runs of fresh hubs on one store; faults only in the first)."""
-        return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+        try:
+            return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+        except CassetteMismatch as exc:  # a request the cassette does not hold: say what to do about it
+            raise CassetteMismatch(str(exc) + hint("cassette_mismatch")) from None
 
     async def _play(self, name: str, runs: int, faults: Sequence[Fault], store: Path) -> list[Run]:
         out: list[Run] = []
@@ -217,7 +222,7 @@ class Harness:
             def verify() -> None:
                 problems = cassette.problems(self.suite.allow_unused)
                 if problems:
-                    raise AssertionError("\n".join(problems))
+                    raise CassetteMismatch("\n".join(problems))
 
             yield log, None, verify
             return

@@ -48,6 +48,17 @@ HINTS: dict[str, Hint] = {
         "point `stream` at a PullStream subclass; push streams are tested with WebhookSigner, not this suite",
         "schemas-and-examples",
     ),
+    "plugin": Hint(
+        "set the suite's `plugin` to the module (or object) whose register_adapters hook registers `adapter`, as "
+        "the package's entry point names it",
+        "the-run-and-its-records",
+    ),
+    "cassette_mismatch": Hint(
+        "the adapter asked for other requests than the cassette recorded (a changed path, query or page size): "
+        "re-record with pytest --tanpuhui-record if the change is intended (tanpuhui cassettes check shows which "
+        "cassettes drifted), else restore the adapter's requests",
+        "the-run-and-its-records",
+    ),
     "run_stopped": Hint(
         "read the error: a PartnerResponseError names the request the partner answered unexpectedly; a cassette "
         "mismatch means the adapter asks for other URLs than when the cassettes were recorded (re-record them)",

@@ -59,7 +59,7 @@ def test_every_hint_links_a_section_of_the_adapter_authors_guide() -> None:
 
 
 def test_every_hint_in_the_suite_is_defined_and_every_defined_hint_is_used() -> None:
-    source = (ROOT / "testing" / "conformance.py").read_text(encoding="utf-8")
+    source = "".join((ROOT / "testing" / f).read_text(encoding="utf-8") for f in ("conformance.py", "harness.py"))
     used = set(re.findall(r'hint\(\s*"(\w+)"', source))
     assert used <= set(HINTS), f"undefined hints: {sorted(used - set(HINTS))}"
     assert set(HINTS) <= used, f"hints no failure gives: {sorted(set(HINTS) - used)}"
@@ -101,3 +101,26 @@ def test_a_schema_without_examples_says_to_add_one() -> None:
         AssertionError, match=r"has no examples(.|\n)*fix: add \"examples\"(.|\n)*#schemas-and-examples"
     ):
         suite_type().test_schemas_are_valid_2020_12_and_their_examples_validate()
+
+
+def test_a_request_the_cassette_does_not_hold_says_to_re_record_or_restore(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    class StartsOver(TransactionsStream):
+        async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+            async for page in super().pages(ctx, None):  # ignores the saved cursor
+                yield page
+
+    adapter = type("StartsOverTransitCard", (TransitCardAdapter,), {"stream_types": (StartsOver,)})
+    suite_type = type(
+        "Suite", (transit.TestTransitCardConformance,), {"adapter": adapter, "plugin": AdapterPlugin(adapter)}
+    )
+    suite: AdapterConformance = suite_type()
+    with pytest.raises(AssertionError) as failure:
+        suite.test_resume_after_a_failure_at_page_n_loses_and_duplicates_nothing(
+            Harness(suite, tmp_path, request.config)
+        )
+    message = str(failure.value)
+    assert "not recorded" in message
+    assert "re-record with pytest --tanpuhui-record" in message and "tanpuhui cassettes check" in message
+    assert f"see: {GUIDE}#the-run-and-its-records" in message
