@@ -146,6 +146,7 @@ class PushStream(_StreamBase):
     """
 
     def verifier(self) -> WebhookVerifier:
+        """The :class:`WebhookVerifier` of the adapter's ``webhook_secrets`` setting (several during a rotation)."""
         secrets: Sequence[str] = getattr(self.adapter.settings, "webhook_secrets", ())
         return WebhookVerifier(list(secrets))
 
@@ -154,6 +155,9 @@ class PushStream(_StreamBase):
         return self.verifier().verify(headers, body)
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The items of a verified request body: a JSON array, ``{"items": [...]}`` or one object;
+        :class:`PartnerResponseError` for anything else.
+        """
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -329,6 +329,7 @@ class PartnerClient:
             ) from None
 
     async def aclose(self) -> None:
+        """Close the HTTP connections (the adapter does it when the hub is done with it)."""
         await self._http.aclose()
 
 

@@ -88,6 +88,7 @@ class StreamContext:
 
     @property
     def key_version(self) -> str:
+        """The version of the pseudonym key the stream's subjects are pseudonymised with (``v1``, ...)."""
         return self._pseudonymiser.key_version
 
     def pseudonym(self, kind: IdentifierKind, value: str) -> str:

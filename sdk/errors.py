@@ -50,6 +50,9 @@ class Problem:
     keyword: str = ""
 
     def as_dict(self) -> dict[str, str]:
+        """``{"pointer", "message"}`` and ``keyword`` when set: how quarantine entries and API errors carry a
+        problem.
+        """
         data = {"pointer": self.pointer, "message": self.message}
         if self.keyword:
             data["keyword"] = self.keyword

@@ -147,6 +147,8 @@ class Quantified:
     """The ``quantification`` document as computed (the factors actually applied, the vintage date)."""
 
     def as_record(self) -> dict[str, Any]:
+        """The record's ``quantification`` object: methodology id and version, formula, factors (those applied, with
+        the vintage date), the reduction and the baseline."""
         if self.document is not None:
             return dict(self.document)
         data: dict[str, Any] = {

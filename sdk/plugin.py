@@ -39,14 +39,17 @@ class AdapterPlugin:
 
     @hookimpl
     def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
+        """Hook: registers the adapter class."""
         register(self.adapter)
 
     @hookimpl
     def register_methodologies(self, register: Callable[[Methodology], None]) -> None:
+        """Hook: registers each of ``methodologies``."""
         for methodology in self.methodologies:
             register(methodology)
 
     @hookimpl
     def register_sandboxes(self, register: Callable[[str, SandboxFactory], None]) -> None:
+        """Hook: registers ``sandbox`` (when given) under the adapter's name."""
         if self.sandbox is not None:
             register(self.adapter.name, self.sandbox)

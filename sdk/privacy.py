@@ -201,6 +201,9 @@ class Pseudonymiser:
 
     @classmethod
     def from_env(cls, var: str = KEY_ENV) -> Pseudonymiser:
+        """The keys from environment variable ``var`` (``TANPUHUI_PSEUDONYM_KEYS``); :class:`PrivacyError` saying
+        how to make one when unset.
+        """
         spec = os.environ.get(var)
         if not spec:
             raise PrivacyError(
@@ -211,6 +214,7 @@ class Pseudonymiser:
 
     @property
     def key_version(self) -> str:
+        """The version of the current key (new pseudonyms use it)."""
         return self._current.version
 
     @property

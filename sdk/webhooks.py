@@ -65,6 +65,9 @@ class WebhookSigner:
         return f"v1,{_sign(self._key, msg_id, timestamp, body)}"
 
     def headers(self, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """The Standard Webhooks headers of a request: ``webhook-id`` (``msg_id``), ``webhook-timestamp``
+        (``timestamp``, now by default) and ``webhook-signature`` over ``body``.
+        """
         ts = int(time.time()) if timestamp is None else timestamp
         return {
             "webhook-id": msg_id,

@@ -58,6 +58,7 @@ class FaultInjector(httpx.AsyncBaseTransport):
         return pages.setdefault(url, len(pages) + 1)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer ``request`` with the fault that matches it, or send it on to the inner transport."""
         for index, fault in enumerate(self.faults):
             if not request.url.path.endswith(fault.path):
                 continue
@@ -76,4 +77,5 @@ class FaultInjector(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
+        """Close the inner transport."""
         await self.inner.aclose()

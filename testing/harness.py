@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from tanpuhui.hub.runtime import BoundStream
 from tanpuhui.hub.store.base import Checkpoint, QuarantineEntry
 from tanpuhui.sdk import HttpOptions, Pseudonymiser
 
-from .cassette import Cassette
+from .cassette import Cassette, CassetteMismatch
 from .faults import Fault, FaultInjector
-from .plugin import recording_settings, resolve_cassette
+from .hints import hint
+from .plugin import call_failed, recording_settings, resolve_cassette, staging
 from .recording import RecordingTransport
 from .scrub import Scrubber, personal_fields
 from .sleeps import SleepRecorder
@@ -50,12 +52,15 @@ PSEUDONYM_KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
 class LivePartner:
     """Where the partner really is while recording (or running live): ``url``, or an in-process ``transport``.
 
-    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials).
+    ``handle`` is whatever :meth:`AdapterConformance.settings` needs from it (a sandbox's credentials). ``remote``:
+    the partner is the one at ``--tanpuhui-record-url`` (or at ``base_url``), not the suite's own sandbox, so its
+    credentials come from the environment (:meth:`AdapterConformance.secret`).
     """
 
     url: str
     transport: httpx.AsyncBaseTransport | None = None
     handle: Any = None
+    remote: bool = False
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Run:
 
     @property
     def documents(self) -> list[dict[str, Any]]:
+        """The records of :attr:`records`, parsed."""
         return [orjson.loads(body) for body in self.records]
 
 
@@ -124,8 +130,10 @@ class Harness:
         self.suite = suite
         self.workdir = workdir
         recording = recording_settings(config)
+        self.config = config
         self.recording = recording.enabled and suite.cassette_dir is not None
         self.record_url = recording.url
+        self.record_into = recording.into
         self.cassette_dir = resolve_cassette(config, suite.cassette_dir) if suite.cassette_dir is not None else None
         self.live = self.recording or self.cassette_dir is None
         self._partner_cm: AbstractContextManager[LivePartner | None] | None = None
@@ -134,22 +142,28 @@ class Harness:
         self._stores = 0
         self._plugins: Plugins | None = None
         self.written: list[Path] = []
+        self._staged: list[tuple[Path, Path]] = []
+        self._managed = False
 
     @property
     def adapter_name(self) -> str:
+        """The name of the adapter under test."""
         return self.suite.adapter.name
 
     def plugins(self) -> Plugins:
+        """The suite's plugin loaded like an installed one; AssertionError when it does not register the adapter."""
         if self._plugins is None:
             self._plugins = load_plugins([self.suite.plugin], entry_points=False)
             if self.adapter_name not in self._plugins.adapters:
                 problems = "; ".join(self._plugins.problems) or "it registered none"
                 raise AssertionError(
                     f"plugin {self.suite.plugin!r} did not register adapter {self.adapter_name!r}: {problems}"
+                    + hint("plugin")
                 )
         return self._plugins
 
     def new_store(self) -> Path:
+        """A path for a new SQLite store in the test's folder."""
         self._stores += 1
         return self.workdir / f"hub-{self._stores}.db"
 
@@ -160,19 +174,31 @@ class Harness:
             self._partner = self._partner_cm.__enter__()
             self._effective = self._partner
             if self.record_url:
-                self._effective = LivePartner(self.record_url, None, self._partner.handle if self._partner else None)
+                handle = self._partner.handle if self._partner else None
+                self._effective = LivePartner(self.record_url, None, handle, remote=True)
         return self._effective
 
     def close(self) -> None:
+        """Close the live partner, if one was opened. A harness used outside the suite's fixture (no test outcome
+        to wait for) puts what it recorded in place now."""
         if self._partner_cm is not None:
             self._partner_cm.__exit__(None, None, None)
             self._partner_cm = None
+        if not self._managed:
+            for staged, target in self._staged:
+                if staged.is_file():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, target)
+            self._staged.clear()
 
     # -- scenarios -----------------------------------------------------------------------------------------
 
     def play(self, name: str, *, runs: int = 1, faults: Sequence[Fault] = (), store: Path | None = None) -> list[Run]:
         """Play scenario ``name`` (``runs`` pull runs of fresh hubs on one store; faults only in the first)."""
-        return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+        try:
+            return asyncio.run(self._play(name, runs, faults, store or self.new_store()))
+        except CassetteMismatch as exc:  # a request the cassette does not hold: say what to do about it
+            raise CassetteMismatch(str(exc) + hint("cassette_mismatch")) from None
 
     async def _play(self, name: str, runs: int, faults: Sequence[Fault], store: Path) -> list[Run]:
         out: list[Run] = []
@@ -196,7 +222,7 @@ class Harness:
             def verify() -> None:
                 problems = cassette.problems(self.suite.allow_unused)
                 if problems:
-                    raise AssertionError("\n".join(problems))
+                    raise CassetteMismatch("\n".join(problems))
 
             yield log, None, verify
             return
@@ -214,16 +240,49 @@ class Harness:
         def save() -> None:
             if self.recording and self.cassette_dir is not None:
                 about = f"{self.adapter_name}:{self.suite.stream} conformance scenario {name} (tanpuhui.testing)"
-                self.written.append(recorder.save(self.cassette_dir / f"{name}.json", about))
+                target = self.cassette_dir / f"{name}.json"
+                recorder.save(self._destination(target, name), about)
+                self.written.append(target)
 
         try:
             yield log, injector, save
         finally:
             await inner.aclose()
 
+    def _destination(self, target: Path, scenario: str) -> Path:
+        """Where a recorded cassette meant for ``target`` is written: staged until the session passes, or into the
+        ``--tanpuhui-record-into`` folder (listed in its manifest.jsonl)."""
+        if self.record_into is None:
+            staged = staging(self.config).path(target)
+            self._staged.append((staged, target))
+            return staged
+        recorded = self.record_into / self.adapter_name / self.suite.stream / f"{scenario}.json"
+        line = {
+            "adapter": self.adapter_name,
+            "stream": self.suite.stream,
+            "scenario": scenario,
+            "recorded": str(recorded),
+            "cassette": str(target.resolve()),
+        }
+        self.record_into.mkdir(parents=True, exist_ok=True)
+        with (self.record_into / "manifest.jsonl").open("ab") as manifest:
+            manifest.write(orjson.dumps(line) + b"\n")
+        return recorded
+
+    def finish(self, item: pytest.Item) -> None:
+        """Close the partner at the end of test ``item``; when it recorded and failed, its cassette folder keeps its
+        old cassettes (the session swaps the others in when it ends)."""
+        self._managed = True
+        self.close()
+        if self.recording and self.record_into is None and self.cassette_dir is not None and call_failed(item):
+            staging(self.config).fail(self.cassette_dir, item.nodeid)
+
     async def _run(self, transport: _Log, store: Path) -> Run:
         env: dict[str, str] = {}
-        table = _as_env_refs(self.suite.settings(self.suite.base_url, self._effective if self.live else None), env)
+        partner = self._effective if self.live else None
+        if self.live and partner is None:  # no sandbox: the partner at base_url (or the record URL) itself
+            partner = LivePartner(self.record_url or self.suite.base_url, remote=True)
+        table = _as_env_refs(self.suite.settings(self.suite.base_url, partner), env)
         config = HubConfig.from_dict(
             {"hub": {"store": str(store)}, "adapters": {self.adapter_name: table}},
             source=f"conformance suite {type(self.suite).__name__}",
@@ -265,33 +324,42 @@ class Harness:
         return Fault(self.suite.page_path, page=page, status=status, times=times, retry_after=retry_after)
 
     def happy(self, store: Path | None = None) -> Run:
+        """Scenario ``two_pages``: one uninterrupted run (on ``store``, a fresh one by default)."""
         (run,) = self.play("two_pages", store=store)
         return run
 
     def resume(self) -> tuple[Run, Run]:
+        """Scenario ``resume_after_failure``: run 1 fails at page ``fail_at_page`` (503 until the client gives up),
+        run 2 resumes on the same store.
+        """
         first, second = self.play(
             "resume_after_failure", runs=2, faults=[self._page_fault(self.suite.fail_at_page, 503, times=None)]
         )
         return first, second
 
     def rate_limited(self) -> Run:
+        """Scenario ``rate_limited``: page 1 answered 429 with ``Retry-After`` once."""
         (run,) = self.play("rate_limited", faults=[self._page_fault(1, 429, retry_after=self.suite.retry_after)])
         return run
 
     def server_error(self) -> Run:
+        """Scenario ``server_error``: page ``fail_at_page`` answered 503 once."""
         (run,) = self.play("server_error", faults=[self._page_fault(self.suite.fail_at_page, 503)])
         return run
 
     def reauth(self) -> Run:
+        """Scenario ``reauth_401``: page ``fail_at_page`` answered 401 once (a token revoked early)."""
         (run,) = self.play("reauth_401", faults=[self._page_fault(self.suite.fail_at_page, 401)])
         return run
 
     def empty_after_happy(self) -> tuple[Run, Run]:
+        """Scenario ``empty_page`` after ``two_pages`` on the same store: the partner has nothing new."""
         store = self.new_store()
         first = self.happy(store)
         (second,) = self.play("empty_page", store=store)
         return first, second
 
     def page_requests(self, run: Run) -> list[str]:
+        """The run's requests for the stream's pages (those whose path ends with ``page_path``), retries included."""
         path = self.suite.page_path
         return [r for r in run.requests if httpx.URL(r.split(" ", 1)[1]).path.endswith(path)]

@@ -45,10 +45,14 @@ if TYPE_CHECKING:
 
     from .cassette import Cassette
     from .recording import RecordingTransport
+    from .staging import Staging
 
-__all__ = ["CassetteSession", "Recording", "recording_settings", "resolve_cassette"]
+__all__ = ["CassetteSession", "Recording", "call_failed", "recording_settings", "resolve_cassette", "staging"]
 
 _SESSIONS = pytest.StashKey[list["CassetteSession"]]()
+_STAGING = pytest.StashKey["Staging"]()
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_SUMMARY = pytest.StashKey[list[str]]()
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -65,6 +69,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="URL",
         help="where the partner really is while recording, e.g. a sandbox (env TANPUHUI_RECORD_URL)",
+    )
+    group.addoption(
+        "--tanpuhui-record-into",
+        default=None,
+        metavar="DIR",
+        help="record the conformance cassettes into DIR (with a manifest.jsonl) instead of over the cassette folders: "
+        "what `tanpuhui cassettes check` compares against the cassettes to find drift",
     )
     parser.addini("tanpuhui_cassette_dir", "folder relative cassette paths start from (default: the rootdir)")
     parser.addini(
@@ -92,17 +103,42 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """Whether this run records cassettes, and where the live partner is (None: at the cassette's base URL)."""
+    """Whether this run records cassettes, where the live partner is (None: at the cassette's base URL), and where
+    the conformance cassettes go (None: their folders, when the session passes; else a drift-check folder)."""
 
     enabled: bool
     url: str | None = None
+    into: Path | None = None
 
 
 def recording_settings(config: pytest.Config) -> Recording:
-    """The run's recording mode from ``--tanpuhui-record``/``--tanpuhui-record-url`` or the environment."""
-    enabled = bool(config.getoption("tanpuhui_record")) or os.environ.get("TANPUHUI_RECORD", "").lower() in _TRUE
+    """The run's recording mode from ``--tanpuhui-record``/``--tanpuhui-record-url``/``--tanpuhui-record-into`` or
+    the environment."""
+    into = config.getoption("tanpuhui_record_into", None)
+    enabled = (
+        bool(config.getoption("tanpuhui_record"))
+        or bool(into)
+        or os.environ.get("TANPUHUI_RECORD", "").lower() in _TRUE
+    )
     url = config.getoption("tanpuhui_record_url") or os.environ.get("TANPUHUI_RECORD_URL") or None
-    return Recording(enabled, url)
+    return Recording(enabled, url, Path(into).resolve() if into else None)
+
+
+def staging(config: pytest.Config) -> Staging:
+    """The session's :class:`~tanpuhui.testing.staging.Staging`: recorded cassettes wait there for the session to
+    pass."""
+    from .staging import Staging
+
+    found = config.stash.get(_STAGING, None)
+    if found is None:
+        found = config.stash[_STAGING] = Staging()
+    return found
+
+
+def call_failed(item: pytest.Item) -> bool:
+    """Whether the test ``item`` failed (or never ran its body); for fixture teardowns."""
+    report = item.stash.get(_REPORTS, {}).get("call")
+    return report is None or report.failed
 
 
 def resolve_cassette(config: pytest.Config, path: str | Path) -> Path:
@@ -134,6 +170,8 @@ class CassetteSession:
     ) -> None:
         self.path = path
         self.recording = recording.enabled
+        self.check_only = recording.into is not None
+        """Recording for ``--tanpuhui-record-into`` (a drift check): the cassette itself is never written."""
         self.base_url = base_url
         self.allow_unused = allow_unused
         self._stack = ExitStack()
@@ -187,7 +225,7 @@ class CassetteSession:
     def finish(self, passed: bool) -> Path | None:
         """Stop replaying; when recording and the test passed, write the cassette and return its path."""
         self._stack.close()
-        if self.recorder is not None and passed:
+        if self.recorder is not None and passed and not self.check_only:
             return self.recorder.save(self.path)
         return None
 
@@ -258,3 +296,26 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     for session in item.stash.get(_SESSIONS, []):
         session.finish(passed=False)
     item.stash[_SESSIONS] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Keep each phase's report on the item (the conformance harness's teardown asks whether the test failed)."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Swap the cassettes this session recorded into their folders, unless a test that recorded them failed."""
+    found = session.config.stash.get(_STAGING, None)
+    if found is not None:
+        session.config.stash[_SUMMARY] = found.commit()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(_SUMMARY, [])
+    if lines:
+        terminalreporter.section("tanpuhui cassettes")
+        for line in lines:
+            terminalreporter.write_line(line)

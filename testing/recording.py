@@ -15,6 +15,7 @@ A timeout or refused connection is recorded as ``{"error": "timeout"}`` / ``{"er
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return url
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the partner (its base URL rewritten) and keep the exchange for the cassette."""
         exchange = _Exchange(request.method, str(request.url))
         self._exchanges.append(exchange)  # at send time: the cassette keeps request order
         body = await request.aread()
@@ -141,13 +143,17 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return doc
 
     def save(self, path: str | Path, about: str = "", **extra: Any) -> Path:
-        """Write the cassette (scrubbed, stable) to ``path``, creating folders; returns the path."""
+        """Write the cassette (scrubbed, stable) to ``path`` atomically, creating folders; returns the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(dump_cassette(self.document(about, **extra)), encoding="utf-8")
+        # Whole or not at all: a crash mid-write never leaves a truncated cassette in place of a good one.
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(dump_cassette(self.document(about, **extra)), encoding="utf-8")
+        os.replace(partial, target)
         return target
 
     async def aclose(self) -> None:
+        """Close the transport this recorder sends through."""
         if self._inner is not None:
             await self._inner.aclose()
         elif self._owned is not None:

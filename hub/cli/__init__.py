@@ -37,6 +37,8 @@ _COMMANDS = {
     "resume": "pausing:resume",
     "report": "verification:report",
     "evidence": "verification:evidence",
+    "sandbox": "sandbox:sandbox",
+    "cassettes": "cassettes:cassettes",
 }
 
 

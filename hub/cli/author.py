@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..scaffold import AUTH, PAGING
 from .common import UserError, err, friendly, loaded_plugins, out
 
 
@@ -18,14 +19,29 @@ from .common import UserError, err, friendly, loaded_plugins, out
     show_default=True,
     help="Where to create the NAME folder.",
 )
+@click.option(
+    "--auth",
+    type=click.Choice(AUTH),
+    default="oauth2",
+    show_default=True,
+    help="How the partner authenticates the hub: OAuth2 client credentials, a key in an X-API-Key header, or none.",
+)
+@click.option(
+    "--paging",
+    type=click.Choice(PAGING),
+    default="cursor",
+    show_default=True,
+    help="How the partner pages: an opaque cursor, page numbers, offset/limit, or a link to the next page.",
+)
 @click.option("--no-record", is_flag=True, help="Do not record the conformance cassettes from the sandbox now.")
 @click.option("--force", is_flag=True, help="Write into an existing, non-empty NAME folder.")
 @friendly
-def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> None:
+def new_adapter(name: str, directory: Path, auth: str, paging: str, no_record: bool, force: bool) -> None:
     """Scaffold an installable adapter package NAME that passes the conformance suite.
 
     Writes ./NAME (pyproject with the `tanpuhui` entry point, adapter, partner schema, methodology, sandbox,
-    conformance tests), then records its cassettes from the sandbox with `pytest --tanpuhui-record`.
+    conformance tests, a hub.toml that pulls the sandbox), then records its cassettes from the sandbox with
+    `pytest --tanpuhui-record`.
     """
     from ..scaffold import record_cassettes, scaffold
 
@@ -35,7 +51,7 @@ def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> Non
             f"an installed adapter is already named {name!r} ({installed[name].__module__}): adapter names are unique "
             "in a hub (they name the [adapters.NAME] table and the webhook routes); choose another NAME"
         )
-    made = scaffold(name, directory, force=force)
+    made = scaffold(name, directory, force=force, auth=auth, paging=paging)
     for rel in made.files:
         out.print(f"  created {made.root / rel}", markup=False)
     if not no_record:
@@ -48,6 +64,7 @@ def new_adapter(name: str, directory: Path, no_record: bool, force: bool) -> Non
         out.print(f"  recorded {len(cassettes)} cassettes in {made.root / 'tests' / 'cassettes'}", markup=False)
     out.print(
         f"\nNext: cd {made.root} && pip install -e '.[test]' && pytest\n"
-        "Then make it yours: docs/adapter-authors.md (partner interface, schema, methodology, re-record).",
+        f"Then pull its sandbox: tanpuhui sandbox serve {name} --port 8765, and tanpuhui pull {name} --config hub.toml\n"
+        "Make it yours: docs/adapter-authors.md (partner interface, schema, methodology, re-record).",
         markup=False,
     )

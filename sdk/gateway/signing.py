@@ -138,6 +138,9 @@ class GatewayAuth(httpx.Auth):
     clock: Callable[[], float] = time.time
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's auth hook: adds the gateway's ``X-Ca-*`` headers and signature (over method, path, query, body)
+        to ``request``.
+        """
         raw = request.url.raw_path
         path = raw.split(b"?", 1)[0].decode("ascii")
         headers = signed_headers(

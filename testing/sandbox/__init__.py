@@ -6,7 +6,10 @@
 - :class:`ClientCredentials` and :class:`TokenStore`: the token endpoint (Basic auth or form fields, opaque tokens
   with a TTL, early revocation or expiry) and the bearer check.
 - :class:`FaultSchedule`: every-N failures, every-N throttling with ``Retry-After``, a queue of one-off answers.
-- :class:`OffsetCursor` (:data:`OFFSET_CURSOR`) and :func:`positive_int`: cursor paging over a feed.
+- :class:`ApiKey`: the check of a partner that authenticates with a key in a header.
+- :class:`OffsetCursor` (:data:`OFFSET_CURSOR`) and :func:`positive_int`: cursor paging over a feed;
+  :func:`page_range`, :func:`page_count`, :func:`offset_range`, :func:`non_negative_int` and :func:`link`: page
+  numbers, offsets and next links.
 - :func:`json_response` and :class:`EncodedItems`: JSON answers, pages spliced from items encoded once.
 - :class:`SandboxStats` and :class:`FirstServed`: what was served.
 - :func:`signed_batches` and :func:`new_webhook_secret`: the signed webhook requests a partner pushes.
@@ -15,9 +18,20 @@ It imports Starlette and uvicorn: import it from a sandbox module, never from a 
 start-up (the ``register_sandboxes`` factory imports the sandbox when called).
 """
 
+from .apikey import ApiKey
 from .faults import FaultSchedule, ScheduledFault
 from .oauth import INVALID_TOKEN, NO_STORE, ClientCredentials, TokenStore, bearer_token
-from .paging import OFFSET_CURSOR, OffsetCursor, Window, positive_int
+from .paging import (
+    OFFSET_CURSOR,
+    OffsetCursor,
+    Window,
+    link,
+    non_negative_int,
+    offset_range,
+    page_count,
+    page_range,
+    positive_int,
+)
 from .partner import PartnerSandbox, SandboxServer
 from .responses import EncodedItems, json_response
 from .stats import FirstServed, SandboxStats
@@ -27,6 +41,7 @@ __all__ = [
     "INVALID_TOKEN",
     "NO_STORE",
     "OFFSET_CURSOR",
+    "ApiKey",
     "ClientCredentials",
     "EncodedItems",
     "FaultSchedule",
@@ -40,7 +55,12 @@ __all__ = [
     "Window",
     "bearer_token",
     "json_response",
+    "link",
     "new_webhook_secret",
+    "non_negative_int",
+    "offset_range",
+    "page_count",
+    "page_range",
     "positive_int",
     "signed_batches",
 ]

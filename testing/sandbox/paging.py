@@ -1,4 +1,5 @@
-"""Cursor paging over an append-only feed: the opaque cursor a sandbox issues and the window a request gets.
+"""Paging over an append-only feed: the opaque cursor a sandbox issues and the window a request gets; page numbers,
+offsets and next links (:func:`page_range`, :func:`offset_range`, :func:`link`).
 
     window = OFFSET_CURSOR.window(request.query_params.get("cursor"), size, visible=..., total=..., cap=1000)
     if window is None:
@@ -14,10 +15,21 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import orjson
 
-__all__ = ["OFFSET_CURSOR", "OffsetCursor", "Window", "positive_int"]
+__all__ = [
+    "OFFSET_CURSOR",
+    "OffsetCursor",
+    "Window",
+    "link",
+    "non_negative_int",
+    "offset_range",
+    "page_count",
+    "page_range",
+    "positive_int",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +90,37 @@ def positive_int(value: str | None, default: int) -> int | None:
     except ValueError:
         return None
     return number if number >= 1 else None
+
+
+def non_negative_int(value: str | None, default: int) -> int | None:
+    """An offset query parameter: ``default`` when absent, None when it is not a whole number (0 or more)."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def page_range(page: int, size: int, total: int) -> range:
+    """The feed positions of page ``page`` (numbered from 1) of ``size`` items in a feed of ``total``; empty past
+    the end."""
+    begin = min((page - 1) * size, total)
+    return range(begin, min(begin + size, total))
+
+
+def offset_range(offset: int, limit: int, total: int) -> range:
+    """The feed positions ``limit`` items from ``offset`` cover in a feed of ``total``; empty past the end."""
+    begin = min(offset, total)
+    return range(begin, min(begin + limit, total))
+
+
+def page_count(size: int, total: int) -> int:
+    """How many pages of ``size`` items a feed of ``total`` has (at least 1: an empty feed has one empty page)."""
+    return max(1, -(-total // size))
+
+
+def link(path: str, **params: int | str) -> str:
+    """A relative link to ``path`` with query ``params`` (in the given order), as next-link partners send them."""
+    return f"{path}?{urlencode(params)}" if params else path

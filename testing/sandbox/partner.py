@@ -83,6 +83,7 @@ class SandboxServer(LoopbackServer):
         raise NotImplementedError
 
     def asgi_app(self) -> Any:
+        """The ASGI app :meth:`start` serves: :attr:`app`."""
         return self.app
 
     def scheduled_fault(self, serial: int, scope: str | None = None) -> Response | None:

@@ -30,8 +30,9 @@ import ...`), of its testing kit `tanpuhui.testing`, of the conformance suite `t
 the sandbox kit `tanpuhui.testing.sandbox`, with its signature and docstring. docs/adapter-authors.md shows them at
 work; docs/plugin-hooks.md documents the hooks and the sandbox kit.
 
-Generated from the docstrings by `python tests/kit/test_sdk_reference.py`; a test fails when a public name is
-missing here.
+Every public method and property of a class follows it (`##### Class.method`), with its signature: every argument
+and its default. Generated from the docstrings by `python tests/kit/test_sdk_reference.py`; a test fails when a
+public name, method or property has no docstring, or when this file is not what the docstrings say.
 """
 
 
@@ -63,6 +64,7 @@ def _signature(obj: Any, name: str) -> str:
         return ""
     sig = sig.replace("(self, ", "(").replace("(self)", "()")
     sig = re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"\1", sig)  # defaults like asyncio.sleep, stably
+    sig = sig.replace("= ''", '= ""')  # an empty-string default stays visible
     sig = re.sub(r"'([^']*)'", r"\1", sig)  # string annotations (from __future__ import annotations)
     # set defaults in a stable order (a set's repr follows the hash seed)
     sig = re.sub(r"frozenset\(\{([^}]*)\}\)", lambda m: f"frozenset({{{', '.join(sorted(m[1].split(', ')))}}})", sig)
@@ -82,6 +84,44 @@ def _value_doc(name: str, obj: Any) -> str:
         valid = f", valid from {obj.valid_from.isoformat()}" if obj.valid_from else ""
         return f"`{obj.name}` = {obj.value} {obj.unit}{valid}. Source: {obj.source}."
     return VALUES.get(name, "")
+
+
+def _members(cls: type) -> list[tuple[str, Any]]:
+    """The public methods and properties of ``cls`` that tanpuhui defines (on it or a tanpuhui base), by name."""
+    found: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        if not getattr(base, "__module__", "").startswith("tanpuhui"):
+            continue
+        for name, value in vars(base).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, staticmethod | classmethod):
+                value = value.__func__
+            if inspect.isfunction(value) or isinstance(value, property):
+                found[name] = value
+    return sorted(found.items())
+
+
+def _member_doc(value: Any) -> str:
+    target = value.fget if isinstance(value, property) else value
+    return inspect.cleandoc(getattr(target, "__doc__", None) or "")
+
+
+def undocumented(module_name: str) -> list[str]:
+    """Public names, methods and properties of ``module_name`` without a docstring of their own."""
+    module = importlib.import_module(module_name)
+    missing = []
+    for name in _names(module):
+        obj = getattr(module, name)
+        if _kind(obj) == "value":
+            if not _value_doc(name, obj):
+                missing.append(name)
+            continue
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isclass(obj):
+            missing.extend(f"{name}.{member}" for member, value in _members(obj) if not _member_doc(value))
+    return missing
 
 
 def _defined_in(package: str, name: str, obj: Any) -> str:
@@ -115,6 +155,16 @@ def render() -> str:
                 text = inspect.getdoc(obj) if _kind(obj) != "value" else _value_doc(name, obj)
                 if text and not (inspect.isclass(obj) and text == inspect.getdoc(type)):
                     parts.append("\n" + re.sub(r"\n{3,}", "\n\n", text) + "\n")
+                if inspect.isclass(obj):
+                    for member, value in _members(obj):
+                        parts.append(f"\n##### `{name}.{member}`\n")
+                        if isinstance(value, property):
+                            parts.append("*property*\n")
+                        else:
+                            parts.append(f"*method* `{_signature(value, member)}`\n")
+                        doc = _member_doc(value)
+                        if doc:
+                            parts.append("\n" + re.sub(r"\n{3,}", "\n\n", doc) + "\n")
     return "".join(parts)
 
 
@@ -129,6 +179,33 @@ def test_every_public_name_is_in_the_reference(module_name: str) -> None:
     assert not missing, (
         f"{module_name} names missing from docs/sdk-reference.md: {', '.join(missing)}; "
         f"regenerate it with `python {Path(__file__).relative_to(DOC.parent.parent)}`"
+    )
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_every_public_name_method_and_property_has_a_docstring(module_name: str) -> None:
+    missing = undocumented(module_name)
+    assert not missing, f"{module_name}: write docstrings for {', '.join(missing)} (they make docs/sdk-reference.md)"
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_every_public_method_is_in_the_reference(module_name: str) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    module = importlib.import_module(module_name)
+    body = text.split(f"## `{module_name}`", 1)[1].split("\n## `", 1)[0]
+    missing = [
+        f"{n}.{m}"
+        for n in _names(module)
+        if inspect.isclass(getattr(module, n))
+        for m, _ in _members(getattr(module, n))
+        if f"##### `{n}.{m}`" not in body
+    ]
+    assert not missing, f"{module_name} methods missing from docs/sdk-reference.md: {', '.join(missing)}; regenerate it"
+
+
+def test_the_reference_is_what_the_docstrings_say_now() -> None:
+    assert DOC.read_text(encoding="utf-8") == render(), (
+        f"docs/sdk-reference.md is out of date; regenerate it with `python {Path(__file__).relative_to(DOC.parent.parent)}`"
     )
 
 
