@@ -77,5 +77,9 @@ async def _renew(store: LeaseStore, lease: HeldLease) -> None:
             continue
         if not ok:
             lease.lost = True
-            log.error("lease %s:%s: taken over by another replica; this run stops", lease.adapter, lease.stream)
+            log.error(
+                "lease %s:%s: taken over (another replica, or an operator's pause); this run stops",
+                lease.adapter,
+                lease.stream,
+            )
             return

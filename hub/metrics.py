@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, get_args
 
@@ -62,6 +63,7 @@ from .pipeline import PageResult, ProcessedPage
 from .runtime import BoundStream
 from .sink_state import SinkCondition, SinkState
 from .store.base import Store
+from .store.sink_log import StoredSinkState
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "InstrumentedSink", "SinkStateCollector", "StateCollector", "partner_stats"]
 
@@ -231,14 +233,28 @@ class StateCollector(Collector):
 class SinkStateCollector(Collector):
     """The sinks' delivery states (:class:`~tanpuhui.hub.sink_state.SinkState`, by sink name) at scrape time."""
 
-    def __init__(self, states: Mapping[str, SinkState]) -> None:
+    def __init__(
+        self, states: Mapping[str, SinkState], shared: Callable[[], Mapping[str, StoredSinkState]] | None = None
+    ) -> None:
         self._states = states
+        self._shared = shared
+        """The states every replica wrote to the store: a sink retrying in another worker or replica shows here."""
 
     def describe(self) -> list[Metric]:
         return []  # collected on demand only; nothing to describe up front
 
     def collect(self) -> Iterable[Metric]:
         states = sorted(self._states.items())  # each state is replaced whole, so each one read is consistent
+        if self._shared is not None:
+            try:
+                shared = self._shared()
+            except Exception:  # a scrape must not fail because the store is busy or closing
+                log.warning("metrics: shared sink states not readable", exc_info=True)
+                shared = {}
+            states = [
+                (name, _elsewhere(state, shared[name]) if state.ok and name in shared else state)
+                for name, state in states
+            ]
         current = GaugeMetricFamily(
             "tanpuhui_sink_state", "Delivery state of the sink: 1 for the current one", labels=["sink", "state"]
         )
@@ -263,6 +279,13 @@ class SinkStateCollector(Collector):
         yield outage
         yield failed
         yield recoveries
+
+
+def _elsewhere(local: SinkState, stored: StoredSinkState) -> SinkState:
+    """An ok state here, or the failing one another process wrote (recoveries stay this process's count)."""
+    if stored.state == "ok":
+        return local
+    return replace(SinkState.from_stored(stored), recoveries=local.recoveries)
 
 
 class InstrumentedSink(Sink):

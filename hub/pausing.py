@@ -3,8 +3,11 @@
 A pause is a lease held by the operator: :data:`PAUSED` owns the stream's lease (or, under
 :data:`~.store.leases.SINK_LEASES`, the sink's) until resumed, so no replica can take it, and the runs that would
 need it skip as they do for a lease held elsewhere (a scheduled pull, a ``pull now``, a CLI pull, a sink's drain).
-No new state, no change to the scheduler or the forwarder, and it survives restarts. A stream or sink busy right now
-cannot be paused until its run ends (its lease is taken): the caller says so.
+No new state, no change to the scheduler or the forwarder, and it survives restarts. A stream busy right now cannot
+be paused until its run ends (its lease is taken): the caller says so. A sink can be paused while a replica holds
+it (:func:`pause_sink`: most useful while it rides out an outage, which can last days): the pause takes its lease
+over, the replica's next renewal finds it lost and it stops retrying after the try in hand (a batch already on the
+wire may still be delivered and marked); the records wait in the outbox.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from .store.base import Store
 from .store.leases import SINK_LEASES
 from .store.queries import AuditQuery, FailureQueries
 
-__all__ = ["PAUSED", "SINK_LEASES", "Pause", "pause", "pause_soon", "paused", "pauses", "resume"]
+__all__ = ["PAUSED", "SINK_LEASES", "Pause", "pause", "pause_sink", "pause_soon", "paused", "pauses", "resume"]
 
 PAUSE_ACTIONS = ("console.stream.pause", "cli.stream.pause", "console.sink.pause", "cli.sink.pause")
 """The audit actions that pause a stream or a sink (the console's and ``tanpuhui pause``'s)."""
@@ -55,6 +58,20 @@ async def pause_soon(store: Store, adapter: str, stream: str, wait: float = 5.0)
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+def pause_sink(store: Store, name: str) -> bool:
+    """Pause delivery to sink ``name`` now, taking its lease over from a replica draining it; False only when
+    the lease keeps changing hands (tried a few times)."""
+    for _ in range(5):
+        if pause(store, SINK_LEASES, name):
+            return True
+        holder = next((x.owner for x in store.leases() if (x.adapter, x.stream) == (SINK_LEASES, name)), None)
+        if holder == PAUSED:
+            return True
+        if holder is not None:
+            store.release_lease(SINK_LEASES, name, holder)
+    return False
 
 
 def resume(store: Store, adapter: str, stream: str) -> None:

@@ -3,7 +3,7 @@
 Plugins are modules (or objects) with ``@hookimpl`` functions, found through the ``tanpuhui`` entry-point
 group; the built-in adapters, methodologies, sinks and sandboxes come in the same way. A plugin that fails to
 import or whose hook raises becomes a warning naming it, and the others still load. Set ``TANPUHUI_TRACE_HOOKS=1``
-to log each hook call.
+to print each hook call on stderr (hook, plugin, milliseconds; a log record where logging is configured).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -135,20 +137,17 @@ def load_plugins(
     except pluggy.PluginValidationError as exc:
         _warn(plugins, f"a plugin implements an unknown hook: {exc}")
 
-    if os.environ.get("TANPUHUI_TRACE_HOOKS"):
-        pm.trace.root.setwriter(lambda msg: log.info("hook: %s", msg.rstrip()))
-        pm.enable_tracing()
-
+    trace = os.environ.get("TANPUHUI_TRACE_HOOKS", "") not in ("", "0")
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         dist, version = sources.get(name, ("?", "?"))
         info = PluginInfo(name, dist, version, [h.name for h in pm.get_hookcallers(plugin) or []])
         plugins.info.append(info)
-        _call(pm, plugin, name, "register_adapters", _adapter_register(plugins, info), plugins)
-        _call(pm, plugin, name, "register_methodologies", _methodology_register(plugins, info), plugins)
-        _call(pm, plugin, name, "register_sinks", _sink_register(plugins, info), plugins)
-        _call(pm, plugin, name, "register_sandboxes", _sandbox_register(plugins, info), plugins)
+        _call(pm, plugin, name, "register_adapters", _adapter_register(plugins, info), plugins, trace)
+        _call(pm, plugin, name, "register_methodologies", _methodology_register(plugins, info), plugins, trace)
+        _call(pm, plugin, name, "register_sinks", _sink_register(plugins, info), plugins, trace)
+        _call(pm, plugin, name, "register_sandboxes", _sandbox_register(plugins, info), plugins, trace)
     return plugins
 
 
@@ -159,16 +158,31 @@ def _call(
     hook_name: str,
     register: Callable[..., None],
     plugins: Plugins,
+    trace: bool = False,
 ) -> None:
-    """Call one plugin's implementation of a hook, so a failure is pinned on that plugin alone."""
+    """Call one plugin's implementation of a hook, so a failure is pinned on that plugin alone; ``trace``: say so on
+    stderr, with how long it took."""
     impl = getattr(plugin, hook_name, None)
     if impl is None or not hasattr(impl, "tanpuhui_impl"):
         return
     caller = pm.subset_hook_caller(hook_name, remove_plugins=[p for p in pm.get_plugins() if p is not plugin])
+    started = time.perf_counter()
+    outcome = "ok"
     try:
         caller(register=register)
     except Exception as exc:
+        outcome = f"failed: {type(exc).__name__}"
         _warn(plugins, f"plugin {name!r}: hook {hook_name} failed: {type(exc).__name__}: {exc}")
+    if trace:
+        _trace(f"hook {hook_name} plugin {name}: {(time.perf_counter() - started) * 1000:.2f} ms, {outcome}")
+
+
+def _trace(message: str) -> None:
+    """A traced hook call: a log record, and a line on stderr unless logging is configured (the sidecar's JSON logs
+    carry the record there)."""
+    log.info("hook: %s", message)
+    if not logging.getLogger().handlers:
+        sys.stderr.write(f"tanpuhui: {message}\n")
 
 
 def _adapter_register(plugins: Plugins, info: PluginInfo) -> Callable[[type[Adapter]], None]:

@@ -65,6 +65,26 @@ class SinkState:
     def ok(self) -> bool:
         return self.state == "ok"
 
+    @classmethod
+    def from_stored(cls, stored: StoredSinkState) -> SinkState:
+        """The state another process wrote to the store, as this one's (its length counted from ``since``)."""
+        if stored.state == "ok":
+            return cls(recoveries=stored.recoveries)
+        since = datetime.fromisoformat(stored.since).timestamp() if stored.since else None
+        upcoming = datetime.fromisoformat(stored.next_attempt_at).timestamp() if stored.next_attempt_at else None
+        started = None if since is None else time.monotonic() - max(0.0, time.time() - since)
+        condition: SinkCondition = "retrying" if stored.state == "retrying" else "stopped"
+        return cls(
+            condition,
+            since,
+            stored.attempts,
+            stored.last_error,
+            upcoming,
+            stored.given_up,
+            stored.recoveries,
+            started,
+        )
+
     def seconds(self) -> float:
         """How long this state has lasted (0 while ok)."""
         return 0.0 if self.started is None else max(0.0, time.monotonic() - self.started)

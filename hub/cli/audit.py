@@ -12,7 +12,7 @@ import click
 import orjson
 from rich.table import Table
 
-from .common import CONFIG_OPTION, UserError, err, friendly, open_hub, out
+from .common import CONFIG_OPTION, JSON_OPTION, UserError, err, friendly, open_hub, out, print_json
 
 
 @click.group()
@@ -36,13 +36,22 @@ def _audit_store(config_path: Path) -> tuple[Any, Any]:
 
 @audit.command("list")
 @CONFIG_OPTION
-@click.option("--limit", default=50, show_default=True, help="How many entries (the newest, unless --after).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="How many entries (the newest, unless --after).",
+)
 @click.option("--after", "after_seq", type=int, default=None, help="Entries after this sequence number.")
 @click.option("--action", default=None, help="Only this action (page.commit, webhook.accept, quarantine.replay ...).")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@JSON_OPTION
 @friendly
 def audit_list(config_path: Path, limit: int, after_seq: int | None, action: str | None, as_json: bool) -> None:
-    """List audit log entries."""
+    """List audit log entries.
+
+    With --json: {"entries": [...]}, each with seq, at, actor, action, subject, details, prev_hash and hash.
+    """
     from ..audit import AuditEntry, iter_pages
 
     hub, log = _audit_store(config_path)
@@ -62,7 +71,7 @@ def audit_list(config_path: Path, limit: int, after_seq: int | None, action: str
     finally:
         asyncio.run(hub.aclose())
     if as_json:
-        sys.stdout.write("".join(orjson.dumps(e.as_dict()).decode() + "\n" for e in entries))
+        print_json({"entries": [e.as_dict() for e in entries]})
         return
     table = Table("seq", "at", "actor", "action", "subject", "details", "hash", title="Audit log")
     for e in entries:
@@ -133,10 +142,13 @@ def audit_verify(config_path: Path, anchors: Sequence[str], records: bool, as_js
 @click.command()
 @CONFIG_OPTION
 @click.option("--adapter", default=None, help="Only this adapter's streams.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@JSON_OPTION
 @friendly
 def drift(config_path: Path, adapter: str | None, as_json: bool) -> None:
     """Schema drift: top-level fields partners send that their stream's schema does not name.
+
+    With --json: {"drift": [...]}, the fields of each stream's "drift" in the admin API's GET /v1/admin/streams,
+    with the adapter and stream.
 
     Such fields are accepted (the schemas admit additional properties) and kept here, so a partner's interface
     change is noticed; a field that changes type fails validation instead and lands in quarantine.
@@ -162,7 +174,7 @@ def drift(config_path: Path, adapter: str | None, as_json: bool) -> None:
             }
             for d in entries
         ]
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json({"drift": rows})
         return
     if not entries:
         out.print("no schema drift: every field partners sent is named by their schema", markup=False)

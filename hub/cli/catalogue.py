@@ -17,7 +17,7 @@ from ..catalogue.site import DEFAULT_SIDECAR_URL, Site
 from ..schema_diff import diff as schema_changes
 from ..schema_diff import schema_version
 from ..validation import SchemaRegistry
-from .common import UserError, friendly, loaded_plugins, out, schema_registry
+from .common import JSON_OPTION, UserError, friendly, loaded_plugins, out, print_json, schema_registry
 
 
 class _SchemasGroup(click.Group):
@@ -32,17 +32,22 @@ class _SchemasGroup(click.Group):
 
 
 @click.group(cls=_SchemasGroup, invoke_without_command=True)
+@JSON_OPTION
 @click.pass_context
 @friendly
-def schemas(ctx: click.Context) -> None:
+def schemas(ctx: click.Context, as_json: bool) -> None:
     """List the shared JSON Schemas, print one (`schemas NAME`), or compare two versions (`schemas diff`).
 
     Every schema of the hub and of the installed adapters is listed, with the major version of its $id
-    (docs/schemas.md).
+    (docs/schemas.md). With --json: {"schemas": [...]}, the rows of the sidecar's GET /v1/schemas.
     """
     if ctx.invoked_subcommand is not None:
         return
-    registry = schema_registry(loaded_plugins())
+    plugins = loaded_plugins()
+    registry = schema_registry(plugins)
+    if as_json:
+        print_json({"schemas": [entry.summary() for entry in Catalogue.of(plugins, registry).schemas]})
+        return
     table = Table("schema", "version", "$id", "title", title="Schemas (draft 2020-12)")
     for n in registry.names():
         doc = registry.document(n)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import orjson
 from rich.console import Console
 from rich.markup import escape
 
@@ -36,6 +37,18 @@ CONFIG_OPTION = click.option(
     show_default=True,
     help="Hub configuration (TOML). Env: TANPUHUI_CONFIG.",
 )
+
+JSON_OPTION = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (the admin API's field names) instead of a table.",
+)
+
+
+def print_json(doc: Any) -> None:
+    """A listing's ``--json`` output: one indented JSON document on stdout."""
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 class UserError(click.ClickException):

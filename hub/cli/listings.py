@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
-import orjson
 from rich.markup import escape
 from rich.table import Table
 
-from tanpuhui.sdk import Factor, PullStream
+from tanpuhui.sdk import Adapter, Factor, PullStream
 
-from .common import friendly, loaded_plugins, out
+from .common import JSON_OPTION, friendly, loaded_plugins, out, print_json
 
 
 @click.command()
 @click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's distribution, version and hooks.")
+@JSON_OPTION
 @friendly
-def adapters(verbose: bool) -> None:
-    """List installed adapters and their streams."""
+def adapters(verbose: bool, as_json: bool) -> None:
+    """List installed adapters and their streams.
+
+    With --json: {"adapters": [...]}, each with name, version, streams (name, kind, schema), schemas and plugin
+    (the plugins themselves: `tanpuhui plugins --json`).
+    """
     plugins = loaded_plugins()
+    if as_json:
+        owners = {a: p.name for p in plugins.info for a in p.adapters}
+        print_json({"adapters": [_adapter_doc(n, cls, owners.get(n)) for n, cls in sorted(plugins.adapters.items())]})
+        return
     table = Table("adapter", "version", "streams", "schemas", "plugin", title="Adapters")
     owner = {a: p for p in plugins.info for a in p.adapters}
     for name, cls in sorted(plugins.adapters.items()):
@@ -35,6 +43,23 @@ def adapters(verbose: bool) -> None:
         out.print(ptable)
 
 
+def _adapter_doc(name: str, cls: type[Adapter], plugin: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": cls.version,
+        "streams": [
+            {
+                "name": t.name,
+                "kind": "pull" if issubclass(t, PullStream) else "push",
+                "schema": t.schema,
+            }
+            for t in cls.stream_types
+        ],
+        "schemas": sorted(cls.schemas),
+        "plugin": plugin,
+    }
+
+
 def _vintage(f: Factor) -> str:
     """`` [data year 2022, activities 2024-01-01..2024-12-31]`` for a factor vintage, else nothing."""
     if f.valid_from is None and f.valid_to is None:
@@ -45,15 +70,18 @@ def _vintage(f: Factor) -> str:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@JSON_OPTION
 @friendly
 def methodologies(as_json: bool) -> None:
-    """List registered methodologies with their factors and sources."""
+    """List registered methodologies with their factors and sources.
+
+    With --json: {"methodologies": [...]}, each as recorded in reduction records (id, version, formula, factors).
+    """
     plugins = loaded_plugins()
     items = [m for versions in plugins.methodologies.values() for m in versions.values()]
     items.sort(key=lambda m: (m.id, m.version))
     if as_json:
-        sys.stdout.write(orjson.dumps([m.describe() for m in items], option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json({"methodologies": [m.describe() for m in items]})
         return
     table = Table("id", "version", "scenario", "formula", "factors", title="Methodologies", show_lines=True)
     for m in items:
@@ -66,13 +94,13 @@ def methodologies(as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@JSON_OPTION
 @friendly
 def plugins(as_json: bool) -> None:
     """List loaded plugins: distribution, version, hooks implemented and what each registered.
 
     Plugins come from the `tanpuhui` entry-point group (built-in adapters included). Set TANPUHUI_TRACE_HOOKS=1 to
-    log every hook call.
+    print every hook call on stderr (hook, plugin, milliseconds). With --json: {"plugins": [...], "problems": [...]}.
     """
     loaded = loaded_plugins()
     if as_json:
@@ -88,9 +116,7 @@ def plugins(as_json: bool) -> None:
             }
             for p in loaded.info
         ]
-        sys.stdout.write(
-            orjson.dumps({"plugins": rows, "problems": loaded.problems}, option=orjson.OPT_INDENT_2).decode() + "\n"
-        )
+        print_json({"plugins": rows, "problems": loaded.problems})
         return
     table = Table("plugin", "distribution", "version", "hooks", "registered", title="Plugins")
     for p in loaded.info:

@@ -12,7 +12,9 @@ import click
 import orjson
 from rich.table import Table
 
-from .common import CONFIG_OPTION, UserError, friendly, open_hub, out
+from tanpuhui.sdk import redact
+
+from .common import CONFIG_OPTION, JSON_OPTION, UserError, friendly, open_hub, out, print_json
 
 
 @click.group()
@@ -22,14 +24,32 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @CONFIG_OPTION
-@click.option("--adapter", default=None)
-@click.option("--status", type=click.Choice(["open", "resolved", "discarded"]), default="open", show_default=True)
-@click.option("--limit", default=100, show_default=True)
+@click.option("--adapter", default=None, help="Only this adapter's items.")
+@click.option(
+    "--status",
+    type=click.Choice(["open", "resolved", "discarded"]),
+    default="open",
+    show_default=True,
+    help="Open items wait for a fix; resolved ones were replayed into records; discarded ones were given up.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many items.")
+@JSON_OPTION
 @friendly
-def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: int) -> None:
-    """List quarantined items."""
+def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: int, as_json: bool) -> None:
+    """List quarantined items.
+
+    With --json: {"entries": [...]}, the fields of the admin API's GET /v1/admin/quarantine.
+    """
     hub = open_hub(config_path)
-    entries = hub.store.quarantine_list(adapter, status, limit)
+    try:
+        entries = hub.store.quarantine_list(adapter, status, limit)
+    finally:
+        asyncio.run(hub.aclose())
+    if as_json:
+        from ..server.admin import entry_doc
+
+        print_json({"entries": [entry_doc(e) for e in entries]})
+        return
     table = Table(
         "id", "adapter:stream", "stage", "partner id", "first error", "errors", "at", title=f"Quarantine ({status})"
     )
@@ -45,36 +65,41 @@ def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: 
             e.created_at,
         )
     out.print(table)
-    asyncio.run(hub.aclose())
 
 
 @quarantine.command("show")
 @click.argument("entry_id", type=int)
 @CONFIG_OPTION
+@JSON_OPTION
 @friendly
-def quarantine_show(entry_id: int, config_path: Path) -> None:
-    """Show one quarantined item: every error, and the raw item with personal data masked."""
+def quarantine_show(entry_id: int, config_path: Path, as_json: bool) -> None:
+    """Show one quarantined item: every error, and the raw item with personal data masked.
+
+    With --json: the document of the admin API's GET /v1/admin/quarantine/{id} (the entry and its masked "raw").
+    """
     from ..encoding import dumps_any
     from ..privacy_view import masked
 
     hub = open_hub(config_path)
-    entry = hub.store.quarantine_get(entry_id)
-    if entry is None:
-        raise UserError(f"no quarantine entry {entry_id}")
-    raw = hub.quarantine_raw(entry)
+    try:
+        entry = hub.store.quarantine_get(entry_id)
+        if entry is None:
+            raise UserError(f"no quarantine entry {entry_id}")
+        raw = masked(hub.quarantine_raw(entry), hub.stream_schema(entry.adapter, entry.stream).personal_fields)
+    finally:
+        asyncio.run(hub.aclose())
+    if as_json:
+        from ..server.admin import entry_doc
+
+        sys.stdout.write(dumps_any({**entry_doc(entry), "raw": raw}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
     out.print(
         f"entry {entry.id}  {entry.adapter}:{entry.stream}  stage={entry.stage}  status={entry.status}  at {entry.created_at}"
     )
     for p in entry.problems:
         out.print(f"  {p['pointer'] or '/'}: {p['message']}", markup=False)
     out.print("raw item (personal data masked):")
-    out.print(
-        dumps_any(
-            masked(raw, hub.stream_schema(entry.adapter, entry.stream).personal_fields), option=orjson.OPT_INDENT_2
-        ).decode(),
-        markup=False,
-    )
-    asyncio.run(hub.aclose())
+    out.print(dumps_any(raw, option=orjson.OPT_INDENT_2).decode(), markup=False)
 
 
 @quarantine.command("replay")
@@ -122,16 +147,30 @@ def dead_letters() -> None:
 @dead_letters.command("list")
 @CONFIG_OPTION
 @click.option("--sink", default=None, help="Only this sink.")
-@click.option("--limit", default=100, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many dead letters."
+)
+@JSON_OPTION
 @friendly
-def dead_letters_list(config_path: Path, sink: str | None, limit: int) -> None:
-    """List dead letters."""
+def dead_letters_list(config_path: Path, sink: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters.
+
+    With --json: {"dead_letters": [...]}, the fields of the admin API's GET /v1/admin/dead-letters.
+    """
     hub = open_hub(config_path)
+    try:
+        letters = hub.store.dead_letters(sink, limit)
+    finally:
+        asyncio.run(hub.aclose())
+    if as_json:
+        from ..server.admin import dead_letter_doc
+
+        print_json({"dead_letters": [dead_letter_doc(d) for d in letters]})
+        return
     table = Table("id", "sink", "record id", "attempts", "error", "at", title="Dead letters")
-    for d in hub.store.dead_letters(sink, limit):
-        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), d.error, d.created_at)
+    for d in letters:
+        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), redact(d.error), d.created_at)
     out.print(table)
-    asyncio.run(hub.aclose())
 
 
 @dead_letters.command("replay")

@@ -17,7 +17,7 @@ import click
 from tanpuhui.sdk import ConfigError
 
 from ..audit import AuditEvent, AuditLog
-from ..pausing import SINK_LEASES, pause_soon, paused
+from ..pausing import SINK_LEASES, pause_sink, pause_soon, paused
 from ..pausing import resume as lift_pause
 from .common import CONFIG_OPTION, friendly, open_hub, out
 
@@ -66,13 +66,14 @@ def pause(target: str, config_path: Path, is_sink: bool) -> None:
     """Pause a stream's pulls (TARGET is ADAPTER:STREAM) or a sink's deliveries (--sink NAME) on every replica.
 
     Scheduled, manual and CLI pulls of a paused stream skip it (`tanpuhui pull` exits 4); a paused sink's records
-    wait in the outbox. Exit status 75: a run or a delivery holds it now; try again when it ends."""
+    wait in the outbox; a sink riding out an outage stops retrying after the try in hand. Exit status 75: a pull
+    run holds the stream now; try again when it ends."""
     hub: Hub = open_hub(config_path)
     try:
         adapter, stream, subject = _key(hub, target, is_sink)
         what = "sink" if is_sink else "stream"
         _audit(hub, f"cli.{what}.pause", subject)
-        done = asyncio.run(pause_soon(hub.store, adapter, stream))
+        done = pause_sink(hub.store, stream) if is_sink else asyncio.run(pause_soon(hub.store, adapter, stream))
     finally:
         asyncio.run(hub.aclose())
     if not done:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..pausing import Pause, pauses
 from ..web import when
-from .common import CONFIG_OPTION, err, friendly, open_hub, out
+from .common import CONFIG_OPTION, err, friendly, open_hub, out, print_json
 
 if TYPE_CHECKING:
     from ..drivers.pull import PullSummary
@@ -50,8 +50,21 @@ WAIT_OPTION = click.option(
 @click.argument("target", metavar="ADAPTER[:STREAM]")
 @CONFIG_OPTION
 @WAIT_OPTION
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print nothing when every stream pulled to its end (for cron); a failed or skipped stream is still named "
+    "on stderr. The exit status says the same.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"summaries": [...]} instead of the table: per stream the fields of the admin API\'s pull summary.',
+)
 @friendly
-def pull(target: str, config_path: Path, wait: float | None) -> None:
+def pull(target: str, config_path: Path, wait: float | None, quiet: bool, as_json: bool) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
     adapter, _, stream = target.partition(":")
     hub = open_hub(config_path, long_running=True)
@@ -62,7 +75,7 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
                 adapter,
                 stream or None,
                 wait=wait or 0.0,
-                progress=lambda page: err.print(page_line(page), markup=False),
+                progress=None if quiet or as_json else (lambda page: err.print(page_line(page), markup=False)),
             )
             skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
             return summaries, (await asyncio.to_thread(pauses, hub.store, skipped) if skipped else {})
@@ -70,10 +83,27 @@ def pull(target: str, config_path: Path, wait: float | None) -> None:
             await hub.aclose()
 
     summaries, paused = asyncio.run(run())
-    out.print(pull_table(summaries))
-    for s in summaries:
-        if s.paused:
-            err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
+    if as_json:
+        from ..server.admin import summary_doc
+
+        print_json(
+            {
+                "summaries": [
+                    {**summary_doc(s), "leased_elsewhere": s.leased_elsewhere, "paused": s.paused} for s in summaries
+                ]
+            }
+        )
+    elif quiet:
+        for s in summaries:
+            if s.error or s.leased_elsewhere:
+                problem = s.error or "skipped: another process holds its lease (see --wait)"
+                err.print(f"{s.adapter}:{s.stream}: {problem}", markup=False)
+    else:
+        out.print(pull_table(summaries))
+    if not as_json:
+        for s in summaries:
+            if s.paused:
+                err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
     exit_for(summaries)
 
 

@@ -17,9 +17,22 @@ from .common import UserError, err, friendly, loaded_plugins, out, schema_regist
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
 @click.option("--schema", "schema_name", required=True, help="Schema name (see `tanpuhui schemas`).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document: the report of the sidecar's POST /v1/validate/{schema} (results, counts).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    hidden=True,
+    help="Deprecated: --format json is --json.",
+)
 @friendly
-def validate(file: str, schema_name: str, fmt: str) -> None:
+def validate(file: str, schema_name: str, as_json: bool, fmt: str) -> None:
     """Validate FILE (`-` for stdin) against a schema.
 
     FILE holds a JSON document, a JSON array of documents, or JSON Lines. Exit status: 0 all valid, 1 some
@@ -36,7 +49,7 @@ def validate(file: str, schema_name: str, fmt: str) -> None:
         except OSError as exc:
             raise UserError(f"{file}: cannot read: {exc.strerror}") from None
         reports = report_documents(iter_documents(stream, source), compiled)
-        if fmt == "json":
+        if as_json or fmt == "json":
             documents, invalid = _print_json_reports(reports, source, schema_name)
         else:
             documents, invalid = _print_text_reports(reports, source)
@@ -60,7 +73,7 @@ def _print_text_reports(reports: Iterable[DocumentReport], source: str) -> tuple
 
 
 def _print_json_reports(reports: Iterable[DocumentReport], source: str, schema_name: str) -> tuple[int, int]:
-    """The ``--format json`` report, written as the documents are checked: the validate endpoint's document, its
+    """The ``--json`` report, written as the documents are checked: the validate endpoint's document, its
     counts after the results (which are not held in memory). Nothing is written before the first report, so an
     input refused outright (empty) leaves no half document behind its error."""
     write = sys.stdout.write

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from tanpuhui.sdk import redact
 
 from ..audit import AuditEntry, AuditLog, verify_log
-from ..pausing import SINK_LEASES, pause_soon, resume
+from ..pausing import SINK_LEASES, pause_sink, resume
 from ..store.queries import AuditQuery, DeadLetterQuery, FailureQueries, time_bound
 from ..store.sink_log import SinkStateLog
 from .core import PREFIX, Console, Form
@@ -61,8 +61,10 @@ class OperationPages:
         if sink not in self.c.forwarder.sinks:
             return self.c.back(back, f"no sink {sink!r}", error=True)
         await self.c.audit(request, "console.sink.pause", sink, {})
-        if not await pause_soon(self.c.hub.store, SINK_LEASES, sink):
-            return self.c.back(back, f"{sink} is delivering now: pause it when the batch ends", error=True)
+        if not await asyncio.to_thread(pause_sink, self.c.hub.store, sink):
+            return self.c.back(
+                back, f"{sink} could not be paused (its lease keeps changing hands): try again", error=True
+            )
         return self.c.back(back, f"{sink} paused: records wait in the outbox until resumed")
 
     async def resume(self, request: Request, form: Form) -> Response:

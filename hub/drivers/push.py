@@ -36,7 +36,7 @@ from ..store.base import Checkpoint, NewReceipt, WebhookReceipt
 
 __all__ = ["PART_ITEMS", "Accepted", "PreparedPush", "PushDriver", "PushOutcome", "PushStates", "Refused"]
 
-PART_ITEMS = 2000
+PART_ITEMS = 1000
 """Items of a request processed and committed together (a bigger request is committed in parts)."""
 
 PushStates = dict[tuple[str, str], tuple[Any, StreamContext]]

@@ -27,7 +27,7 @@ from ..logging import request_id
 from ..pausing import paused
 from ..privacy_view import masked
 from ..scheduler import ForwarderLoop, Scheduler, StreamBusy
-from ..store.base import DriftLog, QuarantineEntry, RunLog
+from ..store.base import DeadLetter, DriftLog, QuarantineEntry, RunLog
 from . import openapi
 from .http import (
     LIST_LIMIT,
@@ -258,19 +258,7 @@ class AdminApi:
         if limit is None:
             return problem(400, f"limit must be an integer from 1 to {LIST_LIMIT}")
         letters = await asyncio.to_thread(self.hub.store.dead_letters, q.get("sink") or None, limit)
-        docs = [
-            {
-                "id": d.id,
-                "sink": d.sink,
-                "seq": d.seq,
-                "record_id": d.record_id,
-                "attempts": d.attempts,
-                "error": redact(d.error),
-                "created_at": d.created_at,
-            }
-            for d in letters
-        ]
-        return json_response({"dead_letters": docs})
+        return json_response({"dead_letters": [dead_letter_doc(d) for d in letters]})
 
     async def dead_letters_replay(self, request: Request) -> Response:
         body = await self._json_body(request)
@@ -309,6 +297,19 @@ def entry_doc(e: QuarantineEntry) -> dict[str, Any]:
         "resolved_at": e.resolved_at,
         "repeats": e.repeats,
         "last_seen": e.last_seen,
+    }
+
+
+def dead_letter_doc(d: DeadLetter) -> dict[str, Any]:
+    """A dead letter as the admin API shows it (its error with secrets masked)."""
+    return {
+        "id": d.id,
+        "sink": d.sink,
+        "seq": d.seq,
+        "record_id": d.record_id,
+        "attempts": d.attempts,
+        "error": redact(d.error),
+        "created_at": d.created_at,
     }
 
 

@@ -35,6 +35,7 @@ from ..plugins import Plugins, load_plugins
 from ..run_history import RunCollector
 from ..scheduler import ForwarderLoop, Schedule, Scheduler, Stopping
 from ..store.base import RunLog
+from ..store.sink_log import SinkStateLog
 from . import openapi
 from .admin import AdminApi
 from .errors import exception_handlers
@@ -127,7 +128,8 @@ class Sidecar:
                 lambda: len(self.configured.problems),
             )
         )
-        self.metrics.registry.register(SinkStateCollector(self.forwarder.states))
+        shared = self.hub.store.sink_states if isinstance(self.hub.store, SinkStateLog) else None
+        self.metrics.registry.register(SinkStateCollector(self.forwarder.states, shared))
         if isinstance(self.hub.store, RunLog):
             self.metrics.registry.register(RunCollector(self.hub.store))
         self._state = _State()

@@ -160,7 +160,7 @@ def validate_operation(schema_names: Sequence[str]) -> dict[str, Any]:
     lines = {"description": "JSON Lines: one document per line"}
     return {
         "operationId": "validate",
-        "summary": "Validate documents against a published schema (the report of `tanpuhui validate --format json`)",
+        "summary": "Validate documents against a published schema (the report of `tanpuhui validate --json`)",
         "tags": ["integrators"],
         "parameters": [
             {"name": "schema", "in": "path", "required": True, "schema": {"type": "string", "enum": list(schema_names)}}

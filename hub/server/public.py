@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +20,7 @@ from tanpuhui.sdk import SchemaError, Sink, redact
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import HubMetrics, sink_error_text
 from ..scheduler import Stopping
-from ..sink_state import SinkCondition, SinkState
+from ..sink_state import SinkState
 from ..store.base import Store
 from ..store.sink_log import SinkStateLog, StoredSinkState
 from ..validation import SchemaRegistry, read_documents, report_documents
@@ -116,7 +114,7 @@ class PublicApi:
             state = self.sink_states.get(name, SinkState())
             elsewhere = shared.get(name)
             if state.ok and elsewhere is not None and elsewhere.state != "ok":
-                state = _as_local(elsewhere)
+                state = SinkState.from_stored(elsewhere)
             delivery = state.as_dict()
             if delivery.get("last_error"):
                 delivery["last_error"] = redact(delivery["last_error"])
@@ -155,7 +153,7 @@ class PublicApi:
             return too_large(limit)
 
         def report() -> dict[str, Any]:
-            # What `tanpuhui validate --format json` prints for a file.
+            # What `tanpuhui validate --json` prints for a file.
             results = [r.as_dict() for r in report_documents(read_documents(body, "request body"), compiled)]
             return {
                 "source": "request body",
@@ -169,21 +167,3 @@ class PublicApi:
             return json_response(await asyncio.to_thread(report))
         except SchemaError as exc:
             return problem(400, str(exc))
-
-
-def _as_local(stored: StoredSinkState) -> SinkState:
-    """A state another process wrote, as this one's :class:`SinkState` (its outage length counted from ``since``)."""
-    since = datetime.fromisoformat(stored.since).timestamp() if stored.since else None
-    nxt = datetime.fromisoformat(stored.next_attempt_at).timestamp() if stored.next_attempt_at else None
-    started = None if since is None else time.monotonic() - max(0.0, time.time() - since)
-    condition: SinkCondition = "retrying" if stored.state == "retrying" else "stopped"
-    return SinkState(
-        condition,
-        since,
-        stored.attempts,
-        stored.last_error,
-        nxt,
-        stored.given_up,
-        stored.recoveries,
-        started,
-    )

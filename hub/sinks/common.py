@@ -70,7 +70,7 @@ class NameTemplate:
                 names.append(name)
         except ValueError as exc:
             raise ValueError(
-                f"{where}: template {template!r} has an unknown or malformed placeholder ({exc}); "
+                f"{where} {template!r} has an unknown or malformed placeholder ({exc}); "
                 f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
             ) from None
         self.template = template
@@ -134,8 +134,7 @@ def reject_url_password(url: str) -> str:
         password = None
     if password:
         raise ValueError(
-            "the URL holds a literal password; put the user in `username` (or the URL) and the secret in "
-            '`password = { env = "NAME" }`'
+            'the URL holds a literal password; keep the user name and put the secret in `password = { env = "NAME" }`'
         )
     return url
 

@@ -107,6 +107,7 @@ class NatsSink(Sink):
         self._js: JetStreamContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = ConnectLock()
+        self._last_error: str | None = None
 
     async def _jetstream(self) -> JetStreamContext:
         async with self._connecting():
@@ -142,13 +143,17 @@ class NatsSink(Sink):
                 # With reconnects unbounded, nats-py retries a first connection forever: bound it here.
                 client: NatsClient = await asyncio.wait_for(self._nats.connect(**options), s.timeout)
             except Exception as exc:  # NoServersError, OSError, timeouts, auth failures
-                raise SinkError(f"{self._where}: cannot connect ({one_line(exc)})", retryable=True) from exc
-            self._client, self._loop = client, loop
+                why = one_line(exc)
+                if self._last_error and self._last_error not in why:
+                    why += f"; last error: {self._last_error}"  # what each retry inside the client met (TLS, auth)
+                raise SinkError(f"{self._where}: cannot connect ({why})", retryable=True) from exc
+            self._client, self._loop, self._last_error = client, loop, None
             self._js = client.jetstream(timeout=s.timeout)
         return self._js
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("%s: %s", self._where, one_line(exc))
+        self._last_error = one_line(exc)
+        log.debug("%s: %s", self._where, self._last_error)
 
     async def _on_disconnected(self) -> None:
         log.info("%s: disconnected; reconnecting", self._where)

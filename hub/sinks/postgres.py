@@ -118,8 +118,12 @@ class PostgresSink(Sink):
         params: dict[str, str | int] = {
             "application_name": f"tanpuhui sink {self.name}"[:63],
             "connect_timeout": max(1, round(s.timeout)),
-            "options": f"-c statement_timeout={int(s.timeout * 1000)}",
         }
+        # A batch's INSERT may not hang on a lock for ever; the URL's own options (search_path, ...) are kept.
+        own_options = psycopg.conninfo.conninfo_to_dict(s.url).get("options")
+        params["options"] = " ".join(
+            filter(None, [str(own_options or ""), f"-c statement_timeout={int(s.timeout * 1000)}"])
+        )
         if s.password is not None:
             params["password"] = s.password.get_secret_value()
         if s.tls is not None:
@@ -139,7 +143,10 @@ class PostgresSink(Sink):
             try:
                 await connection.execute(consumer_table_ddl(s.table).encode())
             except psycopg.Error as exc:
-                raise self._error("creating the table", exc) from exc
+                # Setting up is never the records' fault (two replicas racing to create it, a missing privilege):
+                # retried and shown by /readyz, never a reason to dead-letter a batch.
+                error = self._error("creating the table", exc)
+                raise SinkError(str(error), retryable=True) from exc
             self._created = True
         return connection
 

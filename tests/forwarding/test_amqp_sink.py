@@ -13,11 +13,12 @@ import aio_pika
 import orjson
 import pydantic
 import pytest
-from sink_brokers import CuttableProxy, drain_through_outage, free_port
+from sink_brokers import CuttableProxy, drain_through_outage
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.amqp import AmqpSink
 from tanpuhui.sdk import SinkError
+from tanpuhui.testing.loopback import free_port
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -10,9 +10,10 @@ import sqlite3
 import nats
 import pytest
 from click.testing import CliRunner
-from sink_brokers import BrokerProcess, free_port
+from sink_brokers import BrokerProcess
 
 from tanpuhui.hub.cli import main
+from tanpuhui.testing.loopback import free_port
 
 
 async def stream_ids(url: str) -> list[str]:

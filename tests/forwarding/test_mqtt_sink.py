@@ -14,11 +14,12 @@ import aiomqtt
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, free_port
+from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, make_certificates
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.mqtt import MqttSink
 from tanpuhui.sdk import SinkError
+from tanpuhui.testing.loopback import free_port
 
 
 def mqtt_sink(port: int = 1883, **settings: object) -> MqttSink:
@@ -113,6 +114,70 @@ def test_every_record_arrives_when_the_connection_is_cut_mid_delivery(store, fil
 
 
 @pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
+def test_every_record_reaches_a_persistent_subscriber_when_the_broker_restarts_mid_delivery(store, fill, tmp_path):
+    """A private Mosquitto with persistence, stopped (SIGTERM, as a service restart) and started again mid-delivery;
+    the consumer has a persistent session (clean_start false, session expiry) and reconnects."""
+    ids = fill(store, 600)
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {tmp_path}/\nmax_queued_messages 0\nuser root\n"
+    )
+    command = ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")]
+    seen: list[tuple[str, str]] = []
+
+    async def consume(done: asyncio.Event) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = 3600
+        first = True
+        while not done.is_set():
+            client = aiomqtt.Client(
+                "127.0.0.1",
+                port,
+                identifier="carbon-account",
+                clean_start=False,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                properties=session,
+            )
+            try:
+                async with client:
+                    if first:
+                        await client.subscribe("restart/#", qos=1)
+                        first = False
+                    async for message in client.messages:
+                        record = orjson.loads(message.payload)  # type: ignore[arg-type]
+                        seen.append((user_properties(message)["id"], record["record_id"]))
+                        if {i for i, _ in seen} >= set(ids):
+                            done.set()
+                            return
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)  # the broker is restarting: connect again, the session waits for us
+
+    async def run(server: BrokerProcess):
+        done = asyncio.Event()
+        consumer = asyncio.create_task(consume(done))
+        await asyncio.sleep(0.3)
+        sink = mqtt_sink(port, topic="restart/{scenario}", timeout=2)
+        summary, forwarder = await drain_through_outage(
+            store, sink, after_rows=150, begin=server.stop, end=server.start, outage_seconds=1.0
+        )
+        await asyncio.wait_for(consumer, 30)
+        return summary, forwarder
+
+    with BrokerProcess(command, port, tmp_path / "mosquitto.log") as server:
+        summary, forwarder = asyncio.run(run(server))
+
+    assert server.starts == 2
+    assert forwarder.states["bus"].recoveries >= 1, "the restart did not hit the delivery"
+    assert (summary["bus"].delivered, summary["bus"].dead_lettered) == (600, 0)
+    assert {i for i, _ in seen} == set(ids)  # none lost
+    assert all(i == record_id for i, record_id in seen)  # a duplicate carries the same id
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
 def test_a_publish_the_broker_refuses_is_dead_lettered_not_counted_delivered(store, fill, tmp_path):
     """Mosquitto answers PUBACK 0x87 (not authorized) when its ACL forbids the topic: a permanent failure."""
     fill(store, 5)
@@ -165,3 +230,31 @@ def test_a_broker_that_is_down_is_a_transient_failure():
 def test_bad_settings_are_refused_naming_the_key(settings, expected):
     with pytest.raises(pydantic.ValidationError, match=expected):
         MqttSink.Settings.model_validate({"type": "mqtt", **settings})
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
+def test_delivers_over_tls_verifying_the_server_with_the_configured_ca(store, fill, tmp_path):
+    fill(store, 30)
+    certs = make_certificates(tmp_path)
+    port = free_port()
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
+        "user root\n"
+    )
+
+    async def run():
+        untrusted = mqtt_sink(port, timeout=2, tls={})  # the system CAs do not know ours
+        with pytest.raises(SinkError) as refused:
+            await untrusted.check()
+        await untrusted.aclose()
+        sink = mqtt_sink(port, topic="tls/{scenario}", timeout=2, tls={"ca_file": str(certs.ca_file)})
+        try:
+            return refused.value, await Forwarder(store, {"bus": sink}, batch_size=10).drain()
+        finally:
+            await sink.aclose()
+
+    with BrokerProcess(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")], port, tmp_path / "mosquitto.log"):
+        refused, summary = asyncio.run(run())
+
+    assert "cannot connect" in str(refused) and "CERTIFICATE_VERIFY_FAILED" in str(refused)
+    assert summary["bus"].delivered == 30

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import ssl
 import sys
 
 import nats
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, drain_through_outage, free_port
+from sink_brokers import BrokerProcess, drain_through_outage, make_certificates
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.nats import NatsSink
 from tanpuhui.sdk import ConfigError, SinkError
+from tanpuhui.testing.loopback import free_port
 
 SHARED_NATS = "nats://127.0.0.1:4222"
 
@@ -167,3 +169,35 @@ def test_a_missing_client_library_is_a_config_error_saying_what_to_install(monke
     monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
     with pytest.raises(ConfigError, match=r"the nats sink needs the nats-py package: pip install 'tanpuhui\[sinks\]'"):
         nats_sink(SHARED_NATS)
+
+
+def test_delivers_over_tls_verifying_the_server_with_the_configured_ca(store, fill, tmp_path):
+    ids = fill(store, 40)
+    certs = make_certificates(tmp_path)
+    port = free_port()
+    command = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js"), "--tls",
+               "--tlscert", str(certs.cert_file), "--tlskey", str(certs.key_file)]  # fmt: skip
+    url = f"tls://127.0.0.1:{port}"
+
+    async def run():
+        nc = await nats.connect(url, tls=ssl.create_default_context(cafile=str(certs.ca_file)))
+        await nc.jetstream().add_stream(name="TLS", subjects=["tls.>"])
+        await nc.close()
+        untrusted = nats_sink(url, subject="tls.{scenario}", timeout=2)  # the system CAs do not know ours
+        with pytest.raises(SinkError, match="cannot connect") as refused:
+            await untrusted.check()
+        await untrusted.aclose()
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        sink = nats_sink(url, subject="tls.{scenario}", stream="TLS", tls={"ca_file": str(certs.ca_file)})
+        try:
+            await sink.send(store.read_outbox(0, 40))
+        finally:
+            await sink.aclose()
+        nc = await nats.connect(url, tls=ssl.create_default_context(cafile=str(certs.ca_file)))
+        try:
+            return (await nc.jetstream().stream_info("TLS")).state.messages
+        finally:
+            await nc.close()
+
+    with BrokerProcess(command, port, tmp_path / "nats.log"):
+        assert asyncio.run(run()) == len(ids)

@@ -183,3 +183,21 @@ def test_a_readiness_check_during_a_delivery_shares_the_one_connection(store, fi
 
     assert asyncio.run(run()) == 1
     assert len(rows(consumer_db)) == 50
+
+
+def test_the_urls_own_options_are_kept(store, fill, consumer_db):
+    """A search_path in the URL (libpq ``options``) still applies: the unqualified table lands in that schema."""
+    fill(store, 10)
+    with psycopg.connect(consumer_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA carbon")
+    url = consumer_db + "?options=-csearch_path%3Dcarbon"
+
+    async def run():
+        sink = pg_sink(url, create_table=True)
+        try:
+            await sink.send(store.read_outbox(0, 10))
+        finally:
+            await sink.aclose()
+
+    asyncio.run(run())
+    assert len(rows(consumer_db, "carbon.tanpuhui_records")) == 10

@@ -26,6 +26,6 @@ def test_the_listing_shows_every_vintage_and_the_labels() -> None:
 def test_the_json_listing_carries_validity_and_data_year() -> None:
     result = CliRunner().invoke(main, ["methodologies", "--json"])
     assert result.exit_code == 0, result.output
-    (peak,) = [m for m in json.loads(result.output) if m["id"] == "tph.electricity.peak-saving"]
+    (peak,) = [m for m in json.loads(result.output)["methodologies"] if m["id"] == "tph.electricity.peak-saving"]
     years = {(f["data_year"], f["valid_from"], f["valid_to"]) for f in peak["factors"]}
     assert years == {(2022, "2024-01-01", "2024-12-31"), (2023, "2025-01-01", "2025-12-31")}

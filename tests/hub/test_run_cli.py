@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tanpuhui.hub.cli import main
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.store.factory import open_store
+from tanpuhui.testing.loopback import free_port
 
 KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
 WHSEC = "whsec_" + base64.b64encode(b"consumer-secret-for-run-tests!!").decode()
@@ -30,12 +30,6 @@ def invoke(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 def sandbox() -> Iterator[TransitSandbox]:
     with TransitSandbox(trips=300, seed=11) as sandbox:
         yield sandbox
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, sandbox: TransitSandbox, consumer_url: str) -> tuple[str, dict[str, str]]:
@@ -73,7 +67,7 @@ secret = {{ env = "T_CONSUMER_SECRET" }}
 def test_run_pulls_and_delivers_every_record_to_every_sink_and_a_second_run_has_nothing_to_do(
     tmp_path: Path, sandbox: TransitSandbox
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config, env = _config(tmp_path, sandbox, f"http://127.0.0.1:{port}/events")
     expected = sandbox.dataset.expected()["records"]
     with ConsumerServer(WHSEC, port=port) as consumer:
@@ -94,7 +88,7 @@ def test_run_pulls_and_delivers_every_record_to_every_sink_and_a_second_run_has_
 def test_run_with_a_sink_down_exits_1_and_quiet_says_which_sink_on_stderr(
     tmp_path: Path, sandbox: TransitSandbox
 ) -> None:
-    config, env = _config(tmp_path, sandbox, f"http://127.0.0.1:{_free_port()}/events")  # nothing listens
+    config, env = _config(tmp_path, sandbox, f"http://127.0.0.1:{free_port()}/events")  # nothing listens
     code, out, err = invoke("run", "--config", config, "--quiet", env=env)
     assert code == 1
     assert out == ""

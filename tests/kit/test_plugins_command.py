@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 
 import orjson
@@ -51,3 +55,34 @@ def test_without_the_variable_nothing_is_traced(
     with caplog.at_level(logging.INFO, logger="tanpuhui.plugins"):
         load_plugins([_Plugin()], entry_points=False, builtins=())
     assert not [r for r in caplog.records if r.name == "tanpuhui.plugins" and "hook:" in r.getMessage()]
+
+
+def _adapters_command(trace: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TANPUHUI_TRACE_HOOKS"}
+    if trace is not None:
+        env["TANPUHUI_TRACE_HOOKS"] = trace
+    return subprocess.run(
+        [sys.executable, "-c", "from tanpuhui.hub.cli import main; main()", "adapters"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_trace_hooks_prints_each_hook_call_with_plugin_and_duration_on_stderr() -> None:
+    """What an operator sees in a terminal: `TANPUHUI_TRACE_HOOKS=1 tanpuhui adapters`, one line per call."""
+    result = _adapters_command("1")
+    assert result.returncode == 0, result.stderr
+    calls = re.findall(r"^tanpuhui: hook (register_\w+) plugin (\S+): (\d+\.\d+) ms, ok$", result.stderr, re.M)
+    assert ("register_adapters", "transit_card") in {(hook, plugin) for hook, plugin, _ in calls}, result.stderr
+    assert ("register_sandboxes", "state_grid") in {(hook, plugin) for hook, plugin, _ in calls}, result.stderr
+    assert ("register_methodologies", "tanpuhui.hub.methodologies") in {(h, p) for h, p, _ in calls}, result.stderr
+    assert "hook" not in result.stdout  # the table stays clean for pipes
+
+
+def test_without_the_variable_or_with_0_no_hook_call_is_printed() -> None:
+    for value in (None, "0"):
+        result = _adapters_command(value)
+        assert result.returncode == 0, result.stderr
+        assert "hook " not in result.stderr, result.stderr

@@ -253,7 +253,7 @@ def test_a_quarantine_replay_is_logged_with_the_records_it_committed(
 def test_audit_list_shows_the_newest_entries_and_filters_by_action(config_path: Path) -> None:
     pull(config_path)
     code, output = cli("audit", "list", "--config", str(config_path), "--limit", "2", "--json")
-    lines = [orjson.loads(line) for line in output.splitlines()]
+    lines = orjson.loads(output)["entries"]
     (top,) = sql(config_path, "SELECT max(seq) FROM audit_log")[0]
     assert code == 0 and [e["seq"] for e in lines] == [top - 1, top]
     code, output = cli("audit", "list", "--config", str(config_path), "--action", "page.commit", "--after", "0")
@@ -274,7 +274,7 @@ def test_drift_lists_unknown_fields_per_stream(config_path: Path) -> None:
         run(hub.aclose)
     assert result.drift == {"green_points": 1} and result.inserted == 1
     code, output = cli("drift", "--config", str(config_path), "--json")
-    (row,) = orjson.loads(output)
+    (row,) = orjson.loads(output)["drift"]
     assert code == 0 and row["field"] == "green_points" and row["stream"] == "records_push" and row["items"] == 1
 
 

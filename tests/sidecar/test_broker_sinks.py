@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from pathlib import Path
 
 import nats
 
-from .conftest import SidecarFactory, hub_config, ride, wait_for
+from tanpuhui.testing.loopback import free_port, wait_until
+
+from .conftest import SidecarFactory, hub_config, ride
 from .test_health_metrics import metric
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _stream(name: str, create: bool) -> int:
@@ -40,13 +35,13 @@ def test_a_nats_sink_delivers_and_readyz_names_an_unreachable_mqtt_sink(
     asyncio.run(_stream(stream, create=True))
     sinks = {
         "bus": {"type": "nats", "subject": f"{stream.lower()}.{{scenario}}", "stream": stream},
-        "iot": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{_free_port()}", "timeout": 1},
+        "iot": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{free_port()}", "timeout": 1},
     }
     try:
         server = start_sidecar(hub_config(tmp_path, sinks=sinks, server={"readiness_timeout": 3}))
         assert server.post_ride([ride(1), ride(2), ride(3)], "msg_b1").status_code == 200
         scrape = lambda: server.http.get("/metrics").text  # noqa: E731
-        wait_for(lambda: 'tanpuhui_delivered_records_total{sink="bus"} 3.0' in scrape(), what="delivery to NATS")
+        wait_until(lambda: 'tanpuhui_delivered_records_total{sink="bus"} 3.0' in scrape(), what="delivery to NATS")
         ready = server.http.get("/readyz")
         assert ready.status_code == 503
         checks = ready.json()["checks"]["sinks"]

@@ -24,10 +24,10 @@ from store.pg import temporary_database, temporary_schema
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.postgres import PostgresStore
+from tanpuhui.testing.loopback import free_port, wait_until
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS, wait_for
+from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS
 from .console_kit import CONSOLE, csrf_of
-from .test_serve_process import free_port
 from .test_workers import _children
 
 EXE = Path(sys.executable).parent / "tanpuhui"
@@ -99,7 +99,7 @@ def serving(tmp_path: Path, store_url: str) -> Iterator[tuple[int, set[int], Pat
                 cwd=tmp_path,
             )
         try:
-            workers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 30, "two workers")
+            workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 30, "two workers")
             yield port, workers, config, env
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
@@ -158,14 +158,27 @@ def _sign_in(port: int) -> str:
 
 
 def _ready_sinks(port: int) -> dict[int, dict[str, object]]:
-    """Each worker's /readyz sink checks, by pid (several new connections: both workers answer)."""
+    """Each worker's /readyz sink checks, by pid (a new connection each time: the kernel picks the worker; both
+    requests of a time go on one connection, so to one worker)."""
     seen: dict[int, dict[str, object]] = {}
     for _ in range(40):
-        pid = int(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()["pid"])
-        if pid not in seen:
-            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=20)
-            body = orjson.loads(answer.content)
-            seen[pid] = {"status": answer.status_code, **body["checks"]["sinks"]}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            pid = int(client.get("/healthz").json()["pid"])
+            if pid not in seen:
+                answer = client.get("/readyz")
+                body = orjson.loads(answer.content)
+                seen[pid] = {"status": answer.status_code, **body["checks"]["sinks"]}
+    return seen
+
+
+def _metrics(port: int) -> dict[int, str]:
+    """Each worker's /metrics, by pid (a new connection each time: the kernel picks the worker)."""
+    seen: dict[int, str] = {}
+    for _ in range(40):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            pid = int(client.get("/healthz").json()["pid"])
+            if pid not in seen:
+                seen[pid] = client.get("/metrics").text
     return seen
 
 
@@ -178,9 +191,9 @@ def test_both_workers_show_a_failing_sink_and_what_the_other_paused(
 
     # The pull at start-up committed the trips; the platform sink fails on them in whichever worker drains it.
     stream = "transit_card:transactions"
-    wait_for(lambda: " ok " in _row(one.get("/"), "data-stream", stream), 60, "the first pull to end")
+    wait_until(lambda: " ok " in _row(one.get("/"), "data-stream", stream), 60, "the first pull to end")
     for worker in (one, other):
-        wait_for(lambda w=worker: "retrying" in _row(w.get("/"), "data-sink", "platform"), 60, "platform retrying")
+        wait_until(lambda w=worker: "retrying" in _row(w.get("/"), "data-sink", "platform"), 60, "platform retrying")
         row = _row(worker.get("/"), "data-sink", "platform")
         assert "Connect" in row or "refused" in row, row  # the last error, from the store
         sinks_page = worker.get("/sinks")
@@ -188,11 +201,16 @@ def test_both_workers_show_a_failing_sink_and_what_the_other_paused(
         archive = _row(worker.get("/"), "data-sink", "archive")  # the other sink is delivered, seen by both
         assert " ok " in archive and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", archive), archive
 
-    ready = wait_for(lambda: (r := _ready_sinks(port)) and len(r) == 2 and r, 30, "both workers' /readyz")
+    ready = wait_until(lambda: (r := _ready_sinks(port)) and len(r) == 2 and r, 30, "both workers' /readyz")
     for pid, checks in ready.items():
         assert checks["status"] == 503, (pid, checks)
         platform = checks["platform"]
         assert isinstance(platform, dict) and platform["ok"] is False and platform["state"] == "retrying"
+
+    retrying = 'tanpuhui_sink_state{sink="platform",state="retrying"} 1.0'
+    scraped = wait_until(lambda: (m := _metrics(port)) and len(m) == 2 and m, 30, "both workers' /metrics")
+    for pid, text in scraped.items():
+        assert retrying in text, (pid, [line for line in text.splitlines() if "sink_state" in line])
 
     status = subprocess.run(
         [str(EXE), "status", "--config", str(config), "--json"], capture_output=True, env=env, cwd=tmp_path

@@ -232,7 +232,7 @@ def test_audit_verify_and_list_work_on_either_store(backend: Backend, tmp_path: 
     assert f"audit log intact: 4 entries, 20 outbox rows match their batches; head {head[0]}:{head[1]}" in output
     code, output = _cli(backend, tmp_path, "audit", "list", "--limit", "2", "--json")
     assert code == 0, output
-    assert [orjson.loads(line)["seq"] for line in output.splitlines()] == [3, 4]
+    assert [entry["seq"] for entry in orjson.loads(output)["entries"]] == [3, 4]
 
     backend.execute("DELETE FROM audit_log WHERE seq = 2")
     code, output = _cli(backend, tmp_path, "audit", "verify", "--anchor", f"{head[0]}:{head[1]}")

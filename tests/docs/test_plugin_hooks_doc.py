@@ -13,7 +13,7 @@ import pytest
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import Sandbox, hookspecs
 
-DOC = Path(__file__).parent.parent / "docs" / "plugin-hooks.md"
+DOC = Path(__file__).parents[2] / "docs" / "plugin-hooks.md"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
 
 

@@ -1,0 +1,62 @@
+"""Broker sink tables in hub.toml: a mistake is refused at start, naming the sink and the key."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.hub import Hub
+from tanpuhui.sdk import ConfigError
+
+ENV = {"KEYS": "v1:" + base64.b64encode(b"k" * 32).decode(), "BUS_PASSWORD": "from-the-environment"}
+
+
+def build(tmp_path: Path, table: dict[str, object]) -> dict[str, object]:
+    doc = {"hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "KEYS"}}, "sinks": {"bus": table}}
+    hub = Hub(HubConfig.from_dict(doc, source="hub.toml", environ=ENV))
+    try:
+        return dict(hub.build_sinks())
+    finally:
+        hub.store.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            {"type": "nats", "subject": "carbon.{region}"},
+            "hub.toml: sinks.bus.subject: Value error, subject 'carbon.{region}' has an unknown or malformed "
+            "placeholder (region); use {adapter}, {stream}, {scenario}",
+        ),
+        ({"type": "amqp", "password": "guest"}, "hub.toml: sinks.bus.password holds a literal secret"),
+        ({"type": "mqtt", "token": "abc"}, "hub.toml: sinks.bus.token holds a literal secret"),
+        (
+            {"type": "postgres", "url": "postgresql://hub:pw@db/carbon"},
+            "sinks.bus.url: Value error, the URL holds a literal password",
+        ),
+        (
+            {"type": "mqtt", "tls": {"ca_file": "/nonexistent/ca.pem"}},
+            "sinks.bus.tls: Value error, ca_file '/nonexistent/ca.pem' is not a readable file",
+        ),
+        ({"type": "amqp", "exchnage": "tanpuhui"}, "sinks.bus.exchnage: Extra inputs are not permitted"),
+        ({"type": "postgres"}, "sinks.bus.url: Field required"),
+        (
+            {"type": "kafka"},
+            "[sinks.bus] type 'kafka' is not a registered sink type (amqp, http, jsonl, mqtt, nats, postgres)",
+        ),
+    ],
+)
+def test_a_bad_sink_table_is_refused_naming_the_sink_and_key(tmp_path, table, expected):
+    with pytest.raises(ConfigError) as raised:
+        build(tmp_path, table)
+    assert expected in str(raised.value)
+
+
+def test_the_password_comes_from_the_environment(tmp_path):
+    sinks = build(tmp_path, {"type": "amqp", "username": "hub", "password": {"env": "BUS_PASSWORD"}})
+    settings = sinks["bus"].settings
+    assert settings.password.get_secret_value() == "from-the-environment"  # type: ignore[attr-defined]
+    assert "from-the-environment" not in repr(settings)
