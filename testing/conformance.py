@@ -253,6 +253,7 @@ class AdapterConformance:
             )
 
     def test_every_factor_vintage_covers_the_records_date(self, conformance: Harness) -> None:
+        """Every factor a record applies is the vintage valid on the activity's date (``vintage_problems``)."""
         for doc in conformance.happy().documents:
             problems = vintage_problems(doc)
             assert not problems, f"record {doc['record_id']}: {'; '.join(problems)}"

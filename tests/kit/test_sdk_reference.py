@@ -47,6 +47,8 @@ VALUES = {
     "OFFSET_CURSOR": "`OffsetCursor()`: the default cursor codec and page window.",
     "NO_STORE": '`{"Cache-Control": "no-store", "Pragma": "no-cache"}`: the headers RFC 6749 asks of a token response.',
     "INVALID_TOKEN": "The RFC 6750 body of a 401 for a missing, expired or revoked bearer token.",
+    "VINTAGE_LAG_YEARS": "`2`: an activity in year A is valued with the grid factor of data year A - 2 (the MEE/NBS "
+    "series is published about two years after its data year; docs/methodologies.md).",
 }
 
 
@@ -83,6 +85,16 @@ def _value_doc(name: str, obj: Any) -> str:
     if isinstance(obj, Factor):  # a published factor: its figure and citation
         valid = f", valid from {obj.valid_from.isoformat()}" if obj.valid_from else ""
         return f"`{obj.name}` = {obj.value} {obj.unit}{valid}. Source: {obj.source}."
+    if isinstance(obj, tuple) and obj and all(isinstance(f, Factor) for f in obj):  # a factor series (vintages)
+        return (
+            f"`{obj[0].name}` in {len(obj)} vintages: "
+            + "; ".join(
+                f"data year {f.data_year}: {f.value} {f.unit}{' (single or secondary source)' if f.single_source else ''}"
+                f", for activities {f.valid_from}..{f.valid_to}, source: {f.source}"
+                for f in obj
+            )
+            + "."
+        )
     return VALUES.get(name, "")
 
 
