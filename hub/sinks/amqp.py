@@ -15,25 +15,26 @@ is missing) is transient: retried while the sink pauses on the batch.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
 from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
     EVENT_TYPE,
+    BrokerSettings,
     ConnectLock,
     NameTemplate,
     TlsSettings,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
     optional_client,
-    reject_url_password,
+    publish_concurrently,
     template_field,
 )
 
@@ -42,12 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AmqpSettings", "AmqpSink"]
 
-log = logging.getLogger("tanpuhui.forwarder")
-
 HEADER_PREFIX = "cloudEvents:"
 
 
-class AmqpSettings(SinkSettings):
+class AmqpSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "amqp"`` (see docs/sinks.md).
 
     ``url``: ``amqp://`` or ``amqps://`` (host, port, virtual host; a user but never a password); ``password`` from
@@ -57,19 +56,10 @@ class AmqpSettings(SinkSettings):
 
     type: Literal["amqp"] = "amqp"
     url: str = Field(default="amqp://127.0.0.1:5672/", pattern=r"^amqps?://")
-    username: str | None = None
-    password: SecretStr | None = None
     exchange: str = ""
     routing_key: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1, max_length=255)
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for a batch's confirms")
     max_in_flight: int = Field(default=512, ge=1, le=65536, description="messages awaiting their confirm at once")
-
-    @field_validator("url")
-    @classmethod
-    def _no_password(cls, value: str) -> str:
-        return reject_url_password(value)
 
     @field_validator("routing_key")
     @classmethod
@@ -157,10 +147,7 @@ class AmqpSink(Sink):
     async def _drop(self) -> None:
         connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
         if connection is not None and not connection.is_closed and self._loop is asyncio.get_running_loop():
-            try:
-                await asyncio.wait_for(connection.close(), 5)
-            except Exception:  # the broker is gone already
-                log.debug("%s: close failed", self._where, exc_info=True)
+            await close_quietly(connection.close(), self._where)
 
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
@@ -187,23 +174,16 @@ class AmqpSink(Sink):
                 what = "returned unroutable: no queue is bound for it" if answer is not None else "not confirmed"
                 raise _Unconfirmed(f"routing key {key!r}: {what}")
 
-        window = s.max_in_flight
-        for start in range(0, len(batch), window):
-            chunk = batch[start : start + window]
-            results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, Exception):
-                    raise result  # cancelled: the forwarder is stopping
-            failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
-            if failures:
-                row, exc = failures[0]
-                if not isinstance(exc, _Unconfirmed):
-                    await self._drop()  # a closed channel or connection: start afresh on the next try
-                raise SinkError(
-                    f"{self._where}: publishing record {row.record_id} failed ({one_line(exc)}; "
-                    f"{len(failures)} of {len(chunk)} unconfirmed)",
-                    retryable=True,
-                ) from exc
+        unpublished = await publish_concurrently(batch, publish, s.max_in_flight)
+        if unpublished is not None:
+            exc = unpublished.error
+            if not isinstance(exc, _Unconfirmed):
+                await self._drop()  # a closed channel or connection: start afresh on the next try
+            raise SinkError(
+                f"{self._where}: publishing record {unpublished.row.record_id} failed ({one_line(exc)}; "
+                f"{unpublished.count('unconfirmed')})",
+                retryable=True,
+            ) from exc
 
     async def check(self) -> None:
         """Connected, with the exchange declared."""

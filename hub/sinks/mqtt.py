@@ -23,20 +23,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
+    BrokerSettings,
     ConnectLock,
     NameTemplate,
     TlsSettings,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
     optional_client,
-    reject_url_password,
+    publish_concurrently,
     template_field,
 )
 
@@ -56,7 +58,7 @@ PERMANENT_PUBACK = frozenset({0x87, 0x90, 0x99})
 """PUBACK reason codes that will not change on a retry: not authorized, topic name invalid, payload format invalid."""
 
 
-class MqttSettings(SinkSettings):
+class MqttSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "mqtt"`` (see docs/sinks.md).
 
     ``url``: ``mqtt://host:port`` or ``mqtts://host:port``; ``topic``: a template with ``{adapter}``, ``{stream}``,
@@ -68,17 +70,8 @@ class MqttSettings(SinkSettings):
     url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/]+/?$")
     topic: str = Field(default="tanpuhui/reductions/{scenario}", min_length=1)
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    username: str | None = None
-    password: SecretStr | None = None
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for each PUBACK")
     keepalive: int = Field(default=30, ge=5, le=65535)
-
-    @field_validator("url")
-    @classmethod
-    def _no_password(cls, value: str) -> str:
-        return reject_url_password(value)
 
     @field_validator("topic")
     @classmethod
@@ -171,10 +164,7 @@ class MqttSink(Sink):
             if lost.done() and not lost.cancelled():
                 lost.exception()
         if client is not None and self._loop is asyncio.get_running_loop():
-            try:
-                await asyncio.wait_for(client.__aexit__(None, None, None), 5)
-            except Exception:  # the connection is gone already
-                log.debug("%s: disconnect failed", self._where, exc_info=True)
+            await close_quietly(client.__aexit__(None, None, None), self._where, "disconnect")
 
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
@@ -193,17 +183,13 @@ class MqttSink(Sink):
             properties.UserProperty = list(cloudevent_attributes(row, s.source).items())
             await client.publish(self._topic.render(row), row.body, qos=1, properties=properties, timeout=s.timeout)
 
-        results = await asyncio.gather(*(publish(row) for row in batch), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the forwarder is stopping
-        failures = [(row, r) for row, r in zip(batch, results, strict=True) if isinstance(r, Exception)]
-        if failures:
+        unpublished = await publish_concurrently(batch, publish)
+        if unpublished is not None:
             await self._drop()  # the connection failed: a fresh one (and a fresh session) on the next try
-            row, exc = failures[0]
+            row, exc = unpublished.row, unpublished.error
             raise SinkError(
                 f"{self._where}: publishing record {row.record_id} to {self._topic.render(row)!r} failed "
-                f"({one_line(exc)}; {len(failures)} of {len(batch)} unacknowledged)",
+                f"({one_line(exc)}; {unpublished.count('unacknowledged')})",
                 retryable=True,
             ) from exc
         if self._refused:

@@ -25,13 +25,17 @@ from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
+    BrokerSettings,
     ConnectLock,
     NameTemplate,
     TlsSettings,
+    Unpublished,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
     optional_client,
+    publish_concurrently,
     reject_url_password,
     template_field,
 )
@@ -45,7 +49,7 @@ __all__ = ["NatsSettings", "NatsSink"]
 log = logging.getLogger("tanpuhui.forwarder")
 
 
-class NatsSettings(SinkSettings):
+class NatsSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "nats"`` (see docs/sinks.md).
 
     ``url``: one server or several, comma-separated (``nats://`` or ``tls://``); ``subject``: a template with
@@ -58,11 +62,7 @@ class NatsSettings(SinkSettings):
     url: str = Field(default="nats://127.0.0.1:4222", pattern=r"^(nats|tls)://")
     subject: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1)
     stream: str | None = Field(default=None, pattern=r"^[^\s.*>]+$")
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    username: str | None = None
-    password: SecretStr | None = None
     token: SecretStr | None = None
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to wait for each JetStream ack")
     max_in_flight: int = Field(default=256, ge=1, le=65536, description="publishes awaiting their ack at once")
 
@@ -172,22 +172,17 @@ class NatsSink(Sink):
             headers["Nats-Msg-Id"] = row.record_id
             await js.publish(self._subject.render(row), row.body, stream=expected, headers=headers)
 
-        for start in range(0, len(batch), window):
-            chunk = batch[start : start + window]
-            results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, Exception):
-                    raise result  # cancelled: the forwarder is stopping
-            failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
-            if failures:
-                raise self._error(failures[0][0], failures[0][1], len(failures), len(chunk))
+        unpublished = await publish_concurrently(batch, publish, window)
+        if unpublished is not None:
+            raise self._error(unpublished)
 
-    def _error(self, row: OutboxRow, exc: Exception, failed: int, of: int) -> SinkError:
+    def _error(self, unpublished: Unpublished) -> SinkError:
         errors = self._nats.errors
         js_errors = self._nats.js.errors
+        row, exc = unpublished.row, unpublished.error
         message = (
             f"{self._where}: publishing record {row.record_id} to {self._subject.render(row)!r} failed "
-            f"({one_line(exc)}; {failed} of {of} unacknowledged)"
+            f"({one_line(exc)}; {unpublished.count('unacknowledged')})"
         )
         if isinstance(exc, js_errors.NoStreamResponseError | errors.NoRespondersError):
             message += "; no JetStream stream stores this subject"
@@ -213,7 +208,4 @@ class NatsSink(Sink):
     async def aclose(self) -> None:
         client, self._client, self._js = self._client, None, None
         if client is not None and self._loop is asyncio.get_running_loop() and not client.is_closed:
-            try:
-                await asyncio.wait_for(client.close(), 5)
-            except Exception:  # closing a connection to a dead server: nothing left to release
-                log.debug("%s: close failed", self._where, exc_info=True)
+            await close_quietly(client.close(), self._where)
