@@ -20,20 +20,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
     EVENT_TYPE,
     BrokerSettings,
-    ConnectLock,
-    NameTemplate,
+    BrokerSink,
     TlsSettings,
     close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
-    optional_client,
     publish_concurrently,
     template_field,
 )
@@ -67,24 +65,19 @@ class AmqpSettings(BrokerSettings):
         return template_field(value, "routing_key")
 
 
-class AmqpSink(Sink):
+class AmqpSink(BrokerSink[AmqpSettings, "AbstractExchange"]):
     """Publishes persistent, confirmed messages; one connection and channel per sink, reopened after a failure."""
 
     kind = "amqp"
     Settings = AmqpSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        super().__init__(name, settings)
-        self._settings = self.settings_as(AmqpSettings)
-        self._pika = optional_client("aio_pika", "aio-pika", "amqp")
-        self._routing_key = NameTemplate(self._settings.routing_key, "routing_key")
+        super().__init__(name, settings, AmqpSettings, template_key="routing_key", client=("aio_pika", "aio-pika"))
         exchange = self._settings.exchange or "(default exchange)"
         self._where = f"amqp sink {name!r} ({display_url(self._settings.url)}, exchange {exchange})"
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting = ConnectLock()
 
     def _url(self) -> str:
         from yarl import URL  # aio-pika's own dependency
@@ -97,11 +90,7 @@ class AmqpSink(Sink):
             url = url.with_password(s.password.get_secret_value())
         return str(url)
 
-    async def _open(self) -> AbstractExchange:
-        async with self._connecting():
-            return await self._open_locked()
-
-    async def _open_locked(self) -> AbstractExchange:
+    async def _connect_locked(self) -> AbstractExchange:
         loop = asyncio.get_running_loop()
         usable = (
             self._exchange is not None
@@ -123,7 +112,7 @@ class AmqpSink(Sink):
             options["ssl"] = True
             options["ssl_context"] = (s.tls or TlsSettings()).context()
         try:
-            connection = await self._pika.connect(self._url(), **options)
+            connection = await self._library.connect(self._url(), **options)
         except Exception as exc:
             raise SinkError(f"{self._where}: cannot connect ({one_line(exc)})", retryable=True) from exc
         self._connection, self._loop = connection, loop
@@ -152,8 +141,8 @@ class AmqpSink(Sink):
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
             return
-        exchange = await self._open()
-        pika = self._pika
+        exchange = await self._connected()
+        pika = self._library
         s = self._settings
         from pamqp.commands import Basic  # aio-pika's own dependency: the confirm frames
 
@@ -168,7 +157,7 @@ class AmqpSink(Sink):
                 type=EVENT_TYPE,
                 app_id="tanpuhui",
             )
-            key = self._routing_key.render(row)
+            key = self._template.render(row)
             answer = await exchange.publish(message, key, mandatory=True, timeout=s.timeout)
             if not isinstance(answer, Basic.Ack):
                 what = "returned unroutable: no queue is bound for it" if answer is not None else "not confirmed"
@@ -187,7 +176,7 @@ class AmqpSink(Sink):
 
     async def check(self) -> None:
         """Connected, with the exchange declared."""
-        await self._open()
+        await self._connected()
 
     async def aclose(self) -> None:
         await self._drop()

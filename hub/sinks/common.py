@@ -14,15 +14,17 @@ import logging
 import re
 import ssl
 import string
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from tanpuhui.sdk import ConfigError, OutboxRow, SinkSettings
+from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkSettings
 
 from .http import EVENT_TYPE
 
@@ -31,6 +33,7 @@ __all__ = [
     "EVENT_TYPE",
     "TEMPLATE_FIELDS",
     "BrokerSettings",
+    "BrokerSink",
     "ConnectLock",
     "NameTemplate",
     "TlsSettings",
@@ -254,3 +257,40 @@ async def close_quietly(closing: Awaitable[object], where: str, what: str = "clo
         await asyncio.wait_for(closing, 5)
     except Exception:
         log.debug("%s: %s failed", where, what, exc_info=True)
+
+
+_B = TypeVar("_B", bound=BrokerSettings)
+_C = TypeVar("_C")
+
+
+class BrokerSink(Sink, Generic[_B, _C]):
+    """What the broker sinks share: their settings, the client library (a :class:`ConfigError` naming the package
+    to install when it is missing), the subject/topic/routing-key template, and one connection attempt at a time.
+    ``_C`` is what :meth:`_connected` gives ``send`` (a connection, a JetStream context, an exchange); it belongs to
+    the event loop that opened it (``_loop``)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: SinkSettings,
+        settings_type: type[_B],
+        *,
+        template_key: str,
+        client: tuple[str, str],
+    ) -> None:
+        super().__init__(name, settings)
+        self._settings: _B = self.settings_as(settings_type)
+        module, package = client
+        self._library: Any = optional_client(module, package, self.kind)
+        self._template = NameTemplate(getattr(self._settings, template_key), template_key)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = ConnectLock()
+
+    async def _connected(self) -> _C:
+        """The connection of the running event loop, opened (or reopened) when there is none usable."""
+        async with self._connecting():
+            return await self._connect_locked()
+
+    @abstractmethod
+    async def _connect_locked(self) -> _C:
+        """:meth:`_connected` while holding the connect lock."""

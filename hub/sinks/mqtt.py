@@ -25,19 +25,17 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
     BrokerSettings,
-    ConnectLock,
-    NameTemplate,
+    BrokerSink,
     TlsSettings,
     close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
-    optional_client,
     publish_concurrently,
     template_field,
 )
@@ -87,17 +85,14 @@ class MqttSettings(BrokerSettings):
         return self
 
 
-class MqttSink(Sink):
+class MqttSink(BrokerSink[MqttSettings, "Client"]):
     """Publishes each record at QoS 1 over one MQTT 5 connection per sink, reconnecting after a failure."""
 
     kind = "mqtt"
     Settings = MqttSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        super().__init__(name, settings)
-        self._settings = self.settings_as(MqttSettings)
-        self._mqtt = optional_client("aiomqtt", "aiomqtt", "mqtt")
-        self._topic = NameTemplate(self._settings.topic, "topic")
+        super().__init__(name, settings, MqttSettings, template_key="topic", client=("aiomqtt", "aiomqtt"))
         parts = urlsplit(self._settings.url)
         self._host = parts.hostname or "127.0.0.1"
         self._secure = parts.scheme == "mqtts" or self._settings.tls is not None
@@ -105,13 +100,7 @@ class MqttSink(Sink):
         self._where = f"mqtt sink {name!r} ({display_url(self._settings.url)})"
         self._client_id = self._settings.client_id or f"tanpuhui-{name}-{uuid.uuid4().hex[:8]}"
         self._client: Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._refused: list[int] = []
-        self._connecting = ConnectLock()
-
-    async def _connect(self) -> Client:
-        async with self._connecting():
-            return await self._connect_locked()
 
     async def _connect_locked(self) -> Client:
         loop = asyncio.get_running_loop()
@@ -126,7 +115,7 @@ class MqttSink(Sink):
         connect_properties.SessionExpiryInterval = 0
         options: dict[str, Any] = {
             "identifier": self._client_id,
-            "protocol": self._mqtt.ProtocolVersion.V5,
+            "protocol": self._library.ProtocolVersion.V5,
             "clean_start": True,
             "timeout": s.timeout,
             "keepalive": s.keepalive,
@@ -138,7 +127,7 @@ class MqttSink(Sink):
             options["password"] = s.password.get_secret_value() if s.password else None
         if self._secure:
             options["tls_context"] = (s.tls or TlsSettings()).context()
-        client: Client = self._mqtt.Client(self._host, self._port, **options)
+        client: Client = self._library.Client(self._host, self._port, **options)
         paho = client._client  # count PUBACKs the broker refused (aiomqtt drops their reason code)
         on_publish: Any = paho.on_publish
 
@@ -169,7 +158,7 @@ class MqttSink(Sink):
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
             return
-        client = await self._connect()
+        client = await self._connected()
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -181,14 +170,14 @@ class MqttSink(Sink):
             properties.ContentType = CONTENT_TYPE
             properties.PayloadFormatIndicator = 1
             properties.UserProperty = list(cloudevent_attributes(row, s.source).items())
-            await client.publish(self._topic.render(row), row.body, qos=1, properties=properties, timeout=s.timeout)
+            await client.publish(self._template.render(row), row.body, qos=1, properties=properties, timeout=s.timeout)
 
         unpublished = await publish_concurrently(batch, publish)
         if unpublished is not None:
             await self._drop()  # the connection failed: a fresh one (and a fresh session) on the next try
             row, exc = unpublished.row, unpublished.error
             raise SinkError(
-                f"{self._where}: publishing record {row.record_id} to {self._topic.render(row)!r} failed "
+                f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
                 f"({one_line(exc)}; {unpublished.count('unacknowledged')})",
                 retryable=True,
             ) from exc
@@ -202,7 +191,7 @@ class MqttSink(Sink):
 
     async def check(self) -> None:
         """Connected (CONNACK received)."""
-        await self._connect()
+        await self._connected()
 
     async def aclose(self) -> None:
         await self._drop()
