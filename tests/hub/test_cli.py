@@ -11,17 +11,11 @@ from cli_kit import WHSEC, invoke, transit_config
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.schemas import load_builtin
 from tanpuhui.testing.loopback import free_port
 
-TRIP = {
-    "txn_id": "HF20241105121500C3",
-    "card_no": "3100987654321098",
-    "deal_time": "2024-11-05T12:15:00+08:00",
-    "deal_type": "bus",
-    "line_id": "B126",
-    "stop_id": "B126-07",
-    "region": "340100",
-}
+TRIP = load_builtin("transit-card-trip")["examples"][2]
+"""A bus tap in Hefei: the trip schema's own example."""
 
 
 def test_validate_accepts_a_valid_document_with_exit_0(tmp_path: Path) -> None:
