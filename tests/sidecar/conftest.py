@@ -27,13 +27,12 @@ from tanpuhui.hub.server import Sidecar
 from tanpuhui.hub.server.run import uvicorn_config
 from tanpuhui.sdk import (
     Adapter,
+    AdapterPlugin,
     AdapterSettings,
     ItemRejected,
-    Methodology,
     PushStream,
     StreamContext,
     WebhookSigner,
-    hookimpl,
 )
 
 PSEUDONYM_KEYS = "v1:" + base64.b64encode(b"sidecar-test-pseudonym-key-32byt").decode()
@@ -70,19 +69,9 @@ class BikeShare(Adapter):
     stream_types = (RidesPush,)
 
 
-class BikePlugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(BikeShare)
-
-    @hookimpl
-    def register_methodologies(self, register: Callable[[Methodology], None]) -> None:
-        register(BIKE)
-
-
 def plugins() -> Plugins:
     """Built-ins, installed entry points (transit_card) and the bike-share test plugin."""
-    return load_plugins([BikePlugin()])
+    return load_plugins([AdapterPlugin(BikeShare, methodologies=(BIKE,))])
 
 
 def signed(body: bytes, msg_id: str, secret: str = PUSH_SECRET, timestamp: int | None = None) -> dict[str, str]:
