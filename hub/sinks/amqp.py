@@ -15,25 +15,24 @@ is missing) is transient: retried while the sink pauses on the batch.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
     EVENT_TYPE,
-    ConnectLock,
-    NameTemplate,
+    BrokerSettings,
+    BrokerSink,
     TlsSettings,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
-    optional_client,
-    reject_url_password,
+    publish_concurrently,
     template_field,
 )
 
@@ -42,12 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AmqpSettings", "AmqpSink"]
 
-log = logging.getLogger("tanpuhui.forwarder")
-
 HEADER_PREFIX = "cloudEvents:"
 
 
-class AmqpSettings(SinkSettings):
+class AmqpSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "amqp"`` (see docs/sinks.md).
 
     ``url``: ``amqp://`` or ``amqps://`` (host, port, virtual host; a user but never a password); ``password`` from
@@ -57,19 +54,10 @@ class AmqpSettings(SinkSettings):
 
     type: Literal["amqp"] = "amqp"
     url: str = Field(default="amqp://127.0.0.1:5672/", pattern=r"^amqps?://")
-    username: str | None = None
-    password: SecretStr | None = None
     exchange: str = ""
     routing_key: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1, max_length=255)
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for a batch's confirms")
     max_in_flight: int = Field(default=512, ge=1, le=65536, description="messages awaiting their confirm at once")
-
-    @field_validator("url")
-    @classmethod
-    def _no_password(cls, value: str) -> str:
-        return reject_url_password(value)
 
     @field_validator("routing_key")
     @classmethod
@@ -77,24 +65,19 @@ class AmqpSettings(SinkSettings):
         return template_field(value, "routing_key")
 
 
-class AmqpSink(Sink):
+class AmqpSink(BrokerSink[AmqpSettings, "AbstractExchange"]):
     """Publishes persistent, confirmed messages; one connection and channel per sink, reopened after a failure."""
 
     kind = "amqp"
     Settings = AmqpSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        super().__init__(name, settings)
-        self._settings = self.settings_as(AmqpSettings)
-        self._pika = optional_client("aio_pika", "aio-pika", "amqp")
-        self._routing_key = NameTemplate(self._settings.routing_key, "routing_key")
+        super().__init__(name, settings, AmqpSettings, template_key="routing_key", client=("aio_pika", "aio-pika"))
         exchange = self._settings.exchange or "(default exchange)"
         self._where = f"amqp sink {name!r} ({display_url(self._settings.url)}, exchange {exchange})"
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting = ConnectLock()
 
     def _url(self) -> str:
         from yarl import URL  # aio-pika's own dependency
@@ -107,11 +90,7 @@ class AmqpSink(Sink):
             url = url.with_password(s.password.get_secret_value())
         return str(url)
 
-    async def _open(self) -> AbstractExchange:
-        async with self._connecting():
-            return await self._open_locked()
-
-    async def _open_locked(self) -> AbstractExchange:
+    async def _connect_locked(self) -> AbstractExchange:
         loop = asyncio.get_running_loop()
         usable = (
             self._exchange is not None
@@ -133,7 +112,7 @@ class AmqpSink(Sink):
             options["ssl"] = True
             options["ssl_context"] = (s.tls or TlsSettings()).context()
         try:
-            connection = await self._pika.connect(self._url(), **options)
+            connection = await self._library.connect(self._url(), **options)
         except Exception as exc:
             raise SinkError(f"{self._where}: cannot connect ({one_line(exc)})", retryable=True) from exc
         self._connection, self._loop = connection, loop
@@ -157,16 +136,13 @@ class AmqpSink(Sink):
     async def _drop(self) -> None:
         connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
         if connection is not None and not connection.is_closed and self._loop is asyncio.get_running_loop():
-            try:
-                await asyncio.wait_for(connection.close(), 5)
-            except Exception:  # the broker is gone already
-                log.debug("%s: close failed", self._where, exc_info=True)
+            await close_quietly(connection.close(), self._where)
 
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
             return
-        exchange = await self._open()
-        pika = self._pika
+        exchange = await self._connected()
+        pika = self._library
         s = self._settings
         from pamqp.commands import Basic  # aio-pika's own dependency: the confirm frames
 
@@ -181,33 +157,26 @@ class AmqpSink(Sink):
                 type=EVENT_TYPE,
                 app_id="tanpuhui",
             )
-            key = self._routing_key.render(row)
+            key = self._template.render(row)
             answer = await exchange.publish(message, key, mandatory=True, timeout=s.timeout)
             if not isinstance(answer, Basic.Ack):
                 what = "returned unroutable: no queue is bound for it" if answer is not None else "not confirmed"
                 raise _Unconfirmed(f"routing key {key!r}: {what}")
 
-        window = s.max_in_flight
-        for start in range(0, len(batch), window):
-            chunk = batch[start : start + window]
-            results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, Exception):
-                    raise result  # cancelled: the forwarder is stopping
-            failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
-            if failures:
-                row, exc = failures[0]
-                if not isinstance(exc, _Unconfirmed):
-                    await self._drop()  # a closed channel or connection: start afresh on the next try
-                raise SinkError(
-                    f"{self._where}: publishing record {row.record_id} failed ({one_line(exc)}; "
-                    f"{len(failures)} of {len(chunk)} unconfirmed)",
-                    retryable=True,
-                ) from exc
+        unpublished = await publish_concurrently(batch, publish, s.max_in_flight)
+        if unpublished is not None:
+            exc = unpublished.error
+            if not isinstance(exc, _Unconfirmed):
+                await self._drop()  # a closed channel or connection: start afresh on the next try
+            raise SinkError(
+                f"{self._where}: publishing record {unpublished.row.record_id} failed ({one_line(exc)}; "
+                f"{unpublished.count('unconfirmed')})",
+                retryable=True,
+            ) from exc
 
     async def check(self) -> None:
         """Connected, with the exchange declared."""
-        await self._open()
+        await self._connected()
 
     async def aclose(self) -> None:
         await self._drop()

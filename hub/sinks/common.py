@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import re
 import ssl
 import string
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from tanpuhui.sdk import ConfigError, OutboxRow
+from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkSettings
 
 from .http import EVENT_TYPE
 
@@ -27,16 +32,23 @@ __all__ = [
     "CONTENT_TYPE",
     "EVENT_TYPE",
     "TEMPLATE_FIELDS",
+    "BrokerSettings",
+    "BrokerSink",
     "ConnectLock",
     "NameTemplate",
     "TlsSettings",
+    "Unpublished",
+    "close_quietly",
     "cloudevent_attributes",
     "display_url",
     "one_line",
     "optional_client",
+    "publish_concurrently",
     "reject_url_password",
     "template_field",
 ]
+
+log = logging.getLogger("tanpuhui.forwarder")
 
 CONTENT_TYPE = "application/json"
 TEMPLATE_FIELDS = ("adapter", "stream", "scenario")
@@ -183,3 +195,102 @@ class ConnectLock:
         if self._lock is None or self._loop is not loop:
             self._lock, self._loop = asyncio.Lock(), loop
         return self._lock
+
+
+class BrokerSettings(SinkSettings):
+    """What the broker sinks' settings share: a user name with its ``password`` from the environment, the
+    CloudEvents ``source`` prefix and ``tls``; the ``url`` each declares never holds a password."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
+    tls: TlsSettings | None = None
+
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        return reject_url_password(value)
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    """The rows of one window that failed, with their errors, and how many rows the window held."""
+
+    failures: list[tuple[OutboxRow, Exception]]
+    of: int
+
+    @property
+    def row(self) -> OutboxRow:
+        return self.failures[0][0]
+
+    @property
+    def error(self) -> Exception:
+        return self.failures[0][1]
+
+    def count(self, what: str) -> str:
+        """``"3 of 512 unconfirmed"``."""
+        return f"{len(self.failures)} of {self.of} {what}"
+
+
+async def publish_concurrently(
+    batch: Sequence[OutboxRow], publish: Callable[[OutboxRow], Awaitable[None]], window: int | None = None
+) -> Unpublished | None:
+    """Publish ``batch`` ``window`` rows at a time (all at once without a window), the rows of a window
+    concurrently. The failures of the first window that had any (the windows after it are not sent), or ``None``;
+    a cancellation propagates (the forwarder is stopping)."""
+    size = window or len(batch) or 1
+    for start in range(0, len(batch), size):
+        chunk = batch[start : start + size]
+        results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
+        if failures:
+            return Unpublished(failures, len(chunk))
+    return None
+
+
+async def close_quietly(closing: Awaitable[object], where: str, what: str = "close") -> None:
+    """Await a connection's close for at most 5 s; a failure is only logged (the peer is gone already)."""
+    try:
+        await asyncio.wait_for(closing, 5)
+    except Exception:
+        log.debug("%s: %s failed", where, what, exc_info=True)
+
+
+_B = TypeVar("_B", bound=BrokerSettings)
+_C = TypeVar("_C")
+
+
+class BrokerSink(Sink, Generic[_B, _C]):
+    """What the broker sinks share: their settings, the client library (a :class:`ConfigError` naming the package
+    to install when it is missing), the subject/topic/routing-key template, and one connection attempt at a time.
+    ``_C`` is what :meth:`_connected` gives ``send`` (a connection, a JetStream context, an exchange); it belongs to
+    the event loop that opened it (``_loop``)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: SinkSettings,
+        settings_type: type[_B],
+        *,
+        template_key: str,
+        client: tuple[str, str],
+    ) -> None:
+        super().__init__(name, settings)
+        self._settings: _B = self.settings_as(settings_type)
+        module, package = client
+        self._library: Any = optional_client(module, package, self.kind)
+        self._template = NameTemplate(getattr(self._settings, template_key), template_key)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting = ConnectLock()
+
+    async def _connected(self) -> _C:
+        """The connection of the running event loop, opened (or reopened) when there is none usable."""
+        async with self._connecting():
+            return await self._connect_locked()
+
+    @abstractmethod
+    async def _connect_locked(self) -> _C:
+        """:meth:`_connected` while holding the connect lock."""

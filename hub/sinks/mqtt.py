@@ -23,20 +23,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
-    ConnectLock,
-    NameTemplate,
+    BrokerSettings,
+    BrokerSink,
     TlsSettings,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
-    optional_client,
-    reject_url_password,
+    publish_concurrently,
     template_field,
 )
 
@@ -56,7 +56,7 @@ PERMANENT_PUBACK = frozenset({0x87, 0x90, 0x99})
 """PUBACK reason codes that will not change on a retry: not authorized, topic name invalid, payload format invalid."""
 
 
-class MqttSettings(SinkSettings):
+class MqttSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "mqtt"`` (see docs/sinks.md).
 
     ``url``: ``mqtt://host:port`` or ``mqtts://host:port``; ``topic``: a template with ``{adapter}``, ``{stream}``,
@@ -68,17 +68,8 @@ class MqttSettings(SinkSettings):
     url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/]+/?$")
     topic: str = Field(default="tanpuhui/reductions/{scenario}", min_length=1)
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    username: str | None = None
-    password: SecretStr | None = None
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for each PUBACK")
     keepalive: int = Field(default=30, ge=5, le=65535)
-
-    @field_validator("url")
-    @classmethod
-    def _no_password(cls, value: str) -> str:
-        return reject_url_password(value)
 
     @field_validator("topic")
     @classmethod
@@ -94,17 +85,14 @@ class MqttSettings(SinkSettings):
         return self
 
 
-class MqttSink(Sink):
+class MqttSink(BrokerSink[MqttSettings, "Client"]):
     """Publishes each record at QoS 1 over one MQTT 5 connection per sink, reconnecting after a failure."""
 
     kind = "mqtt"
     Settings = MqttSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        super().__init__(name, settings)
-        self._settings = self.settings_as(MqttSettings)
-        self._mqtt = optional_client("aiomqtt", "aiomqtt", "mqtt")
-        self._topic = NameTemplate(self._settings.topic, "topic")
+        super().__init__(name, settings, MqttSettings, template_key="topic", client=("aiomqtt", "aiomqtt"))
         parts = urlsplit(self._settings.url)
         self._host = parts.hostname or "127.0.0.1"
         self._secure = parts.scheme == "mqtts" or self._settings.tls is not None
@@ -112,13 +100,7 @@ class MqttSink(Sink):
         self._where = f"mqtt sink {name!r} ({display_url(self._settings.url)})"
         self._client_id = self._settings.client_id or f"tanpuhui-{name}-{uuid.uuid4().hex[:8]}"
         self._client: Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._refused: list[int] = []
-        self._connecting = ConnectLock()
-
-    async def _connect(self) -> Client:
-        async with self._connecting():
-            return await self._connect_locked()
 
     async def _connect_locked(self) -> Client:
         loop = asyncio.get_running_loop()
@@ -133,7 +115,7 @@ class MqttSink(Sink):
         connect_properties.SessionExpiryInterval = 0
         options: dict[str, Any] = {
             "identifier": self._client_id,
-            "protocol": self._mqtt.ProtocolVersion.V5,
+            "protocol": self._library.ProtocolVersion.V5,
             "clean_start": True,
             "timeout": s.timeout,
             "keepalive": s.keepalive,
@@ -145,7 +127,7 @@ class MqttSink(Sink):
             options["password"] = s.password.get_secret_value() if s.password else None
         if self._secure:
             options["tls_context"] = (s.tls or TlsSettings()).context()
-        client: Client = self._mqtt.Client(self._host, self._port, **options)
+        client: Client = self._library.Client(self._host, self._port, **options)
         paho = client._client  # count PUBACKs the broker refused (aiomqtt drops their reason code)
         on_publish: Any = paho.on_publish
 
@@ -171,15 +153,12 @@ class MqttSink(Sink):
             if lost.done() and not lost.cancelled():
                 lost.exception()
         if client is not None and self._loop is asyncio.get_running_loop():
-            try:
-                await asyncio.wait_for(client.__aexit__(None, None, None), 5)
-            except Exception:  # the connection is gone already
-                log.debug("%s: disconnect failed", self._where, exc_info=True)
+            await close_quietly(client.__aexit__(None, None, None), self._where, "disconnect")
 
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
             return
-        client = await self._connect()
+        client = await self._connected()
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -191,19 +170,15 @@ class MqttSink(Sink):
             properties.ContentType = CONTENT_TYPE
             properties.PayloadFormatIndicator = 1
             properties.UserProperty = list(cloudevent_attributes(row, s.source).items())
-            await client.publish(self._topic.render(row), row.body, qos=1, properties=properties, timeout=s.timeout)
+            await client.publish(self._template.render(row), row.body, qos=1, properties=properties, timeout=s.timeout)
 
-        results = await asyncio.gather(*(publish(row) for row in batch), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the forwarder is stopping
-        failures = [(row, r) for row, r in zip(batch, results, strict=True) if isinstance(r, Exception)]
-        if failures:
+        unpublished = await publish_concurrently(batch, publish)
+        if unpublished is not None:
             await self._drop()  # the connection failed: a fresh one (and a fresh session) on the next try
-            row, exc = failures[0]
+            row, exc = unpublished.row, unpublished.error
             raise SinkError(
-                f"{self._where}: publishing record {row.record_id} to {self._topic.render(row)!r} failed "
-                f"({one_line(exc)}; {len(failures)} of {len(batch)} unacknowledged)",
+                f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
+                f"({one_line(exc)}; {unpublished.count('unacknowledged')})",
                 retryable=True,
             ) from exc
         if self._refused:
@@ -216,7 +191,7 @@ class MqttSink(Sink):
 
     async def check(self) -> None:
         """Connected (CONNACK received)."""
-        await self._connect()
+        await self._connected()
 
     async def aclose(self) -> None:
         await self._drop()

@@ -21,17 +21,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from tanpuhui.sdk import OutboxRow, Sink, SinkError, SinkSettings
+from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
-    ConnectLock,
-    NameTemplate,
+    BrokerSettings,
+    BrokerSink,
     TlsSettings,
+    Unpublished,
+    close_quietly,
     cloudevent_attributes,
     display_url,
     one_line,
-    optional_client,
+    publish_concurrently,
     reject_url_password,
     template_field,
 )
@@ -45,7 +47,7 @@ __all__ = ["NatsSettings", "NatsSink"]
 log = logging.getLogger("tanpuhui.forwarder")
 
 
-class NatsSettings(SinkSettings):
+class NatsSettings(BrokerSettings):
     """``[sinks.NAME]`` with ``type = "nats"`` (see docs/sinks.md).
 
     ``url``: one server or several, comma-separated (``nats://`` or ``tls://``); ``subject``: a template with
@@ -58,11 +60,7 @@ class NatsSettings(SinkSettings):
     url: str = Field(default="nats://127.0.0.1:4222", pattern=r"^(nats|tls)://")
     subject: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1)
     stream: str | None = Field(default=None, pattern=r"^[^\s.*>]+$")
-    source: str = Field(default="urn:tanpuhui:hub", min_length=1)
-    username: str | None = None
-    password: SecretStr | None = None
     token: SecretStr | None = None
-    tls: TlsSettings | None = None
     timeout: float = Field(default=10.0, gt=0, description="seconds to wait for each JetStream ack")
     max_in_flight: int = Field(default=256, ge=1, le=65536, description="publishes awaiting their ack at once")
 
@@ -89,31 +87,22 @@ class NatsSettings(SinkSettings):
         return self
 
 
-class NatsSink(Sink):
+class NatsSink(BrokerSink[NatsSettings, "JetStreamContext"]):
     """Publishes each record to JetStream with its record id as ``Nats-Msg-Id``; one connection per sink."""
 
     kind = "nats"
     Settings = NatsSettings
 
     def __init__(self, name: str, settings: SinkSettings) -> None:
-        super().__init__(name, settings)
-        self._settings = self.settings_as(NatsSettings)
-        self._nats = optional_client("nats", "nats-py", "nats")
-        self._subject = NameTemplate(self._settings.subject, "subject")
+        super().__init__(name, settings, NatsSettings, template_key="subject", client=("nats", "nats-py"))
         servers = [s.strip() for s in self._settings.url.split(",") if s.strip()]
         self._servers = servers
         self._where = f"nats sink {name!r} ({', '.join(display_url(s) for s in servers)})"
         self._client: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting = ConnectLock()
         self._last_error: str | None = None
 
-    async def _jetstream(self) -> JetStreamContext:
-        async with self._connecting():
-            return await self._jetstream_locked()
-
-    async def _jetstream_locked(self) -> JetStreamContext:
+    async def _connect_locked(self) -> JetStreamContext:
         loop = asyncio.get_running_loop()
         if self._client is not None and (self._loop is not loop or self._client.is_closed):
             self._client, self._js = None, None  # a connection belongs to the loop that opened it
@@ -141,7 +130,7 @@ class NatsSink(Sink):
                     options["tls_hostname"] = tls.server_name
             try:
                 # With reconnects unbounded, nats-py retries a first connection forever: bound it here.
-                client: NatsClient = await asyncio.wait_for(self._nats.connect(**options), s.timeout)
+                client: NatsClient = await asyncio.wait_for(self._library.connect(**options), s.timeout)
             except Exception as exc:  # NoServersError, OSError, timeouts, auth failures
                 why = one_line(exc)
                 if self._last_error and self._last_error not in why:
@@ -161,7 +150,7 @@ class NatsSink(Sink):
     async def send(self, batch: Sequence[OutboxRow]) -> None:
         if not batch:
             return
-        js = await self._jetstream()
+        js = await self._connected()
         source = self._settings.source
         expected = self._settings.stream
         window = self._settings.max_in_flight
@@ -170,24 +159,19 @@ class NatsSink(Sink):
             headers = {f"ce-{k}": v for k, v in cloudevent_attributes(row, source).items()}
             headers["content-type"] = CONTENT_TYPE
             headers["Nats-Msg-Id"] = row.record_id
-            await js.publish(self._subject.render(row), row.body, stream=expected, headers=headers)
+            await js.publish(self._template.render(row), row.body, stream=expected, headers=headers)
 
-        for start in range(0, len(batch), window):
-            chunk = batch[start : start + window]
-            results = await asyncio.gather(*(publish(row) for row in chunk), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, Exception):
-                    raise result  # cancelled: the forwarder is stopping
-            failures = [(row, r) for row, r in zip(chunk, results, strict=True) if isinstance(r, Exception)]
-            if failures:
-                raise self._error(failures[0][0], failures[0][1], len(failures), len(chunk))
+        unpublished = await publish_concurrently(batch, publish, window)
+        if unpublished is not None:
+            raise self._error(unpublished)
 
-    def _error(self, row: OutboxRow, exc: Exception, failed: int, of: int) -> SinkError:
-        errors = self._nats.errors
-        js_errors = self._nats.js.errors
+    def _error(self, unpublished: Unpublished) -> SinkError:
+        errors = self._library.errors
+        js_errors = self._library.js.errors
+        row, exc = unpublished.row, unpublished.error
         message = (
-            f"{self._where}: publishing record {row.record_id} to {self._subject.render(row)!r} failed "
-            f"({one_line(exc)}; {failed} of {of} unacknowledged)"
+            f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
+            f"({one_line(exc)}; {unpublished.count('unacknowledged')})"
         )
         if isinstance(exc, js_errors.NoStreamResponseError | errors.NoRespondersError):
             message += "; no JetStream stream stores this subject"
@@ -200,7 +184,7 @@ class NatsSink(Sink):
 
     async def check(self) -> None:
         """Connected, and the configured ``stream`` exists (its info answers)."""
-        js = await self._jetstream()
+        js = await self._connected()
         if self._settings.stream is None:
             return
         try:
@@ -213,7 +197,4 @@ class NatsSink(Sink):
     async def aclose(self) -> None:
         client, self._client, self._js = self._client, None, None
         if client is not None and self._loop is asyncio.get_running_loop() and not client.is_closed:
-            try:
-                await asyncio.wait_for(client.close(), 5)
-            except Exception:  # closing a connection to a dead server: nothing left to release
-                log.debug("%s: close failed", self._where, exc_info=True)
+            await close_quietly(client.close(), self._where)

@@ -63,11 +63,18 @@ def test_personal_data_marks_name_a_known_kind(name: str) -> None:
     assert set(kinds.values()) <= PERSONAL_KINDS, f"{name}: {kinds}"
 
 
+def _both_validators(name: str) -> tuple[Draft202012Validator, CompiledSchema]:
+    """The reference validator (jsonschema, formats checked) and the hub's compiled one, for schema ``name``."""
+    doc = SCHEMAS[name]
+    return Draft202012Validator(dict(doc), format_checker=Draft202012Validator.FORMAT_CHECKER), CompiledSchema(
+        name, doc
+    )
+
+
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_every_valid_example_passes_both_validators(name: str) -> None:
     doc = SCHEMAS[name]
-    reference = Draft202012Validator(dict(doc), format_checker=Draft202012Validator.FORMAT_CHECKER)
-    fast = CompiledSchema(name, doc)
+    reference, fast = _both_validators(name)
     assert doc.get("examples"), f"{name}: no examples"
     for i, example in enumerate(doc["examples"]):
         assert [e.message for e in reference.iter_errors(example)] == [], f"{name}: examples[{i}]"
@@ -77,8 +84,7 @@ def test_every_valid_example_passes_both_validators(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_every_invalid_example_fails_both_validators(name: str) -> None:
     doc = SCHEMAS[name]
-    reference = Draft202012Validator(dict(doc), format_checker=Draft202012Validator.FORMAT_CHECKER)
-    fast = CompiledSchema(name, doc)
+    reference, fast = _both_validators(name)
     assert doc.get("x-invalid-examples"), f"{name}: no x-invalid-examples"
     for i, example in enumerate(doc["x-invalid-examples"]):
         assert list(reference.iter_errors(example)), f"{name}: x-invalid-examples[{i}] is valid"

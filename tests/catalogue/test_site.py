@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +13,7 @@ from tanpuhui.hub.catalogue.site import Site
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.validation import SchemaRegistry
-from tanpuhui.sdk import Adapter, AdapterSettings, Factor, Formula, Methodology, hookimpl
+from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, Factor, Formula, Methodology
 
 BILL = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -52,18 +51,8 @@ class WuhuGas(Adapter):
     stream_types = ()
 
 
-class WuhuPlugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(WuhuGas)
-
-    @hookimpl
-    def register_methodologies(self, register: Callable[[Methodology], None]) -> None:
-        register(WUHU)
-
-
 def third_party_site(tmp_path: Path) -> tuple[Path, Catalogue]:
-    plugins = load_plugins([WuhuPlugin()])
+    plugins = load_plugins([AdapterPlugin(WuhuGas, methodologies=(WUHU,))])
     catalogue = Catalogue.of(plugins, SchemaRegistry({"wuhu-gas-bill": BILL}))
     Site(catalogue, sidecar_url="https://hub.example.org/").write(tmp_path)
     return tmp_path, catalogue

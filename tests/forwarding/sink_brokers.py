@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tanpuhui.hub.forwarder import Forwarder, ForwardSummary
-from tanpuhui.sdk import Sink
+from tanpuhui.sdk import OutboxRow, Sink, SinkError
 
 
 def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -243,3 +245,18 @@ def make_certificates(folder: Path) -> TestCertificates:
     for path in (out.ca_file, out.cert_file, out.key_file):
         path.chmod(0o644)
     return out
+
+
+def sink_failure(sink: Sink, batch: Sequence[OutboxRow] | None = None) -> SinkError:
+    """The :class:`SinkError` that ``sink.check()`` raises (``sink.send(batch)`` with a batch); the test fails when
+    it raises none. The sink is closed after."""
+
+    async def attempt() -> SinkError:
+        try:
+            with pytest.raises(SinkError) as raised:
+                await (sink.check() if batch is None else sink.send(batch))
+            return raised.value
+        finally:
+            await sink.aclose()
+
+    return asyncio.run(attempt())

@@ -13,11 +13,10 @@ import aio_pika
 import orjson
 import pydantic
 import pytest
-from sink_brokers import CuttableProxy, drain_through_outage
+from sink_brokers import CuttableProxy, drain_through_outage, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.amqp import AmqpSink
-from tanpuhui.sdk import SinkError
 from tanpuhui.testing.loopback import free_port
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -112,15 +111,7 @@ def test_every_record_arrives_when_connections_are_cut_mid_delivery(store, fill)
 def test_an_exchange_that_does_not_exist_fails_readiness_naming_it():
     sink = amqp_sink(exchange="tanpuhui_test_missing_" + secrets.token_hex(4))
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.check()
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    error = asyncio.run(run())
+    error = sink_failure(sink)
     assert error.retryable
     assert "amqp sink 'bus'" in str(error) and "tanpuhui_test_missing_" in str(error)
 
@@ -129,15 +120,7 @@ def test_a_message_no_queue_is_bound_for_is_retried_not_lost(store, fill):
     fill(store, 3)
     sink = amqp_sink(routing_key="tanpuhui_test_nobody_" + secrets.token_hex(4))
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.send(store.read_outbox(0, 3))
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    error = asyncio.run(run())
+    error = sink_failure(sink, store.read_outbox(0, 3))
     assert error.retryable
     assert "no queue is bound for it" in str(error)
 
@@ -145,15 +128,7 @@ def test_a_message_no_queue_is_bound_for_is_retried_not_lost(store, fill):
 def test_a_broker_that_is_down_is_a_transient_failure():
     sink = amqp_sink(free_port(), timeout=1)
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.check()
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    assert asyncio.run(run()).retryable
+    assert sink_failure(sink).retryable
 
 
 @pytest.mark.parametrize(

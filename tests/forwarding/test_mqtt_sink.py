@@ -14,7 +14,7 @@ import aiomqtt
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, make_certificates
+from sink_brokers import BrokerProcess, CuttableProxy, drain_through_outage, make_certificates, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.mqtt import MqttSink
@@ -206,15 +206,7 @@ def test_a_publish_the_broker_refuses_is_dead_lettered_not_counted_delivered(sto
 def test_a_broker_that_is_down_is_a_transient_failure():
     sink = mqtt_sink(free_port(), timeout=1)
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.check()
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    error = asyncio.run(run())
+    error = sink_failure(sink)
     assert error.retryable and "mqtt sink 'bus'" in str(error)
 
 

@@ -12,7 +12,7 @@ import nats
 import orjson
 import pydantic
 import pytest
-from sink_brokers import BrokerProcess, drain_through_outage, make_certificates
+from sink_brokers import BrokerProcess, drain_through_outage, make_certificates, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.nats import NatsSink
@@ -120,15 +120,7 @@ def test_every_record_arrives_when_the_broker_is_killed_and_restarted_mid_delive
 def test_a_stopped_server_is_a_transient_failure_and_readiness_fails_naming_the_sink():
     sink = nats_sink(f"nats://127.0.0.1:{free_port()}", timeout=1)
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.check()
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    error = asyncio.run(run())
+    error = sink_failure(sink)
     assert error.retryable
     assert "nats sink 'bus'" in str(error) and "cannot connect" in str(error)
 
@@ -137,15 +129,7 @@ def test_a_subject_no_stream_stores_is_retried_not_dead_lettered(store, fill):
     fill(store, 3)
     sink = nats_sink(SHARED_NATS, subject=unique("nostream") + ".{scenario}", timeout=1)
 
-    async def run():
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.send(store.read_outbox(0, 3))
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    error = asyncio.run(run())
+    error = sink_failure(sink, store.read_outbox(0, 3))
     assert error.retryable
     assert "no JetStream stream stores this subject" in str(error)
 

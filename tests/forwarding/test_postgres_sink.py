@@ -16,11 +16,10 @@ import psycopg
 import pydantic
 import pytest
 from psycopg import conninfo
-from sink_brokers import CuttableProxy, drain_through_outage
+from sink_brokers import CuttableProxy, drain_through_outage, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.postgres import PostgresSink, consumer_table_ddl
-from tanpuhui.sdk import SinkError
 
 ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -135,17 +134,8 @@ def test_a_missing_table_is_retried_and_a_missing_column_is_dead_lettered(store,
     with psycopg.connect(consumer_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE narrow (record_id text PRIMARY KEY)")
 
-    async def attempt(table: str) -> SinkError:
-        sink = pg_sink(consumer_db, table=table)
-        try:
-            with pytest.raises(SinkError) as raised:
-                await sink.send(store.read_outbox(0, 4))
-            return raised.value
-        finally:
-            await sink.aclose()
-
-    missing = asyncio.run(attempt("not_created_yet"))
-    narrow = asyncio.run(attempt("narrow"))
+    missing = sink_failure(pg_sink(consumer_db, table="not_created_yet"), store.read_outbox(0, 4))
+    narrow = sink_failure(pg_sink(consumer_db, table="narrow"), store.read_outbox(0, 4))
 
     assert missing.retryable and "42P01" in str(missing) and "postgres sink 'bus'" in str(missing)
     assert not narrow.retryable and "42703" in str(narrow)

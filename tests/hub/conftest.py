@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
@@ -49,3 +50,10 @@ def _one_stream_hub(tmp_path: Path, adapter_name: str, stream: type[PullStream])
     )
     plugins: Any = load_plugins([AdapterPlugin(partner)], entry_points=False)
     return Hub(config, plugins=plugins)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[TransitSandbox]:
+    """The transit-card sandbox with 300 trips (seed 11)."""
+    with TransitSandbox(trips=300, seed=11) as sandbox:
+        yield sandbox

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
-from click.testing import CliRunner
+from cli_kit import WHSEC, invoke, transit_config
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.hub.cli import main
 from tanpuhui.hub.consumer import ConsumerServer
+from tanpuhui.schemas import load_builtin
 from tanpuhui.testing.loopback import free_port
 
-TRIP = {
-    "txn_id": "HF20241105121500C3",
-    "card_no": "3100987654321098",
-    "deal_time": "2024-11-05T12:15:00+08:00",
-    "deal_type": "bus",
-    "line_id": "B126",
-    "stop_id": "B126-07",
-    "region": "340100",
-}
-KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
-WHSEC = "whsec_" + base64.b64encode(b"consumer-secret-for-cli-tests!!").decode()
-
-
-def invoke(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+TRIP = load_builtin("transit-card-trip")["examples"][2]
+"""A bus tap in Hefei: the trip schema's own example."""
 
 
 def test_validate_accepts_a_valid_document_with_exit_0(tmp_path: Path) -> None:
@@ -80,45 +63,9 @@ def test_a_literal_secret_in_the_config_is_refused_naming_file_and_key(tmp_path:
     assert "hunter2" not in err
 
 
-@pytest.fixture
-def sandbox() -> Iterator[TransitSandbox]:
-    with TransitSandbox(trips=300, seed=11) as sandbox:
-        yield sandbox
-
-
-def _config(tmp_path: Path, sandbox: TransitSandbox, consumer_url: str) -> tuple[Path, dict[str, str]]:
-    config = tmp_path / "hub.toml"
-    config.write_text(
-        f"""
-[hub]
-store = "hub.db"
-pseudonym_keys = {{ env = "T_KEYS" }}
-
-[forwarder]
-attempts = 1
-give_up_after = 0
-
-[adapters.transit_card]
-base_url = "{sandbox.url}"
-client_id = "{sandbox.client_id}"
-client_secret = {{ env = "T_TRANSIT_SECRET" }}
-
-[sinks.archive]
-type = "jsonl"
-path = "out/records.jsonl"
-
-[sinks.platform]
-type = "http"
-url = "{consumer_url}"
-secret = {{ env = "T_CONSUMER_SECRET" }}
-"""
-    )
-    return config, {"T_KEYS": KEYS, "T_TRANSIT_SECRET": sandbox.client_secret, "T_CONSUMER_SECRET": WHSEC}
-
-
 def test_pull_quarantine_forward_and_dead_letter_replay(tmp_path: Path, sandbox: TransitSandbox) -> None:
     port = free_port()
-    config, env = _config(tmp_path, sandbox, f"http://127.0.0.1:{port}/events")
+    config, env = transit_config(tmp_path, sandbox, f"http://127.0.0.1:{port}/events")
 
     code, out, _ = invoke("pull", "transit_card", "--config", str(config), env=env)
     assert code == 0, out
@@ -157,7 +104,7 @@ def test_a_pull_skipped_for_a_lease_held_elsewhere_exits_75_and_wait_takes_it_ov
     from tanpuhui.hub.config import load_config
     from tanpuhui.hub.store.factory import open_store
 
-    config, env = _config(tmp_path, sandbox, "http://127.0.0.1:9/events")
+    config, env = transit_config(tmp_path, sandbox, "http://127.0.0.1:9/events")
     store = open_store(load_config(config, environ=env))
     assert store.acquire_lease("transit_card", "transactions", "crashed-pull", 1.5)
     code, out, _ = invoke("pull", "transit_card", "--config", str(config), env=env)

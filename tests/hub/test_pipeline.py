@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
 import pytest
+from bike_share import BIKE, RIDE_SCHEMA, ride, ride_record
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
@@ -20,10 +20,7 @@ from tanpuhui.sdk import (
     Adapter,
     AdapterPlugin,
     AdapterSettings,
-    Factor,
-    Formula,
     ItemRejected,
-    Methodology,
     Page,
     PartnerUnavailable,
     Problem,
@@ -34,35 +31,8 @@ from tanpuhui.sdk import (
 
 KEY = "v1:" + base64.b64encode(b"k" * 32).decode()
 
-RIDE_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Shared-bike ride (test partner)",
-    "type": "object",
-    "required": ["ride_id", "mobile", "start", "km"],
-    "properties": {
-        "ride_id": {"type": "string"},
-        "mobile": {"type": "string", "x-personal-data": "mobile"},
-        "start": {"type": "string", "format": "date-time"},
-        "km": {"type": "number", "minimum": 0},
-    },
-}
-
-BIKE = Methodology(
-    id="test.bike",
-    version="1.0.0",
-    scenario="shared_bike",
-    title="Shared bike instead of car",
-    formula=Formula("activity * ef_reduction"),
-    factors=(Factor("ef_reduction", 0.0933, "kgCO2e/km", "Wuhan platform value (2025), test fixture"),),
-    activity_unit="km",
-)
-
 PAGES: list[Page] = []
 FAIL_AFTER: list[int] = []
-
-
-def ride(n: int, mobile: str = "13955123456", km: float = 2.4, hour: int = 8) -> dict[str, Any]:
-    return {"ride_id": f"R{n:06d}", "mobile": mobile, "start": f"2024-11-05T{hour:02d}:{n % 60:02d}:00+08:00", "km": km}
 
 
 class Rides(PullStream):
@@ -80,17 +50,7 @@ class Rides(PullStream):
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
         if item["km"] > 50:
             raise ItemRejected([Problem("/km", f"{item['km']} km is not a plausible bike ride (max 50)")])
-        start = datetime.fromisoformat(item["start"])
-        yield ctx.record(
-            raw=item,
-            partner_record_id=item["ride_id"],
-            subject=ctx.subject("mobile", item["mobile"]),
-            scenario="shared_bike",
-            start=start,
-            region="340100",
-            activity=item["km"],
-            methodology="test.bike",
-        )
+        yield ride_record(item, ctx)
 
 
 class BikeShare(Adapter):

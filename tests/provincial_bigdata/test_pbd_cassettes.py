@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import respx
 
 from tanpuhui.hub.drivers.pull import PullSummary
@@ -13,12 +11,6 @@ from tanpuhui.hub.hub import Hub
 from tanpuhui.testing import Cassette
 
 from .conftest import CASSETTES, FakeSleep, HubFactory, outbox, run, table
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 def replay(router: respx.MockRouter, hub: Hub, name: str, stream: str, **_: Any) -> tuple[PullSummary, Cassette]:

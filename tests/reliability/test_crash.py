@@ -9,23 +9,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .crash import CrashConfig, run_crash_test, set_check
+from .crash import CrashConfig, CrashReport, run_crash_test, set_check
+
+
+def assert_nothing_lost_or_doubled(report: CrashReport, expected: int) -> None:
+    """What every hard-kill run must end with: no failed step; each of the ``expected`` journeys delivered exactly
+    once under one event id (nothing lost, doubled or unexpected); the audit chain, the store and the sinks intact."""
+    print(report.summary())
+    assert report.failures == []
+    assert report.lost == [], f"lost sequence numbers {report.lost[:20]}"
+    assert report.duplicated == [], f"journeys doubled under two event ids: {report.duplicated[:20]}"
+    assert report.unexpected == []
+    assert report.delivered == report.expected == expected
+    assert report.audit_problems == []
+    assert report.integrity == "ok" and report.outbox_rows == report.expected and report.quarantined == 0
+    assert report.lagging_sinks == {}
 
 
 def test_hard_kills_of_pull_forward_and_serve_lose_nothing_and_double_nothing(tmp_path: Path) -> None:
     seed = int(os.environ.get("TANPUHUI_CRASH_SEED", "20241105"))
     config = CrashConfig(workdir=tmp_path, trips=1000, kills=8, seed=seed, serve=True, pushes=400, push_batch=20)
     report = run_crash_test(config)
-    print(report.summary())
-    assert report.failures == []
-    assert report.lost == [], f"lost sequence numbers {report.lost[:20]}"
-    assert report.duplicated == [], f"journeys doubled under two event ids: {report.duplicated[:20]}"
-    assert report.unexpected == []
-    assert report.delivered == report.expected == 1000 + 400
+    assert_nothing_lost_or_doubled(report, 1000 + 400)
     assert report.acked_not_delivered == [] and report.webhooks_acked == 20
-    assert report.audit_problems == []
-    assert report.integrity == "ok" and report.outbox_rows == report.expected and report.quarantined == 0
-    assert report.lagging_sinks == {}
     assert report.total_kills >= 8, report.summary()
     assert report.kills["pull:after-page"] + report.kills["forward:after-request"] > 0, report.summary()
     assert sum(n for kind, n in report.kills.items() if kind.startswith("serve:")) > 0, report.summary()
@@ -39,15 +45,7 @@ def test_hard_kills_of_run_pulling_and_forwarding_in_one_process_lose_nothing_an
     seed = int(os.environ.get("TANPUHUI_CRASH_SEED", "20261206"))
     config = CrashConfig(workdir=tmp_path, trips=1000, kills=8, seed=seed, run=True)
     report = run_crash_test(config)
-    print(report.summary())
-    assert report.failures == []
-    assert report.lost == [], f"lost sequence numbers {report.lost[:20]}"
-    assert report.duplicated == [], f"journeys doubled under two event ids: {report.duplicated[:20]}"
-    assert report.unexpected == []
-    assert report.delivered == report.expected == 1000
-    assert report.audit_problems == []
-    assert report.integrity == "ok" and report.outbox_rows == report.expected and report.quarantined == 0
-    assert report.lagging_sinks == {}
+    assert_nothing_lost_or_doubled(report, 1000)
     assert report.total_kills >= 8, report.summary()
     assert report.kills["run:after-page"] + report.kills["run:after-request"] > 0, report.summary()
 

@@ -27,22 +27,24 @@ def _ctx() -> StreamContext:
     )
 
 
-def _record(ctx: StreamContext, **extra: Any) -> dict[str, Any]:
-    return ctx.record(
-        raw={"id": "x"},
-        partner_record_id=f"WU-{MOBILE}-20241105",
-        subject=ctx.subject("account", "3401889021"),
-        scenario="peak_gas_saving",
-        start=datetime(2024, 11, 5, 6, 0, tzinfo=CST),
-        region="340104",
-        activity=1.2,
-        methodology="tph.gas.peak-saving",
-        baseline=1.8,
-        baseline_method=f"estimated by the meter reader, call {MOBILE}",
-        details={"note": f"resident {RESIDENT_ID} on leave", "floor": 3},
-        origin={"platform": "zhejiang", "record_id": f"ZJ-{MOBILE}"},
-        **extra,
-    )
+def _record(ctx: StreamContext, **fields: Any) -> dict[str, Any]:
+    """A peak-gas-saving record whose free text carries a mobile number and a resident id; ``fields`` replace or
+    add :meth:`StreamContext.record` arguments."""
+    defaults: dict[str, Any] = {
+        "raw": {"id": "x"},
+        "partner_record_id": f"WU-{MOBILE}-20241105",
+        "subject": ctx.subject("account", "3401889021"),
+        "scenario": "peak_gas_saving",
+        "start": datetime(2024, 11, 5, 6, 0, tzinfo=CST),
+        "region": "340104",
+        "activity": 1.2,
+        "methodology": "tph.gas.peak-saving",
+        "baseline": 1.8,
+        "baseline_method": f"estimated by the meter reader, call {MOBILE}",
+        "details": {"note": f"resident {RESIDENT_ID} on leave", "floor": 3},
+        "origin": {"platform": "zhejiang", "record_id": f"ZJ-{MOBILE}"},
+    }
+    return ctx.record(**{**defaults, **fields})
 
 
 def test_every_partner_string_in_a_record_is_masked() -> None:
@@ -60,17 +62,7 @@ def test_the_record_id_still_comes_from_the_partners_own_id() -> None:
     # two items whose ids differ only inside the masked part stay two records
     ctx = _ctx()
     first = _record(ctx)
-    second = ctx.record(
-        raw={"id": "y"},
-        partner_record_id="WU-13900139000-20241105",
-        subject=ctx.subject("account", "3401889021"),
-        scenario="peak_gas_saving",
-        start=datetime(2024, 11, 5, 6, 0, tzinfo=CST),
-        region="340104",
-        activity=1.2,
-        methodology="tph.gas.peak-saving",
-        baseline=1.8,
-    )
+    second = _record(ctx, raw={"id": "y"}, partner_record_id="WU-13900139000-20241105")
     assert first["record_id"] != second["record_id"]
 
 

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +15,9 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from bike_share import BIKE, RIDE_SCHEMA, ride_record
+from bike_share import MOBILE as MOBILE  # re-exported: the sidecar tests import them from here
+from bike_share import ride as ride
 from pydantic import Field
 
 from tanpuhui.hub.config import HubConfig
@@ -25,15 +27,12 @@ from tanpuhui.hub.server import Sidecar
 from tanpuhui.hub.server.run import uvicorn_config
 from tanpuhui.sdk import (
     Adapter,
+    AdapterPlugin,
     AdapterSettings,
-    Factor,
-    Formula,
     ItemRejected,
-    Methodology,
     PushStream,
     StreamContext,
     WebhookSigner,
-    hookimpl,
 )
 
 PSEUDONYM_KEYS = "v1:" + base64.b64encode(b"sidecar-test-pseudonym-key-32byt").decode()
@@ -41,33 +40,7 @@ PUSH_SECRET = "whsec_" + base64.b64encode(b"bike-share-push-secret-2024-11!").de
 OLD_PUSH_SECRET = "whsec_" + base64.b64encode(b"bike-share-push-secret-2024-05!").decode()
 CONSUMER_SECRET = "whsec_" + base64.b64encode(b"carbon-account-platform-secret!!").decode()
 ADMIN_TOKEN = "adm-7f3c9e1b2d4a6f8e0c1b3d5f7a9e2c4b"
-MOBILE = "13955123456"
 RESIDENT_ID = "34052419800101001X"
-
-RIDE_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://tanpuhui.example/schemas/test/bike-ride.schema.json",
-    "title": "Shared-bike ride (test partner)",
-    "type": "object",
-    "required": ["ride_id", "mobile", "start", "km"],
-    "properties": {
-        "ride_id": {"type": "string"},
-        "mobile": {"type": "string", "x-personal-data": "mobile"},
-        "start": {"type": "string", "format": "date-time"},
-        "km": {"type": "number", "minimum": 0},
-        "note": {"type": "string"},
-    },
-}
-
-BIKE = Methodology(
-    id="test.bike",
-    version="1.0.0",
-    scenario="shared_bike",
-    title="Shared bike instead of car",
-    formula=Formula("activity * ef_reduction"),
-    factors=(Factor("ef_reduction", 0.0933, "kgCO2e/km", "Wuhan platform value (2025), test fixture"),),
-    activity_unit="km",
-)
 
 
 class BikeSettings(AdapterSettings):
@@ -85,17 +58,7 @@ class RidesPush(PushStream):
             raise ValueError(f"cannot read subject {item['mobile']} / {RESIDENT_ID}")
         if item["km"] > 50:
             raise ItemRejected(f"{item['km']} km is not a plausible bike ride (max 50)", "/km")
-        start = datetime.fromisoformat(item["start"])
-        yield ctx.record(
-            raw=item,
-            partner_record_id=item["ride_id"],
-            subject=ctx.subject("mobile", item["mobile"]),
-            scenario="shared_bike",
-            start=start,
-            region="340100",
-            activity=item["km"],
-            methodology="test.bike",
-        )
+        yield ride_record(item, ctx)
 
 
 class BikeShare(Adapter):
@@ -106,29 +69,9 @@ class BikeShare(Adapter):
     stream_types = (RidesPush,)
 
 
-class BikePlugin:
-    @hookimpl
-    def register_adapters(self, register: Callable[[type[Adapter]], None]) -> None:
-        register(BikeShare)
-
-    @hookimpl
-    def register_methodologies(self, register: Callable[[Methodology], None]) -> None:
-        register(BIKE)
-
-
 def plugins() -> Plugins:
     """Built-ins, installed entry points (transit_card) and the bike-share test plugin."""
-    return load_plugins([BikePlugin()])
-
-
-def ride(n: int, *, km: float = 2.4, mobile: str = MOBILE, **extra: Any) -> dict[str, Any]:
-    return {
-        "ride_id": f"R{n:06d}",
-        "mobile": mobile,
-        "start": f"2024-11-05T08:{n % 60:02d}:00+08:00",
-        "km": km,
-        **extra,
-    }
+    return load_plugins([AdapterPlugin(BikeShare, methodologies=(BIKE,))])
 
 
 def signed(body: bytes, msg_id: str, secret: str = PUSH_SECRET, timestamp: int | None = None) -> dict[str, str]:

@@ -8,11 +8,9 @@ show paused on the other's, and ``tanpuhui pull`` of the paused stream says so w
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,48 +20,13 @@ import pytest
 from store.pg import temporary_database, temporary_schema
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.hub.demo import to_toml
 from tanpuhui.hub.store.postgres import PostgresStore
 from tanpuhui.testing.loopback import free_port, wait_until
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS
+from .conftest import ADMIN_TOKEN
 from .console_kit import CONSOLE, csrf_of
+from .serving import EXE, serve_process, transit_env, transit_hub_toml
 from .test_workers import _children
-
-EXE = Path(sys.executable).parent / "tanpuhui"
-
-
-def _config(directory: Path, sandbox: TransitSandbox, dead_port: int, store: str) -> Path:
-    document = {
-        "hub": {"store": store, "pseudonym_keys": {"env": "TANPUHUI_PSEUDONYM_KEYS"}},
-        "adapters": {
-            "transit_card": {
-                "base_url": sandbox.url,
-                "client_id": sandbox.client_id,
-                "client_secret": {"env": "TRANSIT_CLIENT_SECRET"},
-                "page_size": 100,
-            }
-        },
-        "sinks": {
-            # Nothing listens there: every try is refused, so the sink retries (a transient failure).
-            "platform": {
-                "type": "http",
-                "url": f"http://127.0.0.1:{dead_port}/carbon/records",
-                "secret": {"env": "PLATFORM_WEBHOOK_SECRET"},
-            },
-            "archive": {"type": "jsonl", "path": str(directory / "archive.jsonl")},
-        },
-        "forwarder": {"initial_backoff": "200ms", "max_backoff": "1s"},
-        "server": {
-            "admin_token": {"env": "TANPUHUI_ADMIN_TOKEN"},
-            "shutdown_timeout": "3s",
-            "forward_idle": "200ms",
-            "schedules": {"transit_card": {"interval": "1h", "jitter": 0.0}},
-        },
-    }
-    path = directory / "hub.toml"
-    path.write_text(to_toml(document), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -80,33 +43,23 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def serving(tmp_path: Path, store_url: str) -> Iterator[tuple[int, set[int], Path, dict[str, str]]]:
     with TransitSandbox(trips=300, seed=5) as sandbox:
-        config = _config(tmp_path, sandbox, free_port(), store_url)
-        env = {
-            **os.environ,
-            "TANPUHUI_PSEUDONYM_KEYS": PSEUDONYM_KEYS,
-            "TRANSIT_CLIENT_SECRET": sandbox.client_secret,
-            "PLATFORM_WEBHOOK_SECRET": CONSUMER_SECRET,
-            "TANPUHUI_ADMIN_TOKEN": ADMIN_TOKEN,
-        }
-        port = free_port()
+        config = transit_hub_toml(
+            tmp_path,
+            sandbox,
+            f"http://127.0.0.1:{free_port()}/carbon/records",  # nothing listens: every try is refused, so it retries
+            shutdown_timeout="3s",
+            store=store_url,
+            sinks={"archive": {"type": "jsonl", "path": str(tmp_path / "archive.jsonl")}},
+            forwarder={"initial_backoff": "200ms", "max_backoff": "1s"},
+            page_size=100,
+        )
+        env = transit_env(sandbox)
         log = tmp_path / "serve.log"
-        with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [str(EXE), "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=env,
-                cwd=tmp_path,
-            )
-        try:
+        with serve_process(config, log, env, "--workers", "2", cwd=tmp_path) as (proc, port):
             workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 30, "two workers")
             yield port, workers, config, env
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 class Worker:

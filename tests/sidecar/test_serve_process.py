@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,96 +16,48 @@ from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.hub import Hub
-from tanpuhui.testing.loopback import free_port, wait_until
+from tanpuhui.testing.loopback import wait_until
 
 from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, MOBILE, PSEUDONYM_KEYS, RESIDENT_ID
+from .serving import serve_process, transit_env, transit_hub_toml
 
 SHUTDOWN_TIMEOUT = 5
-TOML = """
-[hub]
-store = "hub.db"
-pseudonym_keys = {{ env = "TANPUHUI_PSEUDONYM_KEYS" }}
-
-[adapters.transit_card]
-base_url = "{sandbox}"
-client_id = "{client_id}"
-client_secret = {{ env = "TRANSIT_CLIENT_SECRET" }}
-page_size = 100
-
-[sinks.platform]
-type = "http"
-url = "{consumer}"
-secret = {{ env = "PLATFORM_WEBHOOK_SECRET" }}
-
-[server]
-admin_token = {{ env = "TANPUHUI_ADMIN_TOKEN" }}
-shutdown_timeout = "{timeout}s"
-forward_idle = "200ms"
-
-[server.schedules.transit_card]
-interval = "1h"
-jitter = 0.0
-"""
 
 
 def test_sigterm_drains_exits_0_keeps_committed_data_and_logs_leak_nothing(tmp_path: Path) -> None:
     with TransitSandbox(trips=20000, seed=9) as sandbox, ConsumerServer(CONSUMER_SECRET) as consumer:
-        config_path = tmp_path / "hub.toml"
-        config_path.write_text(
-            TOML.format(
-                sandbox=sandbox.url, client_id=sandbox.client_id, consumer=consumer.url, timeout=SHUTDOWN_TIMEOUT
-            )
+        config_path = transit_hub_toml(
+            tmp_path, sandbox, consumer.url, shutdown_timeout=f"{SHUTDOWN_TIMEOUT}s", page_size=100
         )
-        env = {
-            **os.environ,
-            "TANPUHUI_PSEUDONYM_KEYS": PSEUDONYM_KEYS,
-            "TRANSIT_CLIENT_SECRET": sandbox.client_secret,
-            "PLATFORM_WEBHOOK_SECRET": CONSUMER_SECRET,
-            "TANPUHUI_ADMIN_TOKEN": ADMIN_TOKEN,
-        }
-        port = free_port()
-        exe = Path(sys.executable).parent / "tanpuhui"
+        env = transit_env(sandbox)
         log_path = tmp_path / "serve.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [str(exe), "serve", "--config", str(config_path), "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-                env=env,
+        with serve_process(config_path, log_path, env) as (proc, port):
+            base = f"http://127.0.0.1:{port}"
+            client = httpx.Client(base_url=base, timeout=10)
+            wait_until(lambda: _alive(client), timeout=20, what="the sidecar to answer /healthz")
+            admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+            # Traffic carrying personal identifiers and secrets in every place a log could pick them up.
+            doc = {"txn_id": MOBILE, "card_no": RESIDENT_ID, "deal_time": f"2024-11-05 {MOBILE}"}
+            assert (
+                client.post("/v1/validate/transit-card-trip", json=doc, headers={"x-request-id": MOBILE}).status_code
+                == 200
             )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                client = httpx.Client(base_url=base, timeout=10)
-                wait_until(lambda: _alive(client), timeout=20, what="the sidecar to answer /healthz")
-                admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-                # Traffic carrying personal identifiers and secrets in every place a log could pick them up.
-                doc = {"txn_id": MOBILE, "card_no": RESIDENT_ID, "deal_time": f"2024-11-05 {MOBILE}"}
-                assert (
-                    client.post(
-                        "/v1/validate/transit-card-trip", json=doc, headers={"x-request-id": MOBILE}
-                    ).status_code
-                    == 200
-                )
-                assert client.post(f"/v1/validate/{RESIDENT_ID}", json=doc).status_code == 404
-                assert (
-                    client.get("/v1/admin/streams", headers={"authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}).status_code
-                    == 401
-                )
-                assert (
-                    client.get("/v1/admin/streams", headers={"authorization": f"Bearer {CONSUMER_SECRET}"}).status_code
-                    == 401
-                )
-                assert client.get("/v1/admin/quarantine", headers=admin).status_code == 200
-                stream = wait_until(lambda: _transit(client, admin), timeout=30, what="the first committed page")
-                assert stream["cursor"]
-                proc.send_signal(signal.SIGTERM)
-                started = time.monotonic()
-                code = proc.wait(timeout=SHUTDOWN_TIMEOUT * 2 + 10)
-                took = time.monotonic() - started
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            assert client.post(f"/v1/validate/{RESIDENT_ID}", json=doc).status_code == 404
+            assert (
+                client.get("/v1/admin/streams", headers={"authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}).status_code
+                == 401
+            )
+            assert (
+                client.get("/v1/admin/streams", headers={"authorization": f"Bearer {CONSUMER_SECRET}"}).status_code
+                == 401
+            )
+            assert client.get("/v1/admin/quarantine", headers=admin).status_code == 200
+            stream = wait_until(lambda: _transit(client, admin), timeout=30, what="the first committed page")
+            assert stream["cursor"]
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = proc.wait(timeout=SHUTDOWN_TIMEOUT * 2 + 10)
+            took = time.monotonic() - started
         assert code == 0, log_path.read_text()[-3000:]
         assert took < SHUTDOWN_TIMEOUT + 5
 

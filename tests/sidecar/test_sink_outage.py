@@ -3,11 +3,7 @@ and SIGTERM in the middle of a long retry wait."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,8 @@ from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.testing.loopback import wait_until
 
-from .conftest import ADMIN_TOKEN, CONSUMER_SECRET, PSEUDONYM_KEYS, SidecarFactory, ride, sink_table
+from .conftest import CONSUMER_SECRET, SidecarFactory, ride, sink_table
+from .serving import serve_process, transit_env, transit_hub_toml
 from .test_health_metrics import metric
 
 FAST_RETRIES = {"initial_backoff": "50ms", "max_backoff": "200ms"}
@@ -77,72 +74,23 @@ def test_readyz_is_503_after_a_410_and_says_why(start_sidecar: SidecarFactory, c
     assert metric(text, "tanpuhui_sink_state", sink="platform", state="stopped") == 1
 
 
-TOML = """
-[hub]
-store = "hub.db"
-pseudonym_keys = {{ env = "TANPUHUI_PSEUDONYM_KEYS" }}
-
-[forwarder]
-initial_backoff = "10m"
-
-[adapters.transit_card]
-base_url = "{sandbox}"
-client_id = "{client_id}"
-client_secret = {{ env = "TRANSIT_CLIENT_SECRET" }}
-
-[sinks.platform]
-type = "http"
-url = "{consumer}"
-secret = {{ env = "PLATFORM_WEBHOOK_SECRET" }}
-
-[server]
-admin_token = {{ env = "TANPUHUI_ADMIN_TOKEN" }}
-shutdown_timeout = "30s"
-forward_idle = "200ms"
-
-[server.schedules.transit_card]
-interval = "1h"
-jitter = 0.0
-"""
-
-
 def test_sigterm_during_a_long_retry_wait_stops_the_process_at_once(tmp_path: Path) -> None:
     with TransitSandbox(trips=200, seed=5) as sandbox:
         down = ConsumerServer(CONSUMER_SECRET)  # bound, not started: every delivery is refused
         try:
-            config_path = tmp_path / "hub.toml"
-            config_path.write_text(TOML.format(sandbox=sandbox.url, client_id=sandbox.client_id, consumer=down.url))
-            env = {
-                **os.environ,
-                "TANPUHUI_PSEUDONYM_KEYS": PSEUDONYM_KEYS,
-                "TRANSIT_CLIENT_SECRET": sandbox.client_secret,
-                "PLATFORM_WEBHOOK_SECRET": CONSUMER_SECRET,
-                "TANPUHUI_ADMIN_TOKEN": ADMIN_TOKEN,
-            }
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            exe = Path(sys.executable).parent / "tanpuhui"
+            config_path = transit_hub_toml(
+                tmp_path, sandbox, down.url, shutdown_timeout="30s", forwarder={"initial_backoff": "10m"}
+            )
+            env = transit_env(sandbox)
             log_path = tmp_path / "serve.log"
-            with log_path.open("wb") as log_file:
-                proc = subprocess.Popen(
-                    [str(exe), "serve", "--config", str(config_path), "--port", str(port)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=log_file,
-                    env=env,
-                )
-                try:
-                    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-                    wait_until(lambda: _waiting_to_retry(client), timeout=30, what="the sink to wait for its retry")
-                    client.close()
-                    proc.send_signal(signal.SIGTERM)
-                    asked = time.monotonic()
-                    code = proc.wait(timeout=60)
-                    took = time.monotonic() - asked
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+            with serve_process(config_path, log_path, env) as (proc, port):
+                client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+                wait_until(lambda: _waiting_to_retry(client), timeout=30, what="the sink to wait for its retry")
+                client.close()
+                proc.send_signal(signal.SIGTERM)
+                asked = time.monotonic()
+                code = proc.wait(timeout=60)
+                took = time.monotonic() - asked
         finally:
             down.close()
     log = log_path.read_text(encoding="utf-8")

@@ -27,6 +27,7 @@ from tanpuhui.sdk import WebhookSigner
 from tanpuhui.testing.loopback import free_port, wait_until
 
 from .conftest import PSEUDONYM_KEYS
+from .serving import start_serve
 
 PUSH_SECRET = "whsec_" + base64.b64encode(b"yrd-exchange-push-secret-2024-11").decode()
 PATH = "/v1/webhooks/yrd_scenarios/records_push"
@@ -63,17 +64,6 @@ ENV = {
 }
 
 
-def _start(config: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "tanpuhui"
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [str(exe), "serve", "--config", str(config), "--port", str(port), *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            env=ENV,
-        )
-
-
 def _children(pid: int) -> set[int]:
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return {int(p) for p in text.split()}
@@ -90,7 +80,7 @@ def _pid(port: int) -> int | None:
 def test_workers_share_the_port_and_the_store_are_replaced_and_stop_together(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = _start(_toml(tmp_path, 2), port, log)
+    proc = start_serve(_toml(tmp_path, 2), port, log, ENV)
     try:
         workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
         answered = wait_until(
@@ -153,7 +143,7 @@ def _gone(pid: int) -> bool:
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     port = free_port()
-    proc = _start(_toml(tmp_path, 2), port, tmp_path / "serve.log")
+    proc = start_serve(_toml(tmp_path, 2), port, tmp_path / "serve.log", ENV)
     try:
         workers = wait_until(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 20, "two workers")
         wait_until(lambda: _pid(port) is not None, 20, "a worker to answer")

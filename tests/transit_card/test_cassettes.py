@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,12 +17,6 @@ from tanpuhui.testing import Cassette
 from .conftest import BASE_URL, CASSETTES, NETWORK, FakeSleep, Pulled, make_ctx, pull
 
 Factory = Callable[..., TransitCardAdapter]
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 def _cassette(router: respx.MockRouter, name: str) -> Cassette:

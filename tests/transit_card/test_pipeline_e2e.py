@@ -28,9 +28,17 @@ KEYS = "v1:" + base64.b64encode(bytes(range(100, 132))).decode()
 HubFactory = Callable[..., Hub]
 
 
-def run(body: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """One event loop per test: the adapter's HTTP connections belong to the loop that opened them."""
-    return asyncio.run(body())
+def run(hub: Hub, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``body()`` in an event loop of its own (the adapter's HTTP connections belong to the loop that opened them),
+    then ``hub`` closed."""
+
+    async def closing() -> T:
+        try:
+            return await body()
+        finally:
+            await hub.aclose()
+
+    return asyncio.run(closing())
 
 
 @pytest.fixture
@@ -84,12 +92,9 @@ def test_a_full_pull_credits_every_journey_and_quarantines_every_bad_item(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> PullSummary:
-        try:
-            return await _pull(hub)
-        finally:
-            await hub.aclose()
+        return await _pull(hub)
 
-    summary = run(body)
+    summary = run(hub, body)
     assert summary.pulled == expected["items"]
     assert summary.valid == expected["items"] - expected["schema_invalid"] - expected["rejected"]
     assert summary.inserted == expected["records"] and summary.duplicates == 0
@@ -104,13 +109,10 @@ def test_each_bad_item_is_quarantined_at_the_stage_that_caught_it(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> dict[str, str]:
-        try:
-            await _pull(hub)
-            return {e.partner_record_id: e.stage for e in hub.store.quarantine_list()}
-        finally:
-            await hub.aclose()
+        await _pull(hub)
+        return {e.partner_record_id: e.stage for e in hub.store.quarantine_list()}
 
-    stages = run(body)
+    stages = run(hub, body)
     bad = sandbox.dataset.bad
     expected = {
         **dict.fromkeys(bad["no_offset"] + bad["missing_card"] + bad["unknown_deal_type"], "raw"),
@@ -126,13 +128,10 @@ def test_records_in_the_outbox_are_valid_recomputable_and_pseudonymous(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> list[dict[str, Any]]:
-        try:
-            await _pull(hub)
-            return _outbox(hub)
-        finally:
-            await hub.aclose()
+        await _pull(hub)
+        return _outbox(hub)
 
-    records = run(body)
+    records = run(hub, body)
     assert len(records) == sandbox.dataset.expected()["records"]
     dumped = orjson.dumps(records).decode()
     for item in sandbox.dataset.items[:200]:
@@ -149,12 +148,9 @@ def test_neither_card_numbers_nor_mobiles_are_stored_in_clear(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> None:
-        try:
-            await _pull(hub)
-        finally:
-            await hub.aclose()
+        await _pull(hub)
 
-    run(body)
+    run(hub, body)
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("hub.db*"))
     identifiers = {i.get("card_no") for i in sandbox.dataset.items} | {
         i.get("account_mobile") for i in sandbox.dataset.items
@@ -171,16 +167,13 @@ def test_a_pull_resumed_after_more_transactions_are_cleared_credits_each_journey
         hub = _hub(make_hub, sandbox)
 
         async def body() -> tuple[PullSummary, PullSummary, PullSummary]:
-            try:
-                first = await _pull(hub)
-                nothing_new = await _pull(hub)
-                sandbox.publish()
-                rest = await _pull(hub)
-                return first, nothing_new, rest
-            finally:
-                await hub.aclose()
+            first = await _pull(hub)
+            nothing_new = await _pull(hub)
+            sandbox.publish()
+            rest = await _pull(hub)
+            return first, nothing_new, rest
 
-        first, nothing_new, rest = run(body)
+        first, nothing_new, rest = run(hub, body)
     assert first.pulled == 1111 and nothing_new.pulled == 0
     assert rest.pulled == expected["items"] - 1111
     assert first.inserted + rest.inserted == expected["records"]
@@ -194,13 +187,10 @@ def test_tap_ins_still_waiting_for_their_tap_out_are_kept_with_the_cursor(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> Checkpoint:
-        try:
-            await _pull(hub)
-            return hub.store.load_checkpoint("transit_card", "transactions")
-        finally:
-            await hub.aclose()
+        await _pull(hub)
+        return hub.store.load_checkpoint("transit_card", "transactions")
 
-    checkpoint = run(body)
+    checkpoint = run(hub, body)
     assert checkpoint.cursor
     assert len(checkpoint.state["open"]) == sandbox.dataset.expected()["held"]
     assert checkpoint.state["latest"] == max(
@@ -214,14 +204,11 @@ def test_pulling_everything_again_from_the_start_only_finds_duplicates(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> tuple[PullSummary, PullSummary]:
-        try:
-            first = await _pull(hub)
-            hub.store.commit_page("transit_card", "transactions", [], [], Checkpoint())  # forget cursor and state
-            return first, await _pull(hub)
-        finally:
-            await hub.aclose()
+        first = await _pull(hub)
+        hub.store.commit_page("transit_card", "transactions", [], [], Checkpoint())  # forget cursor and state
+        return first, await _pull(hub)
 
-    first, again = run(body)
+    first, again = run(hub, body)
     assert again.inserted == 0 and again.duplicates == first.inserted
 
 
@@ -230,12 +217,9 @@ def test_partner_faults_are_retried_and_nothing_is_lost(make_hub: HubFactory, fa
         hub = _hub(make_hub, sandbox, page_size=200)
 
         async def body() -> PullSummary:
-            try:
-                return await _pull(hub)
-            finally:
-                await hub.aclose()
+            return await _pull(hub)
 
-        summary = run(body)
+        summary = run(hub, body)
         assert sandbox.stats.faults[500] > 0 and sandbox.stats.faults[429] > 0
         assert summary.inserted == sandbox.dataset.expected()["records"]
     assert 2.0 in fake_sleep.waits
@@ -251,12 +235,9 @@ def test_a_token_revoked_after_every_page_is_renewed_and_the_pull_completes(
     hub = _hub(make_hub, sandbox)
 
     async def body() -> PullSummary:
-        try:
-            return await _pull(hub, progress=lambda _page: sandbox.revoke_tokens())
-        finally:
-            await hub.aclose()
+        return await _pull(hub, progress=lambda _page: sandbox.revoke_tokens())
 
-    summary = run(body)
+    summary = run(hub, body)
     assert summary.inserted == sandbox.dataset.expected()["records"]
     assert sandbox.stats.tokens_issued == summary.pages  # one at the start, one after each revocation but the last
 
@@ -266,15 +247,12 @@ def test_a_recorded_page_with_malformed_items_through_the_hub(make_hub: HubFacto
     hub = make_hub(BASE_URL, "tanpuhui-sandbox", "recorded-secret", page_size=50)
 
     async def body() -> tuple[PullSummary, list[tuple[str, str]]]:
-        try:
-            summary = await _pull(hub)
-            return summary, [(e.partner_record_id, e.problems[0]["pointer"]) for e in hub.store.quarantine_list()]
-        finally:
-            await hub.aclose()
+        summary = await _pull(hub)
+        return summary, [(e.partner_record_id, e.problems[0]["pointer"]) for e in hub.store.quarantine_list()]
 
     with respx.mock(assert_all_called=False) as router:
         cassette.mount(router)
-        summary, quarantined = run(body)
+        summary, quarantined = run(hub, body)
     assert (summary.pulled, summary.inserted, summary.quarantined) == (8, 3, 3)
     assert quarantined == [
         ("HF2024110508084401", ""),
@@ -299,7 +277,7 @@ def test_replay_outside_a_pull_run_loads_the_distance_table_first(
         finally:
             await second.aclose()
 
-    results = run(pull_then_replay_in_a_new_hub)
+    results = asyncio.run(pull_then_replay_in_a_new_hub())
     messages = [p.message for r in results for p in r.problems]
     assert all(r.status == "failed" for r in results)
     assert not any("no distance table" in m for m in messages), messages

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import respx
 
 from tanpuhui.hub.drivers.pull import PullSummary
@@ -15,12 +13,6 @@ from tanpuhui.sdk import recompute
 from tanpuhui.testing import Cassette
 
 from .conftest import CASSETTES, REDUCTION, FakeSleep, HubFactory, outbox, settings_dict
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 def cassette(router: respx.MockRouter, name: str) -> Cassette:

@@ -131,15 +131,22 @@ def test_outbox_records_are_valid_recomputable_and_hold_no_identifier(
     assert leaked == []
 
 
+def _credited_by_a_pull_then_forgotten(hub_factory: HubFactory, sandbox: YrdSandbox, tmp_path: Path) -> set[str]:
+    """The record ids a pull through the exchange credits; the store is deleted after, so the next hub starts
+    afresh."""
+    hub = hub_for(hub_factory, sandbox)
+    pull(hub, "records")
+    credited = {r["record_id"] for r in outbox(hub)}
+    hub.store.close()
+    for p in tmp_path.glob("hub.db*"):
+        p.unlink()
+    return credited
+
+
 def test_one_endpoint_per_platform_credits_the_same_records_as_the_exchange(
     hub_factory: HubFactory, sandbox: YrdSandbox, tmp_path: Path
 ) -> None:
-    exchange = hub_for(hub_factory, sandbox)
-    pull(exchange, "records")
-    via_exchange = {r["record_id"] for r in outbox(exchange)}
-    exchange.store.close()
-    for p in tmp_path.glob("hub.db*"):
-        p.unlink()
+    via_exchange = _credited_by_a_pull_then_forgotten(hub_factory, sandbox, tmp_path)
     per_platform = hub_for(hub_factory, sandbox, per_platform=True)
     summaries = pull(per_platform, "records")
     assert {r["record_id"] for r in outbox(per_platform)} == via_exchange
@@ -192,12 +199,7 @@ def test_wrong_client_credentials_stop_the_run_with_an_auth_error(hub_factory: H
 def test_the_pushed_feed_credits_what_a_pull_credits(
     hub_factory: HubFactory, sandbox: YrdSandbox, tmp_path: Path
 ) -> None:
-    pulled = hub_for(hub_factory, sandbox)
-    pull(pulled, "records")
-    via_pull = {r["record_id"] for r in outbox(pulled)}
-    pulled.store.close()
-    for p in tmp_path.glob("hub.db*"):
-        p.unlink()
+    via_pull = _credited_by_a_pull_then_forgotten(hub_factory, sandbox, tmp_path)
     pushed = hub_for(hub_factory, sandbox)
     results = [
         pushed.receive("yrd_scenarios", "records_push", headers, body).page
