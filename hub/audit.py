@@ -146,12 +146,19 @@ def canonical_entry_hash(
 
 def batch_digest(rows: Iterable[tuple[str, bytes]]) -> str:
     """SHA-256 over outbox rows ``(record_id, body)`` in ``seq`` order (see the module docstring)."""
+    # The rows' bytes joined and hashed 256 rows at a time: the same digest, far fewer calls, bounded memory.
     digest = hashlib.sha256()
+    parts: list[bytes] = []
+    append = parts.append
     for record_id, body in rows:
-        digest.update(record_id.encode())
-        digest.update(b"\0")
-        digest.update(body)
-        digest.update(b"\n")
+        append(record_id.encode())
+        append(b"\0")
+        append(body)
+        append(b"\n")
+        if len(parts) >= 1024:
+            digest.update(b"".join(parts))
+            parts.clear()
+    digest.update(b"".join(parts))
     return digest.hexdigest()
 
 

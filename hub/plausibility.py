@@ -27,7 +27,7 @@ record id): an item sent again keeps its place, so a re-sent record within the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -42,6 +42,8 @@ Kind = Literal["max_activity", "max_speed_kmh", "max_per_day", "max_activity_vs_
 Action = Literal["hold", "flag", "off"]
 
 _STATE_KEY = "_plausibility"
+
+_Check = Callable[[Mapping[str, Any], float, str, dict[str, Any]], "tuple[str, str] | None"]
 
 
 class RuleSettings(BaseModel):
@@ -174,18 +176,23 @@ class Plausibility:
                     for scenario in rule.scenarios:
                         by_scenario.setdefault(scenario, []).append((name, rule))
         self._by_scenario = by_scenario
+        # What check() needs of each rule, looked up once (it runs for every record).
+        self._checks: dict[str, tuple[tuple[_Check, float, str, str], ...]] = {
+            scenario: tuple((_KINDS[rule.kind], rule.limit, name, rule.action) for name, rule in rules)
+            for scenario, rules in by_scenario.items()
+        }
 
     def check(self, doc: Mapping[str, Any], state: dict[str, Any]) -> list[Finding]:
         """The rules that fire on a record document; ``max_per_day`` counts it in ``state``."""
-        rules = self._by_scenario.get(doc["scenario"])
-        if not rules:
+        checks = self._checks.get(doc["scenario"])
+        if not checks:
             return []
         found: list[Finding] = []
-        for name, rule in rules:
-            message = _KINDS[rule.kind](doc, rule.limit, name, state)
+        for kind, limit, name, action in checks:
+            message = kind(doc, limit, name, state)
             if message is not None:
                 text, pointer = message
-                found.append(Finding(name, rule.action, text, pointer))
+                found.append(Finding(name, action, text, pointer))
         return found
 
 
@@ -222,9 +229,11 @@ def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, state: dict[st
     subjects = days.setdefault(day, {})
     seen: list[str] = subjects.setdefault(doc["subject"]["pseudonym"][:16], [])
     rid = doc["record_id"][-10:]  # the hashed part: the same item sent again keeps its place in the count
-    if rid not in seen:
+    if rid in seen:
+        n = seen.index(rid) + 1
+    else:
         seen.append(rid)
-    n = seen.index(rid) + 1
+        n = len(seen)
     if len(days) > 2:  # the latest two days are kept: a day's items come in that day or the next
         for old in sorted(days)[:-2]:
             del days[old]

@@ -195,17 +195,29 @@ class StreamContext:
         )
         doc.start_seconds, doc.start_text = seconds, start_text
         doc.id_stream = id_stream or self.stream
+        doc.aliases = ()  # set, so that a reader's getattr(doc, "aliases", ()) does not raise and catch inside
         if self._earlier:
             earlier = self._aliases.get(subject["pseudonym"])
             if earlier:
                 doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
         if details:
-            masked = self._masked
-            doc["activity"]["details"] = {k: masked(v) if type(v) is str else v for k, v in details.items()}
+            doc["activity"]["details"] = self._masked_values(details)
         if origin:
-            masked = self._masked
-            doc["origin"] = {k: masked(v) if type(v) is str else v for k, v in origin.items()}
+            doc["origin"] = self._masked_values(origin)
         return doc
+
+    def _masked_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``values`` with each string :meth:`_masked` (its cache read inline: a details dict's strings
+        are nearly always remembered, and a method call per value cost more than the lookup)."""
+        masks = self._masks
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            if type(v) is str:
+                found = masks.get(v)
+                out[k] = found if found is not None else self._masked(v)
+            else:
+                out[k] = v
+        return out
 
     def _masked(self, text: str) -> str:
         """:func:`mask_identifiers` of a partner string, remembered: details, origins and baseline methods repeat
