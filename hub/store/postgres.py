@@ -9,6 +9,10 @@ SQL, the connections (:mod:`.pgpool`) and how concurrent replicas are kept apart
   store it once: the second waits for the first's commit on the unique index, then finds it. Cross-source
   fingerprint claims are checked under transaction-scoped advisory locks on the claim keys' time windows, so two
   sources' records of one behaviour committed at the same moment by two replicas are still seen in order.
+- **One writer per partner item.** A page that credits or withdraws a partner item takes a transaction-scoped
+  advisory lock keyed by a 64-bit hash of (adapter, head stream, partner id), all in sorted order after the claim
+  buckets: two replicas receiving two versions of one item at once read its head one after the other, so the
+  record is corrected once and the correction corrected next, never twice side by side.
 - **The outbox has no gaps for readers.** A sequence number is taken at insert time, not at commit time: with
   concurrent writers, seq 101 can become visible after seq 102. Writers hold a shared advisory lock from their
   outbox insert to their commit; a reader that has read everything up to its safe mark takes that lock exclusively
@@ -27,6 +31,7 @@ Thread-safe: each call gets its own connection from the pool.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -95,6 +100,22 @@ def _claim_buckets(pages: Sequence[PageWrite]) -> list[int]:
     return sorted({zlib.crc32(w.encode()) % _CLAIM_BUCKETS for w in windows})
 
 
+def _item_locks(pages: Sequence[PageWrite]) -> list[int]:
+    """64-bit advisory lock keys of the partner items the pages credit or withdraw: (adapter, head stream, partner id)
+    hashed, so unrelated items practically never share a key."""
+    items = {
+        (page.adapter, r.head_stream or page.stream, r.partner_record_id)
+        for page in pages
+        for r in page.records
+        if r.partner_record_id
+    }
+    items.update((page.adapter, v.head_stream, v.partner_record_id) for page in pages for v in page.voids)
+    keys = {
+        int.from_bytes(hashlib.sha256("\x1f".join(item).encode()).digest()[:8], "big", signed=True) for item in items
+    }
+    return sorted(keys)
+
+
 class PostgresDialect(Dialect[Cursor]):
     """Statements on a cursor of a pooled connection (in a transaction for :meth:`write`)."""
 
@@ -131,6 +152,14 @@ class PostgresDialect(Dialect[Cursor]):
             tx.execute(
                 "SELECT count(pg_advisory_xact_lock(%s, b)) FROM (SELECT unnest(%b::int[]) AS b ORDER BY 1) t",
                 (_LOCK_CLAIMS, buckets),
+            )
+        items = _item_locks(pages)
+        if items:
+            # One writer at a time per partner item (its head is read, then revised): two replicas receiving two
+            # versions of one item at once write one correction, then the next. Sorted, after the claim buckets
+            # (another key space): every writer locks in the same order.
+            tx.execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%b::int8[]) AS k ORDER BY 1) t", (items,)
             )
         if any(page.records or page.voids for page in pages):
             tx.execute("SELECT pg_advisory_xact_lock_shared(%s, 0)", (_LOCK_OUTBOX,))
