@@ -150,9 +150,10 @@ class Revisions(Generic[T]):
             for o in r.overlaps:
                 if o.role == "keep":
                     events += self._keep_arrived(tx, o.rule, o.match_key, r.record_id, now)
+        found = self._heads(tx, adapter, {(v.head_stream, v.partner_record_id) for v in voids}) if voids else {}
         for void in voids:
             key = (void.head_stream, void.partner_record_id)
-            head = self._heads(tx, adapter, {key}).get(key)
+            head = found.get(key)
             if head is not None and head.status == "active":
                 events += self._void(tx, head.record_id, void.reason, "", now)
             if head is not None and void.raw_sha256:
