@@ -198,8 +198,10 @@ class Pipeline:
             for rec in out:
                 try:
                     doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
-                    if empty:
-                        empty.pop(doc["source"]["partner_record_id"], None)
+                    if empty:  # before the checks: a later version quarantined is bad data, not a withdrawal
+                        source = doc.get("source") if isinstance(doc, dict) else None
+                        if isinstance(source, dict):
+                            empty.pop(str(source.get("partner_record_id", "")), None)
                     if not record_valid(doc):
                         reject(index, "record", item, bound.record_schema.problems(doc))
                         continue

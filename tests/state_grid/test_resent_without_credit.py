@@ -102,3 +102,11 @@ def test_a_result_re_sent_at_its_baseline_gives_the_peak_day_its_full_saving_bac
     q = day["quantification"]
     assert day["scenario"] == "peak_electricity_saving" and "deductions" not in q
     assert q["reduction_kgco2e"] == pytest.approx(1.0 * EF) == recompute(day)
+
+
+def test_in_one_page_the_last_version_of_a_result_counts(hub: Hub) -> None:
+    push(hub, dr_result(1))
+    push(hub, dr_result(1, actual_kwh=1.86), dr_result(1, actual_kwh=1.0))  # nothing, then a credit: a correction
+    found = rows(hub)
+    assert [kind for kind, _ in found] == ["created", "corrected"]
+    assert current(found)["DR2024110801-000001"]["quantification"]["reduction_kgco2e"] == pytest.approx(0.86 * EF)
