@@ -6,6 +6,7 @@ On SQLite and PostgreSQL (the rules are the store's, written once; the hub is th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,9 @@ def hub(request: pytest.FixtureRequest, make_hub: HubFactory, tmp_path: Path) ->
 
 def push(hub: Hub, *items: dict[str, Any]) -> Any:
     body = orjson.dumps(list(items))
-    return hub.receive("state_grid", "demand_response", signed(body, f"msg_{len(body)}_{hash(body)}"), body).page
+    return hub.receive(
+        "state_grid", "demand_response", signed(body, "msg_" + hashlib.sha256(body).hexdigest()[:24]), body
+    ).page
 
 
 def rows(hub: Hub) -> list[tuple[str, dict[str, Any]]]:
