@@ -9,6 +9,7 @@ items of their page; an adapter bug on one item quarantines that item, not the p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ from tanpuhui.sdk import (
     ReductionRecord,
     StreamContext,
     TanpuhuiError,
+    mask_identifiers,
     neighbour_fingerprint_at,
     period_start_seconds,
     redact,
@@ -38,6 +40,9 @@ from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, New
 __all__ = ["PageObserver", "PageResult", "Pipeline", "ProcessedPage"]
 
 log = logging.getLogger("tanpuhui.pipeline")
+
+_NO_LONGER_CREDITS = "the partner re-sent the item and it no longer credits anything"
+"""The reason of the void of an item of a ``void_when_empty`` stream that was re-sent and yields no record."""
 
 _PARTNER_DATA_ERRORS = (UnicodeError, RecursionError, OverflowError)
 """What ``normalize`` raises on hostile partner data rather than on a bug of its own (no stack trace logged)."""
@@ -183,10 +188,20 @@ class Pipeline:
             if index >= 0:
                 rejected.setdefault(index, (stage, []))[1].extend(problems)
 
+        # void_when_empty: partner id -> raw hash of an item of it that yielded nothing (the last one); an item of
+        # that id yielding a record later in the page takes its place (the last version counts). An item quarantined
+        # is bad data, not a withdrawal: it voids nothing.
+        empty: dict[str, str] = {}
+        void_when_empty = stream.void_when_empty
+
         def accept(index: int, out: Iterable[Any], item: Any) -> None:
             for rec in out:
                 try:
                     doc = rec.to_json_dict() if isinstance(rec, ReductionRecord) else rec
+                    if empty:  # before the checks: a later version quarantined is bad data, not a withdrawal
+                        source = doc.get("source") if isinstance(doc, dict) else None
+                        if isinstance(source, dict):
+                            empty.pop(str(source.get("partner_record_id", "")), None)
                     if not record_valid(doc):
                         reject(index, "record", item, bound.record_schema.problems(doc))
                         continue
@@ -228,6 +243,8 @@ class Pipeline:
                 reject(index, "normalize", item, [problem])
                 continue
             result.valid_items += 1
+            if not out and void_when_empty:
+                self._yielded_nothing(empty, item, id_field)
             accept(index, out, item)
         if flush:
             accept(-1, stream.flush(ctx, final), {})
@@ -240,9 +257,20 @@ class Pipeline:
             pid = safe_text(withdrawn.partner_record_id)[:256]  # as the record carries it: the key to match
             processed.voids.append(NewVoid(pid, withdrawn.id_stream, safe_text(redact(withdrawn.reason))))
         ctx.withdrawals.clear()
+        for pid, raw_sha256 in empty.items():
+            processed.voids.append(NewVoid(pid, stream.name, _NO_LONGER_CREDITS, raw_sha256))
         for observer in self.observers:
             observer.page_processed(bound, items, processed)
         return processed
+
+    @staticmethod
+    def _yielded_nothing(empty: dict[str, str], item: Any, id_field: str) -> None:
+        """Note an item of a ``void_when_empty`` stream that yielded no record: the partner withdrew its credit."""
+        raw = item.get(id_field) if isinstance(item, dict) else None
+        if isinstance(raw, str) and raw:
+            pid = mask_identifiers(raw)  # as ctx.record writes it into source.partner_record_id: the head's key
+            empty.pop(pid, None)  # insertion order: the voids follow the page
+            empty[pid] = hashlib.sha256(dumps_any(item, orjson.OPT_SORT_KEYS)).hexdigest()
 
     @staticmethod
     def _plausibility(findings: Sequence[Finding], doc: dict[str, Any], release: bool, result: PageResult) -> bool:

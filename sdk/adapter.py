@@ -98,6 +98,12 @@ class _StreamBase(ABC):
     description: ClassVar[str] = ""
     id_field: ClassVar[str] = "id"
     """The raw item's field holding the partner's id for it (names quarantine entries)."""
+    void_when_empty: ClassVar[bool] = False
+    """True for a stream whose item, once normalized without error, yields no record exactly when it credits nothing
+    (e.g. a demand-response result at or above its baseline), and whose records carry the item's ``id_field`` as
+    ``partner_record_id`` with ids derived from this stream: the item re-sent so withdraws the record credited for
+    it earlier (the hub voids it). Leave False for a stream that keeps items pending in ``ctx.state`` or yields
+    nothing for an item sent again (pairing, trailing windows): there an empty result is no withdrawal."""
 
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter

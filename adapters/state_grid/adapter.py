@@ -334,6 +334,7 @@ class DemandResponseStream(PushStream):
     schema = "state-grid-demand-response"
     id_field = "result_id"
     description = "Demand-response event results (Standard Webhooks push), credited against the event baseline"
+    void_when_empty = True  # a result re-sent at or above its baseline (or as valley filling) credits nothing now
 
     adapter: StateGridAdapter
 

@@ -95,6 +95,10 @@ class NewVoid:
     partner_record_id: str
     head_stream: str
     reason: str
+    raw_sha256: str = ""
+    """The raw item that withdrew it, when the partner re-sent the item and it yields no record (the pipeline's
+    void of a stream with ``void_when_empty``): the item's head keeps this hash, so the item sent again as it was
+    is a duplicate and sent again crediting something is a correction of the voided record."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ SQL, the connections (:mod:`.pgpool`) and how concurrent replicas are kept apart
   store it once: the second waits for the first's commit on the unique index, then finds it. Cross-source
   fingerprint claims are checked under transaction-scoped advisory locks on the claim keys' time windows, so two
   sources' records of one behaviour committed at the same moment by two replicas are still seen in order.
+- **One writer per partner item.** A page that credits or withdraws a partner item takes a transaction-scoped
+  advisory lock keyed by a 64-bit hash of (adapter, head stream, partner id), all in sorted order after the claim
+  buckets (a page of many items: the items' buckets, see :meth:`PostgresDialect.lock_pages`): two replicas receiving two versions of one item at once read its head one after the other, so the
+  record is corrected once and the correction corrected next, never twice side by side.
 - **The outbox has no gaps for readers.** A sequence number is taken at insert time, not at commit time: with
   concurrent writers, seq 101 can become visible after seq 102. Writers hold a shared advisory lock from their
   outbox insert to their commit; a reader that has read everything up to its safe mark takes that lock exclusively
@@ -27,6 +31,7 @@ Thread-safe: each call gets its own connection from the pool.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -55,6 +60,10 @@ _LOCK_CLAIMS = 0x74700001
 _LOCK_OUTBOX = 0x74700002
 _LOCK_MIGRATE = 0x74700003
 _LOCK_AUDIT = 0x74700004
+_LOCK_ITEMS = 0x74700005
+_ITEM_BUCKETS = 256
+_ITEM_KEYS_MAX = 64
+"""A page writing more partner items than this locks their buckets, not each item (see ``lock_pages``)."""
 _CLAIM_BUCKETS = 256
 """Claim keys are locked by time window (the fingerprint's first 12 characters), hashed into this many buckets."""
 
@@ -95,6 +104,24 @@ def _claim_buckets(pages: Sequence[PageWrite]) -> list[int]:
     return sorted({zlib.crc32(w.encode()) % _CLAIM_BUCKETS for w in windows})
 
 
+def _item_locks(pages: Sequence[PageWrite]) -> tuple[list[int], list[int]]:
+    """The buckets and the 64-bit advisory lock keys of the partner items the pages credit or withdraw: (adapter,
+    head stream, partner id) hashed, so unrelated items practically never share a key. No keys, only the buckets,
+    past ``_ITEM_KEYS_MAX`` items (see :meth:`PostgresDialect.lock_pages`)."""
+    items = {
+        (page.adapter, r.head_stream or page.stream, r.partner_record_id)
+        for page in pages
+        for r in page.records
+        if r.partner_record_id
+    }
+    items.update((page.adapter, v.head_stream, v.partner_record_id) for page in pages for v in page.voids)
+    keys = {
+        int.from_bytes(hashlib.sha256("\x1f".join(item).encode()).digest()[:8], "big", signed=True) for item in items
+    }
+    buckets = sorted({key % _ITEM_BUCKETS for key in keys})
+    return buckets, (sorted(keys) if len(keys) <= _ITEM_KEYS_MAX else [])
+
+
 class PostgresDialect(Dialect[Cursor]):
     """Statements on a cursor of a pooled connection (in a transaction for :meth:`write`)."""
 
@@ -131,6 +158,23 @@ class PostgresDialect(Dialect[Cursor]):
             tx.execute(
                 "SELECT count(pg_advisory_xact_lock(%s, b)) FROM (SELECT unnest(%b::int[]) AS b ORDER BY 1) t",
                 (_LOCK_CLAIMS, buckets),
+            )
+        buckets, items = _item_locks(pages)
+        if buckets:
+            # One writer at a time per partner item (its head is read, then revised): two replicas receiving two
+            # versions of one item at once write one correction, then the next. A page of a few items locks each
+            # item's 64-bit key, and its items' buckets shared; a larger one locks the buckets alone, exclusively
+            # (a transaction holding thousands of advisory locks would exhaust the server's lock table). So writers
+            # of one item always meet on a lock, and small writers of different items never wait for each other.
+            # Sorted, after the claim buckets, buckets before keys: every writer locks in the same order.
+            lock = "pg_advisory_xact_lock_shared" if items else "pg_advisory_xact_lock"
+            tx.execute(
+                f"SELECT count({lock}(%s, b)) FROM (SELECT unnest(%b::int[]) AS b ORDER BY 1) t",
+                (_LOCK_ITEMS, buckets),
+            )
+        if items:
+            tx.execute(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%b::int8[]) AS k ORDER BY 1) t", (items,)
             )
         if any(page.records or page.voids for page in pages):
             tx.execute("SELECT pg_advisory_xact_lock_shared(%s, 0)", (_LOCK_OUTBOX,))

@@ -10,7 +10,10 @@ its own, whose ``kind`` the sinks turn into its own CloudEvents type.
   the record's and the new hash), ``supersedes`` naming the record it replaces, ``kind = 'corrected'``.
 - **Voids.** A withdrawn item (``StreamContext.withdraw``) whose head is active gets a ``voided`` row: a small
   document ``{"record_id": <void id>, "voids": <record id>, "reason": ..., "source": {...}}``; the head is marked
-  ``voided``. A withdrawal of an item the hub never credited writes nothing.
+  ``voided``, and the record's behaviour fingerprint no longer claims the behaviour against other sources. A
+  withdrawal of an item the hub never credited writes nothing. A stream whose items yield no record when they
+  credit nothing (``void_when_empty``) withdraws an item re-sent that way: the pipeline passes a void with the
+  item's raw hash, which the head keeps (re-sent again so, a duplicate; crediting again, a correction).
 - **Overlap rules** (:mod:`tanpuhui.hub.overlaps`). ``overlap_keys`` remembers which record holds which role of a
   rule for a subject and day. An ``other`` record arriving after its ``keep`` record is netted (its
   ``quantification.deductions`` name the keep records, the formula takes ``deducted`` off) or held (a held claim
@@ -147,12 +150,20 @@ class Revisions(Generic[T]):
             for o in r.overlaps:
                 if o.role == "keep":
                     events += self._keep_arrived(tx, o.rule, o.match_key, r.record_id, now)
+        found = self._heads(tx, adapter, {(v.head_stream, v.partner_record_id) for v in voids}) if voids else {}
         for void in voids:
-            head = self._heads(tx, adapter, {(void.head_stream, void.partner_record_id)}).get(
-                (void.head_stream, void.partner_record_id)
-            )
+            key = (void.head_stream, void.partner_record_id)
+            head = found.get(key)
             if head is not None and head.status == "active":
                 events += self._void(tx, head.record_id, void.reason, "", now)
+            if head is not None and void.raw_sha256:
+                # The item as re-sent (yielding no record) is the head's version now: sent so again, a duplicate;
+                # sent crediting again, a correction of the voided record.
+                sql.run(
+                    tx,
+                    "UPDATE record_heads SET raw_sha256=? WHERE adapter=? AND stream=? AND partner_record_id=?",
+                    (void.raw_sha256, adapter, *key),
+                )
         return events
 
     def _keep_arrived(self, tx: T, rule: str, match_key: str, keep_id: str, now: str) -> list[AuditEvent]:
@@ -212,6 +223,9 @@ class Revisions(Generic[T]):
         row = NewRecord(void_id, "", void["scenario"] or "void", 0.0, orjson.dumps(void))
         events = self._insert_revision(tx, row_adapter, row_stream, row, VOIDED, record_id, now)
         self.sql.run(tx, "UPDATE record_heads SET status='voided' WHERE record_id=?", (record_id,))
+        # Its behaviour claim goes with it: the outbox fingerprint column is the claim other sources are checked
+        # against (the forwarded body keeps its fingerprint), so the same behaviour from another source is credited.
+        self.sql.run(tx, "UPDATE outbox SET fingerprint='' WHERE record_id=?", (record_id,))
         kept = self.sql.run(
             tx, "SELECT rule, match_key FROM overlap_keys WHERE record_id=? AND role='keep'", (record_id,)
         ).fetchall()

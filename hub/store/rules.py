@@ -155,7 +155,7 @@ class RuleStore(OnePageCommit, Generic[T]):
             len(page.quarantined) - len(quarantine_ids),
             # Not for a page that revised rows (a correction's kind is set after its insert; voids and nettings add
             # rows of their own): the in-memory feed would hand them on as plain creations, so it reads them back.
-            () if revision.supersedes or revised or page.voids else outbox.seq_runs,
+            () if revision.supersedes or revised else outbox.seq_runs,
         )
         if page.run is not None:
             counts = (result.inserted, result.duplicates, result.held, result.quarantined, result.quarantine_repeats)
@@ -459,6 +459,7 @@ def _page_event(
         details["unknown_fields"] = sorted(page.drift)
     if corrections:
         details["corrections"] = corrections
-    if page.voids:
-        details["withdrawn"] = len(page.voids)
+    withdrawn = sum(1 for v in page.voids if not v.raw_sha256)  # the others: items that credit nothing (now)
+    if withdrawn:
+        details["withdrawn"] = withdrawn
     return AuditEvent(given.action, given.subject, details, given.actor)

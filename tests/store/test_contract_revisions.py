@@ -4,6 +4,9 @@ on SQLite and PostgreSQL (the rules are written once over each dialect's SQL).""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -16,6 +19,7 @@ from tanpuhui.hub.reconcile import build_statement, parse_period
 from tanpuhui.hub.store.base import NewRecord, NewVoid, OverlapKey, PageWrite
 from tanpuhui.sdk import make_record_id, recompute
 
+from .conftest import Backend
 from .records import CST, MORNING, pseudonym
 
 EF = 0.6782
@@ -152,3 +156,96 @@ def test_withdrawing_the_event_gives_the_day_its_full_saving_back(store: Any) ->
     assert "deductions" not in q and q["formula"] == "max(baseline - activity, 0) * ef_grid"
     assert q["reduction_kgco2e"] == round(1.0 * EF, 6) == recompute(day)
     assert verify_log(store, records=True).ok
+
+
+RESENT = "the partner re-sent the item and it no longer credits anything"
+RESENT_RAW = hashlib.sha256(b"SG-1 re-sent at its baseline").hexdigest()
+
+
+def test_a_void_of_a_re_sent_item_keeps_its_raw_hash_so_it_can_credit_again_later(store: Any) -> None:
+    first = reading("SG-1")
+    commit(store, "readings", [first])
+    nothing = NewVoid("SG-1", "readings", RESENT, RESENT_RAW)
+    commit(store, "readings", [], (nothing,))
+    commit(store, "readings", [], (nothing,))  # the same item re-sent again: nothing more
+    # The partner sends the item crediting again (its first version, say): a correction of the voided record, not
+    # a duplicate of it, so the consumer holds a record again.
+    again = commit(store, "readings", [reading("SG-1")])
+    assert again.inserted == 1
+    rows = outbox(store)
+    assert [kind for kind, _ in rows] == ["created", "voided", "corrected"]
+    (_, void), (_, revived) = rows[1:]
+    assert (void["voids"], void["reason"]) == (first.record_id, RESENT)
+    assert revived["supersedes"] == first.record_id
+    ledger = Ledger()
+    for kind, doc in rows:
+        ledger.apply(kind, doc)
+    assert list(ledger.records) == [revived["record_id"]]
+    assert verify_log(store, records=True).ok
+
+
+def test_a_voided_record_no_longer_claims_its_behaviour_against_other_sources(store: Any) -> None:
+    def other_source(partner_id: str) -> Any:
+        (result,) = store.commit_pages([PageWrite("provincial_bigdata", "peak_usage", [reading(partner_id)], [], None)])
+        return result
+
+    commit(store, "readings", [reading("SG-1")])
+    assert other_source("PB-1").held == 1  # the same behaviour, claimed by state_grid first: a double claim
+    commit(store, "readings", [], (NewVoid("SG-1", "readings", "withdrawn"),))
+    credited = other_source("PB-2")
+    assert (credited.inserted, credited.held) == (1, 0)  # the void released the claim in its commit
+    assert other_source("PB-1").inserted == 1  # the record held before the void: credited when sent again
+    assert [kind for kind, _ in outbox(store)] == ["created", "voided", "created", "created"]
+
+
+@pytest.mark.parametrize("page", ["one item", "a bulk page"])
+def test_two_replicas_correcting_one_record_at_the_same_moment_write_one_correction_then_the_next(
+    backend: Backend, page: str
+) -> None:
+    replicas = [backend.open(), backend.open()]
+    original = reading("SG-1")
+    commit(replicas[0], "readings", [original])
+    for replica in replicas:
+        # Widen the race: each writer dawdles between reading the item's head and writing its revision. Without
+        # one writer per partner item, both read the original as the head and both write a correction of it.
+        heads = replica.revisions._heads
+
+        def slow_heads(*args: Any, _heads: Any = heads) -> Any:
+            found = _heads(*args)
+            time.sleep(0.4)
+            return found
+
+        replica.revisions._heads = slow_heads
+    # The partner's two new versions: other figures, and one also moves the reading to another time window (so the
+    # two commits share no behaviour-claim lock: only the partner item is common to them).
+    later = f"202405011200:peak_electricity_saving:{HOUSEHOLD[:32]}"
+    versions = [reading("SG-1", activity=3.5), reading("SG-1", activity=3.2)._replace(fingerprint=later)]
+    # A bulk page (past the per-item lock keys, PostgreSQL locks its items' buckets) still meets the other writer.
+    others = [reading(f"SG-BULK-{i:03d}") for i in range(100)] if page == "a bulk page" else []
+    barrier = threading.Barrier(2)
+
+    def correct(i: int) -> Any:
+        barrier.wait()
+        return commit(replicas[i], "readings", [*others, versions[i]] if i == 0 else [versions[i]])
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(correct, range(2)))
+    assert sorted(r.inserted for r in results) == sorted([1 + len(others), 1])
+    rows = [(r.kind, orjson.loads(r.body)) for r in replicas[0].read_outbox(0, 1000)]
+    corrections = [doc for kind, doc in rows if kind == "corrected"]
+    assert len(corrections) == 2
+    assert [c["supersedes"] for c in corrections].count(original.record_id) == 1  # one correction of the original
+    first, second = corrections
+    assert second["supersedes"] == first["record_id"]  # the other corrects that correction
+    ledger = Ledger()
+    for kind, doc in rows:
+        ledger.apply(kind, doc)
+    assert [r for r in ledger.records if r not in {o.record_id for o in others}] == [second["record_id"]]
+    assert verify_log(replicas[0], records=True).ok
+
+
+def test_a_page_of_thousands_of_partner_items_commits_within_the_servers_lock_table(store: Any) -> None:
+    # PostgreSQL's shared lock table holds max_locks_per_transaction x max_connections locks (6,400 by default): a
+    # page must not take one advisory lock per item.
+    many = [reading(f"SG-{i:05d}")._replace(fingerprint=f"fp-{i}") for i in range(8000)]
+    assert commit(store, "readings", many).inserted == 8000
