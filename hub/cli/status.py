@@ -18,7 +18,12 @@ from .common import CONFIG_OPTION, err, friendly, open_hub, out
 
 @click.command()
 @CONFIG_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the overview as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the overview as one JSON document, the one the admin API answers to GET /v1/admin/overview.",
+)
 @friendly
 def status(config_path: Path, as_json: bool) -> None:
     """Each stream's last and next run, freshness and cursor; each sink's state and backlog.

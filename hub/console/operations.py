@@ -16,7 +16,7 @@ from ..store.queries import AuditQuery, DeadLetterQuery, FailureQueries, time_bo
 from ..store.sink_log import SinkStateLog
 from .core import PREFIX, Console, Form
 from .failures import PAGE, page_links
-from .streams import gather_overview
+from .streams import console_overview
 
 __all__ = ["OperationPages"]
 
@@ -38,7 +38,7 @@ class OperationPages:
         ]
 
     async def sinks(self, request: Request) -> Response:
-        data = await asyncio.to_thread(gather_overview, self.c)
+        data = await asyncio.to_thread(console_overview, self.c)
         errors = await asyncio.to_thread(self._errors, [k.name for k in data.sinks])
         return self.c.render(request, "sinks.html", "Sinks", "Sinks", sinks=data.sinks, errors=errors)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,7 +25,11 @@ from ..store.base import RunLog, RunRecord, Store
 from ..store.queries import FailureQueries
 from ..store.sink_log import SinkStateLog, StoredSinkState
 
-__all__ = ["Overview", "SinkRow", "StreamRow", "overview"]
+if TYPE_CHECKING:
+    from ..scheduler import Scheduler
+    from ..server.streams import Configured
+
+__all__ = ["Overview", "SinkRow", "StreamRow", "gather_overview", "overview"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +180,20 @@ def overview(
             )
         )
     return Overview(rows, sink_rows, store.counts(), stale_after)
+
+
+def gather_overview(
+    store: Store, configured: Configured, scheduler: Scheduler, sinks: Iterable[str], stale_after: float
+) -> Overview:
+    """The overview as a sidecar sees it, its scheduler's live state included (blocking: call off the event loop).
+    The console's overview page and the admin API's ``GET /v1/admin/overview`` both show this."""
+    schedules = {key: run.schedule.interval for key, run in scheduler.runs.items() if run.schedule is not None}
+    live = {key: run.as_dict() for key, run in scheduler.runs.items()}
+    return overview(
+        store,
+        {key: info.kind for key, info in configured.streams.items()},
+        schedules=schedules,
+        sinks=list(sinks),
+        stale_after=stale_after,
+        live=live,
+    )

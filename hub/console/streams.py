@@ -15,25 +15,17 @@ from ..pausing import PAUSED, pause_soon, paused, resume
 from ..scheduler import StreamBusy
 from ..store.base import Checkpoint, PageWrite, RunLog, RunRecord
 from .core import PREFIX, Console, Form
-from .overview import Overview, overview
+from .overview import Overview, gather_overview
 
-__all__ = ["StreamPages", "gather_overview"]
+__all__ = ["StreamPages", "console_overview"]
 
 _CONSOLE_LEASE = "console"
 
 
-def gather_overview(console: Console) -> Overview:
-    """The overview as the sidecar sees it (blocking: call off the event loop)."""
-    scheduler = console.scheduler
-    schedules = {key: run.schedule.interval for key, run in scheduler.runs.items() if run.schedule is not None}
-    live = {key: run.as_dict() for key, run in scheduler.runs.items()}
-    return overview(
-        console.hub.store,
-        {key: info.kind for key, info in console.configured.streams.items()},
-        schedules=schedules,
-        sinks=list(console.forwarder.sinks),
-        stale_after=console.stale_after,
-        live=live,
+def console_overview(console: Console) -> Overview:
+    """The overview the console shows (blocking: call off the event loop)."""
+    return gather_overview(
+        console.hub.store, console.configured, console.scheduler, console.forwarder.sinks, console.stale_after
     )
 
 
@@ -56,7 +48,7 @@ class StreamPages:
         ]
 
     async def overview(self, request: Request) -> Response:
-        data = await asyncio.to_thread(gather_overview, self.c)
+        data = await asyncio.to_thread(console_overview, self.c)
         return self.c.render(request, "overview.html", "Overview", "Overview", data=data)
 
     def _key(self, request: Request) -> tuple[str, str]:
@@ -65,7 +57,7 @@ class StreamPages:
     async def stream(self, request: Request) -> Response:
         adapter, stream = key = self._key(request)
         store = self.c.hub.store
-        data = await asyncio.to_thread(gather_overview, self.c)
+        data = await asyncio.to_thread(console_overview, self.c)
         row = next((s for s in data.streams if (s.adapter, s.stream) == key), None)
         if row is None:
             return self.c.render(request, "missing.html", "Not found", what=f"stream {adapter}:{stream}")

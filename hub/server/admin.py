@@ -1,5 +1,5 @@
-"""The admin API, ``/v1/admin/...``, behind ``Authorization: Bearer <[server] admin_token>``: streams (with their
-run state and drift), pull now, quarantine (list, show masked, replay) and dead letters (list, replay).
+"""The admin API, ``/v1/admin/...``, behind ``Authorization: Bearer <[server] admin_token>``: the overview (what the
+console's overview page and ``tanpuhui status --json`` show), streams (with their run state and drift), pull now, quarantine (list, show masked, replay) and dead letters (list, replay).
 
 Every state-changing request is written to the audit log before it is carried out (what it changes is logged as
 it commits); the actor is the client address, since the admin token is one shared secret, not a person.
@@ -20,6 +20,7 @@ from starlette.responses import Response
 from tanpuhui.sdk import redact
 
 from ..audit import AuditEvent, AuditLog
+from ..console.overview import gather_overview
 from ..drivers.pull import PullSummary
 from ..forwarder import Forwarder
 from ..hub import Hub
@@ -63,6 +64,7 @@ class AdminApi:
         *,
         token: str,
         max_body_bytes: int,
+        stale_after: float,
     ) -> None:
         self.hub = hub
         self.configured = configured
@@ -71,11 +73,13 @@ class AdminApi:
         self.forwarding = forwarding
         self._token = token.encode()
         self._max_body = max_body_bytes
+        self._stale_after = stale_after
 
     def endpoints(self) -> list[Endpoint]:
         op = openapi.admin_operation
         guard = self._guard
         return [
+            Endpoint("/v1/admin/overview", "GET", guard(self.overview), op("overview")),
             Endpoint("/v1/admin/streams", "GET", guard(self.streams), op("streams")),
             Endpoint("/v1/admin/streams/{adapter}/{stream}/pull", "POST", guard(self.pull), op("pull")),
             Endpoint("/v1/admin/quarantine", "GET", guard(self.quarantine_list), op("quarantine_list")),
@@ -131,6 +135,17 @@ class AdminApi:
         return doc
 
     # -- streams -------------------------------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        data = await asyncio.to_thread(
+            gather_overview,
+            self.hub.store,
+            self.configured,
+            self.scheduler,
+            self.forwarder.sinks,
+            self._stale_after,
+        )
+        return json_response(data.as_dict())
 
     async def streams(self, request: Request) -> Response:
         store = self.hub.store

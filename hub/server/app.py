@@ -164,6 +164,7 @@ class Sidecar:
             self.forwarding,
             token=cfg.admin_token.get_secret_value() if cfg.admin_token is not None else "",
             max_body_bytes=cfg.max_body_bytes,
+            stale_after=cfg.stale_after,
         )
         streams = self.configured.streams
         self.endpoints: list[Endpoint] = [

@@ -229,6 +229,11 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
 
 
 _ADMIN: dict[str, dict[str, Any]] = {
+    "overview": {
+        "operationId": "admin_overview",
+        "summary": "The overview: streams (last and next run, freshness, cursor) and sinks (state, backlog)",
+        "responses": {"200": _ok("The overview, as `tanpuhui status --json` prints it", ref("Overview"))},
+    },
     "streams": {
         "operationId": "admin_streams",
         "summary": "Every stream: cursor, last success, last error, schedule, running",

@@ -139,6 +139,56 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
             "next_run_at": {"type": ["string", "null"]},
         },
     },
+    "Overview": {
+        "description": "What the console's overview page and `tanpuhui status --json` show: each stream's last and "
+        "next run, freshness and cursor; each sink's state, backlog and last delivery (read from the shared store)",
+        "type": "object",
+        "required": ["streams", "sinks", "counts", "stale_after_seconds"],
+        "properties": {
+            "streams": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["adapter", "stream", "kind", "paused", "running", "stale"],
+                    "properties": {
+                        "adapter": {"type": "string"},
+                        "stream": {"type": "string"},
+                        "kind": {"enum": ["pull", "push", "unconfigured"]},
+                        "schedule_seconds": {"type": ["number", "null"]},
+                        "last_run": {"type": ["object", "null"], "description": "the newest run's counters"},
+                        "next_run": {"type": ["string", "null"]},
+                        "last_success": {"type": ["string", "null"]},
+                        "freshness_seconds": {"type": ["number", "null"]},
+                        "stale": {"type": "boolean"},
+                        "cursor": {"type": "string", "description": "compact JSON text; empty when none"},
+                        "paused": {"type": "boolean"},
+                        "running": {"type": "boolean"},
+                        "last_error": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "sinks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "state", "backlog"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "state": {"enum": ["ok", "retrying", "stopped", "paused"]},
+                        "backlog": {"type": "integer"},
+                        "oldest_waiting": {"type": ["string", "null"]},
+                        "position": {"type": "integer"},
+                        "last_delivery": {"type": ["string", "null"]},
+                        "last_error": {"type": ["string", "null"]},
+                        "dead_letters": {"type": "integer"},
+                        "since": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "stale_after_seconds": {"type": "number"},
+        },
+    },
     "QuarantineEntry": {
         "type": "object",
         "properties": {

@@ -10,11 +10,13 @@ import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
+from tanpuhui.hub.server.openapi_components import COMPONENT_SCHEMAS
 from tanpuhui.testing.loopback import wait_until
 
 from .conftest import ADMIN_TOKEN, MOBILE, RunningSidecar, SidecarFactory, hub_config, ride, sink_table
 
 ADMIN_ROUTES = [
+    ("GET", "/v1/admin/overview"),
     ("GET", "/v1/admin/streams"),
     ("POST", "/v1/admin/streams/transit_card/transactions/pull"),
     ("GET", "/v1/admin/quarantine"),
@@ -75,6 +77,26 @@ def test_pull_now_pulls_and_stream_status_shows_cursor_and_last_success(
     assert transit["last_error"] is None and transit["running"] is False
     assert transit["last_run"]["inserted"] == expected["records"]
     assert streams[("bike_share", "rides")]["kind"] == "push"
+
+
+def test_the_overview_is_what_the_console_and_tanpuhui_status_json_show(
+    start_sidecar: SidecarFactory, tmp_path: Path, sandbox: TransitSandbox
+) -> None:
+    server = with_transit(start_sidecar, tmp_path, sandbox)
+    assert server.admin("POST", "/v1/admin/streams/transit_card/transactions/pull?wait=true").status_code == 200
+    doc = server.admin("GET", "/v1/admin/overview").json()
+    streams = {(s["adapter"], s["stream"]): s for s in doc["streams"]}
+    transit = streams[("transit_card", "transactions")]
+    expected = sandbox.dataset.expected()
+    assert transit["kind"] == "pull" and transit["last_run"]["inserted"] == expected["records"]
+    assert transit["stale"] is False and transit["freshness_seconds"] is not None and transit["cursor"]
+    assert streams[("bike_share", "rides")]["kind"] == "push"
+    assert doc["counts"] and all(isinstance(n, int) for n in doc["counts"].values())
+    # One document, one set of names: `tanpuhui status --json` prints Overview.as_dict() too, and the OpenAPI
+    # component names every field either of them carries.
+    component = COMPONENT_SCHEMAS["Overview"]["properties"]
+    assert set(doc) == set(component)
+    assert set(transit) == set(component["streams"]["items"]["properties"])
 
 
 def test_pull_now_while_a_pull_runs_is_409(start_sidecar: SidecarFactory, tmp_path: Path) -> None:
