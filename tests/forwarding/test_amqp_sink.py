@@ -1,13 +1,16 @@
 """The RabbitMQ sink against the real broker on loopback: confirms, CloudEvents AMQP headers, connections cut mid-way.
 
-The shared broker is never restarted: the outage is a proxy between the sink and RabbitMQ that resets every
-connection mid-delivery and refuses new ones for a while (what the client sees when the broker restarts).
+Outages: a proxy between the sink and RabbitMQ that resets every connection mid-delivery and refuses new ones for a
+while, and a real restart of the broker (``rabbitmqctl stop_app`` / ``start_app``: the node's RabbitMQ application
+stops, dropping every connection, and comes back with its durable queues and persistent messages).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
+import subprocess
 
 import aio_pika
 import orjson
@@ -105,6 +108,57 @@ def test_every_record_arrives_when_connections_are_cut_mid_delivery(store, fill)
     received = [m.message_id for m in messages]
     assert set(received) == set(ids)  # none lost; a re-sent batch may add duplicates
     for message in messages:  # ... and a duplicate carries the same id
+        assert message.message_id == message.headers["cloudEvents:id"] == orjson.loads(message.body)["record_id"]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def _can_restart_the_broker() -> bool:
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    try:
+        subprocess.run(["rabbitmqctl", "status"], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _can_restart_the_broker(), reason="needs rabbitmqctl with rights over the local node")
+def test_every_record_arrives_when_the_broker_restarts_mid_delivery(store, fill):
+    ids = fill(store, 6000)  # stop_app takes a second or two: enough left to deliver when it lands
+
+    async def run():
+        topology = Topology()
+        await topology.__aenter__()
+        await topology.connection.close()  # the restart drops it; the consumer reads on a new connection after
+        sink = amqp_sink(exchange=topology.exchange, timeout=2)
+        try:
+            summary, forwarder = await drain_through_outage(
+                store,
+                sink,
+                after_rows=100,
+                begin=lambda: asyncio.to_thread(_rabbitmqctl, "stop_app"),
+                end=lambda: asyncio.to_thread(_rabbitmqctl, "start_app"),
+                outage_seconds=1.0,
+            )
+        finally:
+            await asyncio.to_thread(_rabbitmqctl, "start_app")  # idempotent: the broker is up whatever happened
+        reader = Topology()
+        reader.exchange, reader.queue = topology.exchange, topology.queue
+        await reader.__aenter__()  # declares the same durable exchange and queue: the messages are still there
+        try:
+            return summary, forwarder, await reader.take_all()
+        finally:
+            await reader.__aexit__()
+
+    summary, forwarder, messages = asyncio.run(run())
+
+    assert forwarder.states["bus"].recoveries >= 1, "the restart did not hit the delivery"
+    assert (summary["bus"].delivered, summary["bus"].dead_lettered) == (6000, 0)
+    assert set(m.message_id for m in messages) == set(ids)  # none lost across the restart
+    for message in messages:  # a re-sent batch's duplicates carry the same id
         assert message.message_id == message.headers["cloudEvents:id"] == orjson.loads(message.body)["record_id"]
 
 
