@@ -23,7 +23,7 @@ by name (``[plausibility.rules.metro_speed] limit = 120``); new ones need ``kind
 Daily counts live in the store (``plausibility_counts``: per stream, rule, day and subject, one row per distinct
 record with its place), read for the page's (rule, day, subject) keys in one query before the page is checked and
 written in the page's own transaction, so they survive restarts and a page that fails to commit counts nothing;
-a page's latest day and the day before are kept, older days pruned. They count distinct records (by record id):
+a page's latest day (at most today) and the day before are kept, older days pruned. They count distinct records (by record id):
 an item sent again keeps its place, so a re-sent record within the cap is never held. Every record checked counts,
 held ones too (an item held as the 17th stays the 17th on replay). Pages of one stream processed before the
 earlier ones commit (a group of pushed requests) see the earlier pages' counts. Counts kept in the stream state

@@ -55,14 +55,16 @@ class DayCountSql(ABC, Generic[T]):
                 out.extend(DayCount(rule, day, s, r, int(n)) for s, r, n in rows)
         return out
 
-    def write_day_counts(self, tx: T, adapter: str, stream: str, counts: Sequence[DayCount]) -> None:
+    def write_day_counts(self, tx: T, adapter: str, stream: str, counts: Sequence[DayCount], now: str) -> None:
         """Insert a page's new counts (one already on file, from a concurrent writer, is left as it is), then
-        prune each rule's days before the day preceding the page's latest."""
+        prune each rule's days before the day preceding the page's latest; a record dated after today (UTC, from
+        ``now``) does not move that day past today, so a partner's clock error cannot wipe the day's counts."""
         self.insert_day_counts(tx, adapter, stream, counts)
+        today = now[:10]
         latest: dict[str, str] = {}
         for c in counts:
             if c.day > latest.get(c.rule, ""):
-                latest[c.rule] = c.day
+                latest[c.rule] = min(c.day, today)
         for rule, day in latest.items():
             before = prune_before(day)
             if before is not None:

@@ -146,7 +146,7 @@ class RuleStore(OnePageCommit, Generic[T]):
         if page.drift:
             sql.upsert_drift(tx, adapter, stream, page.drift, now)
         if page.day_counts:
-            sql.write_day_counts(tx, adapter, stream, page.day_counts)
+            sql.write_day_counts(tx, adapter, stream, page.day_counts, now)
         # A held claim already on file (the same item pulled again) is a duplicate like any other; so is a
         # quarantined item whose digest an entry has (the same bad item pulled again): counted, no new entry.
         result = CommitResult(

@@ -4,6 +4,8 @@ asked, a record counted again keeps its first place, the days before the latest 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tanpuhui.hub.store.base import Checkpoint, DayCount, NewReceipt, PageWrite, Store
@@ -99,3 +101,12 @@ def test_days_before_the_latest_but_one_are_pruned_per_stream_and_rule(store: St
     assert store.day_counts("transit_card", "trips", {(RULE, "2024-11-01", CARD_A)}) == _counts(
         "2024-11-01", CARD_A, "R1"
     )
+
+
+def test_a_record_dated_after_today_does_not_prune_todays_counts(store: Store) -> None:
+    today = datetime.now(UTC).date()
+    days = [(today + timedelta(days=d)).isoformat() for d in (-1, 0, 3650)]
+    store.commit_pages([_page([*_counts(days[0], CARD_A, "R1"), *_counts(days[1], CARD_A, "R2")])])
+    store.commit_pages([_page(_counts(days[2], CARD_B, "R9"))])  # a partner's clock ten years ahead
+    keys = {(RULE, days[0], CARD_A), (RULE, days[1], CARD_A), (RULE, days[2], CARD_B)}
+    assert sorted(c.day for c in store.day_counts("transit_card", "trips", keys)) == days
