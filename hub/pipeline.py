@@ -33,7 +33,7 @@ from tanpuhui.sdk import (
 from .audit import AuditEvent
 from .encoding import dumps_any, safe_text
 from .overlaps import OverlapIndex
-from .plausibility import DayCounts, Finding, Plausibility
+from .plausibility import LEGACY_STATE_KEY, DayCounts, Finding, Plausibility
 from .runtime import BoundStream, Runtime
 from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, NewVoid, PageWrite
 
@@ -187,6 +187,7 @@ class Pipeline:
         drift = processed.drift
         plausibility = self.plausibility
         plausible = plausibility.check
+        ctx.state.pop(LEGACY_STATE_KEY, None)  # counts an earlier version kept in the state: not carried on
         checked: list[tuple[int, Any, dict[str, Any]]] = []
         """Valid record documents (item index, item, document): checked against the plausibility rules and made
         records once the page's day counts are read, in the page's order."""

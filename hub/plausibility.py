@@ -27,7 +27,7 @@ a page's latest day (at most today) and the day before are kept, older days prun
 an item sent again keeps its place, so a re-sent record within the cap is never held. Every record checked counts,
 held ones too (an item held as the 17th stays the 17th on replay). Pages of one stream processed before the
 earlier ones commit (a group of pushed requests) see the earlier pages' counts. Counts kept in the stream state
-by earlier versions (``_plausibility``) are ignored.
+by earlier versions (``_plausibility``) are ignored, and dropped from it with the next page.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .store.base import DayCount
 
 __all__ = [
     "DEFAULT_RULES",
+    "LEGACY_STATE_KEY",
     "DayCounts",
     "Finding",
     "Plausibility",
@@ -125,6 +126,10 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     },
 }
 """The shipped rules (limits are engineering judgement, not published figures: tune them in hub.toml)."""
+
+LEGACY_STATE_KEY = "_plausibility"
+"""Where versions before schema 8 kept the daily counts in a stream's state: dropped from it when the stream's next
+page is processed (its counts are not carried over)."""
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 

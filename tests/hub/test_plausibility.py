@@ -231,6 +231,7 @@ def test_counts_an_earlier_version_kept_in_the_stream_state_are_ignored(tmp_path
         hub.store.commit_page("metro_partner", "trips", [], [], Checkpoint(None, {"_plausibility": full_day}))
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (16, 0)
+        assert "_plausibility" not in hub.store.load_checkpoint("metro_partner", "trips").state  # not carried on
     finally:
         asyncio.run(hub.aclose())
 
