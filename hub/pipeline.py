@@ -1,10 +1,11 @@
 """The pipeline: raw page -> validate -> normalize -> validate record -> the page's writes.
 
-:meth:`Pipeline.process` writes nothing to the store (it reads only the plausibility day counts of the page's
-keys, in one query); it returns a :class:`ProcessedPage` whose :meth:`~ProcessedPage.write` is the :class:`~tanpuhui.hub.store.base.PageWrite`
-a driver commits (outbox rows, quarantine entries and the stream's checkpoint in ONE transaction). Every path
-(pull, push, quarantine replay) goes through it, so a rule is written once. Invalid items never block the valid
-items of their page; an adapter bug on one item quarantines that item, not the page.
+:meth:`Pipeline.process` writes nothing to the store and reads from it only the plausibility day counts of the
+page's keys (:mod:`.plausibility`); it returns a :class:`ProcessedPage` whose :meth:`~ProcessedPage.write` is the
+:class:`~tanpuhui.hub.store.base.PageWrite` a driver commits (outbox rows, quarantine entries, the stream's
+checkpoint and the page's day counts in ONE transaction). Every path (pull, push, quarantine replay) goes through
+it, so a rule is written once. Invalid items never block the valid items of their page; an adapter bug on one item
+quarantines that item, not the page.
 """
 
 from __future__ import annotations
