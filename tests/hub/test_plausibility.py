@@ -208,6 +208,24 @@ def test_an_item_sent_again_keeps_its_place_in_the_days_count(tmp_path: Path) ->
         asyncio.run(hub.aclose())
 
 
+def test_the_seventeenth_trip_keeps_its_place_on_replay_and_is_credited_on_release(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
+        assert again.status == "failed" and "record 17 of this person" in again.problems[0].message
+        (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
+        assert released.status == "resolved"
+        assert records(hub)["M00017"]["plausibility"][0]["rule"] == "transit_trips_per_day"
+        (doc,) = [d for d in records(hub).values() if d["source"]["partner_record_id"] == "M00017"]
+        key = ("transit_trips_per_day", "2024-11-05", doc["subject"]["pseudonym"][:16])
+        assert len(hub.store.day_counts("metro_partner", "trips", {key})) == 17  # counted once, not again
+    finally:
+        asyncio.run(hub.aclose())
+
+
 def test_the_days_counts_are_kept_in_the_store_not_in_the_stream_state(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 4)]
     hub = make_hub(tmp_path, MetroTrips)
