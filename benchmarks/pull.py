@@ -45,8 +45,9 @@ def _runtime(directory: Path, feed: TransitFeed) -> tuple[Any, Any, Any]:
     return hub, rt, rt.context({})
 
 
-def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float, float, int, int]:
-    """(wall s, CPU s, items, records committed) for the hub's pull path over ``pages``.
+def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float, float, int, int, int]:
+    """(wall s, CPU s, items, records committed, bytes of the stream state saved with the last page) for the hub's
+    pull path over ``pages``.
 
     After start-up, :func:`tanpuhui.hub.process.tune_gc` as ``tanpuhui pull`` calls it (process-wide: the naive
     loop, which runs after it, gets the frozen start-up heap too)."""
@@ -66,9 +67,10 @@ def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float,
 
     try:
         wall, cpu, (items, records) = timed(loop)
+        state = hub.store.load_checkpoint("transit_card", "transactions").state
     finally:
         hub.store.close()
-    return wall, cpu, items, records
+    return wall, cpu, items, records, len(orjson.dumps(state))
 
 
 _NAIVE_DDL = """
@@ -218,10 +220,10 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     pages = feed.pages(sizes.pull_pages)
     naive_pages = pages[: sizes.naive_pages]
     fast_runs, naive_runs, cpu_runs = [], [], []
-    items = records = 0
+    items = records = state_bytes = 0
     for _ in range(sizes.repeats):
         with tempfile.TemporaryDirectory(prefix="tph-bench-pull-", dir=tmp) as d:
-            wall, cpu, items, records = fast(pages, feed, Path(d))
+            wall, cpu, items, records, state_bytes = fast(pages, feed, Path(d))
             fast_runs.append((items / wall, records / wall))
             cpu_runs.append(records / cpu)
         with tempfile.TemporaryDirectory(prefix="tph-bench-naive-", dir=tmp) as d:
@@ -240,7 +242,8 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     note = (
         f"{items:,} transactions -> {records:,} records per run ({sizes.pull_pages} pages), median of "
         f"{sizes.repeats}; {items_s:,.0f} items/s; CPU-time rate {median(cpu_runs):,.0f} records/s; naive on the "
-        f"first {sizes.naive_pages} pages: {naive_items_s:,.0f} items/s, {naive_records_s:,.0f} records/s"
+        f"first {sizes.naive_pages} pages: {naive_items_s:,.0f} items/s, {naive_records_s:,.0f} records/s; the "
+        f"stream state saved with the last page: {state_bytes / 1000:,.0f} KB"
     )
     return [
         Row(

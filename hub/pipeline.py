@@ -1,10 +1,11 @@
 """The pipeline: raw page -> validate -> normalize -> validate record -> the page's writes.
 
-:meth:`Pipeline.process` is pure with respect to the store: it reads nothing from it and writes nothing; it
-returns a :class:`ProcessedPage` whose :meth:`~ProcessedPage.write` is the :class:`~tanpuhui.hub.store.base.PageWrite`
-a driver commits (outbox rows, quarantine entries and the stream's checkpoint in ONE transaction). Every path
-(pull, push, quarantine replay) goes through it, so a rule is written once. Invalid items never block the valid
-items of their page; an adapter bug on one item quarantines that item, not the page.
+:meth:`Pipeline.process` writes nothing to the store and reads from it only the plausibility day counts of the
+page's keys (:mod:`.plausibility`); it returns a :class:`ProcessedPage` whose :meth:`~ProcessedPage.write` is the
+:class:`~tanpuhui.hub.store.base.PageWrite` a driver commits (outbox rows, quarantine entries, the stream's
+checkpoint and the page's day counts in ONE transaction). Every path (pull, push, quarantine replay) goes through
+it, so a rule is written once. Invalid items never block the valid items of their page; an adapter bug on one item
+quarantines that item, not the page.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tanpuhui.sdk import (
 from .audit import AuditEvent
 from .encoding import dumps_any, safe_text
 from .overlaps import OverlapIndex
-from .plausibility import Finding, Plausibility
+from .plausibility import LEGACY_STATE_KEY, DayCounts, Finding, Plausibility
 from .runtime import BoundStream, Runtime
 from .store.base import Checkpoint, CommitResult, NewQuarantine, NewReceipt, NewRecord, NewVoid, PageWrite
 
@@ -86,6 +87,8 @@ class ProcessedPage:
     """Unknown top-level field -> (valid items carrying it, the partner id of one of them)."""
     voids: list[NewVoid] = field(default_factory=list)
     """Items the partner withdrew (``ctx.withdraw``): the store voids their records."""
+    day_counts: DayCounts | None = None
+    """The plausibility day counts the page was checked against, with the records it counted first."""
 
     def write(
         self,
@@ -109,10 +112,13 @@ class ProcessedPage:
             audit=audit,
             drift=self.drift,
             voids=self.voids,
+            day_counts=self.day_counts.added if self.day_counts is not None else (),
         )
 
     def committed(self, committed: CommitResult) -> PageResult:
         """The page's result, completed with what the commit did."""
+        if self.day_counts is not None:
+            self.day_counts.committed()
         result = self.result
         result.records = len(self.records)
         result.inserted = committed.inserted
@@ -180,7 +186,12 @@ class Pipeline:
         id_field = stream.id_field
         known = bound.known_fields
         drift = processed.drift
-        plausible = self.plausibility.check
+        plausibility = self.plausibility
+        plausible = plausibility.check
+        ctx.state.pop(LEGACY_STATE_KEY, None)  # counts an earlier version kept in the state: not carried on
+        checked: list[tuple[int, Any, dict[str, Any]]] = []
+        """Valid record documents (item index, item, document): checked against the plausibility rules and made
+        records once the page's day counts are read, in the page's order."""
 
         def reject(index: int, stage: str, item: Any, problems: Sequence[Problem]) -> None:
             problems = [_safe_problem(p) for p in problems]
@@ -205,11 +216,7 @@ class Pipeline:
                     if not record_valid(doc):
                         reject(index, "record", item, bound.record_schema.problems(doc))
                         continue
-                    findings = plausible(doc, ctx.state)
-                    if findings and not self._plausibility(findings, doc, release, result):
-                        reject(index, "plausibility", item, [f.problem() for f in findings if f.action == "hold"])
-                        continue
-                    records.append(self._new_record(doc))
+                    checked.append((index, item, doc))
                 except Exception as exc:  # e.g. a partner string that cannot be written as JSON: this record only
                     reject(index, "record", item, [_unprocessable("a record of this item cannot be written", exc)])
 
@@ -248,6 +255,22 @@ class Pipeline:
             accept(index, out, item)
         if flush:
             accept(-1, stream.flush(ctx, final), {})
+        if checked:
+            counts = plausibility.counts(
+                ctx,
+                [doc for _, _, doc in checked],
+                lambda keys: self.runtime.store.day_counts(adapter, stream.name, keys),
+            )
+            processed.day_counts = counts
+            for index, item, doc in checked:
+                try:
+                    findings = plausible(doc, counts)
+                    if findings and not self._plausibility(findings, doc, release, result):
+                        reject(index, "plausibility", item, [f.problem() for f in findings if f.action == "hold"])
+                        continue
+                    records.append(self._new_record(doc))
+                except Exception as exc:  # e.g. a partner string that cannot be written as JSON: this record only
+                    reject(index, "record", item, [_unprocessable("a record of this item cannot be written", exc)])
         for rejection in ctx.rejections:
             quarantined.append(
                 self._quarantine("incomplete", rejection.raw, id_field, rejection.problems, rejection.partner_record_id)

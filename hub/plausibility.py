@@ -20,30 +20,45 @@ kind                           fires when
 goes on with the finding in its ``plausibility`` list. ``off``: the rule is not run. Shipped rules can be retuned
 by name (``[plausibility.rules.metro_speed] limit = 120``); new ones need ``kind``, ``scenarios`` and ``limit``.
 
-Daily counts live in the stream's pending state (``_plausibility``, saved with its checkpoint, the latest two days
-kept), so they survive restarts and a page that fails to commit counts nothing. They count distinct records (by
-record id): an item sent again keeps its place, so a re-sent record within the cap is never held.
+Daily counts live in the store (``plausibility_counts``: per stream, rule, day and subject, one row per distinct
+record with its place), read for the page's (rule, day, subject) keys in one query before the page is checked and
+written in the page's own transaction, so they survive restarts and a page that fails to commit counts nothing;
+a page's latest day (at most today) and the day before are kept, older days pruned. They count distinct records (by record id):
+an item sent again keeps its place, so a re-sent record within the cap is never held. Every record checked counts,
+held ones too (an item held as the 17th stays the 17th on replay). Pages of one stream processed before the
+earlier ones commit (a group of pushed requests) see the earlier pages' counts. Counts kept in the stream state
+by earlier versions (``_plausibility``) are ignored, and dropped from it with the next page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tanpuhui.sdk import ConfigError, Problem
+from tanpuhui.sdk import ConfigError, Problem, StreamContext
 
-__all__ = ["DEFAULT_RULES", "Finding", "Plausibility", "PlausibilitySettings", "RuleSettings", "plausibility_settings"]
+from .store.base import DayCount
+
+__all__ = [
+    "DEFAULT_RULES",
+    "LEGACY_STATE_KEY",
+    "DayCounts",
+    "Finding",
+    "Plausibility",
+    "PlausibilitySettings",
+    "RuleSettings",
+    "plausibility_settings",
+]
 
 Kind = Literal["max_activity", "max_speed_kmh", "max_per_day", "max_activity_vs_baseline", "max_reduction_kg"]
 Action = Literal["hold", "flag", "off"]
 
-_STATE_KEY = "_plausibility"
-
-_Check = Callable[[Mapping[str, Any], float, str, dict[str, Any]], "tuple[str, str] | None"]
+_Check = Callable[[Mapping[str, Any], float, str, "DayCounts | None"], "tuple[str, str] | None"]
 
 
 class RuleSettings(BaseModel):
@@ -111,6 +126,10 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     },
 }
 """The shipped rules (limits are engineering judgement, not published figures: tune them in hub.toml)."""
+
+LEGACY_STATE_KEY = "_plausibility"
+"""Where versions before schema 8 kept the daily counts in a stream's state: dropped from it when the stream's next
+page is processed (its counts are not carried over)."""
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -181,22 +200,50 @@ class Plausibility:
             scenario: tuple((_KINDS[rule.kind], rule.limit, name, rule.action) for name, rule in rules)
             for scenario, rules in by_scenario.items()
         }
+        self._per_day = {
+            scenario: [name for name, rule in rules if rule.kind == "max_per_day"]
+            for scenario, rules in by_scenario.items()
+        }
+        self._uncommitted: WeakKeyDictionary[StreamContext, _Seen] = WeakKeyDictionary()
 
-    def check(self, doc: Mapping[str, Any], state: dict[str, Any]) -> list[Finding]:
-        """The rules that fire on a record document; ``max_per_day`` counts it in ``state``."""
+    def day_keys(self, docs: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
+        """The (rule, day, subject) keys the ``max_per_day`` rules count ``docs`` under."""
+        keys: set[tuple[str, str, str]] = set()
+        per_day = self._per_day
+        for doc in docs:
+            names = per_day.get(doc["scenario"])
+            if names:
+                day, subject = _day_subject(doc)
+                keys.update((name, day, subject) for name in names)
+        return keys
+
+    def counts(
+        self,
+        ctx: StreamContext,
+        docs: Collection[Mapping[str, Any]],
+        committed: Callable[[set[tuple[str, str, str]]], list[DayCount]],
+    ) -> DayCounts:
+        """The day counts a page's ``docs`` are checked against: ``committed`` (the store's, read once for the
+        page's keys) and those of the stream's pages processed on ``ctx`` and not committed yet."""
+        keys = self.day_keys(docs)
+        uncommitted = self._uncommitted.setdefault(ctx, {})
+        return DayCounts(committed(keys) if keys else [], uncommitted, keys)
+
+    def check(self, doc: Mapping[str, Any], counts: DayCounts | None = None) -> list[Finding]:
+        """The rules that fire on a record document; ``max_per_day`` counts it in ``counts``."""
         checks = self._checks.get(doc["scenario"])
         if not checks:
             return []
         found: list[Finding] = []
         for kind, limit, name, action in checks:
-            message = kind(doc, limit, name, state)
+            message = kind(doc, limit, name, counts)
             if message is not None:
                 text, pointer = message
                 found.append(Finding(name, action, text, pointer))
         return found
 
 
-def _max_activity(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+def _max_activity(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
     activity = doc["activity"]
     if activity["quantity"] > limit:
         unit = activity["unit"]
@@ -204,7 +251,7 @@ def _max_activity(doc: Mapping[str, Any], limit: float, name: str, state: dict[s
     return None
 
 
-def _max_speed(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+def _max_speed(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
     period = doc["period"]
     if period["start"] == period["end"]:
         return None
@@ -222,27 +269,68 @@ def _max_speed(doc: Mapping[str, Any], limit: float, name: str, state: dict[str,
     return None
 
 
-def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
-    day = str(doc["period"]["start"])[:10]
-    counts: dict[str, Any] = state.setdefault(_STATE_KEY, {})
-    days = counts.setdefault(name, {})
-    subjects = days.setdefault(day, {})
-    seen: list[str] = subjects.setdefault(doc["subject"]["pseudonym"][:16], [])
-    rid = doc["record_id"][-10:]  # the hashed part: the same item sent again keeps its place in the count
-    if rid in seen:
-        n = seen.index(rid) + 1
-    else:
-        seen.append(rid)
-        n = len(seen)
-    if len(days) > 2:  # the latest two days are kept: a day's items come in that day or the next
-        for old in sorted(days)[:-2]:
-            del days[old]
+_Seen = dict[tuple[str, str, str], dict[str, int]]
+"""(rule, day, subject) -> record id -> its place in the subject's day."""
+
+
+def _day_subject(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """The day (the period start's own) and the subject (a pseudonym prefix) a record is counted under."""
+    return str(doc["period"]["start"])[:10], doc["subject"]["pseudonym"][:16]
+
+
+class DayCounts:
+    """The ``max_per_day`` counts one page is checked against, and the records it counts for the first time
+    (``added``: the page's :attr:`~tanpuhui.hub.store.base.PageWrite.day_counts`)."""
+
+    def __init__(self, committed: Iterable[DayCount], uncommitted: _Seen, keys: Collection[tuple[str, str, str]]):
+        seen: _Seen = {}
+        for c in committed:
+            seen.setdefault((c.rule, c.day, c.subject), {})[c.record_id] = c.n
+        for key in keys:
+            earlier = uncommitted.get(key)
+            if earlier:
+                seen.setdefault(key, {}).update(earlier)
+        self._seen = seen
+        self._uncommitted = uncommitted
+        self.added: list[DayCount] = []
+
+    def place(self, rule: str, day: str, subject: str, record_id: str) -> int:
+        """The record's place among the subject's distinct records of the day (a record counted before keeps its)."""
+        key = (rule, day, subject)
+        places = self._seen.setdefault(key, {})
+        n = places.get(record_id)
+        if n is None:
+            n = max(places.values(), default=0) + 1
+            places[record_id] = n
+            self._uncommitted.setdefault(key, {})[record_id] = n
+            self.added.append(DayCount(rule, day, subject, record_id, n))
+        return n
+
+    def committed(self) -> None:
+        """The page's counts are in the store now: later pages read them from there."""
+        uncommitted = self._uncommitted
+        for c in self.added:
+            key = (c.rule, c.day, c.subject)
+            places = uncommitted.get(key)
+            if places is not None:
+                places.pop(c.record_id, None)
+                if not places:
+                    del uncommitted[key]
+
+
+def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
+    if counts is None:
+        raise ValueError(f"plausibility rule {name} counts records per day: check() needs the page's DayCounts")
+    day, subject = _day_subject(doc)
+    n = counts.place(name, day, subject, doc["record_id"])
     if n > limit:
         return f"record {n} of this person on {day}, above the limit of {limit:g} a day", "/subject"
     return None
 
 
-def _max_vs_baseline(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+def _max_vs_baseline(
+    doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None
+) -> tuple[str, str] | None:
     baseline = doc["quantification"].get("baseline")
     if baseline is None or baseline["quantity"] <= 0:
         return None
@@ -257,7 +345,7 @@ def _max_vs_baseline(doc: Mapping[str, Any], limit: float, name: str, state: dic
     return None
 
 
-def _max_reduction(doc: Mapping[str, Any], limit: float, name: str, state: dict[str, Any]) -> tuple[str, str] | None:
+def _max_reduction(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
     kg = doc["quantification"]["reduction_kgco2e"]
     if kg > limit:
         return f"{kg:g} kgCO2e is above the limit of {limit:g} kgCO2e a record", "/quantification/reduction_kgco2e"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -15,6 +15,7 @@ __all__ = [
     "SINK_LEASES",
     "Checkpoint",
     "CommitResult",
+    "DayCount",
     "DeadLetter",
     "DriftEntry",
     "DriftLog",
@@ -45,6 +46,17 @@ class Checkpoint:
 
     cursor: Any = None
     state: dict[str, Any] = field(default_factory=dict)
+
+
+class DayCount(NamedTuple):
+    """One record counted by a ``max_per_day`` plausibility rule (:mod:`tanpuhui.hub.plausibility`): its place
+    ``n`` among the distinct records of one subject (a pseudonym prefix) on one day, per adapter stream."""
+
+    rule: str
+    day: str
+    subject: str
+    record_id: str
+    n: int
 
 
 class NewRecord(NamedTuple):
@@ -231,6 +243,9 @@ class PageWrite:
     run: RunCount | None = None
     """The pull run this page belongs to: a store that keeps run history adds the page's counts to its row in
     the same transaction, so a run's counters are exactly what it committed, even when it crashes midway."""
+    day_counts: Sequence[DayCount] = ()
+    """Records the page's ``max_per_day`` plausibility rules counted for the first time: stored with the page (a
+    page that fails to commit counts nothing); the stream's counts of days before the latest but one are pruned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +419,10 @@ class Store(Protocol):
         ...
 
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None: ...
+
+    def day_counts(self, adapter: str, stream: str, keys: Collection[tuple[str, str, str]]) -> list[DayCount]:
+        """The stream's committed plausibility day counts for ``keys`` (rule, day, subject)."""
+        ...
 
     def prune_receipts(self, before: str) -> int:
         """Forget receipts created before the ISO timestamp ``before``; returns how many."""

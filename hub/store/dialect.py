@@ -35,6 +35,7 @@ from .base import (
     StreamStatus,
     WebhookReceipt,
 )
+from .day_counts_sql import DayCountSql
 from .queries import QUARANTINE_COLUMNS, FilterSql, audit_entry, dead_letter, quarantine_entry
 from .runs_sql import RunHistorySql
 from .sink_log import SinkStateSql
@@ -96,7 +97,7 @@ class OutboxInsert(NamedTuple):
     PostgreSQL: a sequence number a conflicting insert used, or a concurrent replica took, splits them)."""
 
 
-class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], ABC):
+class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], ABC):
     """Connections and SQL of one database. Every method with a ``tx`` runs one statement (or a lock) on it."""
 
     name: str

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -44,7 +44,7 @@ from psycopg import conninfo
 
 from tanpuhui.sdk import OutboxRow
 
-from .base import Lease, NewReceipt, NewRecord, PageWrite, SinkBacklog
+from .base import DayCount, Lease, NewReceipt, NewRecord, PageWrite, SinkBacklog
 from .dialect import QUARANTINE_REPEAT, Dialect, OutboxInsert, QuarantineRow, Rows, time_text
 from .migrations import SCHEMA_VERSION, MigrationReport, SchemaTooNew, SchemaTooOld, pending
 from .migrations.postgres import MIGRATIONS, SCHEMA_TABLE, applied_version
@@ -202,6 +202,26 @@ class PostgresDialect(Dialect[Cursor]):
             "SELECT fingerprint, record_id FROM outbox WHERE fingerprint = ANY(%b::text[]) AND adapter <> %s",
             (list(keys), adapter),
         ).fetchall()
+
+    def day_counts(
+        self, tx: Cursor, adapter: str, stream: str, keys: Collection[tuple[str, str, str]]
+    ) -> list[DayCount]:
+        # One statement for all the page's keys, joined on the primary key.
+        rows = tx.execute(
+            "SELECT p.rule, p.day, p.subject, p.record_id, p.n FROM unnest(%b::text[], %b::text[], %b::text[])"
+            " AS k(r, d, s) JOIN plausibility_counts p ON p.adapter = %s AND p.stream = %s AND p.rule = k.r"
+            " AND p.day = k.d AND p.subject = k.s",
+            (*(list(column) for column in zip(*keys, strict=True)), adapter, stream),
+        ).fetchall()
+        return [DayCount(*row) for row in rows]
+
+    def insert_day_counts(self, tx: Cursor, adapter: str, stream: str, counts: Sequence[DayCount]) -> None:
+        tx.execute(
+            "INSERT INTO plausibility_counts (adapter, stream, rule, day, subject, record_id, n)"
+            " SELECT %s, %s, r, d, s, i, n FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[])"
+            " AS t(r, d, s, i, n) ON CONFLICT DO NOTHING",
+            (adapter, stream, *(list(column) for column in zip(*counts, strict=True))),
+        )
 
     def insert_held(
         self, tx: Cursor, adapter: str, stream: str, rows: Sequence[tuple[str, str, str, bytes]], now: str

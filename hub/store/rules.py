@@ -22,7 +22,7 @@ in its database's SQL. The rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -34,6 +34,7 @@ from ..audit import GENESIS, AuditEntry, AuditEvent, batch_digest, canonical_ent
 from .base import (
     Checkpoint,
     CommitResult,
+    DayCount,
     DeadLetter,
     DriftEntry,
     Lease,
@@ -144,6 +145,8 @@ class RuleStore(OnePageCommit, Generic[T]):
             sql.upsert_checkpoint(tx, adapter, stream, checkpoint[0], checkpoint[1], now)
         if page.drift:
             sql.upsert_drift(tx, adapter, stream, page.drift, now)
+        if page.day_counts:
+            sql.write_day_counts(tx, adapter, stream, page.day_counts, now)
         # A held claim already on file (the same item pulled again) is a duplicate like any other; so is a
         # quarantined item whose digest an entry has (the same bad item pulled again): counted, no new entry.
         result = CommitResult(
@@ -375,6 +378,9 @@ class RuleStore(OnePageCommit, Generic[T]):
 
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
         return self._reading(self.sql.receipt_get, adapter, stream, key)
+
+    def day_counts(self, adapter: str, stream: str, keys: Collection[tuple[str, str, str]]) -> list[DayCount]:
+        return self._reading(self.sql.day_counts, adapter, stream, keys) if keys else []
 
     def prune_receipts(self, before: str) -> int:
         with self.sql.write() as tx:

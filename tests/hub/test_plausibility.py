@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
+from tanpuhui.hub.audit import AuditEvent
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.metrics import HubMetrics
 from tanpuhui.hub.plugins import load_plugins
+from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, ConfigError, Page, PullStream, StreamContext
 
 KEYS = "v1:" + "a" * 43 + "="
@@ -202,6 +204,75 @@ def test_an_item_sent_again_keeps_its_place_in_the_days_count(tmp_path: Path) ->
         )
         processed = hub.pipeline.process(hub.stream("metro_partner", "trips"), ctx, MetroTrips.items[:3])
         assert processed.rejected == {} and len(processed.records) == 3  # the same three trips again: not held
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_the_seventeenth_trip_keeps_its_place_on_replay_and_is_credited_on_release(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        (entry,) = hub.store.quarantine_list(None, "open", 10)
+        (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
+        assert again.status == "failed" and "record 17 of this person" in again.problems[0].message
+        (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
+        assert released.status == "resolved"
+        assert records(hub)["M00017"]["plausibility"][0]["rule"] == "transit_trips_per_day"
+        (doc,) = [d for d in records(hub).values() if d["source"]["partner_record_id"] == "M00017"]
+        key = ("transit_trips_per_day", "2024-11-05", doc["subject"]["pseudonym"][:16])
+        assert len(hub.store.day_counts("metro_partner", "trips", {key})) == 17  # counted once, not again
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_the_days_counts_are_kept_in_the_store_not_in_the_stream_state(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 4)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        asyncio.run(hub.pull("metro_partner", "trips"))
+        assert "_plausibility" not in hub.store.load_checkpoint("metro_partner", "trips").state
+        (doc,) = [d for d in records(hub).values() if d["source"]["partner_record_id"] == "M00001"]
+        key = ("transit_trips_per_day", "2024-11-05", doc["subject"]["pseudonym"][:16])
+        counted = hub.store.day_counts("metro_partner", "trips", {key})
+        assert sorted(c.n for c in counted) == [1, 2, 3]
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_counts_an_earlier_version_kept_in_the_stream_state_are_ignored(tmp_path: Path) -> None:
+    MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 17)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        card = hub.stream("metro_partner", "trips").context({}).subject("card", "990000000001")["pseudonym"][:16]
+        full_day = {"transit_trips_per_day": {"2024-11-05": {card: [f"{n:010d}" for n in range(16)]}}}
+        hub.store.commit_page("metro_partner", "trips", [], [], Checkpoint(None, {"_plausibility": full_day}))
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (16, 0)
+        assert "_plausibility" not in hub.store.load_checkpoint("metro_partner", "trips").state  # not carried on
+    finally:
+        asyncio.run(hub.aclose())
+
+
+def test_pages_processed_before_the_earlier_ones_commit_count_them_and_an_uncommitted_page_counts_nothing(
+    tmp_path: Path,
+) -> None:
+    # As a group of pushed requests: several pages of one stream processed on one context, then committed together.
+    items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
+    hub = make_hub(tmp_path, MetroTrips)
+    try:
+        bound = hub.stream("metro_partner", "trips")
+        ctx = bound.context({})
+        first = hub.pipeline.process(bound, ctx, items[:10])
+        second = hub.pipeline.process(bound, ctx, items[10:])
+        assert (len(first.records), len(second.records), list(second.rejected)) == (10, 6, [6])
+        # Neither was committed: a new context (a retry after the failed commit) counts from the store alone.
+        again = hub.pipeline.process(bound, bound.context({}), items[10:])
+        assert (len(again.records), again.rejected) == (7, {})
+        audit = AuditEvent("page.commit", bound.label, {})
+        hub.store.commit_pages([first.write(None, audit), second.write(None, audit)])
+        later = hub.pipeline.process(bound, bound.context({}), items[15:])
+        assert (len(later.records), list(later.rejected)) == (1, [1])  # the 16th is in, the 17th still held
     finally:
         asyncio.run(hub.aclose())
 

@@ -191,13 +191,21 @@ def test_migrate_command_on_postgres(tmp_path: Path, pg_dsn: str) -> None:
 
 def _version_5(backend: Backend) -> None:
     """A store as schema version 5 left it (before the shared sink state), a sink position and a dead letter."""
+    _at_version(
+        backend,
+        5,
+        [
+            "INSERT INTO sink_positions (sink, seq) VALUES ('platform', 7)",
+            "INSERT INTO dead_letters (sink, seq, record_id, attempts, error, created_at)"
+            " VALUES ('platform', 3, '01HXOLD', 8, 'HTTP 422', '2024-05-01T00:00:00+00:00')",
+        ],
+    )
+
+
+def _at_version(backend: Backend, version: int, rows: list[str]) -> None:
+    """A store as schema ``version`` left it, with ``rows`` inserted."""
     statements = [
-        s for m in (SQLITE_MIGRATIONS if backend.kind == "sqlite" else PG_MIGRATIONS)[:5] for s in m.statements
-    ]
-    rows = [
-        "INSERT INTO sink_positions (sink, seq) VALUES ('platform', 7)",
-        "INSERT INTO dead_letters (sink, seq, record_id, attempts, error, created_at)"
-        " VALUES ('platform', 3, '01HXOLD', 8, 'HTTP 422', '2024-05-01T00:00:00+00:00')",
+        s for m in (SQLITE_MIGRATIONS if backend.kind == "sqlite" else PG_MIGRATIONS)[:version] for s in m.statements
     ]
     if backend.kind == "sqlite":
         Path(backend.target).parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +213,7 @@ def _version_5(backend: Backend) -> None:
         with conn:
             for statement in statements:
                 conn.execute(statement)
-            conn.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
             for row in rows:
                 conn.execute(row)
         conn.close()
@@ -214,8 +222,8 @@ def _version_5(backend: Backend) -> None:
         pg.execute(SCHEMA_TABLE)
         for statement in statements:
             pg.execute(statement)
-        for version in range(1, 6):
-            pg.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'old')", (version,))
+        for v in range(1, version + 1):
+            pg.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'old')", (v,))
         for row in rows:
             pg.execute(row)
 
@@ -225,8 +233,28 @@ def test_a_version_5_store_gets_the_shared_sink_state_and_keeps_its_positions(ba
     with pytest.raises(SchemaTooOld, match="schema version 5 is older"):
         backend.open(migrate=False)
     store = backend.open(migrate=True)
-    assert [m.version for m in store.last_migration.applied] == [6, 7]
+    assert [m.version for m in store.last_migration.applied] == list(range(6, SCHEMA_VERSION + 1))
     assert store.sink_position("platform") == 7
     assert store.dead_letters_by_sink() == {"platform": 1}
     assert store.sink_states()["platform"].state == "ok"  # a position and no state yet: ok, never delivered
     assert store.sink_states()["platform"].last_delivery is None
+
+
+def test_a_version_7_store_gets_the_plausibility_counts_and_its_old_state_still_loads(backend: Backend) -> None:
+    # Version 7 kept the max_per_day counts in the stream state (``_plausibility``): that state still loads as it
+    # is, and the counts start afresh in the store's table.
+    old_state = '{"open": {}, "_plausibility": {"transit_trips_per_day": {"2024-11-05": {"ab12": ["7f3a9c0e21"]}}}}'
+    _at_version(
+        backend,
+        7,
+        [
+            f"INSERT INTO checkpoints (adapter, stream, cursor, state) VALUES ('transit_card', 'trips', '\"c-9\"', '{old_state}')"
+        ],
+    )
+    with pytest.raises(SchemaTooOld, match="schema version 7 is older"):
+        backend.open(migrate=False)
+    store = backend.open(migrate=True)
+    assert [m.version for m in store.last_migration.applied] == [8]
+    checkpoint = store.load_checkpoint("transit_card", "trips")
+    assert checkpoint.cursor == "c-9" and checkpoint.state["_plausibility"]["transit_trips_per_day"]
+    assert store.day_counts("transit_card", "trips", {("transit_trips_per_day", "2024-11-05", "ab12")}) == []

@@ -33,7 +33,7 @@ __all__ = [
     "pending",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The schema version this code reads and writes (the highest migration number)."""
 
 

@@ -203,6 +203,21 @@ _REVISIONS = (
     )""",
 )
 
+_PLAUSIBILITY_COUNTS = (
+    # The daily counts of the max_per_day plausibility rules (tanpuhui.hub.plausibility), per stream: one row per
+    # distinct record counted, with its place in the subject's day; written with the page's records.
+    """CREATE TABLE plausibility_counts (
+        adapter TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        day TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (adapter, stream, rule, day, subject, record_id)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
     Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
@@ -213,6 +228,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
     ),
+    Migration(8, "plausibility daily counts in the store, not in the stream state", _PLAUSIBILITY_COUNTS),
 )
 
 
