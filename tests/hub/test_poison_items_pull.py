@@ -127,7 +127,9 @@ def test_fuzzed_items_never_stop_a_pull(one_stream_hub: OneStreamHub) -> None:
         hub.store.commit_page("hostile_partner", "trips", [], [], Checkpoint())  # forget the cursor: pull again
         summary = pull(hub)
         assert summary.error is None
-        assert summary.inserted + summary.duplicates + summary.quarantined == 1
+        # Each item has exactly one outcome; hypothesis may build the same bad item twice (wrapped([], 565) ==
+        # wrapped([[]], 564)), and the second time it is a repeat of its quarantine entry, not a new one.
+        assert summary.inserted + summary.duplicates + summary.quarantined + summary.quarantine_repeats == 1
 
     try:
         check()
