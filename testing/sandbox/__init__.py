@@ -13,6 +13,7 @@
 - :func:`json_response` and :class:`EncodedItems`: JSON answers, pages spliced from items encoded once.
 - :class:`SandboxStats` and :class:`FirstServed`: what was served.
 - :func:`signed_batches` and :func:`new_webhook_secret`: the signed webhook requests a partner pushes.
+- :func:`with_check_char` and :func:`with_wrong_check_char`: synthetic resident IDs for a data set, valid or not.
 
 It imports Starlette and uvicorn: import it from a sandbox module, never from a plugin module the hub loads at
 start-up (the ``register_sandboxes`` factory imports the sandbox when called).
@@ -20,6 +21,7 @@ start-up (the ``register_sandboxes`` factory imports the sandbox when called).
 
 from .apikey import ApiKey
 from .faults import FaultSchedule, ScheduledFault
+from .identities import with_check_char, with_wrong_check_char
 from .oauth import INVALID_TOKEN, NO_STORE, ClientCredentials, TokenStore, bearer_token
 from .paging import (
     OFFSET_CURSOR,
@@ -63,4 +65,6 @@ __all__ = [
     "page_range",
     "positive_int",
     "signed_batches",
+    "with_check_char",
+    "with_wrong_check_char",
 ]
