@@ -24,13 +24,13 @@ from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
 from .common import (
     CONTENT_TYPE,
-    EVENT_TYPE,
     BrokerSettings,
     BrokerSink,
     TlsSettings,
     close_quietly,
     cloudevent_attributes,
     display_url,
+    event_type,
     one_line,
     publish_concurrently,
     template_field,
@@ -154,7 +154,7 @@ class AmqpSink(BrokerSink[AmqpSettings, "AbstractExchange"]):
                 content_type=CONTENT_TYPE,
                 delivery_mode=pika.DeliveryMode.PERSISTENT,
                 message_id=row.record_id,
-                type=EVENT_TYPE,
+                type=event_type(row),
                 app_id="tanpuhui",
             )
             key = self._template.render(row)

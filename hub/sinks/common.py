@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from tanpuhui.sdk import ConfigError, OutboxRow, Sink, SinkSettings
 
-from .http import EVENT_TYPE
+from .http import EVENT_TYPE, EVENT_TYPES
 
 __all__ = [
     "CONTENT_TYPE",
@@ -41,6 +41,7 @@ __all__ = [
     "close_quietly",
     "cloudevent_attributes",
     "display_url",
+    "event_type",
     "one_line",
     "optional_client",
     "publish_concurrently",
@@ -62,8 +63,13 @@ def cloudevent_attributes(row: OutboxRow, source: str) -> dict[str, str]:
         "specversion": "1.0",
         "id": row.record_id,
         "source": f"{source}/{row.adapter}/{row.stream}",
-        "type": EVENT_TYPE,
+        "type": event_type(row),
     }
+
+
+def event_type(row: OutboxRow) -> str:
+    """The CloudEvents ``type`` of an outbox row: a new record, a correction or a void (as the HTTP sink sends)."""
+    return EVENT_TYPES.get(row.kind, EVENT_TYPE)
 
 
 class NameTemplate:

@@ -47,6 +47,7 @@ def consumer_table_ddl(table: str = "tanpuhui_records") -> str:
         "    adapter      text NOT NULL,\n"
         "    stream       text NOT NULL,\n"
         "    scenario     text NOT NULL,\n"
+        "    kind         text NOT NULL DEFAULT 'created',\n"
         "    record       jsonb NOT NULL,\n"
         "    delivered_at timestamptz NOT NULL DEFAULT now()\n"
         ")"
@@ -92,8 +93,8 @@ class PostgresSink(Sink):
         table = self._settings.table
         self._where = f"postgres sink {name!r} ({display_url(self._settings.url)}, table {table})"
         self._insert = (
-            f"INSERT INTO {table} (record_id, adapter, stream, scenario, record) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]::jsonb[]) "
+            f"INSERT INTO {table} (record_id, adapter, stream, scenario, kind, record) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]::jsonb[]) "
             "ON CONFLICT (record_id) DO NOTHING"
         )
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None
@@ -181,6 +182,7 @@ class PostgresSink(Sink):
             [row.adapter for row in batch],
             [row.stream for row in batch],
             [row.scenario for row in batch],
+            [row.kind for row in batch],
             [row.body.decode("utf-8", "replace") for row in batch],
         )
         try:

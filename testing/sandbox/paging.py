@@ -83,24 +83,22 @@ OFFSET_CURSOR = OffsetCursor()
 
 def positive_int(value: str | None, default: int) -> int | None:
     """A page-size query parameter: ``default`` when absent, None when it is not a positive integer."""
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        return None
-    return number if number >= 1 else None
+    return _int_at_least(value, default, 1)
 
 
 def non_negative_int(value: str | None, default: int) -> int | None:
     """An offset query parameter: ``default`` when absent, None when it is not a whole number (0 or more)."""
+    return _int_at_least(value, default, 0)
+
+
+def _int_at_least(value: str | None, default: int, minimum: int) -> int | None:
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError:
         return None
-    return number if number >= 0 else None
+    return number if number >= minimum else None
 
 
 def page_range(page: int, size: int, total: int) -> range:

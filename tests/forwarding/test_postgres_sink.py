@@ -20,6 +20,7 @@ from sink_brokers import CuttableProxy, drain_through_outage, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.postgres import PostgresSink, consumer_table_ddl
+from tanpuhui.sdk import OutboxRow
 
 ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -191,3 +192,23 @@ def test_the_urls_own_options_are_kept(store, fill, consumer_db):
 
     asyncio.run(run())
     assert len(rows(consumer_db, "carbon.tanpuhui_records")) == 10
+
+
+def test_corrections_and_voids_arrive_with_their_kind(consumer_db):
+    # The consumer rebuilds current state from the kinds (docs/verification.md): a correction supersedes a record,
+    # a void withdraws one; neither may land in the table looking like a new record.
+    created = OutboxRow(1, "01JCN1V380286DNTVYFJ1T13KA", "state_grid", "readings", "peak_electricity_saving", b"{}")
+    corrected = created._replace(seq=2, record_id="01JCN1V380286DNTVYFJ1T13KB", kind="corrected")
+    voided = created._replace(seq=3, record_id="01JCN1V380286DNTVYFJ1T13KC", kind="voided")
+
+    async def run():
+        sink = pg_sink(consumer_db, create_table=True)
+        try:
+            await sink.send([created, corrected, voided])
+        finally:
+            await sink.aclose()
+
+    asyncio.run(run())
+    with psycopg.connect(consumer_db) as conn:
+        kinds = conn.execute("SELECT record_id, kind FROM tanpuhui_records ORDER BY record_id").fetchall()
+    assert [k for _, k in kinds] == ["created", "corrected", "voided"]

@@ -9,7 +9,8 @@ import pytest
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
-from tanpuhui.sdk import ConfigError
+from tanpuhui.hub.sinks.common import cloudevent_attributes
+from tanpuhui.sdk import ConfigError, OutboxRow
 
 ENV = {"KEYS": "v1:" + base64.b64encode(b"k" * 32).decode(), "BUS_PASSWORD": "from-the-environment"}
 
@@ -60,3 +61,18 @@ def test_the_password_comes_from_the_environment(tmp_path):
     settings = sinks["bus"].settings
     assert settings.password.get_secret_value() == "from-the-environment"  # type: ignore[attr-defined]
     assert "from-the-environment" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("created", "org.tanpuhui.reduction.v1"),
+        ("corrected", "org.tanpuhui.reduction.corrected.v1"),
+        ("voided", "org.tanpuhui.reduction.voided.v1"),
+    ],
+)
+def test_broker_messages_carry_the_cloudevents_type_of_their_kind(kind: str, expected: str) -> None:
+    # The NATS, RabbitMQ and MQTT sinks all take their CloudEvents attributes from here, as the HTTP sink types its
+    # events: a correction or a void must never reach a broker consumer typed as a new record.
+    row = OutboxRow(7, "01JCN1V380286DNTVYFJ1T13KV", "state_grid", "readings", "peak_electricity_saving", b"{}", kind)
+    assert cloudevent_attributes(row, "urn:tanpuhui:hub")["type"] == expected
