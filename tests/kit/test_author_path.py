@@ -83,9 +83,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory, tanpuhui_wheel: Path) -> Venv
             made.bin / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=root
         ).stdout.strip()
     )
+    # tanpuhui first: once this environment's site-packages is visible, pip would see the tanpuhui installed there
+    # (a non-editable install, as in CI) as "already satisfied" and install nothing into the fresh venv.
+    _run(made.bin / "python", "-m", "pip", "install", "-q", "--no-deps", tanpuhui_wheel, cwd=root, env=made.env())
     # Dependencies (httpx, pydantic, pytest, ...) from this environment, after the venv's own site-packages.
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
-    _run(made.bin / "python", "-m", "pip", "install", "-q", "--no-deps", tanpuhui_wheel, cwd=root, env=made.env())
     return made
 
 
