@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -51,29 +51,19 @@ __all__ = ["AdminApi"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+@dataclass(eq=False)
 class AdminApi:
     """The admin routes of one sidecar (see the module docstring)."""
 
-    def __init__(
-        self,
-        hub: Hub,
-        configured: Configured,
-        scheduler: Scheduler,
-        forwarder: Forwarder,
-        forwarding: ForwarderLoop,
-        *,
-        token: str,
-        max_body_bytes: int,
-        stale_after: float,
-    ) -> None:
-        self.hub = hub
-        self.configured = configured
-        self.scheduler = scheduler
-        self.forwarder = forwarder
-        self.forwarding = forwarding
-        self._token = token.encode()
-        self._max_body = max_body_bytes
-        self._stale_after = stale_after
+    hub: Hub
+    configured: Configured
+    scheduler: Scheduler
+    forwarder: Forwarder
+    forwarding: ForwarderLoop
+    _: KW_ONLY
+    token: str = field(repr=False)
+    max_body_bytes: int
+    stale_after: float
 
     def endpoints(self) -> list[Endpoint]:
         op = openapi.admin_operation
@@ -98,11 +88,11 @@ class AdminApi:
 
         async def guarded(request: Request) -> Response:
             close = {"connection": "close"} if declares_large_body(request.headers) else {}
-            if not self._token:
+            if not self.token:
                 return problem(403, 'the admin API is disabled: set [server] admin_token = { env = "..." }', close)
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
             offered = credentials.strip().encode()
-            if scheme.lower() != "bearer" or not hmac.compare_digest(offered, self._token):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(offered, self.token.encode()):
                 return problem(
                     401,
                     "admin API: missing or wrong bearer token",
@@ -121,9 +111,9 @@ class AdminApi:
 
     async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         try:
-            raw = await read_body(request, self._max_body)
+            raw = await read_body(request, self.max_body_bytes)
         except BodyTooLarge:
-            return too_large(self._max_body)
+            return too_large(self.max_body_bytes)
         if not raw.strip():
             return {}
         try:
@@ -143,7 +133,7 @@ class AdminApi:
             self.configured,
             self.scheduler,
             self.forwarder.sinks,
-            self._stale_after,
+            self.stale_after,
         )
         return json_response(data.as_dict())
 
