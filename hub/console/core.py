@@ -7,7 +7,6 @@ log with the console as its actor, and redirects back with a message (post/redir
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,12 +16,10 @@ from urllib.parse import parse_qs, urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..audit import AuditEvent, AuditLog
 from ..forwarder import Forwarder
 from ..hub import Hub
-from ..logging import request_id
 from ..scheduler import ForwarderLoop, Scheduler
-from ..server.http import BodyTooLarge, read_body
+from ..server.http import BodyTooLarge, audit_request, read_body
 from ..server.streams import Configured
 from ..web import environment
 from .session import COOKIE, Sessions
@@ -150,8 +147,4 @@ class Console:
 
     async def audit(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
         """Append the operator's request to the audit log (before it is carried out)."""
-        store = self.hub.store
-        if isinstance(store, AuditLog):
-            host = request.client.host if request.client else "unknown"
-            event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"console@{host}")
-            await asyncio.to_thread(store.audit_append, [event])
+        await audit_request(self.hub.store, request, "console", action, subject, details)

@@ -19,12 +19,10 @@ from starlette.responses import Response
 
 from tanpuhui.sdk import redact
 
-from ..audit import AuditEvent, AuditLog
 from ..console.overview import gather_overview
 from ..drivers.pull import PullSummary
 from ..forwarder import Forwarder
 from ..hub import Hub
-from ..logging import request_id
 from ..pausing import paused
 from ..privacy_view import masked
 from ..scheduler import ForwarderLoop, Scheduler, StreamBusy
@@ -34,6 +32,7 @@ from .http import (
     LIST_LIMIT,
     MAX_ID,
     BodyTooLarge,
+    audit_request,
     declares_large_body,
     json_response,
     parse_bool,
@@ -103,11 +102,7 @@ class AdminApi:
         return guarded
 
     async def _audit_request(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
-        store = self.hub.store
-        if isinstance(store, AuditLog):
-            host = request.client.host if request.client else "unknown"
-            event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"admin@{host}")
-            await asyncio.to_thread(store.audit_append, [event])
+        await audit_request(self.hub.store, request, "admin", action, subject, details)
 
     async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         try:
