@@ -228,6 +228,28 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
     }
 
 
+_LIST_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+
+
+def _replay_operation(operation_id: str, summary: str, request_schema: str, answer: str) -> dict[str, Any]:
+    """An admin replay: a JSON body of the component ``request_schema``, answered 200 with an object."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request_schema)}}},
+        "responses": {
+            "200": _ok(answer, {"type": "object"}),
+            "400": _problem("Bad request body"),
+            "413": _problem("Body over the size limit"),
+        },
+    }
+
+
 _ADMIN: dict[str, dict[str, Any]] = {
     "overview": {
         "operationId": "admin_overview",
@@ -273,12 +295,7 @@ _ADMIN: dict[str, dict[str, Any]] = {
         "parameters": [
             {"name": "adapter", "in": "query", "required": False, "schema": {"type": "string"}},
             {"name": "status", "in": "query", "required": False, "schema": {"enum": ["open", "resolved", "discarded"]}},
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
+            _LIST_LIMIT,
         ],
         "responses": {
             "200": _ok(
@@ -301,40 +318,24 @@ _ADMIN: dict[str, dict[str, Any]] = {
         ],
         "responses": {"200": _ok("Entry", ref("QuarantineEntry")), "404": _problem("No such entry")},
     },
-    "quarantine_replay": {
-        "operationId": "admin_quarantine_replay",
-        "summary": "Run quarantined items through the pipeline again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("QuarantineReplay")}}},
-        "responses": {
-            "200": _ok("Per-entry results", {"type": "object"}),
-            "400": _problem("Bad request body"),
-            "413": _problem("Body over the size limit"),
-        },
-    },
+    "quarantine_replay": _replay_operation(
+        "admin_quarantine_replay",
+        "Run quarantined items through the pipeline again",
+        "QuarantineReplay",
+        "Per-entry results",
+    ),
     "dead_letters": {
         "operationId": "admin_dead_letters",
         "summary": "Records whose delivery to a sink was given up",
         "parameters": [
             {"name": "sink", "in": "query", "required": False, "schema": {"type": "string"}},
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
+            _LIST_LIMIT,
         ],
         "responses": {"200": _ok("Dead letters", {"type": "object"}), "400": _problem("Bad query")},
     },
-    "dead_letters_replay": {
-        "operationId": "admin_dead_letters_replay",
-        "summary": "Send dead letters again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DeadLetterReplay")}}},
-        "responses": {
-            "200": _ok("Delivered and still failing ids", {"type": "object"}),
-            "400": _problem("Bad request body"),
-            "413": _problem("Body over the size limit"),
-        },
-    },
+    "dead_letters_replay": _replay_operation(
+        "admin_dead_letters_replay", "Send dead letters again", "DeadLetterReplay", "Delivered and still failing ids"
+    ),
 }
 
 
