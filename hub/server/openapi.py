@@ -100,54 +100,43 @@ _SIGNATURE_HEADERS = [
 ]
 
 
+def _operations(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """An operation of the ``operations`` tag: what runs the sidecar, not what it serves."""
+    return {"operationId": operation_id, "summary": summary, "tags": ["operations"], "responses": responses}
+
+
 def health_operation() -> dict[str, Any]:
-    return {
-        "operationId": "healthz",
-        "summary": "The process is alive",
-        "tags": ["operations"],
-        "responses": {
-            "200": _ok(
-                "Alive",
-                {
-                    "type": "object",
-                    "properties": {
-                        "status": {"const": "ok"},
-                        "pid": {"type": "integer", "description": "the process that answered (serve --workers)"},
-                    },
-                },
-            )
+    alive = {
+        "type": "object",
+        "properties": {
+            "status": {"const": "ok"},
+            "pid": {"type": "integer", "description": "the process that answered (serve --workers)"},
         },
     }
+    return _operations("healthz", "The process is alive", {"200": _ok("Alive", alive)})
 
 
 def ready_operation() -> dict[str, Any]:
-    return {
-        "operationId": "readyz",
-        "summary": "Ready to take traffic: store writable, adapters loaded, sinks reachable",
-        "tags": ["operations"],
-        "responses": {
+    return _operations(
+        "readyz",
+        "Ready to take traffic: store writable, adapters loaded, sinks reachable",
+        {
             "200": _ok("Ready", ref("Readiness")),
             "503": _ok("Not ready (the checks say why)", ref("Readiness")),
         },
-    }
+    )
 
 
 def metrics_operation() -> dict[str, Any]:
-    return {
-        "operationId": "metrics",
-        "summary": "Prometheus metrics (text exposition format 0.0.4)",
-        "tags": ["operations"],
-        "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain")},
-    }
+    return _operations(
+        "metrics",
+        "Prometheus metrics (text exposition format 0.0.4)",
+        {"200": _ok("Metrics", {"type": "string"}, "text/plain")},
+    )
 
 
 def openapi_operation() -> dict[str, Any]:
-    return {
-        "operationId": "openapi",
-        "summary": "This document",
-        "tags": ["operations"],
-        "responses": {"200": _ok("OpenAPI 3.1 document", {"type": "object"})},
-    }
+    return _operations("openapi", "This document", {"200": _ok("OpenAPI 3.1 document", {"type": "object"})})
 
 
 VALIDATE_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/ndjson")
