@@ -283,50 +283,30 @@ class AdminApi:
         )
 
 
+def _attributes(obj: object, names: str, **computed: Any) -> dict[str, Any]:
+    """The attributes ``names`` (space-separated, in this order) of ``obj``; those in ``computed`` as given there."""
+    return {name: computed[name] if name in computed else getattr(obj, name) for name in names.split()}
+
+
 def entry_doc(e: QuarantineEntry) -> dict[str, Any]:
     """A quarantine entry as the admin API shows it (without its sealed payload)."""
-    return {
-        "id": e.id,
-        "adapter": e.adapter,
-        "stream": e.stream,
-        "stage": e.stage,
-        "partner_record_id": e.partner_record_id,
-        "errors": e.problems,
-        "status": e.status,
-        "created_at": e.created_at,
-        "resolved_at": e.resolved_at,
-        "repeats": e.repeats,
-        "last_seen": e.last_seen,
-    }
+    return _attributes(
+        e,
+        "id adapter stream stage partner_record_id errors status created_at resolved_at repeats last_seen",
+        errors=e.problems,
+    )
 
 
 def dead_letter_doc(d: DeadLetter) -> dict[str, Any]:
     """A dead letter as the admin API shows it (its error with secrets masked)."""
-    return {
-        "id": d.id,
-        "sink": d.sink,
-        "seq": d.seq,
-        "record_id": d.record_id,
-        "attempts": d.attempts,
-        "error": redact(d.error),
-        "created_at": d.created_at,
-    }
+    return _attributes(d, "id sink seq record_id attempts error created_at", error=redact(d.error))
 
 
 def summary_doc(s: PullSummary) -> dict[str, Any]:
     """A pull run's totals as the admin API shows them."""
-    return {
-        "adapter": s.adapter,
-        "stream": s.stream,
-        "pages": s.pages,
-        "pulled": s.pulled,
-        "valid": s.valid,
-        "records": s.records,
-        "inserted": s.inserted,
-        "duplicates": s.duplicates,
-        "held": s.held,
-        "quarantined": s.quarantined,
-        "quarantine_repeats": s.quarantine_repeats,
-        "seconds": round(s.seconds, 3),
-        "error": s.error,
-    }
+    return _attributes(
+        s,
+        "adapter stream pages pulled valid records inserted duplicates held quarantined "
+        "quarantine_repeats seconds error",
+        seconds=round(s.seconds, 3),
+    )
