@@ -8,13 +8,14 @@ log with the console as its actor, and redirects back with a message (post/redir
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from ..forwarder import Forwarder
 from ..hub import Hub
@@ -24,7 +25,7 @@ from ..server.streams import Configured
 from ..web import environment
 from .session import COOKIE, Sessions
 
-__all__ = ["PREFIX", "Console", "Form", "Handler"]
+__all__ = ["PREFIX", "Console", "Form", "Handler", "Pages"]
 
 PREFIX = "/console"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -137,6 +138,13 @@ class Console:
 
         return self.page(checked)
 
+    def routes(self, *, pages: Mapping[str, Handler], actions: Mapping[str, FormHandler]) -> list[Route]:
+        """The routes of ``pages`` (GET, :meth:`page`) and ``actions`` (POST, :meth:`action`), by path."""
+        return [
+            *(Route(path, self.page(handler), methods=["GET"]) for path, handler in pages.items()),
+            *(Route(path, self.action(handler), methods=["POST"]) for path, handler in actions.items()),
+        ]
+
     @staticmethod
     async def form(request: Request) -> Form | None:
         try:
@@ -148,3 +156,10 @@ class Console:
     async def audit(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
         """Append the operator's request to the audit log (before it is carried out)."""
         await audit_request(self.hub.store, request, "console", action, subject, details)
+
+
+class Pages:
+    """A group of the console's pages and actions (``c``: the console they share)."""
+
+    def __init__(self, console: Console) -> None:
+        self.c = console
