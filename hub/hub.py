@@ -12,17 +12,14 @@ The CLI, the sidecar, the demo and the conformance suite use it; each method is 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-
-from tanpuhui.sdk import HttpOptions, Pseudonymiser
+from typing import Unpack
 
 from .config import HubConfig
 from .drivers.pull import Progress, PullDriver, PullSummary
 from .drivers.push import PushDriver, PushOutcome
 from .drivers.replay import ReplayDriver, ReplayResult
 from .pipeline import PageObserver, Pipeline
-from .plugins import Plugins
-from .runtime import Runtime
-from .store.base import Store
+from .runtime import Runtime, RuntimeOptions
 
 __all__ = ["Hub"]
 
@@ -31,16 +28,9 @@ class Hub(Runtime):
     """A runtime with its pipeline and the pull, push and replay drivers (see the module docstring)."""
 
     def __init__(
-        self,
-        config: HubConfig,
-        *,
-        plugins: Plugins | None = None,
-        store: Store | None = None,
-        pseudonymiser: Pseudonymiser | None = None,
-        http: HttpOptions | None = None,
-        observers: Iterable[PageObserver] = (),
+        self, config: HubConfig, *, observers: Iterable[PageObserver] = (), **options: Unpack[RuntimeOptions]
     ) -> None:
-        super().__init__(config, plugins=plugins, store=store, pseudonymiser=pseudonymiser, http=http)
+        super().__init__(config, **options)
         self.pipeline = Pipeline(self, observers)
         self.pulls = PullDriver(self, self.pipeline)
         self.pushes = PushDriver(self, self.pipeline)

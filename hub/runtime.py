@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 from pydantic import ValidationError
@@ -38,7 +38,7 @@ from .store.factory import open_store
 from .store.leases import new_owner_id
 from .validation import RECORD_SCHEMA, CompiledSchema, SchemaRegistry
 
-__all__ = ["BoundStream", "Runtime"]
+__all__ = ["BoundStream", "Runtime", "RuntimeOptions"]
 
 
 class BoundStream:
@@ -75,6 +75,15 @@ class BoundStream:
             state=state,
             fingerprint_window_minutes=runtime.config.hub.fingerprint_window_minutes,
         )
+
+
+class RuntimeOptions(TypedDict, total=False):
+    """What a :class:`Runtime` may be given instead of what it would make from its configuration (each None: made)."""
+
+    plugins: Plugins | None
+    store: Store | None
+    pseudonymiser: Pseudonymiser | None
+    http: HttpOptions | None
 
 
 class Runtime:

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -274,28 +274,22 @@ class Scheduler:
         await _finish(self._tasks, deadline, "pull")
 
 
+@dataclass(eq=False)
 class ForwarderLoop:
     """Keeps draining the outbox to each sink (one task per sink); see the module docstring."""
 
-    def __init__(
-        self,
-        forwarder: Forwarder,
-        stopping: Stopping,
-        *,
-        idle: float = 5.0,
-        linger: float = 0.05,
-        error_pause: float = 30.0,
-        on_summary: Callable[[str, ForwardSummary], None] = lambda sink, summary: None,
-    ) -> None:
-        self.forwarder = forwarder
-        self.stopping = stopping
-        self.idle = idle
-        self.linger = linger
-        self.error_pause = error_pause
-        self._on_summary = on_summary
-        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in forwarder.sinks}
+    forwarder: Forwarder
+    stopping: Stopping
+    _: KW_ONLY
+    idle: float = 5.0
+    linger: float = 0.05
+    error_pause: float = 30.0
+    on_summary: Callable[[str, ForwardSummary], None] = lambda sink, summary: None
+
+    def __post_init__(self) -> None:
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in self.forwarder.sinks}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.draining: dict[str, bool] = dict.fromkeys(forwarder.sinks, False)
+        self.draining: dict[str, bool] = dict.fromkeys(self.forwarder.sinks, False)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -328,7 +322,7 @@ class ForwarderLoop:
                     log.exception("forwarding to %s failed", name)
                     pause = self.error_pause
                 else:
-                    self._on_summary(name, summary)
+                    self.on_summary(name, summary)
                     s = summary[name]
                     if s.gone or s.failed:
                         pause = self.error_pause

@@ -7,31 +7,23 @@ from pathlib import Path
 import click
 
 from ..scaffold import AUTH, PAGING
-from .common import UserError, err, friendly, loaded_plugins, out
+from .common import UserError, choice_option, err, folder_option, friendly, loaded_plugins, out
 
 
 @click.command("new-adapter")
 @click.argument("name")
-@click.option(
-    "--directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where to create the NAME folder.",
-)
-@click.option(
+@folder_option("--directory", ".", "Where to create the NAME folder.")
+@choice_option(
     "--auth",
-    type=click.Choice(AUTH),
-    default="oauth2",
-    show_default=True,
-    help="How the partner authenticates the hub: OAuth2 client credentials, a key in an X-API-Key header, or none.",
+    AUTH,
+    "oauth2",
+    "How the partner authenticates the hub: OAuth2 client credentials, a key in an X-API-Key header, or none.",
 )
-@click.option(
+@choice_option(
     "--paging",
-    type=click.Choice(PAGING),
-    default="cursor",
-    show_default=True,
-    help="How the partner pages: an opaque cursor, page numbers, offset/limit, or a link to the next page.",
+    PAGING,
+    "cursor",
+    "How the partner pages: an opaque cursor, page numbers, offset/limit, or a link to the next page.",
 )
 @click.option("--no-record", is_flag=True, help="Do not record the conformance cassettes from the sandbox now.")
 @click.option("--force", is_flag=True, help="Write into an existing, non-empty NAME folder.")

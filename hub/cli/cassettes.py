@@ -15,7 +15,7 @@ import click
 import orjson
 from rich.table import Table
 
-from .common import UserError, err, friendly, out
+from .common import UserError, err, folder_option, friendly, out
 
 __all__ = ["cassettes"]
 
@@ -117,12 +117,11 @@ def cassettes() -> None:
 
 @cassettes.command("check")
 @click.argument("adapter", required=False)
-@click.option(
+@folder_option(
     "--project",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The adapter project whose conformance suites to run (its pytest root; its src/ goes on the path).",
+    ".",
+    "The adapter project whose conformance suites to run (its pytest root; its src/ goes on the path).",
+    exists=True,
 )
 @click.option(
     "--tests",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 import orjson
+from click.decorators import FC
 from rich.console import Console
 from rich.markup import escape
 
@@ -44,6 +45,22 @@ JSON_OPTION = click.option(
     is_flag=True,
     help="Print one JSON document (the admin API's field names) instead of a table.",
 )
+
+
+def choice_option(name: str, choices: Sequence[str], default: str, help: str) -> Callable[[FC], FC]:
+    """An option that takes one of ``choices``; --help shows its default."""
+    return click.option(name, type=click.Choice(choices), default=default, show_default=True, help=help)
+
+
+def folder_option(name: str, default: str, help: str, *, exists: bool = False) -> Callable[[FC], FC]:
+    """An option naming a folder (``exists``: one that is there already); --help shows its default."""
+    folder = click.Path(file_okay=False, exists=exists, path_type=Path)
+    return click.option(name, type=folder, default=Path(default), show_default=True, help=help)
+
+
+def file_option(name: str, help: str) -> Callable[[FC], FC]:
+    """An option naming a file to write, none by default."""
+    return click.option(name, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
 
 
 def print_json(doc: Any) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tanpuhui.sdk import redact
 
-from .common import CONFIG_OPTION, JSON_OPTION, UserError, friendly, open_hub, out, print_json
+from .common import CONFIG_OPTION, JSON_OPTION, UserError, choice_option, friendly, open_hub, out, print_json
 
 
 @click.group()
@@ -25,12 +25,11 @@ def quarantine() -> None:
 @quarantine.command("list")
 @CONFIG_OPTION
 @click.option("--adapter", default=None, help="Only this adapter's items.")
-@click.option(
+@choice_option(
     "--status",
-    type=click.Choice(["open", "resolved", "discarded"]),
-    default="open",
-    show_default=True,
-    help="Open items wait for a fix; resolved ones were replayed into records; discarded ones were given up.",
+    ["open", "resolved", "discarded"],
+    "open",
+    "Open items wait for a fix; resolved ones were replayed into records; discarded ones were given up.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many items.")
 @JSON_OPTION

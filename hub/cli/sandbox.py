@@ -14,7 +14,7 @@ import click
 
 from tanpuhui.sdk import Sandbox
 
-from .common import UserError, err, friendly, loaded_plugins, out
+from .common import UserError, err, file_option, friendly, loaded_plugins, out
 
 __all__ = ["sandbox"]
 
@@ -49,11 +49,9 @@ def sandbox() -> None:
     metavar="PREFIX",
     help="Prefix of the environment variables that carry the sandbox's secrets [default: NAME upper-cased, then _].",
 )
-@click.option(
+@file_option(
     "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write those variables to this file (VAR=value lines, mode 0600), for `set -a; . FILE; set +a`.",
+    "Also write those variables to this file (VAR=value lines, mode 0600), for `set -a; . FILE; set +a`.",
 )
 @friendly
 def serve_sandbox(name: str, port: int, host: str, prefix: str | None, env_file: Path | None) -> None:

@@ -15,18 +15,12 @@ from tanpuhui.sdk import ConfigError
 
 from ..config import load_config
 from ..plugins import PluginWarning, load_plugins
-from .common import CONFIG_OPTION, UserError, friendly, out
+from .common import CONFIG_OPTION, UserError, folder_option, friendly, out
 
 
 @click.command()
 @click.option("--trips", default=5000, show_default=True, help="Journeys the transit card operator's sandbox serves.")
-@click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".tanpuhui-demo"),
-    show_default=True,
-    help="Where the demo keeps its store, key and outputs (reused between runs).",
-)
+@folder_option("--workdir", ".tanpuhui-demo", "Where the demo keeps its store, key and outputs (reused between runs).")
 @click.option("--fresh", is_flag=True, help="Start from an empty workdir.")
 @click.option("--from-start", is_flag=True, help="Ignore saved cursors and pull everything again (shows dedup).")
 @click.option(

@@ -13,7 +13,7 @@ import click
 import orjson
 from rich.table import Table
 
-from .common import CONFIG_OPTION, UserError, friendly, open_hub, out
+from .common import CONFIG_OPTION, UserError, file_option, friendly, open_hub, out
 
 
 @click.command()
@@ -93,12 +93,7 @@ async def _forward(hub: Any, name: str, event_type: str, statement: dict[str, An
 @click.command()
 @CONFIG_OPTION
 @click.argument("record_ids", nargs=-1, required=True)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the pack(s) to this file instead of printing them.",
-)
+@file_option("--output", "Write the pack(s) to this file instead of printing them.")
 @friendly
 def evidence(config_path: Path, record_ids: Sequence[str], output: Path | None) -> None:
     """A verifier's evidence pack for each RECORD_ID: the record, its raw item's hash, the methodology and

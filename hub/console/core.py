@@ -7,27 +7,25 @@ log with the console as its actor, and redirects back with a message (post/redir
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
-from ..audit import AuditEvent, AuditLog
 from ..forwarder import Forwarder
 from ..hub import Hub
-from ..logging import request_id
 from ..scheduler import ForwarderLoop, Scheduler
-from ..server.http import BodyTooLarge, read_body
+from ..server.http import BodyTooLarge, audit_request, read_body
 from ..server.streams import Configured
 from ..web import environment
 from .session import COOKIE, Sessions
 
-__all__ = ["PREFIX", "Console", "Form", "Handler"]
+__all__ = ["PREFIX", "Console", "Form", "Handler", "Pages"]
 
 PREFIX = "/console"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -140,6 +138,13 @@ class Console:
 
         return self.page(checked)
 
+    def routes(self, *, pages: Mapping[str, Handler], actions: Mapping[str, FormHandler]) -> list[Route]:
+        """The routes of ``pages`` (GET, :meth:`page`) and ``actions`` (POST, :meth:`action`), by path."""
+        return [
+            *(Route(path, self.page(handler), methods=["GET"]) for path, handler in pages.items()),
+            *(Route(path, self.action(handler), methods=["POST"]) for path, handler in actions.items()),
+        ]
+
     @staticmethod
     async def form(request: Request) -> Form | None:
         try:
@@ -150,8 +155,11 @@ class Console:
 
     async def audit(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
         """Append the operator's request to the audit log (before it is carried out)."""
-        store = self.hub.store
-        if isinstance(store, AuditLog):
-            host = request.client.host if request.client else "unknown"
-            event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"console@{host}")
-            await asyncio.to_thread(store.audit_append, [event])
+        await audit_request(self.hub.store, request, "console", action, subject, details)
+
+
+class Pages:
+    """A group of the console's pages and actions (``c``: the console they share)."""
+
+    def __init__(self, console: Console) -> None:
+        self.c = console

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -23,17 +23,40 @@ from tanpuhui.sdk import redact
 
 from ..privacy_view import masked
 from ..store.queries import DeadLetterQuery, FailureQueries, QuarantineQuery, time_bound
-from .core import PREFIX, Console, Form
+from .core import PREFIX, Form, Pages
 
 __all__ = ["PAGE", "DeadLetterFilter", "FailurePages", "QuarantineFilter", "page_links"]
 
 PAGE = 100
 """Rows per page of a console list."""
 _STATUSES = ("open", "resolved", "discarded")
+Q = TypeVar("Q", QuarantineQuery, DeadLetterQuery)
 
 
 @dataclass(frozen=True, slots=True)
-class QuarantineFilter:
+class _Filter(Generic[Q]):
+    """What the filters of a console list share: their fields as typed, and the store's query they make."""
+
+    def fields(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def query(self) -> Q:
+        raise NotImplementedError
+
+    def unfiltered(self) -> Q:
+        """The query shown instead when :meth:`query` refuses the filters."""
+        raise NotImplementedError
+
+    def checked(self) -> tuple[Q, str]:
+        """The store's query and ``""``; or, when a time is not one, the unfiltered query and what is wrong."""
+        try:
+            return self.query(), ""
+        except ValueError as exc:
+            return self.unfiltered(), str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineFilter(_Filter[QuarantineQuery]):
     """The quarantine page's filters as typed (every field optional; times in UTC unless they say otherwise)."""
 
     status: str = "open"
@@ -52,9 +75,6 @@ class QuarantineFilter:
             *(values.get(k, "").strip()[:200] for k in ("adapter", "stream", "stage", "problem", "since", "until")),
         )
 
-    def fields(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
     def query(self) -> QuarantineQuery:
         """The store's query; ValueError naming the filter when a time is not one."""
         return QuarantineQuery(
@@ -67,9 +87,12 @@ class QuarantineFilter:
             _time("created until", self.until, end=True),
         )
 
+    def unfiltered(self) -> QuarantineQuery:
+        return QuarantineQuery(self.status)
+
 
 @dataclass(frozen=True, slots=True)
-class DeadLetterFilter:
+class DeadLetterFilter(_Filter[DeadLetterQuery]):
     """The dead-letter page's filters as typed."""
 
     sink: str = ""
@@ -80,11 +103,11 @@ class DeadLetterFilter:
     def of(cls, values: Mapping[str, str]) -> DeadLetterFilter:
         return cls(*(values.get(k, "").strip()[:200] for k in ("sink", "error", "since")))
 
-    def fields(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
     def query(self) -> DeadLetterQuery:
         return DeadLetterQuery(self.sink, self.error, _time("since", self.since))
+
+    def unfiltered(self) -> DeadLetterQuery:
+        return DeadLetterQuery()
 
 
 def _time(name: str, text: str, *, end: bool = False) -> str:
@@ -112,21 +135,18 @@ def page_links(path: str, filters: Mapping[str, str], key: str, last: int | None
     return out
 
 
-class FailurePages:
+class FailurePages(Pages):
     """``/console/quarantine`` and ``/console/dead-letters`` with their actions."""
 
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
     def routes(self) -> list[Route]:
-        c = self.c
-        return [
-            Route("/quarantine", c.page(self.quarantine), methods=["GET"]),
-            Route("/quarantine/{entry_id:int}", c.page(self.entry), methods=["GET"]),
-            Route("/quarantine/act", c.action(self.quarantine_act), methods=["POST"]),
-            Route("/dead-letters", c.page(self.dead_letters), methods=["GET"]),
-            Route("/dead-letters/replay", c.action(self.dead_letters_replay), methods=["POST"]),
-        ]
+        return self.c.routes(
+            pages={
+                "/quarantine": self.quarantine,
+                "/quarantine/{entry_id:int}": self.entry,
+                "/dead-letters": self.dead_letters,
+            },
+            actions={"/quarantine/act": self.quarantine_act, "/dead-letters/replay": self.dead_letters_replay},
+        )
 
     @property
     def store(self) -> FailureQueries:
@@ -151,13 +171,8 @@ class FailurePages:
 
     async def quarantine(self, request: Request) -> Response:
         f = QuarantineFilter.of(request.query_params)
+        q, error = f.checked()
         after = _after(request)
-        try:
-            q = f.query()
-        except ValueError as exc:
-            q, error = QuarantineQuery(f.status), str(exc)
-        else:
-            error = ""
         data = await asyncio.to_thread(self._quarantine_page, q, after)
         entries = data["entries"]
         links = page_links(
@@ -250,13 +265,8 @@ class FailurePages:
 
     async def dead_letters(self, request: Request) -> Response:
         f = DeadLetterFilter.of(request.query_params)
+        q, error = f.checked()
         after = _after(request)
-        try:
-            q = f.query()
-        except ValueError as exc:
-            q, error = DeadLetterQuery(), str(exc)
-        else:
-            error = ""
         letters, more, total = await asyncio.to_thread(self._letters_page, q, after)
         links = page_links(f"{PREFIX}/dead-letters", f.fields(), "after", letters[-1].id if more else None, after == 0)
         return self.c.render(

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from ..web import static_route
-from .core import PREFIX, Console, Form
+from .core import PREFIX, Console, Form, Pages
 from .failures import FailurePages
 from .operations import OperationPages
 from .session import COOKIE, Sessions
@@ -33,10 +33,7 @@ def console_mount(console: Console) -> Mount:
     return Mount(PREFIX, routes=routes)
 
 
-class _SignIn:
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
+class _SignIn(Pages):
     async def get(self, request: Request) -> Response:
         return self.c.render(
             request,

@@ -14,28 +14,27 @@ from ..audit import AuditEntry, AuditLog, verify_log
 from ..pausing import SINK_LEASES, pause_sink, resume
 from ..store.queries import AuditQuery, DeadLetterQuery, FailureQueries, time_bound
 from ..store.sink_log import SinkStateLog
-from .core import PREFIX, Console, Form
+from .core import PREFIX, Form, Pages
 from .failures import PAGE, page_links
 from .streams import console_overview
 
 __all__ = ["OperationPages"]
 
+_SINKS = f"{PREFIX}/sinks"
 
-class OperationPages:
+
+class OperationPages(Pages):
     """``/console/sinks`` and ``/console/audit`` with their actions."""
 
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
     def routes(self) -> list[Route]:
-        c = self.c
-        return [
-            Route("/sinks", c.page(self.sinks), methods=["GET"]),
-            Route("/sinks/{sink}/pause", c.action(self.pause), methods=["POST"]),
-            Route("/sinks/{sink}/resume", c.action(self.resume), methods=["POST"]),
-            Route("/audit", c.page(self.audit), methods=["GET"]),
-            Route("/audit/verify", c.action(self.verify), methods=["POST"]),
-        ]
+        return self.c.routes(
+            pages={"/sinks": self.sinks, "/audit": self.audit},
+            actions={
+                "/sinks/{sink}/pause": self.pause,
+                "/sinks/{sink}/resume": self.resume,
+                "/audit/verify": self.verify,
+            },
+        )
 
     async def sinks(self, request: Request) -> Response:
         data = await asyncio.to_thread(console_overview, self.c)
@@ -55,27 +54,32 @@ class OperationPages:
                 rows.extend((d.created_at, "dead-lettered", redact(d.error)) for d in newest)
         return out
 
-    async def pause(self, request: Request, form: Form) -> Response:
-        sink = request.path_params["sink"]
-        back = f"{PREFIX}/sinks"
+    async def _audited_sink(self, request: Request, verb: str) -> str | Response:
+        """The sink the path names, its ``console.sink.{verb}`` request audited; or, when there is no such sink, the
+        answer that says so."""
+        sink: str = request.path_params["sink"]
         if sink not in self.c.forwarder.sinks:
-            return self.c.back(back, f"no sink {sink!r}", error=True)
-        await self.c.audit(request, "console.sink.pause", sink, {})
+            return self.c.back(_SINKS, f"no sink {sink!r}", error=True)
+        await self.c.audit(request, f"console.sink.{verb}", sink, {})
+        return sink
+
+    async def pause(self, request: Request, form: Form) -> Response:
+        sink = await self._audited_sink(request, "pause")
+        if isinstance(sink, Response):
+            return sink
         if not await asyncio.to_thread(pause_sink, self.c.hub.store, sink):
             return self.c.back(
-                back, f"{sink} could not be paused (its lease keeps changing hands): try again", error=True
+                _SINKS, f"{sink} could not be paused (its lease keeps changing hands): try again", error=True
             )
-        return self.c.back(back, f"{sink} paused: records wait in the outbox until resumed")
+        return self.c.back(_SINKS, f"{sink} paused: records wait in the outbox until resumed")
 
     async def resume(self, request: Request, form: Form) -> Response:
-        sink = request.path_params["sink"]
-        back = f"{PREFIX}/sinks"
-        if sink not in self.c.forwarder.sinks:
-            return self.c.back(back, f"no sink {sink!r}", error=True)
-        await self.c.audit(request, "console.sink.resume", sink, {})
+        sink = await self._audited_sink(request, "resume")
+        if isinstance(sink, Response):
+            return sink
         await asyncio.to_thread(resume, self.c.hub.store, SINK_LEASES, sink)
         self.c.forwarding.notify()
-        return self.c.back(back, f"{sink} resumed")
+        return self.c.back(_SINKS, f"{sink} resumed")
 
     def _entries(self, q: AuditQuery, before: int) -> tuple[list[AuditEntry], bool, int]:
         store = self.c.hub.store

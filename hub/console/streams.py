@@ -14,7 +14,7 @@ from ..audit import AuditEvent
 from ..pausing import PAUSED, pause_soon, paused, resume
 from ..scheduler import StreamBusy
 from ..store.base import Checkpoint, PageWrite, RunLog, RunRecord
-from .core import PREFIX, Console, Form
+from .core import PREFIX, Console, Form, Pages
 from .overview import Overview, gather_overview
 
 __all__ = ["StreamPages", "console_overview"]
@@ -29,23 +29,20 @@ def console_overview(console: Console) -> Overview:
     )
 
 
-class StreamPages:
+class StreamPages(Pages):
     """``/console/`` and ``/console/streams/{adapter}/{stream}`` with its actions."""
 
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
     def routes(self) -> list[Route]:
-        c = self.c
         base = "/streams/{adapter}/{stream}"
-        return [
-            Route("/", c.page(self.overview), methods=["GET"]),
-            Route(base, c.page(self.stream), methods=["GET"]),
-            Route(f"{base}/pull", c.action(self.pull), methods=["POST"]),
-            Route(f"{base}/pause", c.action(self.pause), methods=["POST"]),
-            Route(f"{base}/resume", c.action(self.resume), methods=["POST"]),
-            Route(f"{base}/cursor", c.action(self.cursor), methods=["POST"]),
-        ]
+        return self.c.routes(
+            pages={"/": self.overview, base: self.stream},
+            actions={
+                f"{base}/pull": self.pull,
+                f"{base}/pause": self.pause,
+                f"{base}/resume": self.resume,
+                f"{base}/cursor": self.cursor,
+            },
+        )
 
     async def overview(self, request: Request) -> Response:
         data = await asyncio.to_thread(console_overview, self.c)

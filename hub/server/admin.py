@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -19,12 +19,10 @@ from starlette.responses import Response
 
 from tanpuhui.sdk import redact
 
-from ..audit import AuditEvent, AuditLog
 from ..console.overview import gather_overview
 from ..drivers.pull import PullSummary
 from ..forwarder import Forwarder
 from ..hub import Hub
-from ..logging import request_id
 from ..pausing import paused
 from ..privacy_view import masked
 from ..scheduler import ForwarderLoop, Scheduler, StreamBusy
@@ -34,6 +32,7 @@ from .http import (
     LIST_LIMIT,
     MAX_ID,
     BodyTooLarge,
+    audit_request,
     declares_large_body,
     json_response,
     parse_bool,
@@ -51,29 +50,19 @@ __all__ = ["AdminApi"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+@dataclass(eq=False)
 class AdminApi:
     """The admin routes of one sidecar (see the module docstring)."""
 
-    def __init__(
-        self,
-        hub: Hub,
-        configured: Configured,
-        scheduler: Scheduler,
-        forwarder: Forwarder,
-        forwarding: ForwarderLoop,
-        *,
-        token: str,
-        max_body_bytes: int,
-        stale_after: float,
-    ) -> None:
-        self.hub = hub
-        self.configured = configured
-        self.scheduler = scheduler
-        self.forwarder = forwarder
-        self.forwarding = forwarding
-        self._token = token.encode()
-        self._max_body = max_body_bytes
-        self._stale_after = stale_after
+    hub: Hub
+    configured: Configured
+    scheduler: Scheduler
+    forwarder: Forwarder
+    forwarding: ForwarderLoop
+    _: KW_ONLY
+    token: str = field(repr=False)
+    max_body_bytes: int
+    stale_after: float
 
     def endpoints(self) -> list[Endpoint]:
         op = openapi.admin_operation
@@ -98,11 +87,11 @@ class AdminApi:
 
         async def guarded(request: Request) -> Response:
             close = {"connection": "close"} if declares_large_body(request.headers) else {}
-            if not self._token:
+            if not self.token:
                 return problem(403, 'the admin API is disabled: set [server] admin_token = { env = "..." }', close)
             scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
             offered = credentials.strip().encode()
-            if scheme.lower() != "bearer" or not hmac.compare_digest(offered, self._token):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(offered, self.token.encode()):
                 return problem(
                     401,
                     "admin API: missing or wrong bearer token",
@@ -113,17 +102,13 @@ class AdminApi:
         return guarded
 
     async def _audit_request(self, request: Request, action: str, subject: str, details: dict[str, Any]) -> None:
-        store = self.hub.store
-        if isinstance(store, AuditLog):
-            host = request.client.host if request.client else "unknown"
-            event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"admin@{host}")
-            await asyncio.to_thread(store.audit_append, [event])
+        await audit_request(self.hub.store, request, "admin", action, subject, details)
 
     async def _json_body(self, request: Request) -> dict[str, Any] | Response:
         try:
-            raw = await read_body(request, self._max_body)
+            raw = await read_body(request, self.max_body_bytes)
         except BodyTooLarge:
-            return too_large(self._max_body)
+            return too_large(self.max_body_bytes)
         if not raw.strip():
             return {}
         try:
@@ -143,7 +128,7 @@ class AdminApi:
             self.configured,
             self.scheduler,
             self.forwarder.sinks,
-            self._stale_after,
+            self.stale_after,
         )
         return json_response(data.as_dict())
 
@@ -298,50 +283,30 @@ class AdminApi:
         )
 
 
+def _attributes(obj: object, names: str, **computed: Any) -> dict[str, Any]:
+    """The attributes ``names`` (space-separated, in this order) of ``obj``; those in ``computed`` as given there."""
+    return {name: computed[name] if name in computed else getattr(obj, name) for name in names.split()}
+
+
 def entry_doc(e: QuarantineEntry) -> dict[str, Any]:
     """A quarantine entry as the admin API shows it (without its sealed payload)."""
-    return {
-        "id": e.id,
-        "adapter": e.adapter,
-        "stream": e.stream,
-        "stage": e.stage,
-        "partner_record_id": e.partner_record_id,
-        "errors": e.problems,
-        "status": e.status,
-        "created_at": e.created_at,
-        "resolved_at": e.resolved_at,
-        "repeats": e.repeats,
-        "last_seen": e.last_seen,
-    }
+    return _attributes(
+        e,
+        "id adapter stream stage partner_record_id errors status created_at resolved_at repeats last_seen",
+        errors=e.problems,
+    )
 
 
 def dead_letter_doc(d: DeadLetter) -> dict[str, Any]:
     """A dead letter as the admin API shows it (its error with secrets masked)."""
-    return {
-        "id": d.id,
-        "sink": d.sink,
-        "seq": d.seq,
-        "record_id": d.record_id,
-        "attempts": d.attempts,
-        "error": redact(d.error),
-        "created_at": d.created_at,
-    }
+    return _attributes(d, "id sink seq record_id attempts error created_at", error=redact(d.error))
 
 
 def summary_doc(s: PullSummary) -> dict[str, Any]:
     """A pull run's totals as the admin API shows them."""
-    return {
-        "adapter": s.adapter,
-        "stream": s.stream,
-        "pages": s.pages,
-        "pulled": s.pulled,
-        "valid": s.valid,
-        "records": s.records,
-        "inserted": s.inserted,
-        "duplicates": s.duplicates,
-        "held": s.held,
-        "quarantined": s.quarantined,
-        "quarantine_repeats": s.quarantine_repeats,
-        "seconds": round(s.seconds, 3),
-        "error": s.error,
-    }
+    return _attributes(
+        s,
+        "adapter stream pages pulled valid records inserted duplicates held quarantined "
+        "quarantine_repeats seconds error",
+        seconds=round(s.seconds, 3),
+    )

@@ -6,6 +6,7 @@ Bodies are read with a size limit enforced while they stream in; refusals are RF
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,7 +18,9 @@ from starlette.types import Receive
 
 from tanpuhui.sdk import redact
 
+from ..audit import AuditEvent, AuditLog
 from ..encoding import dumps_any
+from ..logging import request_id
 
 __all__ = [
     "JSON",
@@ -26,6 +29,7 @@ __all__ = [
     "PROBLEM",
     "UNREAD_LIMIT",
     "BodyTooLarge",
+    "audit_request",
     "declares_large_body",
     "is_number",
     "json_response",
@@ -196,3 +200,14 @@ def replay_choice(body: dict[str, Any], scope: str) -> tuple[list[int] | None, s
     if body.get("all") is True:
         return None, named
     return usage
+
+
+async def audit_request(
+    store: object, request: Request, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> None:
+    """Append an operator's request to the audit log of ``store`` (a store without one logs nothing), before it is
+    carried out: the actor is ``actor@`` the client address, and the details carry the request id."""
+    if isinstance(store, AuditLog):
+        host = request.client.host if request.client else "unknown"
+        event = AuditEvent(action, subject, {**details, "request_id": request_id.get()}, actor=f"{actor}@{host}")
+        await asyncio.to_thread(store.audit_append, [event])

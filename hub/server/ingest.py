@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from ..drivers.push import PreparedPush, PushDriver, PushOutcome, PushStates
 from ..metrics import HubMetrics
@@ -53,25 +53,19 @@ class _Push:
     future: asyncio.Future[PushOutcome | NotCommitted]
 
 
+@dataclass(eq=False)
 class IngestWorker:
     """Processes and group-commits webhook requests (see the module docstring)."""
 
-    def __init__(
-        self,
-        pushes: PushDriver,
-        metrics: HubMetrics,
-        *,
-        max_group: int = 64,
-        max_bytes: int = 4 * 1024 * 1024,
-        commit_delay: float = 0.002,
-        on_commit: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.pushes = pushes
-        self.metrics = metrics
-        self.max_group = max_group
-        self.max_bytes = max_bytes
-        self._on_commit = on_commit
-        self.commit_delay = commit_delay
+    pushes: PushDriver
+    metrics: HubMetrics
+    _: KW_ONLY
+    max_group: int = 64
+    max_bytes: int = 4 * 1024 * 1024
+    commit_delay: float = 0.002
+    on_commit: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
         self.busy_window = 0.01
         self._pending: list[_Push] = []
         self._scheduled = False
@@ -149,7 +143,7 @@ class IngestWorker:
                 inserted = inserted or outcome.page.inserted > 0
             _resolve(job, outcome)
         if inserted:
-            self._on_commit()
+            self.on_commit()
 
 
 def _resolve(job: _Push, outcome: PushOutcome | NotCommitted) -> None:

@@ -100,54 +100,43 @@ _SIGNATURE_HEADERS = [
 ]
 
 
+def _operations(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """An operation of the ``operations`` tag: what runs the sidecar, not what it serves."""
+    return {"operationId": operation_id, "summary": summary, "tags": ["operations"], "responses": responses}
+
+
 def health_operation() -> dict[str, Any]:
-    return {
-        "operationId": "healthz",
-        "summary": "The process is alive",
-        "tags": ["operations"],
-        "responses": {
-            "200": _ok(
-                "Alive",
-                {
-                    "type": "object",
-                    "properties": {
-                        "status": {"const": "ok"},
-                        "pid": {"type": "integer", "description": "the process that answered (serve --workers)"},
-                    },
-                },
-            )
+    alive = {
+        "type": "object",
+        "properties": {
+            "status": {"const": "ok"},
+            "pid": {"type": "integer", "description": "the process that answered (serve --workers)"},
         },
     }
+    return _operations("healthz", "The process is alive", {"200": _ok("Alive", alive)})
 
 
 def ready_operation() -> dict[str, Any]:
-    return {
-        "operationId": "readyz",
-        "summary": "Ready to take traffic: store writable, adapters loaded, sinks reachable",
-        "tags": ["operations"],
-        "responses": {
+    return _operations(
+        "readyz",
+        "Ready to take traffic: store writable, adapters loaded, sinks reachable",
+        {
             "200": _ok("Ready", ref("Readiness")),
             "503": _ok("Not ready (the checks say why)", ref("Readiness")),
         },
-    }
+    )
 
 
 def metrics_operation() -> dict[str, Any]:
-    return {
-        "operationId": "metrics",
-        "summary": "Prometheus metrics (text exposition format 0.0.4)",
-        "tags": ["operations"],
-        "responses": {"200": _ok("Metrics", {"type": "string"}, "text/plain")},
-    }
+    return _operations(
+        "metrics",
+        "Prometheus metrics (text exposition format 0.0.4)",
+        {"200": _ok("Metrics", {"type": "string"}, "text/plain")},
+    )
 
 
 def openapi_operation() -> dict[str, Any]:
-    return {
-        "operationId": "openapi",
-        "summary": "This document",
-        "tags": ["operations"],
-        "responses": {"200": _ok("OpenAPI 3.1 document", {"type": "object"})},
-    }
+    return _operations("openapi", "This document", {"200": _ok("OpenAPI 3.1 document", {"type": "object"})})
 
 
 VALIDATE_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/ndjson")
@@ -228,6 +217,28 @@ def webhook_operation(adapter: str, stream: str, schema: str, description: str) 
     }
 
 
+_LIST_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+
+
+def _replay_operation(operation_id: str, summary: str, request_schema: str, answer: str) -> dict[str, Any]:
+    """An admin replay: a JSON body of the component ``request_schema``, answered 200 with an object."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request_schema)}}},
+        "responses": {
+            "200": _ok(answer, {"type": "object"}),
+            "400": _problem("Bad request body"),
+            "413": _problem("Body over the size limit"),
+        },
+    }
+
+
 _ADMIN: dict[str, dict[str, Any]] = {
     "overview": {
         "operationId": "admin_overview",
@@ -273,12 +284,7 @@ _ADMIN: dict[str, dict[str, Any]] = {
         "parameters": [
             {"name": "adapter", "in": "query", "required": False, "schema": {"type": "string"}},
             {"name": "status", "in": "query", "required": False, "schema": {"enum": ["open", "resolved", "discarded"]}},
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
+            _LIST_LIMIT,
         ],
         "responses": {
             "200": _ok(
@@ -301,40 +307,24 @@ _ADMIN: dict[str, dict[str, Any]] = {
         ],
         "responses": {"200": _ok("Entry", ref("QuarantineEntry")), "404": _problem("No such entry")},
     },
-    "quarantine_replay": {
-        "operationId": "admin_quarantine_replay",
-        "summary": "Run quarantined items through the pipeline again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("QuarantineReplay")}}},
-        "responses": {
-            "200": _ok("Per-entry results", {"type": "object"}),
-            "400": _problem("Bad request body"),
-            "413": _problem("Body over the size limit"),
-        },
-    },
+    "quarantine_replay": _replay_operation(
+        "admin_quarantine_replay",
+        "Run quarantined items through the pipeline again",
+        "QuarantineReplay",
+        "Per-entry results",
+    ),
     "dead_letters": {
         "operationId": "admin_dead_letters",
         "summary": "Records whose delivery to a sink was given up",
         "parameters": [
             {"name": "sink", "in": "query", "required": False, "schema": {"type": "string"}},
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-            },
+            _LIST_LIMIT,
         ],
         "responses": {"200": _ok("Dead letters", {"type": "object"}), "400": _problem("Bad query")},
     },
-    "dead_letters_replay": {
-        "operationId": "admin_dead_letters_replay",
-        "summary": "Send dead letters again",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DeadLetterReplay")}}},
-        "responses": {
-            "200": _ok("Delivered and still failing ids", {"type": "object"}),
-            "400": _problem("Bad request body"),
-            "413": _problem("Body over the size limit"),
-        },
-    },
+    "dead_letters_replay": _replay_operation(
+        "admin_dead_letters_replay", "Send dead letters again", "DeadLetterReplay", "Delivered and still failing ids"
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -34,33 +35,21 @@ __all__ = ["VALIDATE_TYPES", "PublicApi"]
 VALIDATE_TYPES = frozenset(openapi.VALIDATE_TYPES)
 
 
+@dataclass(eq=False)
 class PublicApi:
     """Routes that need no token (see the module docstring)."""
 
-    def __init__(
-        self,
-        store: Store,
-        schemas: SchemaRegistry,
-        configured: Configured,
-        sinks: Mapping[str, Sink],
-        sink_states: Mapping[str, SinkState],
-        metrics: HubMetrics,
-        stopping: Stopping,
-        openapi_document: Callable[[], dict[str, Any]],
-        *,
-        max_body_bytes: int,
-        readiness_timeout: float,
-    ) -> None:
-        self.store = store
-        self.schemas = schemas
-        self.configured = configured
-        self.sinks = sinks
-        self.sink_states = sink_states
-        self.metrics = metrics
-        self.stopping = stopping
-        self.openapi_document = openapi_document
-        self.max_body_bytes = max_body_bytes
-        self.readiness_timeout = readiness_timeout
+    store: Store
+    schemas: SchemaRegistry
+    configured: Configured
+    sinks: Mapping[str, Sink]
+    sink_states: Mapping[str, SinkState]
+    metrics: HubMetrics
+    stopping: Stopping
+    openapi_document: Callable[[], dict[str, Any]]
+    _: KW_ONLY
+    max_body_bytes: int
+    readiness_timeout: float
 
     def endpoints(self) -> list[Endpoint]:
         return [
