@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from builtin_context import BY_ID, builtin_context
 
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-from tanpuhui.sdk import Factor, Formula, Methodology, MethodologyError, Pseudonymiser, StreamContext, recompute
+from tanpuhui.sdk import Factor, Formula, Methodology, MethodologyError, recompute
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 
 
 # -- the formula language ------------------------------------------------------------------------------------
@@ -177,16 +177,6 @@ def test_quantification_records_methodology_formula_and_factors() -> None:
     assert "baseline" not in record
 
 
-def _hefei_context() -> StreamContext:
-    return StreamContext(
-        adapter="state_grid",
-        adapter_version="1.2.0",
-        stream="daily_readings",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
-
-
 @pytest.mark.parametrize(
     "methodology_id, activity, baseline",
     [
@@ -201,7 +191,7 @@ def _hefei_context() -> StreamContext:
 def test_recompute_gives_back_the_reduction_of_a_record(
     methodology_id: str, activity: float, baseline: float | None
 ) -> None:
-    ctx = _hefei_context()
+    ctx = builtin_context("state_grid", "1.2.0", "daily_readings")
     method = BY_ID[methodology_id]
     record = ctx.record(
         raw={"cons_no": "3401889021", "date": "2024-07-15", "value": activity},

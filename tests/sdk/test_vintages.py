@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from builtin_context import BY_ID, builtin_context
 
-from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.sdk import (
     GRID_ANHUI,
     GRID_EAST_CHINA,
@@ -18,14 +18,11 @@ from tanpuhui.sdk import (
     Methodology,
     MethodologyError,
     NoFactorVintage,
-    Pseudonymiser,
-    StreamContext,
     recompute,
     vintage_problems,
 )
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 PEAK = BY_ID["tph.electricity.peak-saving"]
 
 
@@ -133,13 +130,7 @@ def test_an_override_replaces_the_whole_series_with_one_value_for_every_date() -
 
 
 def _record(start: datetime) -> dict[str, object]:
-    ctx = StreamContext(
-        adapter="state_grid",
-        adapter_version="1.2.0",
-        stream="readings",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
+    ctx = builtin_context("state_grid", "1.2.0", "readings")
     return ctx.record(
         raw={"cons_no": "3401889021", "date": start.date().isoformat()},
         partner_record_id=f"3401889021-{start.date():%Y%m%d}",
