@@ -87,29 +87,24 @@ def test_division_by_zero_is_a_methodology_error() -> None:
         Formula("activity / kwh_per_m3").evaluate({"activity": 1.0, "kwh_per_m3": 0.0})
 
 
-def test_methodology_formula_may_use_only_its_factors() -> None:
-    with pytest.raises(MethodologyError, match="ef_car"):
+@pytest.mark.parametrize(
+    "formula, factor, unknown",
+    [
+        ("activity * (ef_car - ef_bike)", Factor("ef_bike", 0.0, "kgCO2e/km", "human powered"), "ef_car"),
+        ("(activity - baseline) * ef_grid", Factor("ef_grid", 0.6782, "kgCO2/kWh", "MEE/NBS 2022 Anhui"), "baseline"),
+    ],
+    ids=["a factor it does not have", "the baseline of a method without one"],
+)
+def test_methodology_formula_may_use_only_its_factors_and_activity(formula: str, factor: Factor, unknown: str) -> None:
+    with pytest.raises(MethodologyError, match=f"formula uses {unknown}, which are not factors"):
         Methodology(
-            id="hf.cycling",
+            id="hf.test",
             version="1.0.0",
             scenario="shared_bike",
-            title="Shared bike instead of car",
-            formula=Formula("activity * (ef_car - ef_bike)"),
-            factors=(Factor("ef_bike", 0.0, "kgCO2e/km", "human powered"),),
+            title="Test method",
+            formula=Formula(formula),
+            factors=(factor,),
             activity_unit="km",
-        )
-
-
-def test_baseline_is_not_a_variable_of_a_method_without_one() -> None:
-    with pytest.raises(MethodologyError, match="baseline"):
-        Methodology(
-            id="hf.pv",
-            version="1.0.0",
-            scenario="rooftop_pv",
-            title="PV",
-            formula=Formula("(activity - baseline) * ef_grid"),
-            factors=(Factor("ef_grid", 0.6782, "kgCO2/kWh", "MEE/NBS 2022 Anhui"),),
-            activity_unit="kWh",
         )
 
 

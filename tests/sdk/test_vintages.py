@@ -3,6 +3,7 @@ recorded in the record, and an activity no vintage covers is rejected (quarantin
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -13,9 +14,7 @@ from tanpuhui.sdk import (
     GRID_EAST_CHINA,
     GRID_NATIONAL,
     Factor,
-    Formula,
     ItemRejected,
-    Methodology,
     MethodologyError,
     NoFactorVintage,
     recompute,
@@ -99,16 +98,9 @@ def test_overlapping_vintages_are_refused_when_the_methodology_is_built() -> Non
 
 
 def test_a_vintage_without_a_window_beside_others_is_refused() -> None:
+    undated = Factor("ef_grid", 0.6, "kgCO2/kWh", "a figure of unknown date")
     with pytest.raises(MethodologyError, match="without valid_from/valid_to"):
-        Methodology(
-            id="hf.pv",
-            version="1.0.0",
-            scenario="rooftop_pv",
-            title="PV",
-            formula=Formula("activity * ef_grid"),
-            factors=(*GRID_ANHUI, Factor("ef_grid", 0.6, "kgCO2/kWh", "a figure of unknown date")),
-            activity_unit="kWh",
-        )
+        dataclasses.replace(PEAK, factors=(*GRID_ANHUI, undated))
 
 
 def test_a_configured_vintage_covers_a_new_year() -> None:
