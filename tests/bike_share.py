@@ -1,12 +1,12 @@
 """A shared-bike operator as a test partner, independent of any real one: its ride schema, its methodology, rides,
-and the record a ride makes. The hub's pipeline tests pull rides from it; the sidecar's tests receive them pushed."""
+the record a ride makes, and its adapter but for the ride stream. The hub's pipeline tests pull rides from it; the sidecar's tests receive them pushed."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from tanpuhui.sdk import Factor, Formula, Methodology, StreamContext
+from tanpuhui.sdk import Adapter, Factor, Formula, Methodology, StreamContext
 
 MOBILE = "13955123456"
 
@@ -59,3 +59,12 @@ def ride_record(item: dict[str, Any], ctx: StreamContext) -> dict[str, Any]:
         activity=item["km"],
         methodology=BIKE.id,
     )
+
+
+class BikeShareAdapter(Adapter):
+    """The operator's adapter, ``bike_share``; a test's subclass gives it the ride stream (``stream_types``) and, if
+    the stream needs them, its settings."""
+
+    name = "bike_share"
+    version = "0.3.0"
+    schemas: ClassVar[dict[str, Any]] = {"bike-ride": RIDE_SCHEMA}

@@ -14,7 +14,6 @@ import subprocess
 
 import aio_pika
 import orjson
-import pydantic
 import pytest
 from sink_brokers import CuttableProxy, drain_through_outage, sink_failure
 
@@ -183,17 +182,3 @@ def test_a_broker_that_is_down_is_a_transient_failure():
     sink = amqp_sink(free_port(), timeout=1)
 
     assert sink_failure(sink).retryable
-
-
-@pytest.mark.parametrize(
-    ("settings", "expected"),
-    [
-        ({"url": "amqp://guest:guest@127.0.0.1:5672/"}, "literal password"),
-        ({"routing_key": "{scenario}.{subject}"}, "unknown or malformed placeholder"),
-        ({"url": "mqtt://127.0.0.1"}, "should match pattern"),
-        ({"max_in_flight": 0}, "greater than or equal to 1"),
-    ],
-)
-def test_bad_settings_are_refused_naming_the_key(settings, expected):
-    with pytest.raises(pydantic.ValidationError, match=expected):
-        AmqpSink.Settings.model_validate({"type": "amqp", **settings})

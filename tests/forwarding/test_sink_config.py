@@ -1,15 +1,21 @@
-"""Broker sink tables in hub.toml: a mistake is refused at start, naming the sink and the key."""
+"""Broker sink tables in hub.toml: a mistake is refused at start, naming the sink and the key; each sink type's
+settings model refuses a bad value saying what is wrong with it."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
+from tanpuhui.hub.sinks.amqp import AmqpSink
 from tanpuhui.hub.sinks.common import cloudevent_attributes
+from tanpuhui.hub.sinks.mqtt import MqttSink
+from tanpuhui.hub.sinks.nats import NatsSink
+from tanpuhui.hub.sinks.postgres import PostgresSink
 from tanpuhui.sdk import ConfigError, OutboxRow
 
 ENV = {"KEYS": "v1:" + base64.b64encode(b"k" * 32).decode(), "BUS_PASSWORD": "from-the-environment"}
@@ -54,6 +60,41 @@ def test_a_bad_sink_table_is_refused_naming_the_sink_and_key(tmp_path, table, ex
     with pytest.raises(ConfigError) as raised:
         build(tmp_path, table)
     assert expected in str(raised.value)
+
+
+SETTINGS = {
+    "amqp": AmqpSink.Settings,
+    "mqtt": MqttSink.Settings,
+    "nats": NatsSink.Settings,
+    "postgres": PostgresSink.Settings,
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "expected"),
+    [
+        ("amqp", {"url": "amqp://guest:guest@127.0.0.1:5672/"}, "literal password"),
+        ("amqp", {"routing_key": "{scenario}.{subject}"}, "unknown or malformed placeholder"),
+        ("amqp", {"url": "mqtt://127.0.0.1"}, "should match pattern"),
+        ("amqp", {"max_in_flight": 0}, "greater than or equal to 1"),
+        ("mqtt", {"url": "mqtt://hub:pw@127.0.0.1:1883"}, "literal password"),
+        ("mqtt", {"topic": "tanpuhui/#"}, "no wildcards"),
+        ("mqtt", {"topic": "tanpuhui/{partner}"}, "unknown or malformed placeholder"),
+        ("mqtt", {"password": "x"}, "password needs username"),
+        ("nats", {"url": "nats://hub:s3cret@127.0.0.1:4222"}, "literal password"),
+        ("nats", {"subject": "tanpuhui.{region}"}, "unknown or malformed placeholder"),
+        ("nats", {"subject": "tanpuhui.>"}, "no wildcards"),
+        ("nats", {"password": "x"}, "password needs username"),
+        ("nats", {"url": "http://127.0.0.1:4222"}, "should match pattern"),
+        ("postgres", {"url": "postgresql://hub:pw@db.example.cn/carbon"}, "literal password"),
+        ("postgres", {"url": "postgresql://hub@db.example.cn/carbon?password=pw"}, "literal password"),
+        ("postgres", {"url": "postgresql://hub@db/carbon", "table": "records; DROP TABLE x"}, "should match pattern"),
+        ("postgres", {"url": "postgresql://hub@db/carbon", "sslmode": "sometimes"}, "sslmode"),
+    ],
+)
+def test_a_bad_setting_is_refused_by_the_sink_types_settings_model(kind, settings, expected):
+    with pytest.raises(pydantic.ValidationError, match=expected):
+        SETTINGS[kind].model_validate({"type": kind, **settings})
 
 
 def test_the_password_comes_from_the_environment(tmp_path):

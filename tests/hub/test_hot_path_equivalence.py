@@ -8,25 +8,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from builtin_context import builtin_context
 
 from tanpuhui.hub.audit import batch_digest
-from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.hub.plausibility import DayCounts, Plausibility, plausibility_settings
-from tanpuhui.sdk import Pseudonymiser, StreamContext
+from tanpuhui.sdk import StreamContext
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 MOBILE = "13800138000"
 
 
 def _ctx() -> StreamContext:
-    return StreamContext(
-        adapter="transit_card",
-        adapter_version="0.3.0",
-        stream="transactions",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
+    return builtin_context("transit_card", "0.3.0", "transactions")
 
 
 def _metro(ctx: StreamContext, txn: str, details: dict[str, Any]) -> dict[str, Any]:

@@ -3,42 +3,25 @@ audited; a target that is not configured is named with what is."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
+from cli_kit import transit_config
 from click.testing import CliRunner
 
+from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.pausing import SINK_LEASES, paused, pauses
 from tanpuhui.hub.store.queries import AuditQuery
 from tanpuhui.hub.store.sqlite import SQLiteStore
 
-KEYS = "v1:" + base64.b64encode(b"pause-cli-test-pseudonym-key-32b").decode()
-TOML = """
-[hub]
-store = "{store}"
-pseudonym_keys = {{ env = "PAUSE_TEST_KEYS" }}
 
-[adapters.transit_card]
-base_url = "http://127.0.0.1:9"
-client_id = "hub"
-client_secret = {{ env = "PAUSE_TEST_SECRET" }}
-
-[sinks.archive]
-type = "jsonl"
-path = "{archive}"
-"""
-ENV = {"PAUSE_TEST_KEYS": KEYS, "PAUSE_TEST_SECRET": "unused-in-this-test"}
-
-
-def test_pause_and_resume_a_stream_and_a_sink_from_the_terminal(tmp_path: Path) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(TOML.format(store=tmp_path / "hub.db", archive=tmp_path / "archive.jsonl"), encoding="utf-8")
+def test_pause_and_resume_a_stream_and_a_sink_from_the_terminal(tmp_path: Path, sandbox: TransitSandbox) -> None:
+    config, env = transit_config(tmp_path, sandbox, "http://127.0.0.1:9")  # no sink delivers in this test
     run = CliRunner().invoke
-    paused_stream = run(main, ["pause", "--config", str(config), "transit_card:transactions"], env=ENV)
+    paused_stream = run(main, ["pause", "--config", str(config), "transit_card:transactions"], env=env)
     assert paused_stream.exit_code == 0, paused_stream.output
     assert "transit_card:transactions paused" in paused_stream.output
-    paused_sink = run(main, ["pause", "--config", str(config), "--sink", "archive"], env=ENV)
+    paused_sink = run(main, ["pause", "--config", str(config), "--sink", "archive"], env=env)
     assert paused_sink.exit_code == 0 and "archive paused" in paused_sink.output
 
     store = SQLiteStore(tmp_path / "hub.db")
@@ -50,20 +33,20 @@ def test_pause_and_resume_a_stream_and_a_sink_from_the_terminal(tmp_path: Path) 
     finally:
         store.close()
 
-    pulled = run(main, ["pull", "--config", str(config), "transit_card:transactions"], env=ENV)
+    pulled = run(main, ["pull", "--config", str(config), "transit_card:transactions"], env=env)
     assert pulled.exit_code == 4, pulled.output
     assert "transit_card:transactions is paused since" in pulled.output and "paused by cli@" in pulled.output
 
-    resumed = run(main, ["resume", "--config", str(config), "transit_card:transactions"], env=ENV)
+    resumed = run(main, ["resume", "--config", str(config), "transit_card:transactions"], env=env)
     assert resumed.exit_code == 0 and "transit_card:transactions resumed" in resumed.output
-    again = run(main, ["resume", "--config", str(config), "transit_card:transactions"], env=ENV)
+    again = run(main, ["resume", "--config", str(config), "transit_card:transactions"], env=env)
     assert "was not paused" in again.output
 
-    unknown = run(main, ["pause", "--config", str(config), "transit_card:trips"], env=ENV)
+    unknown = run(main, ["pause", "--config", str(config), "transit_card:trips"], env=env)
     assert (
         unknown.exit_code == 2 and "'transit_card' has no stream 'trips'; its streams: transactions" in unknown.output
     )
-    no_sink = run(main, ["pause", "--config", str(config), "--sink", "platform"], env=ENV)
-    assert no_sink.exit_code == 2 and "no sink 'platform'; configured sinks: archive" in no_sink.output
-    malformed = run(main, ["pause", "--config", str(config), "transit_card"], env=ENV)
+    no_sink = run(main, ["pause", "--config", str(config), "--sink", "outbox"], env=env)
+    assert no_sink.exit_code == 2 and "no sink 'outbox'; configured sinks: archive, platform" in no_sink.output
+    malformed = run(main, ["pause", "--config", str(config), "transit_card"], env=env)
     assert malformed.exit_code == 2 and "ADAPTER:STREAM" in malformed.output

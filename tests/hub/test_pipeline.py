@@ -6,20 +6,18 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pytest
-from bike_share import BIKE, RIDE_SCHEMA, ride, ride_record
+from bike_share import BIKE, BikeShareAdapter, ride, ride_record
 
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.sdk import (
-    Adapter,
     AdapterPlugin,
-    AdapterSettings,
     ItemRejected,
     Page,
     PartnerUnavailable,
@@ -53,11 +51,7 @@ class Rides(PullStream):
         yield ride_record(item, ctx)
 
 
-class BikeShare(Adapter):
-    name = "bike_share"
-    version = "0.3.0"
-    Settings = AdapterSettings
-    schemas: ClassVar[dict[str, Any]] = {"bike-ride": RIDE_SCHEMA}
+class BikeShare(BikeShareAdapter):
     stream_types = (Rides,)
 
 

@@ -6,23 +6,22 @@ replays once hub.toml adds the vintage."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
 import pytest
+from one_stream import OnePage, closing_hub, one_stream_hub
 
 from tanpuhui.hub.audit import AuditEvent
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.metrics import HubMetrics
-from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.store.base import Checkpoint
-from tanpuhui.sdk import Adapter, AdapterPlugin, AdapterSettings, ConfigError, Page, PullStream, StreamContext
-
-KEYS = "v1:" + "a" * 43 + "="
+from tanpuhui.sdk import ConfigError, PullStream, StreamContext
 
 
 def trip(n: int, minutes: int, km: float, card: str = "", day: str = "2024-11-05") -> dict[str, Any]:
@@ -35,72 +34,47 @@ def trip(n: int, minutes: int, km: float, card: str = "", day: str = "2024-11-05
     }
 
 
-class MetroTrips(PullStream):
+class MetroTrips(OnePage):
+    """Each item a metro trip of ``km`` passenger-km by one card."""
+
     name = "trips"
     schema = "test-metro-trip"
     id_field = "id"
-    items: ClassVar[list[dict[str, Any]]] = []
-
-    async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
-        if cursor is None:
-            yield Page(list(self.items), "end")
+    subject_kind = "card"
+    fields: ClassVar[dict[str, Any]] = {"scenario": "metro", "methodology": "tph.transit.metro"}
+    """The record's arguments that are not read from the item."""
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
         yield ctx.record(
             raw=item,
             partner_record_id=item["id"],
-            subject=ctx.subject("card", item["card"]),
-            scenario="metro",
+            subject=ctx.subject(self.subject_kind, item["card"]),
             start=datetime.fromisoformat(item["tap_in"]),
             end=datetime.fromisoformat(item["tap_out"]),
             region="340100",
             activity=float(item["km"]),
-            methodology="tph.transit.metro",
+            **self.fields,
         )
 
 
 class PeakReadings(MetroTrips):
-    name = "trips"  # the adapter's one stream
+    """The same items read as a household's peak-hour kWh (``km``) against a baseline: a methodology whose factor
+    has vintages."""
 
-    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
-        yield ctx.record(
-            raw=item,
-            partner_record_id=item["id"],
-            subject=ctx.subject("account", item["card"]),
-            scenario="peak_electricity_saving",
-            start=datetime.fromisoformat(item["tap_in"]),
-            end=datetime.fromisoformat(item["tap_out"]),
-            region="340100",
-            activity=float(item["km"]),
-            methodology="tph.electricity.peak-saving",
-            baseline=4.6,
-            baseline_method="household trailing 7-day peak average",
-        )
+    subject_kind = "account"
+    fields: ClassVar[dict[str, Any]] = {
+        "scenario": "peak_electricity_saving",
+        "methodology": "tph.electricity.peak-saving",
+        "baseline": 4.6,
+        "baseline_method": "household trailing 7-day peak average",
+    }
 
 
-def make_hub(tmp_path: Path, stream: type[PullStream], observers: Any = (), **tables: Any) -> Hub:
-    partner = type(
-        "MetroPartner",
-        (Adapter,),
-        {
-            "name": "metro_partner",
-            "version": "0.1.0",
-            "Settings": AdapterSettings,
-            "schemas": {stream.schema: {"type": "object"}},
-            "stream_types": (stream,),
-        },
-    )
-    config = HubConfig.from_dict(
-        {
-            "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TPH_TEST_KEYS"}},
-            "adapters": {"metro_partner": {}},
-            **tables,
-        },
-        source="hub.toml",
-        environ={"TPH_TEST_KEYS": KEYS},
-    )
-    plugins: Any = load_plugins([AdapterPlugin(partner)], entry_points=False)
-    return Hub(config, plugins=plugins, observers=observers)
+def make_hub(
+    tmp_path: Path, stream: type[PullStream], observers: Any = (), **tables: Any
+) -> AbstractContextManager[Hub]:
+    """The hub of the one partner, ``metro_partner``, whose one stream is ``stream``; closed as the block ends."""
+    return closing_hub(one_stream_hub(tmp_path, "metro_partner", stream, observers, **tables))
 
 
 def records(hub: Hub) -> dict[str, dict[str, Any]]:
@@ -108,11 +82,20 @@ def records(hub: Hub) -> dict[str, dict[str, Any]]:
     return {orjson.loads(r.body)["source"]["partner_record_id"]: orjson.loads(r.body) for r in rows}
 
 
+def held_on_replay_then_released(hub: Hub, because: str) -> None:
+    """Pull: the one item held stays held on replay (its problem says ``because``) and is resolved on release."""
+    asyncio.run(hub.pull("metro_partner", "trips"))
+    (entry,) = hub.store.quarantine_list(None, "open", 10)
+    (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
+    assert again.status == "failed" and because in again.problems[0].message
+    (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
+    assert released.status == "resolved"
+
+
 def test_a_trip_faster_than_a_train_is_held_with_the_rule_named_and_the_rest_credited(tmp_path: Path) -> None:
     # 8.4 pkm in 31 min (16 km/h) is a trip; 12.6 pkm in 4 min (189 km/h) is not
     MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 25, 7.0)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (2, 1)
         assert summary.plausibility == {("metro_speed", "hold"): 1}
@@ -125,22 +108,14 @@ def test_a_trip_faster_than_a_train_is_held_with_the_rule_named_and_the_rest_cre
         )
         assert set(records(hub)) == {"M00001", "M00003"}
         assert all("plausibility" not in r for r in records(hub).values())
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_a_held_trip_stays_held_on_replay_and_is_credited_on_release_with_the_release_in_the_record(
     tmp_path: Path,
 ) -> None:
     MetroTrips.items = [trip(2, 4, 12.6)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
-        asyncio.run(hub.pull("metro_partner", "trips"))
-        (entry,) = hub.store.quarantine_list(None, "open", 10)
-        (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
-        assert again.status == "failed" and "metro_speed" in again.problems[0].message
-        (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
-        assert released.status == "resolved"
+    with make_hub(tmp_path, MetroTrips) as hub:
+        held_on_replay_then_released(hub, "metro_speed")
         record = records(hub)["M00002"]
         assert record["plausibility"] == [
             {
@@ -150,37 +125,28 @@ def test_a_held_trip_stays_held_on_replay_and_is_credited_on_release_with_the_re
             }
         ]
         assert hub.store.quarantine_list(None, "open", 10) == []
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_a_limit_raised_in_hub_toml_lets_the_trip_through(tmp_path: Path) -> None:
     MetroTrips.items = [trip(2, 4, 12.6)]
-    hub = make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"limit": 200}}})
-    try:
+    with make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"limit": 200}}}) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (1, 0)
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_a_flag_rule_credits_the_record_and_marks_it(tmp_path: Path) -> None:
     MetroTrips.items = [trip(2, 4, 12.6)]
-    hub = make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"action": "flag"}}})
-    try:
+    with make_hub(tmp_path, MetroTrips, plausibility={"rules": {"metro_speed": {"action": "flag"}}}) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (1, 0)
         assert summary.plausibility == {("metro_speed", "flag"): 1}
         assert records(hub)["M00002"]["plausibility"][0]["action"] == "flag"
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_the_seventeenth_trip_of_one_card_in_a_day_is_held(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
     MetroTrips.items.append(trip(18, 30, 5.0, card="990000000001", day="2024-11-06"))  # a new day counts afresh
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (17, 1)
         (entry,) = hub.store.quarantine_list(None, "open", 10)
@@ -189,14 +155,11 @@ def test_the_seventeenth_trip_of_one_card_in_a_day_is_held(tmp_path: Path) -> No
             "plausibility rule transit_trips_per_day: record 17 of this person on 2024-11-05, above the limit of 16 "
             "a day"
         )
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_an_item_sent_again_keeps_its_place_in_the_days_count(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 17)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (16, 0)
         ctx = hub.stream("metro_partner", "trips").context(
@@ -204,54 +167,38 @@ def test_an_item_sent_again_keeps_its_place_in_the_days_count(tmp_path: Path) ->
         )
         processed = hub.pipeline.process(hub.stream("metro_partner", "trips"), ctx, MetroTrips.items[:3])
         assert processed.rejected == {} and len(processed.records) == 3  # the same three trips again: not held
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_the_seventeenth_trip_keeps_its_place_on_replay_and_is_credited_on_release(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
-        asyncio.run(hub.pull("metro_partner", "trips"))
-        (entry,) = hub.store.quarantine_list(None, "open", 10)
-        (again,) = asyncio.run(hub.replay_quarantine([entry.id]))
-        assert again.status == "failed" and "record 17 of this person" in again.problems[0].message
-        (released,) = asyncio.run(hub.replay_quarantine([entry.id], release=True))
-        assert released.status == "resolved"
+    with make_hub(tmp_path, MetroTrips) as hub:
+        held_on_replay_then_released(hub, "record 17 of this person")
         assert records(hub)["M00017"]["plausibility"][0]["rule"] == "transit_trips_per_day"
         (doc,) = [d for d in records(hub).values() if d["source"]["partner_record_id"] == "M00017"]
         key = ("transit_trips_per_day", "2024-11-05", doc["subject"]["pseudonym"][:16])
         assert len(hub.store.day_counts("metro_partner", "trips", {key})) == 17  # counted once, not again
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_the_days_counts_are_kept_in_the_store_not_in_the_stream_state(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 4)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         asyncio.run(hub.pull("metro_partner", "trips"))
         assert "_plausibility" not in hub.store.load_checkpoint("metro_partner", "trips").state
         (doc,) = [d for d in records(hub).values() if d["source"]["partner_record_id"] == "M00001"]
         key = ("transit_trips_per_day", "2024-11-05", doc["subject"]["pseudonym"][:16])
         counted = hub.store.day_counts("metro_partner", "trips", {key})
         assert sorted(c.n for c in counted) == [1, 2, 3]
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_counts_an_earlier_version_kept_in_the_stream_state_are_ignored(tmp_path: Path) -> None:
     MetroTrips.items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 17)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         card = hub.stream("metro_partner", "trips").context({}).subject("card", "990000000001")["pseudonym"][:16]
         full_day = {"transit_trips_per_day": {"2024-11-05": {card: [f"{n:010d}" for n in range(16)]}}}
         hub.store.commit_page("metro_partner", "trips", [], [], Checkpoint(None, {"_plausibility": full_day}))
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (16, 0)
         assert "_plausibility" not in hub.store.load_checkpoint("metro_partner", "trips").state  # not carried on
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_pages_processed_before_the_earlier_ones_commit_count_them_and_an_uncommitted_page_counts_nothing(
@@ -259,8 +206,7 @@ def test_pages_processed_before_the_earlier_ones_commit_count_them_and_an_uncomm
 ) -> None:
     # As a group of pushed requests: several pages of one stream processed on one context, then committed together.
     items = [trip(n, 30, 5.0, card="990000000001") for n in range(1, 18)]
-    hub = make_hub(tmp_path, MetroTrips)
-    try:
+    with make_hub(tmp_path, MetroTrips) as hub:
         bound = hub.stream("metro_partner", "trips")
         ctx = bound.context({})
         first = hub.pipeline.process(bound, ctx, items[:10])
@@ -273,30 +219,22 @@ def test_pages_processed_before_the_earlier_ones_commit_count_them_and_an_uncomm
         hub.store.commit_pages([first.write(None, audit), second.write(None, audit)])
         later = hub.pipeline.process(bound, bound.context({}), items[15:])
         assert (len(later.records), list(later.rejected)) == (1, [1])  # the 16th is in, the 17th still held
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_disabled_plausibility_holds_nothing(tmp_path: Path) -> None:
     MetroTrips.items = [trip(2, 4, 12.6)]
-    hub = make_hub(tmp_path, MetroTrips, plausibility={"enabled": False})
-    try:
+    with make_hub(tmp_path, MetroTrips, plausibility={"enabled": False}) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (1, 0)
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_rule_counts_reach_the_metrics_for_pulled_and_replayed_pages(tmp_path: Path) -> None:
     MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 2, 9.0)]
     metrics = HubMetrics()
-    hub = make_hub(tmp_path, MetroTrips, observers=[metrics])
-    try:
+    with make_hub(tmp_path, MetroTrips, observers=[metrics]) as hub:
         asyncio.run(hub.pull("metro_partner", "trips"))
         first, _ = hub.store.quarantine_list(None, "open", 10)
         asyncio.run(hub.replay_quarantine([first.id], release=True))
-    finally:
-        asyncio.run(hub.aclose())
     text = metrics.render().decode()
     labels = 'adapter="metro_partner",rule="metro_speed",stream="trips"'
     assert f'tanpuhui_plausibility_total{{action="hold",{labels}}} 2.0' in text
@@ -338,8 +276,7 @@ def test_a_bad_rule_table_is_refused_naming_the_key(table: dict[str, Any], messa
 
 def test_an_activity_no_vintage_covers_is_quarantined_and_replays_once_hub_toml_adds_it(tmp_path: Path) -> None:
     PeakReadings.items = [trip(1, 30, 3.1, day="2024-11-05"), trip(2, 30, 3.1, day="2026-03-02")]
-    hub = make_hub(tmp_path, PeakReadings)
-    try:
+    with make_hub(tmp_path, PeakReadings) as hub:
         (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
         assert (summary.inserted, summary.quarantined) == (1, 1)
         (entry,) = hub.store.quarantine_list(None, "open", 10)
@@ -350,8 +287,6 @@ def test_an_activity_no_vintage_covers_is_quarantined_and_replays_once_hub_toml_
             in (entry.problems[0]["message"])
         )
         assert records(hub)["M00001"]["quantification"]["factors"][0]["data_year"] == 2022
-    finally:
-        asyncio.run(hub.aclose())
     vintage = {
         "value": 0.6401,
         "data_year": 2024,
@@ -360,8 +295,7 @@ def test_an_activity_no_vintage_covers_is_quarantined_and_replays_once_hub_toml_
         "source": "MEE/NBS announcement of the 2024 electricity CO2 emission factors, Anhui (test figure)",
     }
     methodologies = {"tph.electricity.peak-saving": {"vintages": {"ef_grid": [vintage]}}}
-    hub = make_hub(tmp_path, PeakReadings, methodologies=methodologies)
-    try:
+    with make_hub(tmp_path, PeakReadings, methodologies=methodologies) as hub:
         (result,) = asyncio.run(hub.replay_quarantine([entry.id]))
         assert result.status == "resolved"
         q = records(hub)["M00002"]["quantification"]
@@ -371,8 +305,6 @@ def test_an_activity_no_vintage_covers_is_quarantined_and_replays_once_hub_toml_
             2024,
         )
         assert q["factors"][0]["source"].startswith("MEE/NBS announcement of the 2024")
-    finally:
-        asyncio.run(hub.aclose())
 
 
 @pytest.mark.parametrize(
@@ -395,6 +327,11 @@ def test_a_bad_vintage_table_is_refused_when_the_hub_starts(
     tmp_path: Path, vintages: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        make_hub(tmp_path, PeakReadings, methodologies={"tph.electricity.peak-saving": {"vintages": vintages}})
+        one_stream_hub(
+            tmp_path,
+            "metro_partner",
+            PeakReadings,
+            methodologies={"tph.electricity.peak-saving": {"vintages": vintages}},
+        )
     assert message in str(caught.value)
     assert "hub.toml" in str(caught.value)

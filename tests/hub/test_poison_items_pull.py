@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from one_stream import OnePage, closing_hub
 
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.privacy_view import masked
 from tanpuhui.hub.store.base import Checkpoint
-from tanpuhui.sdk import Page, PullStream, StreamContext
+from tanpuhui.sdk import PullStream, StreamContext
 
 OneStreamHub = Callable[[str, type[PullStream]], Hub]
 
@@ -38,17 +39,12 @@ def wrapped(value: Any, depth: int) -> Any:
     return value
 
 
-class Hostile(PullStream):
+class Hostile(OnePage):
     """One page: good trips around the hostile ones in ``items``."""
 
     name = "trips"
     schema = "hostile-trip"
     id_field = "id"
-    items: ClassVar[list[Any]] = []
-
-    async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
-        if cursor is None:
-            yield Page(list(self.items), "end")
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[dict[str, Any]]:
         yield ctx.record(
@@ -85,8 +81,7 @@ HARMLESS = {"NaN": trip(4, extra=float("nan")), "infinity": trip(5, extra=float(
 
 def test_each_hostile_item_is_quarantined_alone_and_the_run_commits_the_rest(one_stream_hub: OneStreamHub) -> None:
     Hostile.items = [trip(1), *HOSTILE.values(), *HARMLESS.values(), trip(3)]
-    hub = one_stream_hub("hostile_partner", Hostile)
-    try:
+    with closing_hub(one_stream_hub("hostile_partner", Hostile)) as hub:
         summary = pull(hub)
         assert summary.error is None
         assert summary.pulled == len(Hostile.items)
@@ -97,8 +92,6 @@ def test_each_hostile_item_is_quarantined_alone_and_the_run_commits_the_rest(one
             assert entry.problems and entry.partner_record_id.startswith("T")
             masked(hub.quarantine_raw(entry), {})  # sealed as JSON that reads back (lossy where it had to be)
         assert hub.store.load_checkpoint("hostile_partner", "trips").cursor == "end"
-    finally:
-        asyncio.run(hub.aclose())
 
 
 hostile_leaves = st.one_of(
@@ -131,16 +124,13 @@ def test_fuzzed_items_never_stop_a_pull(one_stream_hub: OneStreamHub) -> None:
         # wrapped([[]], 564)), and the second time it is a repeat of its quarantine entry, not a new one.
         assert summary.inserted + summary.duplicates + summary.quarantined + summary.quarantine_repeats == 1
 
-    try:
+    with closing_hub(hub):
         check()
-    finally:
-        asyncio.run(hub.aclose())
 
 
 def test_the_same_bad_item_pulled_again_is_one_quarantine_entry_seen_twice(one_stream_hub: OneStreamHub) -> None:
     Hostile.items = [trip(1), trip(2, extra=2**100), trip(3)]
-    hub = one_stream_hub("hostile_partner", Hostile)
-    try:
+    with closing_hub(one_stream_hub("hostile_partner", Hostile)) as hub:
         first = pull(hub)
         hub.store.commit_page("hostile_partner", "trips", [], [], Checkpoint())  # the partner's feed again
         second = pull(hub)
@@ -148,5 +138,3 @@ def test_the_same_bad_item_pulled_again_is_one_quarantine_entry_seen_twice(one_s
         assert (second.quarantined, second.quarantine_repeats, second.duplicates) == (0, 1, 2)
         (entry,) = hub.store.quarantine_list(None, "open", 100)
         assert (entry.partner_record_id, entry.repeats) == ("T00002", 1)
-    finally:
-        asyncio.run(hub.aclose())

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import pytest
+from one_stream import closing_hub
 
 from tanpuhui.hub.drivers import paging
 from tanpuhui.hub.drivers.paging import CursorsSeen, check_loop
@@ -98,11 +99,8 @@ def test_a_pull_whose_paging_loops_through_more_pages_than_the_window_stops(
     one_stream_hub: Callable[[str, type[PullStream]], Hub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(paging, "LOOP_WINDOW", 8)
-    hub = one_stream_hub("endless_partner", Endless)
     Endless.requested.clear()
-    try:
+    with closing_hub(one_stream_hub("endless_partner", Endless)) as hub:
         (summary,) = asyncio.run(hub.pull("endless_partner", "endless"))
-    finally:
-        asyncio.run(hub.aclose())
     assert summary.error is not None and "the partner's paging loops" in summary.error
     assert summary.pages <= 2 * LOOP_AFTER + LOOP_AFTER

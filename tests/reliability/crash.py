@@ -346,21 +346,16 @@ _SERVE_MAX_LIFE = 5.0
 _LABELS = {"startup": "startup", "page": "after-page", "request": "after-request", "ack": "after-ack"}
 
 
-def _plan_pull(rng: random.Random, pages: int) -> _Plan:
+def _plan_cli(rng: random.Random, pages: int, page_below: float) -> _Plan:
+    """When a CLI process is killed: 15 % while it starts, 10 % never, else after a page for a draw below
+    ``page_below`` (``pull``: always, 1.0; ``forward``: never, 0.25; ``run``: 0.6), after a sink request above."""
     draw = rng.random()
     if draw < 0.15:
         return _Plan("startup", delay=rng.uniform(0.05, 1.5))
     if draw < 0.25:
         return _Plan("none")
-    return _Plan("page", count=rng.randint(0, max(0, pages - 1)), jitter=rng.uniform(0.0, 0.03))
-
-
-def _plan_forward(rng: random.Random) -> _Plan:
-    draw = rng.random()
-    if draw < 0.15:
-        return _Plan("startup", delay=rng.uniform(0.05, 1.5))
-    if draw < 0.25:
-        return _Plan("none")
+    if draw < page_below:
+        return _Plan("page", count=rng.randint(0, max(0, pages - 1)), jitter=rng.uniform(0.0, 0.03))
     return _Plan("request", count=rng.randint(1, 4), jitter=rng.uniform(0.0, 0.01))
 
 
@@ -606,32 +601,21 @@ def _cli_round(run: _Run, pages: int) -> None:
     try:
         if which in ("both", "pull"):
             proc = HubProcess(["pull", "transit_card", "--config", run.config], run.env, run.log_path)
-            procs.append(("pull", proc, _plan_pull(run.rng, pages), requests, 0))
+            procs.append(("pull", proc, _plan_cli(run.rng, pages, page_below=1.0), requests, 0))
         if which in ("both", "forward"):
             proc = HubProcess(["forward", "--config", run.config], run.env, run.log_path)
-            procs.append(("forward", proc, _plan_forward(run.rng), requests, 0))
+            procs.append(("forward", proc, _plan_cli(run.rng, pages, page_below=0.25), requests, 0))
         _watch(run, procs)
     finally:
         for _, proc, _, _, _ in procs:
             proc.close()
 
 
-def _plan_run(rng: random.Random, pages: int) -> _Plan:
-    draw = rng.random()
-    if draw < 0.15:
-        return _Plan("startup", delay=rng.uniform(0.05, 1.5))
-    if draw < 0.25:
-        return _Plan("none")
-    if draw < 0.6:
-        return _Plan("page", count=rng.randint(0, max(0, pages - 1)), jitter=rng.uniform(0.0, 0.03))
-    return _Plan("request", count=rng.randint(1, 4), jitter=rng.uniform(0.0, 0.01))
-
-
 def _run_round(run: _Run, pages: int) -> None:
     """``tanpuhui run`` (pull and forward in one process): kill it as planned, mid-pull or mid-forward."""
     proc = HubProcess(["run", "--config", run.config], run.env, run.log_path)
     try:
-        _watch(run, [("run", proc, _plan_run(run.rng, pages), run.requests(), 0)])
+        _watch(run, [("run", proc, _plan_cli(run.rng, pages, page_below=0.6), run.requests(), 0)])
     finally:
         proc.close()
 

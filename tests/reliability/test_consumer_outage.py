@@ -15,7 +15,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 import pytest
 
-from tanpuhui.hub.consumer import ConsumerServer, Scripted
+from tanpuhui.hub.consumer import ConsumerServer, Mode, Scripted
 from tanpuhui.hub.forwarder import Forwarder, ForwardSummary
 from tanpuhui.hub.scheduler import ShutdownRequested, Stopping
 from tanpuhui.hub.sinks.http import HttpSink
-from tanpuhui.hub.store.base import NewRecord
+from tanpuhui.hub.store.base import DeadLetter, NewRecord
 from tanpuhui.hub.store.sqlite import SQLiteStore
 from tanpuhui.sdk import Sink, make_record_id
 
@@ -81,6 +81,13 @@ def consumers() -> Iterator[Callable[[], ConsumerServer]]:
         server.close()
 
 
+def started_consumer(consumers: Callable[[], ConsumerServer], mode: Mode) -> ConsumerServer:
+    """A new consumer, started, answering as ``mode`` says."""
+    consumer = consumers().start()
+    consumer.set_mode(mode)
+    return consumer
+
+
 def sink(name: str, consumer: ConsumerServer) -> HttpSink:
     return HttpSink(name, HttpSink.Settings.model_validate({"url": consumer.url, "secret": SECRET, "timeout": 5}))
 
@@ -104,6 +111,20 @@ def drain_with(fwd: Forwarder, *, ride_out: bool = False) -> ForwardSummary:
         finally:
             for s in fwd.sinks.values():
                 await s.aclose()
+
+    return run(body)
+
+
+def replay_with(fwd: Forwarder, letters: Iterable[DeadLetter]) -> list[int]:
+    """Replays the dead ``letters`` through ``fwd`` (its sinks closed afterwards): the letters delivered."""
+
+    async def body() -> list[int]:
+        try:
+            result = await fwd.replay([letter.id for letter in letters])
+        finally:
+            for s in fwd.sinks.values():
+                await s.aclose()
+        return result.delivered
 
     return run(body)
 
@@ -150,8 +171,7 @@ def test_refused_then_503s_then_back_the_outbox_holds_and_drains_in_order_on_the
 
 def test_the_backoff_is_capped_at_max_backoff(store: SQLiteStore, consumers: Callable[[], ConsumerServer]) -> None:
     fill(store, BATCH)
-    consumer = consumers().start()
-    consumer.set_mode("down")
+    consumer = started_consumer(consumers, "down")
     sleeps = SleepRecorder(lambda waits: consumer.set_mode("normal") if waits == 7 else None)
     summary = drain(store, {"platform": sink("platform", consumer)}, sleeps)
     assert summary.ok and consumer.stats()["unique"] == BATCH
@@ -164,8 +184,7 @@ def test_a_410_stops_only_that_sink_which_keeps_its_position_and_catches_up_when
     store: SQLiteStore, consumers: Callable[[], ConsumerServer]
 ) -> None:
     ids = fill(store, RECORDS)
-    platform, archive = consumers().start(), consumers().start()
-    archive.set_mode("gone")
+    platform, archive = consumers().start(), started_consumer(consumers, "gone")
     sleeps = SleepRecorder()
 
     first = drain(store, {"platform": sink("platform", platform), "archive": sink("archive", archive)}, sleeps)
@@ -187,8 +206,7 @@ def test_a_sink_stopped_by_a_410_recovers_when_the_consumer_takes_deliveries_aga
     store: SQLiteStore, consumers: Callable[[], ConsumerServer]
 ) -> None:
     ids = fill(store, BATCH)
-    consumer = consumers().start()
-    consumer.set_mode("gone")
+    consumer = started_consumer(consumers, "gone")
     fwd = forwarder(store, {"platform": sink("platform", consumer)}, SleepRecorder())
 
     assert drain_with(fwd, ride_out=True)["platform"].gone
@@ -222,8 +240,7 @@ def test_with_give_up_after_0_an_outage_past_the_attempts_dead_letters_batches_t
     store: SQLiteStore, consumers: Callable[[], ConsumerServer]
 ) -> None:
     ids = fill(store, RECORDS)
-    consumer = consumers().start()
-    consumer.set_mode("down")
+    consumer = started_consumer(consumers, "down")
     # 3 attempts per batch: batches 1 and 2 fail 3 times (2 waits each); the consumer is back during batch 3's
     # second wait (the 6th), so batch 3's last attempt and every later batch are delivered.
     sleeps = SleepRecorder(lambda waits: consumer.set_mode("normal") if waits == 6 else None)
@@ -240,15 +257,7 @@ def test_with_give_up_after_0_an_outage_past_the_attempts_dead_letters_batches_t
     assert store.sink_position("platform") == store.outbox_max_seq()
 
     replaying = Forwarder(store, {"platform": sink("platform", consumer)}, batch_size=BATCH, sleep=sleeps)
-
-    async def replay() -> list[int]:
-        try:
-            result = await replaying.replay([letter.id for letter in letters])
-        finally:
-            await replaying.sinks["platform"].aclose()
-        return result.delivered
-
-    assert sorted(run(replay)) == sorted(letter.id for letter in letters)
+    assert sorted(replay_with(replaying, letters)) == sorted(letter.id for letter in letters)
     assert store.dead_letters() == []
     assert sorted(consumer.ids()) == sorted(ids)  # all of them, each once
     assert consumer.stats()["duplicates"] == 0
@@ -258,8 +267,7 @@ def test_an_outage_far_past_the_attempts_pauses_the_sink_and_delivers_everything
     store: SQLiteStore, consumers: Callable[[], ConsumerServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = fill(store, RECORDS)
-    consumer = consumers().start()
-    consumer.set_mode("down")
+    consumer = started_consumer(consumers, "down")
     # With the old behaviour, 8 attempts (7 waits) per batch: here the consumer answers 503 for 40 waits in a row.
     sleeps = SleepRecorder(lambda waits: consumer.set_mode("normal") if waits == 40 else None)
     fwd = forwarder(store, {"platform": sink("platform", consumer)}, sleeps)
@@ -337,8 +345,7 @@ def test_after_give_up_after_of_continuous_failure_batches_become_dead_letters_t
     store: SQLiteStore, consumers: Callable[[], ConsumerServer]
 ) -> None:
     ids = fill(store, RECORDS)
-    consumer = consumers().start()
-    consumer.set_mode("down")
+    consumer = started_consumer(consumers, "down")
     window = 0.4
     fwd = forwarder(
         store,
@@ -365,15 +372,7 @@ def test_after_give_up_after_of_continuous_failure_batches_become_dead_letters_t
     assert state.state == "retrying" and state.given_up
 
     consumer.set_mode("normal")
-
-    async def replay() -> list[int]:
-        try:
-            result = await fwd.replay([letter.id for letter in letters])
-        finally:
-            await fwd.sinks["platform"].aclose()
-        return result.delivered
-
-    assert len(run(replay)) == RECORDS
+    assert len(replay_with(fwd, letters)) == RECORDS
     assert consumer.ids() == ids and store.dead_letters() == []
 
 

@@ -7,24 +7,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from builtin_context import builtin_context
 
-from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-from tanpuhui.sdk import Pseudonymiser, StreamContext, mask_identifiers, recompute
+from tanpuhui.sdk import StreamContext, mask_identifiers, recompute
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 MOBILE = "13800138000"
 RESIDENT_ID = "34052419800101001X"
 
 
 def _ctx() -> StreamContext:
-    return StreamContext(
-        adapter="water_partner",
-        adapter_version="0.1.0",
-        stream="usage",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
+    return builtin_context("water_partner", "0.1.0", "usage")
 
 
 def _record(ctx: StreamContext, **fields: Any) -> dict[str, Any]:

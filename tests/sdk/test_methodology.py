@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from builtin_context import BY_ID, builtin_context
 
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
-from tanpuhui.sdk import Factor, Formula, Methodology, MethodologyError, Pseudonymiser, StreamContext, recompute
+from tanpuhui.sdk import Factor, Formula, Methodology, MethodologyError, recompute
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 
 
 # -- the formula language ------------------------------------------------------------------------------------
@@ -87,29 +87,24 @@ def test_division_by_zero_is_a_methodology_error() -> None:
         Formula("activity / kwh_per_m3").evaluate({"activity": 1.0, "kwh_per_m3": 0.0})
 
 
-def test_methodology_formula_may_use_only_its_factors() -> None:
-    with pytest.raises(MethodologyError, match="ef_car"):
+@pytest.mark.parametrize(
+    "formula, factor, unknown",
+    [
+        ("activity * (ef_car - ef_bike)", Factor("ef_bike", 0.0, "kgCO2e/km", "human powered"), "ef_car"),
+        ("(activity - baseline) * ef_grid", Factor("ef_grid", 0.6782, "kgCO2/kWh", "MEE/NBS 2022 Anhui"), "baseline"),
+    ],
+    ids=["a factor it does not have", "the baseline of a method without one"],
+)
+def test_methodology_formula_may_use_only_its_factors_and_activity(formula: str, factor: Factor, unknown: str) -> None:
+    with pytest.raises(MethodologyError, match=f"formula uses {unknown}, which are not factors"):
         Methodology(
-            id="hf.cycling",
+            id="hf.test",
             version="1.0.0",
             scenario="shared_bike",
-            title="Shared bike instead of car",
-            formula=Formula("activity * (ef_car - ef_bike)"),
-            factors=(Factor("ef_bike", 0.0, "kgCO2e/km", "human powered"),),
+            title="Test method",
+            formula=Formula(formula),
+            factors=(factor,),
             activity_unit="km",
-        )
-
-
-def test_baseline_is_not_a_variable_of_a_method_without_one() -> None:
-    with pytest.raises(MethodologyError, match="baseline"):
-        Methodology(
-            id="hf.pv",
-            version="1.0.0",
-            scenario="rooftop_pv",
-            title="PV",
-            formula=Formula("(activity - baseline) * ef_grid"),
-            factors=(Factor("ef_grid", 0.6782, "kgCO2/kWh", "MEE/NBS 2022 Anhui"),),
-            activity_unit="kWh",
         )
 
 
@@ -177,16 +172,6 @@ def test_quantification_records_methodology_formula_and_factors() -> None:
     assert "baseline" not in record
 
 
-def _hefei_context() -> StreamContext:
-    return StreamContext(
-        adapter="state_grid",
-        adapter_version="1.2.0",
-        stream="daily_readings",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
-
-
 @pytest.mark.parametrize(
     "methodology_id, activity, baseline",
     [
@@ -201,7 +186,7 @@ def _hefei_context() -> StreamContext:
 def test_recompute_gives_back_the_reduction_of_a_record(
     methodology_id: str, activity: float, baseline: float | None
 ) -> None:
-    ctx = _hefei_context()
+    ctx = builtin_context("state_grid", "1.2.0", "daily_readings")
     method = BY_ID[methodology_id]
     record = ctx.record(
         raw={"cons_no": "3401889021", "date": "2024-07-15", "value": activity},

@@ -15,32 +15,22 @@ from typing import Any
 import jsonschema_rs
 import orjson
 import pytest
+from builtin_context import builtin_context
 from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
-from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.schemas import load_builtin
-from tanpuhui.sdk import Methodology, Pseudonymiser, ReductionRecord, StreamContext
+from tanpuhui.sdk import ReductionRecord, StreamContext
 
 CST = timezone(timedelta(hours=8))
 KEY = bytes.fromhex("5f1c0e7a9b3d4c2e8f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e")
-METHODOLOGIES = {m.id: m for m in BUILTIN_METHODOLOGIES}
 
 Doc = dict[str, Any]
 Mutation = Callable[[Doc], None]
 
 
 def _context(adapter: str, stream: str) -> StreamContext:
-    def lookup(methodology_id: str) -> Methodology:
-        return METHODOLOGIES[methodology_id]
-
-    return StreamContext(
-        adapter=adapter,
-        adapter_version="0.3.1",
-        stream=stream,
-        pseudonymiser=Pseudonymiser({"v1": KEY}, "v1"),
-        methodologies=lookup,
-    )
+    return builtin_context(adapter, "0.3.1", stream, KEY)
 
 
 def metro_trip() -> Doc:

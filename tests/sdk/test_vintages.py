@@ -3,29 +3,25 @@ recorded in the record, and an activity no vintage covers is rejected (quarantin
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from builtin_context import BY_ID, builtin_context
 
-from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.sdk import (
     GRID_ANHUI,
     GRID_EAST_CHINA,
     GRID_NATIONAL,
     Factor,
-    Formula,
     ItemRejected,
-    Methodology,
     MethodologyError,
     NoFactorVintage,
-    Pseudonymiser,
-    StreamContext,
     recompute,
     vintage_problems,
 )
 
 CST = timezone(timedelta(hours=8))
-BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 PEAK = BY_ID["tph.electricity.peak-saving"]
 
 
@@ -102,16 +98,9 @@ def test_overlapping_vintages_are_refused_when_the_methodology_is_built() -> Non
 
 
 def test_a_vintage_without_a_window_beside_others_is_refused() -> None:
+    undated = Factor("ef_grid", 0.6, "kgCO2/kWh", "a figure of unknown date")
     with pytest.raises(MethodologyError, match="without valid_from/valid_to"):
-        Methodology(
-            id="hf.pv",
-            version="1.0.0",
-            scenario="rooftop_pv",
-            title="PV",
-            formula=Formula("activity * ef_grid"),
-            factors=(*GRID_ANHUI, Factor("ef_grid", 0.6, "kgCO2/kWh", "a figure of unknown date")),
-            activity_unit="kWh",
-        )
+        dataclasses.replace(PEAK, factors=(*GRID_ANHUI, undated))
 
 
 def test_a_configured_vintage_covers_a_new_year() -> None:
@@ -133,13 +122,7 @@ def test_an_override_replaces_the_whole_series_with_one_value_for_every_date() -
 
 
 def _record(start: datetime) -> dict[str, object]:
-    ctx = StreamContext(
-        adapter="state_grid",
-        adapter_version="1.2.0",
-        stream="readings",
-        pseudonymiser=Pseudonymiser({"v1": bytes(range(32))}, "v1"),
-        methodologies=BY_ID.__getitem__,
-    )
+    ctx = builtin_context("state_grid", "1.2.0", "readings")
     return ctx.record(
         raw={"cons_no": "3401889021", "date": start.date().isoformat()},
         partner_record_id=f"3401889021-{start.date():%Y%m%d}",

@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import uvicorn
-from bike_share import BIKE, RIDE_SCHEMA, ride_record
+from bike_share import BIKE, BikeShareAdapter, ride_record
 from bike_share import MOBILE as MOBILE  # re-exported: the sidecar tests import them from here
 from bike_share import ride as ride
 from pydantic import Field
@@ -26,7 +26,6 @@ from tanpuhui.hub.plugins import Plugins, load_plugins
 from tanpuhui.hub.server import Sidecar
 from tanpuhui.hub.server.run import uvicorn_config
 from tanpuhui.sdk import (
-    Adapter,
     AdapterPlugin,
     AdapterSettings,
     ItemRejected,
@@ -61,11 +60,8 @@ class RidesPush(PushStream):
         yield ride_record(item, ctx)
 
 
-class BikeShare(Adapter):
-    name = "bike_share"
-    version = "0.3.0"
+class BikeShare(BikeShareAdapter):
     Settings = BikeSettings
-    schemas: ClassVar[dict[str, Any]] = {"bike-ride": RIDE_SCHEMA}
     stream_types = (RidesPush,)
 
 

@@ -26,23 +26,31 @@ def _with_dbname(dsn: str, dbname: str) -> str:
 
 
 @contextmanager
+def _created(dsn: str, create: str, drop: str) -> Iterator[None]:
+    """Runs the statement ``create`` on ``dsn``, and ``drop`` (on a connection of its own) when the block ends,
+    however it ends."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(create)
+    try:
+        yield
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(drop)
+
+
+@contextmanager
 def temporary_database() -> Iterator[str]:
     """A fresh database (its connection string), dropped afterwards even if sessions are left connected."""
     name = f"tanpuhui_test_{secrets.token_hex(6)}"
     try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
+        psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         raise RuntimeError(
             f"the tests need PostgreSQL at {ADMIN_DSN} (set TANPUHUI_TEST_PG); start it with "
             "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`: {exc}"
         ) from exc
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with _created(ADMIN_DSN, f'CREATE DATABASE "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'):
         yield _with_dbname(ADMIN_DSN, name)
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def schema_dsn(database_dsn: str, schema: str) -> str:
@@ -58,10 +66,5 @@ def schema_dsn(database_dsn: str, schema: str) -> str:
 def temporary_schema(database_dsn: str) -> Iterator[str]:
     """A new empty schema in the database; yields a URL whose connections use it."""
     schema = f"t_{secrets.token_hex(5)}"
-    with psycopg.connect(database_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with _created(database_dsn, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
         yield schema_dsn(database_dsn, schema)
-    finally:
-        with psycopg.connect(database_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

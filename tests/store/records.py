@@ -48,19 +48,9 @@ def trip(
     return NewRecord(record_id, fingerprint, "metro", reduction, body, near)
 
 
-def trips(
-    n: int,
-    *,
-    prefix: str = "HF-M1",
-    adapter: str = "transit_card",
-    stream: str = "trips",
-    start: datetime = MORNING,
-) -> list[NewRecord]:
+def trips(n: int, *, prefix: str = "HF-M1", start: datetime = MORNING) -> list[NewRecord]:
     """``n`` trips by ``n`` different people (no two share a fingerprint)."""
-    return [
-        trip(f"{prefix}-{i:06d}", adapter=adapter, stream=stream, person=f"{prefix}-resident-{i:05d}", start=start)
-        for i in range(n)
-    ]
+    return [trip(f"{prefix}-{i:06d}", person=f"{prefix}-resident-{i:05d}", start=start) for i in range(n)]
 
 
 def bad_item(partner_id: str, *, digest: str = "", problem: str = "/tap_out") -> NewQuarantine:
