@@ -5,17 +5,11 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_state_grid.py --tanpuhu
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from tanpuhui.adapters.state_grid import StateGridAdapter
 from tanpuhui.adapters.state_grid import plugin as state_grid_plugin
 from tanpuhui.adapters.state_grid.sandbox import StateGridSandbox
-from tanpuhui.testing.conformance import LivePartner
 
-from .sandbox_conformance import FAST_RETRIES, SandboxConformance
-
-CASSETTES = Path(__file__).parent / "cassettes"
+from .sandbox_conformance import CASSETTES, SandboxConformance
 
 
 class TestStateGridReadingsConformance(SandboxConformance):
@@ -25,9 +19,7 @@ class TestStateGridReadingsConformance(SandboxConformance):
     page_path = "/api/v1/readings/daily"
     base_url = "https://sgcc-ah.sandbox.example"
     cassette_dir = CASSETTES / "state_grid"
-
-    def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
-        return {**self.oauth(base_url, partner), "page_size": 8, **FAST_RETRIES}
+    page_size = 8
 
     def open_sandbox(self) -> StateGridSandbox:
         # Three households over ten days: 30 readings in four pages; days below a household's baseline credited.

@@ -5,17 +5,11 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_transit_card.py --tanpu
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from tanpuhui.adapters.transit_card import TransitCardAdapter
 from tanpuhui.adapters.transit_card import plugin as transit_plugin
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.testing.conformance import LivePartner
 
-from .sandbox_conformance import FAST_RETRIES, SandboxConformance
-
-CASSETTES = Path(__file__).parent / "cassettes"
+from .sandbox_conformance import CASSETTES, SandboxConformance
 
 
 class TestTransitCardConformance(SandboxConformance):
@@ -25,9 +19,7 @@ class TestTransitCardConformance(SandboxConformance):
     page_path = "/v1/transactions"
     base_url = "https://transit.sandbox.example"
     cassette_dir = CASSETTES / "transit_card"
-
-    def settings(self, base_url: str, partner: LivePartner | None) -> dict[str, Any]:
-        return {**self.oauth(base_url, partner), "page_size": 5, **FAST_RETRIES}
+    page_size = 5
 
     def open_sandbox(self) -> TransitSandbox:
         # 8 journeys (metro ones are two taps), some with account mobiles: three pages of five.

@@ -5,7 +5,6 @@ Re-record: ``.venv/bin/pytest tests/kit/test_conformance_yrd_scenarios.py --tanp
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter
@@ -13,9 +12,7 @@ from tanpuhui.adapters.yrd_scenarios import plugin as yrd_plugin
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox, sandbox_recognition
 from tanpuhui.testing.conformance import LivePartner
 
-from .sandbox_conformance import FAST_RETRIES, SandboxConformance
-
-CASSETTES = Path(__file__).parent / "cassettes"
+from .sandbox_conformance import CASSETTES, FAST_RETRIES, SandboxConformance
 
 
 class TestYrdRecordsConformance(SandboxConformance):
