@@ -1,5 +1,5 @@
 """What the bundled adapters' ``tests/<adapter>/record_cassettes.py`` scripts share: where each writes its cassettes
-and the table of its plain fault scenarios (a sandbox, the faults queued on it and one run's options).
+and the table of its scenarios (a sandbox, the faults queued on it, what runs against it and with which options).
 
 The scripts run as ``.venv/bin/python tests/<adapter>/record_cassettes.py``, so they put ``tests/`` on ``sys.path``
 themselves before importing this module (pytest puts it there for the tests that import them).
@@ -7,17 +7,21 @@ themselves before importing this module (pytest puts it there for the tests that
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from tanpuhui.testing.sandbox.recorder import SandboxRecording
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, SandboxRecording
 
 CASSETTES = Path(__file__).parent / "cassettes"
 """The recorded cassettes, a folder per adapter."""
 
 S = TypeVar("S")
+Run = Callable[..., Awaitable[Any]]
+"""A script's pull run: ``run(sandbox, transport, cursor=None, after_page=None, **options)``, with a fresh adapter
+(as a fresh hub process would); it gives the last cursor."""
 
 
 def recording(adapter: str, base_url: str, **options: Any) -> SandboxRecording:
@@ -42,6 +46,29 @@ class Fault:
         sandbox.fail_next(self.status, **self.options)
 
 
+async def once(run: Run, sandbox: Any, transport: SandboxRecorder, **options: Any) -> None:
+    """One run."""
+    await run(sandbox, transport, **options)
+
+
+async def resume_after_publish(run: Run, sandbox: Any, transport: SandboxRecorder, **options: Any) -> None:
+    """A run; the partner then publishes the rest (``sandbox.publish()``) and a second run resumes from the first
+    one's last cursor."""
+    cursor = await run(sandbox, transport, **options)
+    sandbox.publish()
+    await run(sandbox, transport, cursor=cursor, **options)
+
+
+async def revoke_after_page_1(run: Run, sandbox: Any, transport: SandboxRecorder, **options: Any) -> None:
+    """A run during which the partner revokes its tokens (``sandbox.revoke_tokens()``) once page 1 is in."""
+
+    def revoke(number: int) -> None:
+        if number == 1:
+            sandbox.revoke_tokens()
+
+    await run(sandbox, transport, after_page=revoke, **options)
+
+
 @dataclass(frozen=True)
 class Scenario(Generic[S]):
     """One cassette recorded from one run against ``sandbox``: its file name, its ``about`` and the run's options."""
@@ -53,9 +80,16 @@ class Scenario(Generic[S]):
     """Queued on the sandbox, in this order, by :meth:`prepared`."""
     run: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of the script's run (page size, stream...)."""
+    body: Callable[..., Awaitable[None]] = once
+    """What runs against the sandbox: :func:`once`, :func:`resume_after_publish`, :func:`revoke_after_page_1`."""
 
     def prepared(self) -> S:
         """The sandbox with the faults queued: call it once, just before recording."""
         for fault in self.faults:
             fault.queue(self.sandbox)
         return self.sandbox
+
+    def recording_body(self, run: Run, **defaults: Any) -> Callable[[SandboxRecorder], Awaitable[None]]:
+        """What :meth:`SandboxRecording.record` runs: :attr:`body` with the script's ``run`` against the prepared
+        sandbox, with :attr:`run` over ``defaults``."""
+        return partial(self.body, run, self.prepared(), **{**defaults, **self.run})

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
 
-from cassette_recording import Fault, Scenario, recording  # noqa: E402
+from cassette_recording import Fault, Scenario, recording, resume_after_publish, revoke_after_page_1  # noqa: E402
 
 BASE_URL = "https://transit.sandbox.example"
 RECORDING = recording("transit_card", BASE_URL, max_depth=6, rewrite_host=True)
@@ -57,7 +56,16 @@ async def _run(
 
 
 async def main() -> None:
-    plain: list[Scenario[TransitSandbox]] = [
+    scenarios: list[Scenario[TransitSandbox]] = [
+        Scenario(
+            "two_pages_then_resume",
+            "Run 1 reads two pages of 5 (has_more false after the second; its last item is a metro tap-in); the "
+            "operator then clears more transactions and run 2 resumes from run 1's last next_cursor, starting with "
+            "that journey's tap-out.",
+            TransitSandbox(trips=8, seed=11, bad={}, visible=10),
+            run={"page_size": 5},
+            body=resume_after_publish,
+        ),
         Scenario(
             "rate_limited_429",
             "The first transactions request gets 429 with Retry-After: 3; the retry succeeds.",
@@ -73,6 +81,14 @@ async def main() -> None:
             run={"page_size": 50},
         ),
         Scenario(
+            "token_revoked_401",
+            "The operator revokes the token after page 1 (before its expiry): page 2 gets a 401, the client "
+            "fetches a new token once and repeats the request.",
+            TransitSandbox(trips=6, seed=14, bad={}),
+            run={"page_size": 5},
+            body=revoke_after_page_1,
+        ),
+        Scenario(
             "malformed_items_quarantined",
             "One page holding valid transactions and three the trip schema rejects: a deal_time without UTC "
             "offset, a transaction without card_no and a card top-up (deal_type recharge).",
@@ -86,40 +102,8 @@ async def main() -> None:
             run={"page_size": 6},
         ),
     ]
-    for scenario in plain:
-        sandbox = scenario.prepared()
-        await RECORDING.record(scenario.name, scenario.about, sandbox, partial(_run, sandbox, **scenario.run))
-
-    # Two pages, then (the operator cleared more transactions) a second run resuming from the saved cursor.
-    resume = TransitSandbox(trips=8, seed=11, bad={}, visible=10)
-
-    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
-        cursor = await _run(resume, transport, page_size=5)
-        resume.publish()
-        await _run(resume, transport, page_size=5, cursor=cursor)
-
-    await RECORDING.record(
-        "two_pages_then_resume",
-        "Run 1 reads two pages of 5 (has_more false after the second; its last item is a metro tap-in); the "
-        "operator then clears more transactions and run 2 resumes from run 1's last next_cursor, starting with "
-        "that journey's tap-out.",
-        resume,
-        two_pages_then_resume,
-    )
-
-    revoked = TransitSandbox(trips=6, seed=14, bad={})
-
-    def revoke_after_first(number: int) -> None:
-        if number == 1:
-            revoked.revoke_tokens()
-
-    await RECORDING.record(
-        "token_revoked_401",
-        "The operator revokes the token after page 1 (before its expiry): page 2 gets a 401, the client fetches "
-        "a new token once and repeats the request.",
-        revoked,
-        lambda transport: _run(revoked, transport, page_size=5, after_page=revoke_after_first),
-    )
+    for scenario in scenarios:
+        await RECORDING.record(scenario.name, scenario.about, scenario.sandbox, scenario.recording_body(_run))
 
 
 def _seed_with_timed_out_tap_in() -> int:

@@ -18,7 +18,6 @@ import asyncio
 import base64
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
 
-from cassette_recording import Fault, Scenario, recording  # noqa: E402
+from cassette_recording import Fault, Scenario, recording, resume_after_publish, revoke_after_page_1  # noqa: E402
 
 BASE_URL = "https://yrd-exchange.sandbox.example"
 PUSH_SECRET = "whsec_" + base64.b64encode(b"yrd-sandbox-push-secret-for-tests").decode()
@@ -112,7 +111,15 @@ def _push_signatures() -> None:
 
 
 async def main() -> None:
-    plain: list[Scenario[YrdSandbox]] = [
+    scenarios: list[Scenario[YrdSandbox]] = [
+        Scenario(
+            "two_pages_then_resume",
+            "Run 1 reads two pages of 3 records (has_more false after the second); the platforms then share two "
+            "more and run 2 (a fresh process: new token) resumes from run 1's last cursor.",
+            YrdSandbox(records=8, seed=21, bad={}, withdrawn={}, visible=6),
+            run={"page_size": 3},
+            body=resume_after_publish,
+        ),
         Scenario(
             "rate_limited_429",
             "The first records request gets 429 with Retry-After: 7; the retry succeeds.",
@@ -130,6 +137,14 @@ async def main() -> None:
             "Every records request gets a 500: after 5 attempts (the default retry_attempts) the run stops.",
             YrdSandbox(records=3, seed=24, bad={}, withdrawn={}),
             faults=[Fault(500, count=5)],
+        ),
+        Scenario(
+            "token_expired_401",
+            "The exchange expires the token after page 1 (before its expires_in): page 2 gets a 401, the client "
+            "fetches a new token once and repeats the request.",
+            YrdSandbox(records=6, seed=25, bad={}, withdrawn={}),
+            run={"page_size": 4},
+            body=revoke_after_page_1,
         ),
         Scenario(
             "malformed_items_quarantined",
@@ -161,39 +176,10 @@ async def main() -> None:
             run={"stream_name": "catalog"},
         ),
     ]
-    for scenario in plain:
-        sandbox = scenario.prepared()
-        run = partial(_run, sandbox, page_size=500, **scenario.run)
-        await RECORDING.record(scenario.name, scenario.about, sandbox, run)
-
-    resume = YrdSandbox(records=8, seed=21, bad={}, withdrawn={}, visible=6)
-
-    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
-        cursor = await _run(resume, transport, page_size=3)
-        resume.publish()
-        await _run(resume, transport, page_size=3, cursor=cursor)
-
-    await RECORDING.record(
-        "two_pages_then_resume",
-        "Run 1 reads two pages of 3 records (has_more false after the second); the platforms then share two more "
-        "and run 2 (a fresh process: new token) resumes from run 1's last cursor.",
-        resume,
-        two_pages_then_resume,
-    )
-
-    revoked = YrdSandbox(records=6, seed=25, bad={}, withdrawn={})
-
-    def revoke_after_first(number: int) -> None:
-        if number == 1:
-            revoked.revoke_tokens()
-
-    await RECORDING.record(
-        "token_expired_401",
-        "The exchange expires the token after page 1 (before its expires_in): page 2 gets a 401, the client "
-        "fetches a new token once and repeats the request.",
-        revoked,
-        lambda transport: _run(revoked, transport, page_size=4, after_page=revoke_after_first),
-    )
+    for scenario in scenarios:
+        await RECORDING.record(
+            scenario.name, scenario.about, scenario.sandbox, scenario.recording_body(_run, page_size=500)
+        )
 
     _push_signatures()
 
