@@ -13,7 +13,7 @@ from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapte
 from tanpuhui.sdk import AdapterPlugin, Page, RecordLike, StreamContext
 from tanpuhui.testing.conformance import AdapterConformance, Harness
 
-from . import test_conformance_transit_card as transit
+from . import test_conformance_oauth_partners as partners
 
 
 class LeakyStream(TransactionsStream):
@@ -62,7 +62,7 @@ def _suite(stream_type: type[TransactionsStream]) -> AdapterConformance:
 
     suite_type = type(
         "BrokenSuite",
-        (transit.TestTransitCardConformance,),
+        (partners.TestTransitCardConformance,),
         {"adapter": adapter, "plugin": AdapterPlugin(adapter), "__test__": False},
     )
     suite: AdapterConformance = suite_type()
