@@ -71,7 +71,7 @@ async def revoke_after_page_1(run: Run, sandbox: Any, transport: SandboxRecorder
 
 @dataclass(frozen=True)
 class Scenario(Generic[S]):
-    """One cassette recorded from one run against ``sandbox``: its file name, its ``about`` and the run's options."""
+    """One cassette: its file name, its ``about``, the sandbox it is recorded from and what runs against it."""
 
     name: str
     about: str
