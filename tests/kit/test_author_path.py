@@ -26,6 +26,8 @@ import pytest
 
 from tanpuhui.testing.conformance import AdapterConformance
 
+from .serving import serve_banner
+
 ROOT = Path(__file__).parent.parent.parent
 SOURCES = ("pyproject.toml", "README.md", "sdk", "hub", "testing", "adapters", "schemas")
 
@@ -132,13 +134,7 @@ def served(venv: Venv, adapter: Path) -> Iterator[tuple[subprocess.Popen[str], s
         text=True,
     )
     try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        while not any(line.startswith("export ") for line in lines):
-            line = process.stdout.readline()
-            assert line, f"serve ended early: {''.join(lines)}{process.stderr.read() if process.stderr else ''}"
-            lines.append(line)
-        text = "".join(lines)
+        text = serve_banner(process)
         (url,) = re.findall(r'^base_url = "(http://127\.0\.0\.1:\d+)"$', text, re.M)
         exported = dict(re.findall(r"^export (\w+)=(\S+)$", text, re.M))
         yield process, url, exported

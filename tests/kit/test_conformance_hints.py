@@ -14,7 +14,7 @@ from tanpuhui.sdk import AdapterPlugin, Page, StreamContext
 from tanpuhui.testing.conformance import AdapterConformance, Harness
 from tanpuhui.testing.hints import GUIDE, HINTS
 
-from . import test_conformance_transit_card as transit
+from . import test_conformance_oauth_partners as partners
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -38,7 +38,7 @@ class NullCursorStream(TransactionsStream):
             yield Page(items=held.items, cursor=None, request=held.request)
 
 
-class LiveTransitSuite(transit.TestTransitCardConformance):
+class LiveTransitSuite(partners.TestTransitCardConformance):
     """The transit card suite live against its sandbox (no cassettes: the broken stream asks other URLs)."""
 
     __test__ = False
@@ -113,7 +113,7 @@ def test_a_request_the_cassette_does_not_hold_says_to_re_record_or_restore(
 
     adapter = type("StartsOverTransitCard", (TransitCardAdapter,), {"stream_types": (StartsOver,)})
     suite_type = type(
-        "Suite", (transit.TestTransitCardConformance,), {"adapter": adapter, "plugin": AdapterPlugin(adapter)}
+        "Suite", (partners.TestTransitCardConformance,), {"adapter": adapter, "plugin": AdapterPlugin(adapter)}
     )
     suite: AdapterConformance = suite_type()
     with pytest.raises(AssertionError) as failure:

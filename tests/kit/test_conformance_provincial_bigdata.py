@@ -6,7 +6,6 @@ Cassettes recorded from ProvincialSandbox (signed gateway requests; water usage 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from tanpuhui.adapters.provincial_bigdata import plugin as provincial_plugin
@@ -14,15 +13,16 @@ from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapte
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
 from tanpuhui.testing.conformance import LivePartner
 
-from .sandbox_conformance import FAST_RETRIES, SandboxConformance
+from .sandbox_conformance import CASSETTES, FAST_RETRIES, SandboxConformance
 
-CASSETTES = Path(__file__).parent / "cassettes" / "provincial_bigdata"
 # Fixed keys: replaying a sealed dataset needs the keys it was sealed with (test keys, nobody's real ones).
 SM4_KEY = "0123456789abcdeffedcba9876543210"
 MAC_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
 class ProvincialConformance(SandboxConformance):
+    """One subclass per dataset: its ``stream`` names the gateway path of its pages and its cassette folder."""
+
     plugin = provincial_plugin
     adapter = ProvincialBigDataAdapter
     base_url = "https://data-ah.sandbox.example"
@@ -43,26 +43,23 @@ class ProvincialConformance(SandboxConformance):
         options: dict[str, Any] = {"sm4_key": SM4_KEY, "mac_key": MAC_KEY, "bad": {}}
         return ProvincialSandbox(7, days=8, purchases=24, households=3, installations=3, **options)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.page_path = f"/{cls.stream}/records"
+        cls.cassette_dir = CASSETTES / "provincial_bigdata" / cls.stream
+
 
 class TestGreenAppliancesConformance(ProvincialConformance):
     stream = "green_appliances"
-    page_path = "/green_appliances/records"
-    cassette_dir = CASSETTES / "green_appliances"
 
 
 class TestWaterUsageConformance(ProvincialConformance):
     stream = "water_usage"
-    page_path = "/water_usage/records"
-    cassette_dir = CASSETTES / "water_usage"
 
 
 class TestGasUsageConformance(ProvincialConformance):
     stream = "gas_usage"
-    page_path = "/gas_usage/records"
-    cassette_dir = CASSETTES / "gas_usage"
 
 
 class TestRooftopPVConformance(ProvincialConformance):
     stream = "rooftop_pv"
-    page_path = "/rooftop_pv/records"
-    cassette_dir = CASSETTES / "rooftop_pv"

@@ -8,13 +8,13 @@ import pytest
 
 from tanpuhui.testing.conformance import SCENARIOS, Harness
 
-from . import test_conformance_transit_card as transit
+from . import test_conformance_oauth_partners as partners
 
 
 def test_recording_writes_every_scenario_and_the_replay_passes(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    suite = transit.TestTransitCardConformance()
+    suite = partners.TestTransitCardConformance()
     suite.cassette_dir = tmp_path / "cassettes"  # type: ignore[misc]  # this instance records elsewhere
     monkeypatch.setenv("TANPUHUI_RECORD", "1")
     harness = Harness(suite, tmp_path / "record", request.config)

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from tanpuhui.hub.cli import main
 
+from .serving import serve_banner
+
 
 def test_an_adapter_without_a_sandbox_is_refused_with_the_ones_installed() -> None:
     result = CliRunner().invoke(main, ["sandbox", "serve", "hefei_bike"])
@@ -32,13 +34,7 @@ def test_serve_prints_a_table_and_variables_that_reach_the_sandbox_until_sigterm
         text=True,
     )
     try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        while not any(line.startswith("export ") for line in lines):
-            line = process.stdout.readline()
-            assert line, "".join(lines) + (process.stderr.read() if process.stderr else "")
-            lines.append(line)
-        text = "".join(lines)
+        text = serve_banner(process)
         assert "[adapters.transit_card]" in text
         assert 'client_secret = { env = "TRANSIT_CARD_CLIENT_SECRET" }' in text
         (url,) = re.findall(r'^base_url = "(http://127\.0\.0\.1:\d+)"$', text, re.M)

@@ -75,10 +75,19 @@ def hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
     hubs: list[Hub] = []
 
     def make(
-        adapter_table: dict[str, Any], *, env: dict[str, str] | None = None, sleep: FakeSleep | None = None
+        adapter_table: dict[str, Any],
+        *,
+        env: dict[str, str] | None = None,
+        sleep: FakeSleep | None = None,
+        methodologies: dict[str, Any] | None = None,
     ) -> Hub:
+        """``methodologies``: the ``[methodologies]`` table of hub.toml (factor overrides)."""
         config = HubConfig.from_dict(
-            {"hub": {"store": str(tmp_path / "hub.db")}, "adapters": {"provincial_bigdata": adapter_table}},
+            {
+                "hub": {"store": str(tmp_path / "hub.db")},
+                "adapters": {"provincial_bigdata": adapter_table},
+                "methodologies": methodologies or {},
+            },
             source="test hub.toml",
             environ=env if env is not None else ENV,
         )

@@ -14,6 +14,8 @@ seeded; the SM4 IVs, nonces and sealed-answer timestamps differ between recordin
 from __future__ import annotations
 
 import asyncio
+import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,13 @@ import httpx
 from tanpuhui.adapters.provincial_bigdata.adapter import ProvincialBigDataAdapter, ProvincialBigDataSettings
 from tanpuhui.adapters.provincial_bigdata.sandbox import ProvincialSandbox
 from tanpuhui.sdk import HttpOptions, Methodology, PartnerError
-from tanpuhui.testing.sandbox.recorder import SandboxRecorder, SandboxRecording, no_sleep, pull_pages, recording_context
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, no_sleep, pull_pages, recording_context
+
+TESTS = Path(__file__).resolve().parent.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
+
+from cassette_recording import Fault, Scenario, recording  # noqa: E402
 
 BASE_URL = "https://gateway.sandbox.example"
 APP_KEY = "ak-sandbox-340000"
@@ -37,10 +45,9 @@ SETTINGS: dict[str, Any] = {
     "mac_key_secret": MAC_KEY,
 }
 """The adapter's settings for the sandbox gateway (the tests' too)."""
-RECORDING = SandboxRecording(
-    Path(__file__).parent.parent / "cassettes" / "provincial_bigdata",
+RECORDING = recording(
+    "provincial_bigdata",
     BASE_URL,
-    "tests/provincial_bigdata/record_cassettes.py",
     seed=lambda sandbox: sandbox.data.seed,
     max_depth=7,
     keep_headers={"content-type": "Content-Type", "retry-after": "Retry-After"},
@@ -75,70 +82,75 @@ def _sandbox(seed: int, **options: Any) -> ProvincialSandbox:
 
 
 async def main() -> None:
-    green = _sandbox(21)
-    await RECORDING.record(
-        "green_appliances_with_bad_items",
-        "Twelve purchases in pages of 5 (token, then 3 pages; hasMore false on the third). Three are bad: an "
-        "appliance category outside the schema's enum, a purchase time without offset, a resident ID with a wrong "
-        "check character.",
-        green,
-        lambda t: _run(t, "green_appliances", page_size=5),
-    )
-
-    water = _sandbox(22, bad={"duplicate_day": 1, "negative_usage": 1})
-    await RECORDING.record(
-        "water_usage_sealed",
-        "Three households over 4 days in pages of 5, every page SM4-CBC sealed with an HMAC-SM3 tag (test keys "
-        "SM4_KEY/MAC_KEY of record_cassettes.py). One reading is repeated for the same account and day, one is "
-        "negative.",
-        water,
-        lambda t: _run(t, "water_usage", page_size=5),
-    )
-
-    gas = _sandbox(23, bad={"bad_date": 1})
-    await RECORDING.record(
-        "gas_usage_pages",
-        "Three households over 4 days in pages of 6 (clear); some readings carry the utility's baselineM3, one has "
-        "its date written 2024/11/03.",
-        gas,
-        lambda t: _run(t, "gas_usage", page_size=6),
-    )
-
-    pv = _sandbox(24, bad={"implausible_generation": 1})
-    await RECORDING.record(
-        "rooftop_pv_numbered_pages",
-        "Three installations over 4 days, {flag, data} envelopes paged by pageNo with pageSize 5: pages 1 and 2 "
-        "are full, page 3 holds the last 2 records. One day's generation is 14 full-load hours.",
-        pv,
-        lambda t: _run(t, "rooftop_pv", page_size=5),
-    )
-
-    throttled = _sandbox(25, bad={})
-    throttled.fail_next(429, retry_after=3)
-    await RECORDING.record(
-        "rate_limited_429",
-        "The first records request gets HTTP 429 with Retry-After: 3; the retry (re-signed) succeeds.",
-        throttled,
-        lambda t: _run(t, "green_appliances", page_size=50),
-    )
-
-    failing = _sandbox(26, bad={})
-    failing.fail_next(503, count=2)
-    await RECORDING.record(
-        "server_error_503",
-        "Two HTTP 503 answers from the gateway, then the page.",
-        failing,
-        lambda t: _run(t, "gas_usage", page_size=50),
-    )
-
-    busy = _sandbox(27, bad={})
-    busy.fail_next("1001", count=2)
-    await RECORDING.record(
-        "system_busy_code",
-        'Two HTTP 200 answers {"code": "1001", "msg": "系统繁忙，请稍后重试"}, then the page: retried by code.',
-        busy,
-        lambda t: _run(t, "rooftop_pv", page_size=50),
-    )
+    plain: list[Scenario[ProvincialSandbox]] = [
+        Scenario(
+            "green_appliances_with_bad_items",
+            "Twelve purchases in pages of 5 (token, then 3 pages; hasMore false on the third). Three are bad: an "
+            "appliance category outside the schema's enum, a purchase time without offset, a resident ID with a "
+            "wrong check character.",
+            _sandbox(21),
+            run={"stream_name": "green_appliances", "page_size": 5},
+        ),
+        Scenario(
+            "water_usage_sealed",
+            "Three households over 4 days in pages of 5, every page SM4-CBC sealed with an HMAC-SM3 tag (test keys "
+            "SM4_KEY/MAC_KEY of record_cassettes.py). One reading is repeated for the same account and day, one is "
+            "negative.",
+            _sandbox(22, bad={"duplicate_day": 1, "negative_usage": 1}),
+            run={"stream_name": "water_usage", "page_size": 5},
+        ),
+        Scenario(
+            "gas_usage_pages",
+            "Three households over 4 days in pages of 6 (clear); some readings carry the utility's baselineM3, one "
+            "has its date written 2024/11/03.",
+            _sandbox(23, bad={"bad_date": 1}),
+            run={"stream_name": "gas_usage", "page_size": 6},
+        ),
+        Scenario(
+            "rooftop_pv_numbered_pages",
+            "Three installations over 4 days, {flag, data} envelopes paged by pageNo with pageSize 5: pages 1 and 2 "
+            "are full, page 3 holds the last 2 records. One day's generation is 14 full-load hours.",
+            _sandbox(24, bad={"implausible_generation": 1}),
+            run={"stream_name": "rooftop_pv", "page_size": 5},
+        ),
+        Scenario(
+            "rate_limited_429",
+            "The first records request gets HTTP 429 with Retry-After: 3; the retry (re-signed) succeeds.",
+            _sandbox(25, bad={}),
+            faults=[Fault(429, retry_after=3)],
+            run={"stream_name": "green_appliances", "page_size": 50},
+        ),
+        Scenario(
+            "server_error_503",
+            "Two HTTP 503 answers from the gateway, then the page.",
+            _sandbox(26, bad={}),
+            faults=[Fault(503, count=2)],
+            run={"stream_name": "gas_usage", "page_size": 50},
+        ),
+        Scenario(
+            "system_busy_code",
+            'Two HTTP 200 answers {"code": "1001", "msg": "系统繁忙，请稍后重试"}, then the page: retried by code.',
+            _sandbox(27, bad={}),
+            faults=[Fault("1001", count=2)],
+            run={"stream_name": "rooftop_pv", "page_size": 50},
+        ),
+        Scenario(
+            "bad_signature",
+            "The client signs with an app secret that is not the gateway's: the token endpoint answers code 3001 "
+            "(签名错误); no data request is made.",
+            _sandbox(29, bad={}),
+            run={"stream_name": "green_appliances", "app_secret": "not-the-gateways-secret"},
+        ),
+        Scenario(
+            "empty_page",
+            "Nothing published yet: one page with no records, hasMore false, nextCursor at offset 0.",
+            _sandbox(30, bad={}, visible={"green_appliances": 0}),
+            run={"stream_name": "green_appliances", "page_size": 50},
+        ),
+    ]
+    for scenario in plain:
+        sandbox = scenario.prepared()
+        await RECORDING.record(scenario.name, scenario.about, sandbox, partial(_run, **scenario.run))
 
     expiring = _sandbox(28, bad={})
 
@@ -156,23 +168,6 @@ async def main() -> None:
         expiring,
         lambda t: _run(t, "green_appliances", page_size=6),
         after=expire_after_first_page,
-    )
-
-    wrong = _sandbox(29, bad={})
-    await RECORDING.record(
-        "bad_signature",
-        "The client signs with an app secret that is not the gateway's: the token endpoint answers code 3001 "
-        "(签名错误); no data request is made.",
-        wrong,
-        lambda t: _run(t, "green_appliances", app_secret="not-the-gateways-secret"),
-    )
-
-    empty = _sandbox(30, bad={}, visible={"green_appliances": 0})
-    await RECORDING.record(
-        "empty_page",
-        "Nothing published yet: one page with no records, hasMore false, nextCursor at offset 0.",
-        empty,
-        lambda t: _run(t, "green_appliances", page_size=50),
     )
 
     tampered = _sandbox(31, bad={})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,26 +48,12 @@ def test_every_category_the_schema_allows_has_a_methodology() -> None:
         assert methodology.factor("ef_grid", on="2024-11-05").value == 0.6782
 
 
-def test_a_factor_override_in_hub_toml_changes_only_its_category(hub_factory: HubFactory, tmp_path: Path) -> None:
-    config = HubConfig.from_dict(
-        {
-            "hub": {"store": str(tmp_path / "o.db")},
-            "adapters": {"provincial_bigdata": table()},
-            "methodologies": {"tph.appliance.green.refrigerator": {"factors": {"kwh_saved_per_unit": 120}}},
-        },
-        environ=ENV,
-    )
-    from tanpuhui.hub.hub import Hub
-
-    from .conftest import KEYS
-
-    hub = Hub(config, plugins=load_plugins([plugin], entry_points=False), pseudonymiser=KEYS)
-    try:
-        fridge = hub.methodology("tph.appliance.green.refrigerator").factor("kwh_saved_per_unit")
-        assert (fridge.value, fridge.default) == (120.0, False)
-        assert hub.methodology("tph.appliance.green.television").factor("kwh_saved_per_unit").value == 55.0
-    finally:
-        hub.store.close()
+def test_a_factor_override_in_hub_toml_changes_only_its_category(hub_factory: HubFactory) -> None:
+    overrides = {"tph.appliance.green.refrigerator": {"factors": {"kwh_saved_per_unit": 120}}}
+    hub = hub_factory(table(), methodologies=overrides)
+    fridge = hub.methodology("tph.appliance.green.refrigerator").factor("kwh_saved_per_unit")
+    assert (fridge.value, fridge.default) == (120.0, False)
+    assert hub.methodology("tph.appliance.green.television").factor("kwh_saved_per_unit").value == 55.0
 
 
 def test_the_adapter_declares_its_streams_and_schemas() -> None:

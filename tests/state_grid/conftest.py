@@ -63,12 +63,18 @@ def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
         table: dict[str, Any] | None = None,
         environ: dict[str, str] | None = None,
         hub_options: dict[str, Any] | None = None,
+        methodologies: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> Hub:
-        """``hub_options``: keys of the ``[hub]`` table (e.g. another store, overlap rules)."""
+        """``hub_options``: keys of the ``[hub]`` table (e.g. another store, overlap rules); ``methodologies``: the
+        ``[methodologies]`` table (factor overrides)."""
         hub_table_ = {"store": str(tmp_path / "hub.db"), **(hub_options or {})}
         config = HubConfig.from_dict(
-            {"hub": hub_table_, "adapters": {"state_grid": table or hub_table(**overrides)}},
+            {
+                "hub": hub_table_,
+                "adapters": {"state_grid": table or hub_table(**overrides)},
+                "methodologies": methodologies or {},
+            },
             source="test hub.toml",
             environ=environ or ENVIRON,
         )

@@ -17,6 +17,7 @@ import base64
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,17 @@ from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.sdk import HttpOptions, Pseudonymiser
-from tanpuhui.testing.sandbox.recorder import SandboxRecorder, SandboxRecording, no_sleep
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, no_sleep
+
+TESTS = Path(__file__).resolve().parent.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
+
+from cassette_recording import Fault, Scenario, recording  # noqa: E402
 
 BASE_URL = "https://sgcc-sandbox.example"
 KEYS = Pseudonymiser.parse("v1:" + base64.b64encode(bytes(range(7, 39))).decode())
-RECORDING = SandboxRecording(
-    Path(__file__).parent.parent / "cassettes" / "state_grid",
-    BASE_URL,
-    "tests/state_grid/record_cassettes.py",
-    seed=lambda sandbox: sandbox.dataset.seed,
-)
+RECORDING = recording("state_grid", BASE_URL)
 
 
 async def _pull(
@@ -100,6 +102,38 @@ def _check(summaries: list[PullSummary], sandbox: StateGridSandbox, **settings: 
 
 
 async def main() -> None:
+    plain: list[Scenario[StateGridSandbox]] = [
+        Scenario(
+            "rate_limited_429",
+            "The first readings request gets 429 with Retry-After: 7; the retry succeeds.",
+            StateGridSandbox(households=2, days=2, seed=22, faults={}, dr_bad=0),
+            faults=[Fault(429, retry_after=7)],
+        ),
+        Scenario(
+            "server_error_then_success",
+            "The first readings request gets a 500, the retry a 503; the third attempt succeeds.",
+            StateGridSandbox(households=2, days=2, seed=23, faults={}, dr_bad=0),
+            faults=[Fault(500), Fault(503)],
+        ),
+        Scenario(
+            "unauthorized_after_token_refetch",
+            "The readings request gets a 401, and again after a fresh token: the credentials are refused and the "
+            "run stops without moving the cursor.",
+            StateGridSandbox(households=2, days=2, seed=25, faults={}, dr_bad=0),
+            faults=[Fault(401, count=2)],
+        ),
+        Scenario(
+            "envelope_error_code",
+            'HTTP 200 whose envelope says {"code": "5001", "msg": "系统繁忙..."}: the run stops with the partner\'s '
+            "code and message, nothing is committed.",
+            StateGridSandbox(households=2, days=2, seed=28, faults={}, dr_bad=0),
+            faults=[Fault(200, code="5001")],
+        ),
+    ]
+    for scenario in plain:
+        sandbox = scenario.prepared()
+        await record(scenario.name, scenario.about, sandbox, partial(_pull, sandbox, page_size=50))
+
     resume = StateGridSandbox(households=2, days=9, seed=21, faults={}, dr_bad=0, visible_days=7)
 
     async def two_pages_then_resume(transport: SandboxRecorder, store: Path) -> None:
@@ -114,25 +148,6 @@ async def main() -> None:
         "days are then published and run 2 resumes from run 1's last next_cursor.",
         resume,
         two_pages_then_resume,
-    )
-
-    throttled = StateGridSandbox(households=2, days=2, seed=22, faults={}, dr_bad=0)
-    throttled.fail_next(429, retry_after=7)
-    await record(
-        "rate_limited_429",
-        "The first readings request gets 429 with Retry-After: 7; the retry succeeds.",
-        throttled,
-        lambda transport, store: _pull(throttled, transport, store, page_size=50),
-    )
-
-    failing = StateGridSandbox(households=2, days=2, seed=23, faults={}, dr_bad=0)
-    failing.fail_next(500)
-    failing.fail_next(503)
-    await record(
-        "server_error_then_success",
-        "The first readings request gets a 500, the retry a 503; the third attempt succeeds.",
-        failing,
-        lambda transport, store: _pull(failing, transport, store, page_size=50),
     )
 
     revoked = StateGridSandbox(households=2, days=2, seed=24, faults={}, dr_bad=0)
@@ -154,16 +169,6 @@ async def main() -> None:
         "new token once and repeats the request.",
         revoked,
         token_revoked,
-    )
-
-    refused = StateGridSandbox(households=2, days=2, seed=25, faults={}, dr_bad=0)
-    refused.fail_next(401, count=2)
-    await record(
-        "unauthorized_after_token_refetch",
-        "The readings request gets a 401, and again after a fresh token: the credentials are refused and the run "
-        "stops without moving the cursor.",
-        refused,
-        lambda transport, store: _pull(refused, transport, store, page_size=50),
     )
 
     malformed = StateGridSandbox(households=6, days=5, seed=26, faults={"malformed": 1, "backwards": 1}, dr_bad=0)
@@ -192,16 +197,6 @@ async def main() -> None:
         "publishes two days, run 2 resumes from that cursor.",
         empty,
         empty_then_resume,
-    )
-
-    busy = StateGridSandbox(households=2, days=2, seed=28, faults={}, dr_bad=0)
-    busy.fail_next(200, code="5001")
-    await record(
-        "envelope_error_code",
-        'HTTP 200 whose envelope says {"code": "5001", "msg": "系统繁忙..."}: the run stops with the partner\'s code '
-        "and message, nothing is committed.",
-        busy,
-        lambda transport, store: _pull(busy, transport, store, page_size=50),
     )
 
 

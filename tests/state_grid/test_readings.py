@@ -7,6 +7,7 @@ SQLite commit with the stream state), as a pull would.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import orjson
 import pytest
@@ -27,6 +28,12 @@ from .conftest import (
 )
 
 WEEK = [3.6, 3.8, 4.0, 4.2, 4.4, 4.0, 4.0]  # 4.0 kWh of peak use a day on average, never below it
+
+
+def credited(record: dict[str, Any]) -> tuple[str, float, int, float]:
+    """What a record credits: the start of its day, its peak kWh, and the days and kWh of the baseline it beat."""
+    activity, baseline = record["activity"], record["quantification"]["baseline"]
+    return record["period"]["start"], activity["quantity"], activity["details"]["baseline_days"], baseline["quantity"]
 
 
 def test_a_day_below_the_households_trailing_average_is_credited(make_hub: HubFactory) -> None:
@@ -134,13 +141,9 @@ def test_meter_replacement_restarts_the_chain_and_keeps_the_baseline_window(make
     result = feed(hub, items)
     assert result.quarantined == 0
     (record,) = outbox(hub)  # no difference across meters; the next day counts against the kept window
-    assert record["period"]["start"] == "2024-11-12T00:00:00+08:00"
-    assert record["activity"]["quantity"] == pytest.approx(2.5)
     # the window: 2024-11-05..11 minus the replacement day 11-11, whose difference spans two meters
-    assert record["quantification"]["baseline"]["quantity"] == pytest.approx(
-        (3.8 + 4.0 + 4.2 + 4.4 + 4.0 + 4.0) / 6, abs=1e-4
-    )
-    assert record["activity"]["details"]["baseline_days"] == 6
+    window = pytest.approx((3.8 + 4.0 + 4.2 + 4.4 + 4.0 + 4.0) / 6, abs=1e-4)
+    assert credited(record) == ("2024-11-12T00:00:00+08:00", pytest.approx(2.5), 6, window)
     state = household_state(hub)
     assert state["m"] == KEYS.pseudonym("account", f"meter:{NEW_METER_ID}")[:16]
     assert state["d"] == date(2024, 11, 13).toordinal()
@@ -155,11 +158,8 @@ def test_a_missing_day_is_a_gap_not_credited_and_the_chain_goes_on(make_hub: Hub
     items.append(home.use(3.0).reading())
     feed(hub, items)
     (record,) = outbox(hub)
-    assert record["period"]["start"] == "2024-11-13T00:00:00+08:00"
-    assert record["activity"]["quantity"] == pytest.approx(3.0)
     # the window 2024-11-06..12 holds 11-06..10: the gap days 11-11 and 11-12 are in no one-day difference
-    assert record["activity"]["details"]["baseline_days"] == 5
-    assert record["quantification"]["baseline"]["quantity"] == pytest.approx(4.12)
+    assert credited(record) == ("2024-11-13T00:00:00+08:00", pytest.approx(3.0), 5, pytest.approx(4.12))
 
 
 def test_a_reading_marked_missing_gives_no_record_and_keeps_the_chain(make_hub: HubFactory) -> None:
@@ -235,10 +235,7 @@ def test_a_register_reset_without_new_meter_id_restarts_the_chain_after_two_cons
     # credited); 11-14 -> 11-15 is credited against the window without the old anchor's day (11-10).
     assert [(pid, stage) for pid, stage, _ in quarantine(hub)] == [("SG20241112234567", "normalize")]
     (record,) = outbox(hub)
-    assert record["period"]["start"] == "2024-11-14T00:00:00+08:00"
-    assert record["activity"]["quantity"] == pytest.approx(2.0)
-    assert record["activity"]["details"]["baseline_days"] == 3
-    assert record["quantification"]["baseline"]["quantity"] == pytest.approx(4.2)
+    assert credited(record) == ("2024-11-14T00:00:00+08:00", pytest.approx(2.0), 3, pytest.approx(4.2))
 
 
 def test_an_implausible_jump_is_quarantined_and_not_used(make_hub: HubFactory) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,14 +10,11 @@ import pytest
 import respx
 from jsonschema import Draft202012Validator
 
-from tanpuhui.adapters.state_grid import DEMAND_RESPONSE, StateGridAdapter, plugin
-from tanpuhui.hub.config import HubConfig
-from tanpuhui.hub.hub import Hub
-from tanpuhui.hub.plugins import load_plugins
+from tanpuhui.adapters.state_grid import DEMAND_RESPONSE, StateGridAdapter
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import ConfigError
 
-from .conftest import BASE_URL, ENVIRON, KEYS, HubFactory, hub_table
+from .conftest import BASE_URL, HubFactory, hub_table
 
 SCHEMAS = ("state-grid-reading", "state-grid-demand-response")
 
@@ -68,25 +64,14 @@ def test_the_token_url_defaults_under_the_base_url(make_hub: HubFactory) -> None
     assert adapter.config.token_url == f"{BASE_URL}/oauth/token"
 
 
-def test_the_demand_response_methodology_is_registered_and_overridable(make_hub: HubFactory, tmp_path: Path) -> None:
+def test_the_demand_response_methodology_is_registered_and_overridable(make_hub: HubFactory) -> None:
     hub = make_hub()
     found = hub.methodology("tph.electricity.demand-response")
     assert found == DEMAND_RESPONSE
     assert found.factor("ef_grid").value == hub.methodology("tph.electricity.peak-saving").factor("ef_grid").value
-    config = HubConfig.from_dict(
-        {
-            "hub": {"store": str(tmp_path / "other.db")},
-            "adapters": {"state_grid": hub_table()},
-            "methodologies": {"tph.electricity.demand-response": {"factors": {"ef_grid": 0.6553}}},
-        },
-        environ=ENVIRON,
-    )
-    other = Hub(config, plugins=load_plugins([plugin], entry_points=False), pseudonymiser=KEYS)
-    try:
-        factor = other.methodology("tph.electricity.demand-response").factor("ef_grid")
-        assert (factor.value, factor.source) == (0.6553, "override in <config>")
-    finally:
-        asyncio.run(other.aclose())
+    other = make_hub(methodologies={"tph.electricity.demand-response": {"factors": {"ef_grid": 0.6553}}})
+    factor = other.methodology("tph.electricity.demand-response").factor("ef_grid")
+    assert (factor.value, factor.source) == (0.6553, "override in test hub.toml")
 
 
 @pytest.mark.parametrize("name", SCHEMAS)

@@ -24,32 +24,40 @@ METHODOLOGIES = {m.id: m for m in BUILTIN_METHODOLOGIES}
 TRIP = Draft202012Validator(load_builtin("transit-card-trip"), format_checker=Draft202012Validator.FORMAT_CHECKER)
 RECORD = Draft202012Validator(load_builtin("reduction-record"), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
+
+def metro_line(line_id: str, *stops: tuple[str, float] | tuple[str, str, float]) -> dict[str, Any]:
+    """A metro line of a network document: its stops, ``(station, km)`` or ``(station, name, km)`` in order along
+    the line, get the stop ids ``<line_id>-01``, ``<line_id>-02``..."""
+    return {
+        "line_id": line_id,
+        "mode": "metro",
+        "stops": [
+            {"stop_id": f"{line_id}-{number:02d}", "station": station, **({"name": name[0]} if name else {}), "km": km}
+            for number, (station, *name, km) in enumerate(stops, 1)
+        ],
+    }
+
+
 # A slice of a Hefei-like network: M1 and M2 cross at Dadongmen (大东门), B126 is a bus line.
 NETWORK: dict[str, Any] = {
     "version": "hf-test-1",
     "lines": [
-        {
-            "line_id": "M1",
-            "mode": "metro",
-            "stops": [
-                {"stop_id": "M1-01", "station": "hfhcz", "name": "合肥火车站", "km": 0},
-                {"stop_id": "M1-02", "station": "mgl", "name": "明光路", "km": 1.4},
-                {"stop_id": "M1-03", "station": "ddm", "name": "大东门", "km": 2.6},
-                {"stop_id": "M1-04", "station": "bgy", "name": "包公园", "km": 3.9},
-                {"stop_id": "M1-05", "station": "hgdnq", "name": "合工大南区", "km": 5.3},
-            ],
-        },
-        {
-            "line_id": "M2",
-            "mode": "metro",
-            "stops": [
-                {"stop_id": "M2-01", "station": "wld", "name": "五里墩", "km": 0},
-                {"stop_id": "M2-02", "station": "sxk", "name": "三孝口", "km": 1.7},
-                {"stop_id": "M2-03", "station": "spl", "name": "四牌楼", "km": 2.9},
-                {"stop_id": "M2-04", "station": "ddm", "name": "大东门", "km": 4.0},
-                {"stop_id": "M2-05", "station": "yhgy", "name": "瑶海公园", "km": 5.8},
-            ],
-        },
+        metro_line(
+            "M1",
+            ("hfhcz", "合肥火车站", 0),
+            ("mgl", "明光路", 1.4),
+            ("ddm", "大东门", 2.6),
+            ("bgy", "包公园", 3.9),
+            ("hgdnq", "合工大南区", 5.3),
+        ),
+        metro_line(
+            "M2",
+            ("wld", "五里墩", 0),
+            ("sxk", "三孝口", 1.7),
+            ("spl", "四牌楼", 2.9),
+            ("ddm", "大东门", 4.0),
+            ("yhgy", "瑶海公园", 5.8),
+        ),
         {
             "line_id": "B126",
             "mode": "bus",

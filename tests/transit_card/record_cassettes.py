@@ -23,23 +23,16 @@ from pydantic import SecretStr
 from tanpuhui.adapters.transit_card import TransitCardAdapter, TransitCardSettings
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.sdk import HttpOptions
-from tanpuhui.testing.sandbox.recorder import (
-    SandboxRecorder,
-    SandboxRecording,
-    no_sleep,
-    pull_pages,
-    recording_context,
-)
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, no_sleep, pull_pages, recording_context
+
+TESTS = Path(__file__).resolve().parent.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
+
+from cassette_recording import Fault, Scenario, recording, resume_after_publish, revoke_after_page_1  # noqa: E402
 
 BASE_URL = "https://transit.sandbox.example"
-RECORDING = SandboxRecording(
-    Path(__file__).parent.parent / "cassettes" / "transit_card",
-    BASE_URL,
-    "tests/transit_card/record_cassettes.py",
-    seed=lambda sandbox: sandbox.dataset.seed,
-    max_depth=6,
-    rewrite_host=True,
-)
+RECORDING = recording("transit_card", BASE_URL, max_depth=6, rewrite_host=True)
 
 
 async def _run(
@@ -63,71 +56,54 @@ async def _run(
 
 
 async def main() -> None:
-    # Two pages, then (the operator cleared more transactions) a second run resuming from the saved cursor.
-    resume = TransitSandbox(trips=8, seed=11, bad={}, visible=10)
-
-    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
-        cursor = await _run(resume, transport, page_size=5)
-        resume.publish()
-        await _run(resume, transport, page_size=5, cursor=cursor)
-
-    await RECORDING.record(
-        "two_pages_then_resume",
-        "Run 1 reads two pages of 5 (has_more false after the second; its last item is a metro tap-in); the "
-        "operator then clears more transactions and run 2 resumes from run 1's last next_cursor, starting with "
-        "that journey's tap-out.",
-        resume,
-        two_pages_then_resume,
-    )
-
-    throttled = TransitSandbox(trips=4, seed=12, bad={})
-    throttled.fail_next(429, retry_after=3)
-    await RECORDING.record(
-        "rate_limited_429",
-        "The first transactions request gets 429 with Retry-After: 3; the retry succeeds.",
-        throttled,
-        lambda transport: _run(throttled, transport, page_size=50),
-    )
-
-    failing = TransitSandbox(trips=4, seed=13, bad={})
-    failing.fail_next(500)
-    await RECORDING.record(
-        "server_error_then_success",
-        "The first transactions request gets a 500; the retry after a backoff succeeds.",
-        failing,
-        lambda transport: _run(failing, transport, page_size=50),
-    )
-
-    revoked = TransitSandbox(trips=6, seed=14, bad={})
-
-    def revoke_after_first(number: int) -> None:
-        if number == 1:
-            revoked.revoke_tokens()
-
-    await RECORDING.record(
-        "token_revoked_401",
-        "The operator revokes the token after page 1 (before its expiry): page 2 gets a 401, the client fetches "
-        "a new token once and repeats the request.",
-        revoked,
-        lambda transport: _run(revoked, transport, page_size=5, after_page=revoke_after_first),
-    )
-
-    malformed = TransitSandbox(trips=5, seed=15, bad={"no_offset": 1, "missing_card": 1, "unknown_deal_type": 1})
-    await RECORDING.record(
-        "malformed_items_quarantined",
-        "One page holding valid transactions and three the trip schema rejects: a deal_time without UTC offset, "
-        "a transaction without card_no and a card top-up (deal_type recharge).",
-        malformed,
-        lambda transport: _run(malformed, transport, page_size=50),
-    )
-
-    unclosed = TransitSandbox(trips=10, seed=_seed_with_timed_out_tap_in(), bad={"unclosed_tap_in": 1})
-    await RECORDING.record(
-        "tap_in_without_tap_out",
-        "A metro tap-in whose tap-out never comes, followed by taps more than 240 minutes later.",
-        unclosed,
-        lambda transport: _run(unclosed, transport, page_size=6),
-    )
+    scenarios: list[Scenario[TransitSandbox]] = [
+        Scenario(
+            "two_pages_then_resume",
+            "Run 1 reads two pages of 5 (has_more false after the second; its last item is a metro tap-in); the "
+            "operator then clears more transactions and run 2 resumes from run 1's last next_cursor, starting with "
+            "that journey's tap-out.",
+            TransitSandbox(trips=8, seed=11, bad={}, visible=10),
+            run={"page_size": 5},
+            body=resume_after_publish,
+        ),
+        Scenario(
+            "rate_limited_429",
+            "The first transactions request gets 429 with Retry-After: 3; the retry succeeds.",
+            TransitSandbox(trips=4, seed=12, bad={}),
+            faults=[Fault(429, retry_after=3)],
+            run={"page_size": 50},
+        ),
+        Scenario(
+            "server_error_then_success",
+            "The first transactions request gets a 500; the retry after a backoff succeeds.",
+            TransitSandbox(trips=4, seed=13, bad={}),
+            faults=[Fault(500)],
+            run={"page_size": 50},
+        ),
+        Scenario(
+            "token_revoked_401",
+            "The operator revokes the token after page 1 (before its expiry): page 2 gets a 401, the client "
+            "fetches a new token once and repeats the request.",
+            TransitSandbox(trips=6, seed=14, bad={}),
+            run={"page_size": 5},
+            body=revoke_after_page_1,
+        ),
+        Scenario(
+            "malformed_items_quarantined",
+            "One page holding valid transactions and three the trip schema rejects: a deal_time without UTC "
+            "offset, a transaction without card_no and a card top-up (deal_type recharge).",
+            TransitSandbox(trips=5, seed=15, bad={"no_offset": 1, "missing_card": 1, "unknown_deal_type": 1}),
+            run={"page_size": 50},
+        ),
+        Scenario(
+            "tap_in_without_tap_out",
+            "A metro tap-in whose tap-out never comes, followed by taps more than 240 minutes later.",
+            TransitSandbox(trips=10, seed=_seed_with_timed_out_tap_in(), bad={"unclosed_tap_in": 1}),
+            run={"page_size": 6},
+        ),
+    ]
+    for scenario in scenarios:
+        await RECORDING.record(scenario.name, scenario.about, scenario.sandbox, scenario.recording_body(_run))
 
 
 def _seed_with_timed_out_tap_in() -> int:

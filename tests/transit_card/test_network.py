@@ -10,7 +10,7 @@ import pytest
 from tanpuhui.adapters.transit_card import Network
 from tanpuhui.sdk import PartnerResponseError
 
-from .conftest import NETWORK
+from .conftest import NETWORK, metro_line
 
 
 def _network(doc: dict[str, Any] | None = None) -> Network:
@@ -35,27 +35,12 @@ def test_shortest_path_takes_a_transfer_when_it_is_shorter_than_staying_on_the_l
     doc = {
         "version": "loop",
         "lines": [
-            {
-                "line_id": "A",
-                "mode": "metro",
-                "stops": [
-                    {"stop_id": "A-1", "station": "x", "km": 0},
-                    {"stop_id": "A-2", "station": "y", "km": 1.0},
-                    {"stop_id": "A-3", "station": "z", "km": 9.0},
-                ],
-            },
-            {
-                "line_id": "B",
-                "mode": "metro",
-                "stops": [
-                    {"stop_id": "B-1", "station": "y", "km": 0},
-                    {"stop_id": "B-2", "station": "w", "km": 1.0},
-                    {"stop_id": "B-3", "station": "z", "km": 2.0},
-                ],
-            },
+            metro_line("A", ("x", 0), ("y", 1.0), ("z", 9.0)),
+            metro_line("B", ("y", 0), ("w", 1.0), ("z", 2.0)),
         ],
     }
-    assert _network(doc).metro_km("A-1", "A-3") == pytest.approx(3.0)
+    # x -> y on A (1 km), change to B at y, y -> z on B (2 km): 3 km, against 9 staying on A
+    assert _network(doc).metro_km("A-01", "A-03") == pytest.approx(3.0)
 
 
 def test_platforms_of_one_station_on_two_lines_are_the_same_station() -> None:

@@ -21,6 +21,18 @@ def _one(stream: TransactionsStream, item: dict[str, Any], ctx: StreamContext) -
     return record
 
 
+def _rejected(stream: TransactionsStream, item: dict[str, Any], ctx: StreamContext) -> ItemRejected:
+    """The rejection normalizing ``item`` raises."""
+    with pytest.raises(ItemRejected) as err:
+        stream.normalize(item, ctx)
+    return err.value
+
+
+def _open_taps(ctx: StreamContext) -> list[str]:
+    """The txn_ids of the tap-ins the stream state holds open."""
+    return [t["txn_id"] for t in ctx.state["open"].values()]
+
+
 def _trip(
     stream: TransactionsStream, ctx: StreamContext, origin: str, destination: str, **extra: Any
 ) -> dict[str, Any]:
@@ -46,9 +58,8 @@ def test_a_bus_tap_is_credited_the_lines_average_trip_length(stream: Transaction
 def test_a_bus_tap_on_a_line_missing_from_the_table_is_rejected_at_line_id(
     stream: TransactionsStream, ctx: StreamContext
 ) -> None:
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(tap("bus", "2024-11-05T12:15:00+08:00", "B1024-03", txn_id="HF1215B1024"), ctx)
-    (problem,) = err.value.problems
+    rejected = _rejected(stream, tap("bus", "2024-11-05T12:15:00+08:00", "B1024-03", txn_id="HF1215B1024"), ctx)
+    (problem,) = rejected.problems
     assert problem.pointer == "/line_id" and "'B1024' is not in the distance table" in problem.message
 
 
@@ -123,9 +134,8 @@ def test_an_account_mobile_that_is_not_a_mobile_number_is_rejected_masked(
     stream: TransactionsStream, ctx: StreamContext
 ) -> None:
     item = tap("bus", "2024-11-05T12:15:00+08:00", "B126-07", txn_id="HF1215B", account_mobile="0551-6288-1234")
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(item, ctx)
-    (problem,) = err.value.problems
+    rejected = _rejected(stream, item, ctx)
+    (problem,) = rejected.problems
     assert problem.pointer == "/account_mobile"
     assert "not an 11-digit mainland number" in problem.message
     assert "055162881234" not in problem.message and "6288" not in problem.message
@@ -162,10 +172,9 @@ def test_tap_in_and_tap_out_at_the_same_station_is_rejected_not_credited(
     stream: TransactionsStream, ctx: StreamContext
 ) -> None:
     stream.normalize(tap("metro_in", "2024-11-05T08:03:12+08:00", "M1-03", txn_id="HF0803IN"), ctx)
-    with pytest.raises(ItemRejected) as err:
-        # the M2 platform of 大东门: another line, the same station
-        stream.normalize(tap("metro_out", "2024-11-05T08:07:40+08:00", "M2-04", txn_id="HF0807OUT"), ctx)
-    assert "tap-in and tap-out at the same station" in str(err.value)
+    # the M2 platform of 大东门: another line, the same station
+    rejected = _rejected(stream, tap("metro_out", "2024-11-05T08:07:40+08:00", "M2-04", txn_id="HF0807OUT"), ctx)
+    assert "tap-in and tap-out at the same station" in str(rejected)
     assert ctx.state["open"] == {}
 
 
@@ -259,28 +268,25 @@ def test_a_tap_out_earlier_than_the_open_tap_in_is_rejected_and_the_tap_in_kept(
     stream.normalize(tap("metro_in", "2024-11-05T08:30:00+08:00", "M1-01", txn_id="HF0830IN"), ctx)
     with pytest.raises(ItemRejected, match="earlier than the card's open tap-in"):
         stream.normalize(tap("metro_out", "2024-11-05T08:10:00+08:00", "M1-04", txn_id="HF0810OUT"), ctx)
-    assert [t["txn_id"] for t in ctx.state["open"].values()] == ["HF0830IN"]
+    assert _open_taps(ctx) == ["HF0830IN"]
 
 
 def test_a_tap_in_at_a_stop_missing_from_the_table_is_rejected_at_stop_id(
     stream: TransactionsStream, ctx: StreamContext
 ) -> None:
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(tap("metro_in", "2024-11-05T08:03:12+08:00", "M9-01", txn_id="HF0803IN"), ctx)
-    assert err.value.problems[0].pointer == "/stop_id"
+    rejected = _rejected(stream, tap("metro_in", "2024-11-05T08:03:12+08:00", "M9-01", txn_id="HF0803IN"), ctx)
+    assert rejected.problems[0].pointer == "/stop_id"
     assert "open" not in ctx.state or ctx.state["open"] == {}
 
 
 def test_a_deal_time_without_offset_is_rejected(stream: TransactionsStream, ctx: StreamContext) -> None:
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(tap("bus", "2024-11-05T12:15:00", "B126-07", txn_id="HF1215B"), ctx)
-    assert err.value.problems[0].pointer == "/deal_time" and "no UTC offset" in err.value.problems[0].message
+    rejected = _rejected(stream, tap("bus", "2024-11-05T12:15:00", "B126-07", txn_id="HF1215B"), ctx)
+    assert rejected.problems[0].pointer == "/deal_time" and "no UTC offset" in rejected.problems[0].message
 
 
 def test_an_unknown_deal_type_is_rejected(stream: TransactionsStream, ctx: StreamContext) -> None:
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(tap("recharge", "2024-11-05T12:15:00+08:00", "M1-01", txn_id="HF1215R"), ctx)
-    assert err.value.problems[0].pointer == "/deal_type"
+    rejected = _rejected(stream, tap("recharge", "2024-11-05T12:15:00+08:00", "M1-01", txn_id="HF1215R"), ctx)
+    assert rejected.problems[0].pointer == "/deal_type"
 
 
 def test_the_latest_tap_time_is_tracked_in_state(stream: TransactionsStream, ctx: StreamContext) -> None:
@@ -300,7 +306,6 @@ def test_a_tap_out_at_a_stop_missing_from_the_table_leaves_the_tap_in_open(
     stream: TransactionsStream, ctx: StreamContext
 ) -> None:
     stream.normalize(tap("metro_in", "2024-11-05T08:03:12+08:00", "M1-01", txn_id="HF0803IN"), ctx)
-    with pytest.raises(ItemRejected) as err:
-        stream.normalize(tap("metro_out", "2024-11-05T08:31:40+08:00", "M9-04", txn_id="HF0831OUT"), ctx)
-    assert err.value.problems[0].pointer == "/stop_id"
-    assert [t["txn_id"] for t in ctx.state["open"].values()] == ["HF0803IN"]
+    rejected = _rejected(stream, tap("metro_out", "2024-11-05T08:31:40+08:00", "M9-04", txn_id="HF0831OUT"), ctx)
+    assert rejected.problems[0].pointer == "/stop_id"
+    assert _open_taps(ctx) == ["HF0803IN"]

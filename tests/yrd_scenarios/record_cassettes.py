@@ -26,27 +26,19 @@ import orjson
 from tanpuhui.adapters.yrd_scenarios import YrdScenariosAdapter, YrdScenariosSettings
 from tanpuhui.adapters.yrd_scenarios.sandbox import YrdSandbox
 from tanpuhui.sdk import HttpOptions, WebhookSigner
-from tanpuhui.testing.sandbox.recorder import (
-    SandboxRecorder,
-    SandboxRecording,
-    no_sleep,
-    pull_pages,
-    recording_context,
-)
+from tanpuhui.testing.sandbox.recorder import SandboxRecorder, no_sleep, pull_pages, recording_context
+
+TESTS = Path(__file__).resolve().parent.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # run as a script: the recording helpers live in tests/
+
+from cassette_recording import Fault, Scenario, recording, resume_after_publish, revoke_after_page_1  # noqa: E402
 
 BASE_URL = "https://yrd-exchange.sandbox.example"
-OUT = Path(__file__).parent.parent / "cassettes" / "yrd_scenarios"
 PUSH_SECRET = "whsec_" + base64.b64encode(b"yrd-sandbox-push-secret-for-tests").decode()
 """Test-only secret of push_signatures.json (it signs nothing real)."""
 PUSH_TIMESTAMP = 1730769600  # 2024-11-05T09:20:00+08:00
-RECORDING = SandboxRecording(
-    OUT,
-    BASE_URL,
-    "tests/yrd_scenarios/record_cassettes.py",
-    seed=lambda sandbox: sandbox.dataset.seed,
-    max_depth=7,
-    rewrite_host=True,
-)
+RECORDING = recording("yrd_scenarios", BASE_URL, max_depth=7, rewrite_host=True)
 
 
 async def _run(
@@ -119,102 +111,75 @@ def _push_signatures() -> None:
 
 
 async def main() -> None:
-    resume = YrdSandbox(records=8, seed=21, bad={}, withdrawn={}, visible=6)
-
-    async def two_pages_then_resume(transport: SandboxRecorder) -> None:
-        cursor = await _run(resume, transport, page_size=3)
-        resume.publish()
-        await _run(resume, transport, page_size=3, cursor=cursor)
-
-    await RECORDING.record(
-        "two_pages_then_resume",
-        "Run 1 reads two pages of 3 records (has_more false after the second); the platforms then share two more "
-        "and run 2 (a fresh process: new token) resumes from run 1's last cursor.",
-        resume,
-        two_pages_then_resume,
-    )
-
-    throttled = YrdSandbox(records=3, seed=22, bad={}, withdrawn={})
-    throttled.fail_next(429, retry_after=7)
-    await RECORDING.record(
-        "rate_limited_429",
-        "The first records request gets 429 with Retry-After: 7; the retry succeeds.",
-        throttled,
-        lambda transport: _run(throttled, transport, page_size=500),
-    )
-
-    failing = YrdSandbox(records=3, seed=23, bad={}, withdrawn={})
-    failing.fail_next(503)
-    failing.fail_next(502)
-    await RECORDING.record(
-        "server_error_then_success",
-        "The first records request gets a 503, the second a 502; the third (after two backoffs) succeeds.",
-        failing,
-        lambda transport: _run(failing, transport, page_size=500),
-    )
-
-    down = YrdSandbox(records=3, seed=24, bad={}, withdrawn={})
-    down.fail_next(500, count=5)
-    await RECORDING.record(
-        "server_error_gives_up",
-        "Every records request gets a 500: after 5 attempts (the default retry_attempts) the run stops.",
-        down,
-        lambda transport: _run(down, transport, page_size=500),
-    )
-
-    revoked = YrdSandbox(records=6, seed=25, bad={}, withdrawn={})
-
-    def revoke_after_first(number: int) -> None:
-        if number == 1:
-            revoked.revoke_tokens()
-
-    await RECORDING.record(
-        "token_expired_401",
-        "The exchange expires the token after page 1 (before its expires_in): page 2 gets a 401, the client "
-        "fetches a new token once and repeats the request.",
-        revoked,
-        lambda transport: _run(revoked, transport, page_size=4, after_page=revoke_after_first),
-    )
-
-    malformed = YrdSandbox(
-        records=9,
-        seed=26,
-        bad={"no_offset": 1, "bad_resident_id": 1, "unrecognised_no_activity": 1},
-        withdrawn={"credited": 1, "cancelled": 1},
-    )
-    await RECORDING.record(
-        "malformed_items_quarantined",
-        "One page: valid records, one with a start_time without UTC offset (schema), one with a resident ID whose "
-        "check character is wrong, one of an unrecognised methodology without activity, one already credited on "
-        "its origin platform and one cancelled.",
-        malformed,
-        lambda transport: _run(malformed, transport, page_size=500),
-    )
-
-    empty = YrdSandbox(records=0, seed=27, bad={}, withdrawn={})
-    await RECORDING.record(
-        "empty_page",
-        "The platforms shared nothing yet: one page with no items and has_more false.",
-        empty,
-        lambda transport: _run(empty, transport, page_size=500),
-    )
-
-    refusing = YrdSandbox(records=3, seed=28, bad={}, withdrawn={})
-    refusing.fail_next(200, code="5001")
-    await RECORDING.record(
-        "envelope_error_code",
-        'The exchange answers HTTP 200 with {"code": "5001"} (a gateway business error) instead of "0000".',
-        refusing,
-        lambda transport: _run(refusing, transport, page_size=500),
-    )
-
-    catalog = YrdSandbox(records=0, seed=29, bad={}, withdrawn={})
-    await RECORDING.record(
-        "catalog",
-        "The three platforms' scenario catalog from the exchange (GET /v1/scenarios).",
-        catalog,
-        lambda transport: _run(catalog, transport, page_size=500, stream_name="catalog"),
-    )
+    scenarios: list[Scenario[YrdSandbox]] = [
+        Scenario(
+            "two_pages_then_resume",
+            "Run 1 reads two pages of 3 records (has_more false after the second); the platforms then share two "
+            "more and run 2 (a fresh process: new token) resumes from run 1's last cursor.",
+            YrdSandbox(records=8, seed=21, bad={}, withdrawn={}, visible=6),
+            run={"page_size": 3},
+            body=resume_after_publish,
+        ),
+        Scenario(
+            "rate_limited_429",
+            "The first records request gets 429 with Retry-After: 7; the retry succeeds.",
+            YrdSandbox(records=3, seed=22, bad={}, withdrawn={}),
+            faults=[Fault(429, retry_after=7)],
+        ),
+        Scenario(
+            "server_error_then_success",
+            "The first records request gets a 503, the second a 502; the third (after two backoffs) succeeds.",
+            YrdSandbox(records=3, seed=23, bad={}, withdrawn={}),
+            faults=[Fault(503), Fault(502)],
+        ),
+        Scenario(
+            "server_error_gives_up",
+            "Every records request gets a 500: after 5 attempts (the default retry_attempts) the run stops.",
+            YrdSandbox(records=3, seed=24, bad={}, withdrawn={}),
+            faults=[Fault(500, count=5)],
+        ),
+        Scenario(
+            "token_expired_401",
+            "The exchange expires the token after page 1 (before its expires_in): page 2 gets a 401, the client "
+            "fetches a new token once and repeats the request.",
+            YrdSandbox(records=6, seed=25, bad={}, withdrawn={}),
+            run={"page_size": 4},
+            body=revoke_after_page_1,
+        ),
+        Scenario(
+            "malformed_items_quarantined",
+            "One page: valid records, one with a start_time without UTC offset (schema), one with a resident ID "
+            "whose check character is wrong, one of an unrecognised methodology without activity, one already "
+            "credited on its origin platform and one cancelled.",
+            YrdSandbox(
+                records=9,
+                seed=26,
+                bad={"no_offset": 1, "bad_resident_id": 1, "unrecognised_no_activity": 1},
+                withdrawn={"credited": 1, "cancelled": 1},
+            ),
+        ),
+        Scenario(
+            "empty_page",
+            "The platforms shared nothing yet: one page with no items and has_more false.",
+            YrdSandbox(records=0, seed=27, bad={}, withdrawn={}),
+        ),
+        Scenario(
+            "envelope_error_code",
+            'The exchange answers HTTP 200 with {"code": "5001"} (a gateway business error) instead of "0000".',
+            YrdSandbox(records=3, seed=28, bad={}, withdrawn={}),
+            faults=[Fault(200, code="5001")],
+        ),
+        Scenario(
+            "catalog",
+            "The three platforms' scenario catalog from the exchange (GET /v1/scenarios).",
+            YrdSandbox(records=0, seed=29, bad={}, withdrawn={}),
+            run={"stream_name": "catalog"},
+        ),
+    ]
+    for scenario in scenarios:
+        await RECORDING.record(
+            scenario.name, scenario.about, scenario.sandbox, scenario.recording_body(_run, page_size=500)
+        )
 
     _push_signatures()
 
