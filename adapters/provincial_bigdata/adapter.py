@@ -65,6 +65,7 @@ from tanpuhui.sdk import (
     RetrySettings,
     StreamContext,
     as_objects,
+    cursor_pages,
     describe_shape,
 )
 
@@ -202,39 +203,34 @@ class _DatasetStream(PullStream):
         )
 
     async def _cursor_pages(self, cursor: Any) -> AsyncIterator[Page]:
-        size = self.adapter.config.page_size
         cursor = cursor if isinstance(cursor, str) and cursor else None
-        while True:
-            params: dict[str, Any] = {"pageSize": size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET {self._path()}?pageSize={size}" + (f"&cursor={cursor}" if cursor else "")
-            where = f"{self.adapter.name}: dataset {self.name!r}: {described}"
-            data = await self._fetch(params)
-            if data is None:  # some gateways answer an exhausted dataset with data: null
-                yield Page(items=[], cursor=cursor, request=described)
-                return
-            if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-                raise PartnerResponseError(
-                    f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {describe_shape(data)}'
-                )
-            has_more = data.get("hasMore")
-            next_cursor = data.get("nextCursor")
-            if not isinstance(has_more, bool):
-                raise PartnerResponseError(f"{where}: /data/hasMore must be true or false, got {has_more!r}")
-            if next_cursor is not None and not isinstance(next_cursor, str):
-                raise PartnerResponseError(
-                    f"{where}: /data/nextCursor must be a string, got {describe_shape(next_cursor)}"
-                )
-            if has_more and (not next_cursor or next_cursor == cursor):
-                raise PartnerResponseError(
-                    f"{where}: hasMore is true but nextCursor is {next_cursor!r}; stopping instead of asking for the "
-                    "same page forever"
-                )
-            yield Page(items=as_objects(data["records"]), cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+        size = self.adapter.config.page_size
+        async for page in cursor_pages(self._path(), cursor, self._cursor_page, size=size, size_param="pageSize"):
+            yield page
+
+    async def _cursor_page(
+        self, params: dict[str, Any], described: str
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        where = f"{self.adapter.name}: dataset {self.name!r}: {described}"
+        data = await self._fetch(params)
+        if data is None:  # some gateways answer an exhausted dataset with data: null
+            return [], None, False
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise PartnerResponseError(
+                f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {describe_shape(data)}'
+            )
+        has_more = data.get("hasMore")
+        next_cursor = data.get("nextCursor")
+        if not isinstance(has_more, bool):
+            raise PartnerResponseError(f"{where}: /data/hasMore must be true or false, got {has_more!r}")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise PartnerResponseError(f"{where}: /data/nextCursor must be a string, got {describe_shape(next_cursor)}")
+        if has_more and (not next_cursor or next_cursor == params.get("cursor")):
+            raise PartnerResponseError(
+                f"{where}: hasMore is true but nextCursor is {next_cursor!r}; stopping instead of asking for the "
+                "same page forever"
+            )
+        return as_objects(data["records"]), next_cursor, has_more
 
     async def _numbered_pages(self, cursor: Any) -> AsyncIterator[Page]:
         size = self.adapter.config.page_size

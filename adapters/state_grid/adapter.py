@@ -81,6 +81,7 @@ from tanpuhui.sdk import (
     WebhookVerifier,
     as_objects,
     cursor_fields,
+    cursor_pages,
     describe_shape,
 )
 
@@ -169,17 +170,12 @@ class ReadingsStream(PullStream):
         config = self.adapter.config
         client = self.adapter.client
         path = config.readings_path
-        while True:
-            params: dict[str, Any] = {"size": config.page_size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET {path}?size={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
-            doc = await client.get_json(path, params=params)
-            items, next_cursor, has_more = self._envelope(doc, described, cursor)
-            yield Page(items=items, cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+
+        async def fetch(params: dict[str, Any], described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+            return self._envelope(await client.get_json(path, params=params), described, params.get("cursor"))
+
+        async for page in cursor_pages(path, cursor, fetch, size=config.page_size):
+            yield page
 
     def _envelope(self, doc: Any, described: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
         where = f"{self.adapter.name}: {described}"

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -70,6 +71,7 @@ from tanpuhui.sdk import (
     StreamContext,
     as_objects,
     cursor_fields,
+    cursor_pages,
     describe_shape,
 )
 
@@ -278,24 +280,20 @@ class RecordsStream(PullStream):
             for name, endpoint in self.adapter.endpoints().items():
                 # Records from this endpoint must belong to a platform it serves (see RecordNormalizer.normalize).
                 self.serving = frozenset(endpoint.platforms)
-                position = positions.get(name)
-                while True:
-                    params: dict[str, Any] = {"limit": size}
-                    if position:
-                        params["cursor"] = position
-                    described = f"GET {endpoint.records_path}?limit={size}" + (
-                        f"&cursor={position}" if position else ""
-                    )
-                    data = await self.adapter.get_data(name, endpoint.records_path, described, params)
-                    where = f"{self.adapter.name}: endpoint {name}: {described}"
-                    items, next_cursor, has_more = _feed(data, where, position)
-                    positions = {**positions, name: next_cursor or position}
-                    yield Page(items=items, cursor=positions, request=f"endpoint {name}: {described}")
-                    if not has_more:
-                        break
-                    position = next_cursor
+                fetch = partial(self._feed_page, name, endpoint.records_path)
+                async for page in cursor_pages(
+                    endpoint.records_path, positions.get(name), fetch, size=size, size_param="limit"
+                ):
+                    positions = {**positions, name: page.cursor}
+                    yield Page(items=page.items, cursor=positions, request=f"endpoint {name}: {page.request}")
         finally:
             self.serving = None
+
+    async def _feed_page(
+        self, endpoint: str, path: str, params: dict[str, Any], described: str
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        data = await self.adapter.get_data(endpoint, path, described, params)
+        return _feed(data, f"{self.adapter.name}: endpoint {endpoint}: {described}", params.get("cursor"))
 
 
 class RecordsPushStream(PushStream):
