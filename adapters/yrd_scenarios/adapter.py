@@ -255,23 +255,31 @@ class CatalogStream(PullStream):
         return ()
 
 
-class RecordsStream(PullStream):
-    """The records change feed of every endpoint in turn (``GET /v1/records``); cursor ``{endpoint: cursor}``."""
+class _Records:
+    """What the pulled and the pushed records share: the record schema, and normalizing by the adapter's
+    :class:`RecordNormalizer`, which credits only records of the platforms in ``serving``."""
 
-    name = "records"
-    schema = "yrd-record"
-    id_field = "record_id"
-    description = "Scenario records of Anhui residents who authorised sharing, from the YRD platforms"
+    schema: ClassVar[str] = "yrd-record"
+    id_field: ClassVar[str] = "record_id"
 
     adapter: YrdScenariosAdapter
-
-    def __init__(self, adapter: YrdScenariosAdapter) -> None:
-        super().__init__(adapter)
-        self.serving: frozenset[str] | None = None
-        """While paging: the platforms of the endpoint being read (None between runs, e.g. for a replay)."""
+    serving: frozenset[str] | None = None
+    """The platforms whose records are credited; None: any platform the hub knows (e.g. a quarantine replay)."""
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
         return self.adapter.normalizer.normalize(item, ctx, self.serving)
+
+
+class RecordsStream(_Records, PullStream):
+    """The records change feed of every endpoint in turn (``GET /v1/records``); cursor ``{endpoint: cursor}``.
+
+    While paging, ``serving`` holds the platforms of the endpoint being read (None between runs).
+    """
+
+    name = "records"
+    description = "Scenario records of Anhui residents who authorised sharing, from the YRD platforms"
+
+    adapter: YrdScenariosAdapter
 
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         positions: dict[str, Any] = dict(cursor) if isinstance(cursor, dict) else {}
@@ -296,12 +304,11 @@ class RecordsStream(PullStream):
         return _feed(data, f"{self.adapter.name}: endpoint {endpoint}: {described}", params.get("cursor"))
 
 
-class RecordsPushStream(PushStream):
-    """Records pushed by the YRD platforms (Standard Webhooks, ``webhook_secrets``); normalized like pulled ones."""
+class RecordsPushStream(_Records, PushStream):
+    """Records pushed by the YRD platforms (Standard Webhooks, ``webhook_secrets``); normalized like pulled ones,
+    from the platforms ``push_platforms`` names (any when unset)."""
 
     name = "records_push"
-    schema = "yrd-record"
-    id_field = "record_id"
     description = "Scenario records pushed by the YRD platforms (signed webhooks)"
 
     adapter: YrdScenariosAdapter
@@ -309,10 +316,7 @@ class RecordsPushStream(PushStream):
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
         allowed = adapter.config.push_platforms
-        self.serving: frozenset[str] | None = frozenset(allowed) if allowed is not None else None
-
-    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
-        return self.adapter.normalizer.normalize(item, ctx, self.serving)
+        self.serving = frozenset(allowed) if allowed is not None else None
 
 
 class YrdScenariosAdapter(Adapter):
