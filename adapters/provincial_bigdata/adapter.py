@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -453,32 +454,25 @@ class ProvincialBigDataAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(ProvincialBigDataSettings)
-        self._gateway: GatewayClient | None = None
 
-    @property
+    @cached_property
     def gateway(self) -> GatewayClient:
         """The one gateway client (created on first use; its PartnerClient is closed with the adapter)."""
-        if self._gateway is None:
-            c = self.config
-            cipher = None
-            if c.sm4_key_secret is not None and c.mac_key_secret is not None:
-                cipher = PayloadCipher.from_hex(
-                    c.sm4_key_secret.get_secret_value(), c.mac_key_secret.get_secret_value()
-                )
-            config = GatewayConfig(
-                app_key=c.app_key,
-                app_secret=c.app_secret.get_secret_value(),
-                sign_method=c.sign_method,
-                token_path=c.token_path or None,
-                token_leeway=c.token_leeway,
-                success_codes=frozenset(c.success_codes),
-                code_actions={code: CodeAction(action) for code, action in c.code_actions.items()},
-                cipher=cipher,
-            )
-            self._gateway = GatewayClient.for_adapter(
-                self, c.base_url, config, retry=c.retry_policy(), timeout=c.timeout
-            )
-        return self._gateway
+        c = self.config
+        cipher = None
+        if c.sm4_key_secret is not None and c.mac_key_secret is not None:
+            cipher = PayloadCipher.from_hex(c.sm4_key_secret.get_secret_value(), c.mac_key_secret.get_secret_value())
+        config = GatewayConfig(
+            app_key=c.app_key,
+            app_secret=c.app_secret.get_secret_value(),
+            sign_method=c.sign_method,
+            token_path=c.token_path or None,
+            token_leeway=c.token_leeway,
+            success_codes=frozenset(c.success_codes),
+            code_actions={code: CodeAction(action) for code, action in c.code_actions.items()},
+            cipher=cipher,
+        )
+        return GatewayClient.for_adapter(self, c.base_url, config, retry=c.retry_policy(), timeout=c.timeout)
 
     def dataset_code(self, stream: str) -> str:
         return self.config.dataset_codes.get(stream, stream)

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -393,16 +394,13 @@ class StateGridAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(StateGridSettings)
-        self._client: PartnerClient | None = None
 
-    @property
+    @cached_property
     def client(self) -> PartnerClient:
         """The partner client of the readings pull (created on first use, closed by :meth:`aclose`)."""
-        if self._client is None:
-            if not self.config.base_url:
-                raise ConfigError(
-                    "adapter state_grid: the readings pull needs base_url, client_id and client_secret in "
-                    "[adapters.state_grid]"
-                )
-            self._client = self.oauth2_client(self.config)
-        return self._client
+        if not self.config.base_url:
+            raise ConfigError(
+                "adapter state_grid: the readings pull needs base_url, client_id and client_secret in "
+                "[adapters.state_grid]"
+            )
+        return self.oauth2_client(self.config)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
+from functools import cached_property
 from itertools import count
 from typing import Any, ClassVar
 
@@ -444,11 +445,8 @@ class TransitCardAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(TransitCardSettings)
-        self._client: PartnerClient | None = None
 
-    @property
+    @cached_property
     def client(self) -> PartnerClient:
         """The one partner client (created on first use, closed by :meth:`aclose`)."""
-        if self._client is None:
-            self._client = self.oauth2_client(self.config)
-        return self._client
+        return self.oauth2_client(self.config)
