@@ -212,6 +212,7 @@ class _DatasetStream(PullStream):
     async def _cursor_page(
         self, params: dict[str, Any], described: str
     ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """One page of a cursor dataset: its records, ``nextCursor`` and ``hasMore``, checked."""
         where = f"{self.adapter.name}: dataset {self.name!r}: {described}"
         data = await self._fetch(params)
         if data is None:  # some gateways answer an exhausted dataset with data: null

@@ -300,6 +300,7 @@ class RecordsStream(_Records, PullStream):
     async def _feed_page(
         self, endpoint: str, path: str, params: dict[str, Any], described: str
     ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """One page of ``endpoint``'s records feed: its items, ``next_cursor`` and ``has_more``, checked."""
         data = await self.adapter.get_data(endpoint, path, described, params)
         return _feed(data, f"{self.adapter.name}: endpoint {endpoint}: {described}", params.get("cursor"))
 
