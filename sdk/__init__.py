@@ -24,6 +24,7 @@ from .client import (
     parse_retry_after,
 )
 from .context import Rejection, StreamContext, Withdrawal
+from .cursor_loop import cursor_pages
 from .errors import (
     ConfigError,
     ItemRejected,
@@ -155,6 +156,7 @@ __all__ = [
     "as_objects",
     "behaviour_fingerprint",
     "cursor_fields",
+    "cursor_pages",
     "decode_secret",
     "describe_shape",
     "hookimpl",

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -65,6 +66,7 @@ from tanpuhui.sdk import (
     RetrySettings,
     StreamContext,
     as_objects,
+    cursor_pages,
     describe_shape,
 )
 
@@ -202,39 +204,35 @@ class _DatasetStream(PullStream):
         )
 
     async def _cursor_pages(self, cursor: Any) -> AsyncIterator[Page]:
-        size = self.adapter.config.page_size
         cursor = cursor if isinstance(cursor, str) and cursor else None
-        while True:
-            params: dict[str, Any] = {"pageSize": size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET {self._path()}?pageSize={size}" + (f"&cursor={cursor}" if cursor else "")
-            where = f"{self.adapter.name}: dataset {self.name!r}: {described}"
-            data = await self._fetch(params)
-            if data is None:  # some gateways answer an exhausted dataset with data: null
-                yield Page(items=[], cursor=cursor, request=described)
-                return
-            if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-                raise PartnerResponseError(
-                    f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {describe_shape(data)}'
-                )
-            has_more = data.get("hasMore")
-            next_cursor = data.get("nextCursor")
-            if not isinstance(has_more, bool):
-                raise PartnerResponseError(f"{where}: /data/hasMore must be true or false, got {has_more!r}")
-            if next_cursor is not None and not isinstance(next_cursor, str):
-                raise PartnerResponseError(
-                    f"{where}: /data/nextCursor must be a string, got {describe_shape(next_cursor)}"
-                )
-            if has_more and (not next_cursor or next_cursor == cursor):
-                raise PartnerResponseError(
-                    f"{where}: hasMore is true but nextCursor is {next_cursor!r}; stopping instead of asking for the "
-                    "same page forever"
-                )
-            yield Page(items=as_objects(data["records"]), cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+        size = self.adapter.config.page_size
+        async for page in cursor_pages(self._path(), cursor, self._cursor_page, size=size, size_param="pageSize"):
+            yield page
+
+    async def _cursor_page(
+        self, params: dict[str, Any], described: str
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """One page of a cursor dataset: its records, ``nextCursor`` and ``hasMore``, checked."""
+        where = f"{self.adapter.name}: dataset {self.name!r}: {described}"
+        data = await self._fetch(params)
+        if data is None:  # some gateways answer an exhausted dataset with data: null
+            return [], None, False
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise PartnerResponseError(
+                f'{where}: expected data {{"records": [...], "nextCursor": ..., "hasMore": ...}}, got {describe_shape(data)}'
+            )
+        has_more = data.get("hasMore")
+        next_cursor = data.get("nextCursor")
+        if not isinstance(has_more, bool):
+            raise PartnerResponseError(f"{where}: /data/hasMore must be true or false, got {has_more!r}")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise PartnerResponseError(f"{where}: /data/nextCursor must be a string, got {describe_shape(next_cursor)}")
+        if has_more and (not next_cursor or next_cursor == params.get("cursor")):
+            raise PartnerResponseError(
+                f"{where}: hasMore is true but nextCursor is {next_cursor!r}; stopping instead of asking for the "
+                "same page forever"
+            )
+        return as_objects(data["records"]), next_cursor, has_more
 
     async def _numbered_pages(self, cursor: Any) -> AsyncIterator[Page]:
         size = self.adapter.config.page_size
@@ -457,32 +455,25 @@ class ProvincialBigDataAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(ProvincialBigDataSettings)
-        self._gateway: GatewayClient | None = None
 
-    @property
+    @cached_property
     def gateway(self) -> GatewayClient:
         """The one gateway client (created on first use; its PartnerClient is closed with the adapter)."""
-        if self._gateway is None:
-            c = self.config
-            cipher = None
-            if c.sm4_key_secret is not None and c.mac_key_secret is not None:
-                cipher = PayloadCipher.from_hex(
-                    c.sm4_key_secret.get_secret_value(), c.mac_key_secret.get_secret_value()
-                )
-            config = GatewayConfig(
-                app_key=c.app_key,
-                app_secret=c.app_secret.get_secret_value(),
-                sign_method=c.sign_method,
-                token_path=c.token_path or None,
-                token_leeway=c.token_leeway,
-                success_codes=frozenset(c.success_codes),
-                code_actions={code: CodeAction(action) for code, action in c.code_actions.items()},
-                cipher=cipher,
-            )
-            self._gateway = GatewayClient.for_adapter(
-                self, c.base_url, config, retry=c.retry_policy(), timeout=c.timeout
-            )
-        return self._gateway
+        c = self.config
+        cipher = None
+        if c.sm4_key_secret is not None and c.mac_key_secret is not None:
+            cipher = PayloadCipher.from_hex(c.sm4_key_secret.get_secret_value(), c.mac_key_secret.get_secret_value())
+        config = GatewayConfig(
+            app_key=c.app_key,
+            app_secret=c.app_secret.get_secret_value(),
+            sign_method=c.sign_method,
+            token_path=c.token_path or None,
+            token_leeway=c.token_leeway,
+            success_codes=frozenset(c.success_codes),
+            code_actions={code: CodeAction(action) for code, action in c.code_actions.items()},
+            cipher=cipher,
+        )
+        return GatewayClient.for_adapter(self, c.base_url, config, retry=c.retry_policy(), timeout=c.timeout)
 
     def dataset_code(self, stream: str) -> str:
         return self.config.dataset_codes.get(stream, stream)

@@ -258,6 +258,13 @@ class ProvincialSandbox(SandboxServer):
 
     # -- endpoints ---------------------------------------------------------------------------------------------
 
+    async def _refusal(self, request: Request, counter: str) -> Response | None:
+        """Count a request (in ``stats.requests`` and in ``stats.<counter>``, its endpoint's own) and answer the
+        refusal of its signature, if any. None: go on."""
+        self.stats.requests += 1
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        return await self._verify(request)
+
     async def _verify(self, request: Request) -> Response | None:
         raw_path = request.scope.get("raw_path")
         path = raw_path.decode("latin-1").split("?", 1)[0] if isinstance(raw_path, bytes) else request.url.path
@@ -274,9 +281,7 @@ class ProvincialSandbox(SandboxServer):
         return json_response(200, {"flag" if flag else "code": code, "msg": msg, "data": None})
 
     async def _token(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.token_requests += 1
-        refused = await self._verify(request)
+        refused = await self._refusal(request, "token_requests")
         if refused is not None:
             return refused
         try:
@@ -291,9 +296,7 @@ class ProvincialSandbox(SandboxServer):
         return json_response(200, {"code": "0000", "msg": "success", "data": data})
 
     async def _records(self, request: Request) -> Response:
-        self.stats.requests += 1
-        self.stats.data_requests += 1
-        refused = await self._verify(request)
+        refused = await self._refusal(request, "data_requests")
         if refused is not None:
             return refused
         state = self.tokens.state(bearer_token(request))

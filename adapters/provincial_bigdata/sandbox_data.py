@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from tanpuhui.testing.sandbox.identities import with_check_char, with_wrong_check_char
+from tanpuhui.testing.sandbox.kinds import check_kinds
 
 from .methodologies import APPLIANCE_CATEGORIES
 
@@ -104,9 +105,7 @@ class GatewayData:
         bad: Mapping[str, int] | None = None,
     ) -> None:
         known = {kind for kinds in BAD_KINDS.values() for kind in kinds}
-        unknown = set(bad or ()) - known
-        if unknown:
-            raise ValueError(f"unknown bad item kinds {sorted(unknown)}; known: {', '.join(sorted(known))}")
+        check_kinds(bad, sorted(known))
         if days < 1 or purchases < 0 or households < 0 or installations < 0:
             raise ValueError("days must be >= 1 and the counts >= 0")
         self.seed = seed

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -81,6 +82,7 @@ from tanpuhui.sdk import (
     WebhookVerifier,
     as_objects,
     cursor_fields,
+    cursor_pages,
     describe_shape,
 )
 
@@ -169,17 +171,12 @@ class ReadingsStream(PullStream):
         config = self.adapter.config
         client = self.adapter.client
         path = config.readings_path
-        while True:
-            params: dict[str, Any] = {"size": config.page_size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET {path}?size={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
-            doc = await client.get_json(path, params=params)
-            items, next_cursor, has_more = self._envelope(doc, described, cursor)
-            yield Page(items=items, cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+
+        async def fetch(params: dict[str, Any], described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+            return self._envelope(await client.get_json(path, params=params), described, params.get("cursor"))
+
+        async for page in cursor_pages(path, cursor, fetch, size=config.page_size):
+            yield page
 
     def _envelope(self, doc: Any, described: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
         where = f"{self.adapter.name}: {described}"
@@ -397,16 +394,13 @@ class StateGridAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(StateGridSettings)
-        self._client: PartnerClient | None = None
 
-    @property
+    @cached_property
     def client(self) -> PartnerClient:
         """The partner client of the readings pull (created on first use, closed by :meth:`aclose`)."""
-        if self._client is None:
-            if not self.config.base_url:
-                raise ConfigError(
-                    "adapter state_grid: the readings pull needs base_url, client_id and client_secret in "
-                    "[adapters.state_grid]"
-                )
-            self._client = self.oauth2_client(self.config)
-        return self._client
+        if not self.config.base_url:
+            raise ConfigError(
+                "adapter state_grid: the readings pull needs base_url, client_id and client_secret in "
+                "[adapters.state_grid]"
+            )
+        return self.oauth2_client(self.config)

@@ -58,6 +58,7 @@ from tanpuhui.testing.sandbox import (
     signed_batches,
 )
 from tanpuhui.testing.sandbox import SandboxStats as KitStats
+from tanpuhui.testing.sandbox.kinds import check_kinds
 
 __all__ = ["FAULT_KINDS", "Dataset", "SandboxPartner", "SandboxStats", "StateGridSandbox"]
 
@@ -110,9 +111,7 @@ class Dataset:
     ) -> None:
         if households < 0 or days < 1:
             raise ValueError("households must be >= 0 and days >= 1")
-        unknown = set(faults or ()) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        check_kinds(faults, FAULT_KINDS, "fault kinds")
         if faults is None:
             faults = {k: 1 for k in FAULT_KINDS} if households >= len(FAULT_KINDS) and days >= 4 else {}
         wanted = sum(faults.values())

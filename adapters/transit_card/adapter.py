@@ -49,6 +49,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
+from functools import cached_property
 from itertools import count
 from typing import Any, ClassVar
 
@@ -71,6 +72,7 @@ from tanpuhui.sdk import (
     StreamContext,
     as_objects,
     cursor_fields,
+    cursor_pages,
     describe_shape,
 )
 
@@ -161,21 +163,17 @@ class TransactionsStream(PullStream):
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         config = self.adapter.config
         path = config.transactions_path
-        fresh_network = False
-        while True:
-            params: dict[str, Any] = {"limit": config.page_size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET {path}?limit={config.page_size}" + (f"&cursor={cursor}" if cursor else "")
+
+        async def fetch(params: dict[str, Any], described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
             doc = await self.adapter.client.get_json(path, params=params)
-            items, next_cursor, has_more = self._envelope(doc, described, cursor)
-            if not fresh_network:
+            return self._envelope(doc, described, params.get("cursor"))
+
+        fresh_network = False
+        async for page in cursor_pages(path, cursor, fetch, size=config.page_size, size_param="limit"):
+            if not fresh_network:  # each run reloads the distance table once its first page has answered
                 await self.load_network()
                 fresh_network = True
-            yield Page(items=items, cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+            yield page
 
     def _envelope(self, doc: Any, described: str, asked: Any) -> tuple[list[dict[str, Any]], str | None, bool]:
         where = f"{self.adapter.name}: {described}"
@@ -447,11 +445,8 @@ class TransitCardAdapter(Adapter):
     def __init__(self, settings: AdapterSettings, http: HttpOptions | None = None) -> None:
         super().__init__(settings, http)
         self.config = self.settings_as(TransitCardSettings)
-        self._client: PartnerClient | None = None
 
-    @property
+    @cached_property
     def client(self) -> PartnerClient:
         """The one partner client (created on first use, closed by :meth:`aclose`)."""
-        if self._client is None:
-            self._client = self.oauth2_client(self.config)
-        return self._client
+        return self.oauth2_client(self.config)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from tanpuhui.testing.sandbox.kinds import check_kinds
+
 from .network import Network
 
 __all__ = ["BAD_KINDS", "NETWORK_VERSION", "Dataset", "hefei_network"]
@@ -137,9 +139,7 @@ class Dataset:
     ) -> None:
         if trips < 0 or days < 1:
             raise ValueError("trips must be >= 0 and days >= 1")
-        unknown = set(bad or ()) - set(BAD_KINDS)
-        if unknown:
-            raise ValueError(f"unknown bad item kinds {sorted(unknown)}; known: {', '.join(BAD_KINDS)}")
+        check_kinds(bad, BAD_KINDS)
         rng = random.Random(seed)
         self.trips = trips
         self.seed = seed

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -70,6 +71,7 @@ from tanpuhui.sdk import (
     StreamContext,
     as_objects,
     cursor_fields,
+    cursor_pages,
     describe_shape,
 )
 
@@ -253,23 +255,31 @@ class CatalogStream(PullStream):
         return ()
 
 
-class RecordsStream(PullStream):
-    """The records change feed of every endpoint in turn (``GET /v1/records``); cursor ``{endpoint: cursor}``."""
+class _Records:
+    """What the pulled and the pushed records share: the record schema, and normalizing by the adapter's
+    :class:`RecordNormalizer`, which credits only records of the platforms in ``serving``."""
 
-    name = "records"
-    schema = "yrd-record"
-    id_field = "record_id"
-    description = "Scenario records of Anhui residents who authorised sharing, from the YRD platforms"
+    schema: ClassVar[str] = "yrd-record"
+    id_field: ClassVar[str] = "record_id"
 
     adapter: YrdScenariosAdapter
-
-    def __init__(self, adapter: YrdScenariosAdapter) -> None:
-        super().__init__(adapter)
-        self.serving: frozenset[str] | None = None
-        """While paging: the platforms of the endpoint being read (None between runs, e.g. for a replay)."""
+    serving: frozenset[str] | None = None
+    """The platforms whose records are credited; None: any platform the hub knows (e.g. a quarantine replay)."""
 
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
         return self.adapter.normalizer.normalize(item, ctx, self.serving)
+
+
+class RecordsStream(_Records, PullStream):
+    """The records change feed of every endpoint in turn (``GET /v1/records``); cursor ``{endpoint: cursor}``.
+
+    While paging, ``serving`` holds the platforms of the endpoint being read (None between runs).
+    """
+
+    name = "records"
+    description = "Scenario records of Anhui residents who authorised sharing, from the YRD platforms"
+
+    adapter: YrdScenariosAdapter
 
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
         positions: dict[str, Any] = dict(cursor) if isinstance(cursor, dict) else {}
@@ -278,32 +288,28 @@ class RecordsStream(PullStream):
             for name, endpoint in self.adapter.endpoints().items():
                 # Records from this endpoint must belong to a platform it serves (see RecordNormalizer.normalize).
                 self.serving = frozenset(endpoint.platforms)
-                position = positions.get(name)
-                while True:
-                    params: dict[str, Any] = {"limit": size}
-                    if position:
-                        params["cursor"] = position
-                    described = f"GET {endpoint.records_path}?limit={size}" + (
-                        f"&cursor={position}" if position else ""
-                    )
-                    data = await self.adapter.get_data(name, endpoint.records_path, described, params)
-                    where = f"{self.adapter.name}: endpoint {name}: {described}"
-                    items, next_cursor, has_more = _feed(data, where, position)
-                    positions = {**positions, name: next_cursor or position}
-                    yield Page(items=items, cursor=positions, request=f"endpoint {name}: {described}")
-                    if not has_more:
-                        break
-                    position = next_cursor
+                fetch = partial(self._feed_page, name, endpoint.records_path)
+                async for page in cursor_pages(
+                    endpoint.records_path, positions.get(name), fetch, size=size, size_param="limit"
+                ):
+                    positions = {**positions, name: page.cursor}
+                    yield Page(items=page.items, cursor=positions, request=f"endpoint {name}: {page.request}")
         finally:
             self.serving = None
 
+    async def _feed_page(
+        self, endpoint: str, path: str, params: dict[str, Any], described: str
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """One page of ``endpoint``'s records feed: its items, ``next_cursor`` and ``has_more``, checked."""
+        data = await self.adapter.get_data(endpoint, path, described, params)
+        return _feed(data, f"{self.adapter.name}: endpoint {endpoint}: {described}", params.get("cursor"))
 
-class RecordsPushStream(PushStream):
-    """Records pushed by the YRD platforms (Standard Webhooks, ``webhook_secrets``); normalized like pulled ones."""
+
+class RecordsPushStream(_Records, PushStream):
+    """Records pushed by the YRD platforms (Standard Webhooks, ``webhook_secrets``); normalized like pulled ones,
+    from the platforms ``push_platforms`` names (any when unset)."""
 
     name = "records_push"
-    schema = "yrd-record"
-    id_field = "record_id"
     description = "Scenario records pushed by the YRD platforms (signed webhooks)"
 
     adapter: YrdScenariosAdapter
@@ -311,10 +317,7 @@ class RecordsPushStream(PushStream):
     def __init__(self, adapter: YrdScenariosAdapter) -> None:
         super().__init__(adapter)
         allowed = adapter.config.push_platforms
-        self.serving: frozenset[str] | None = frozenset(allowed) if allowed is not None else None
-
-    def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
-        return self.adapter.normalizer.normalize(item, ctx, self.serving)
+        self.serving = frozenset(allowed) if allowed is not None else None
 
 
 class YrdScenariosAdapter(Adapter):

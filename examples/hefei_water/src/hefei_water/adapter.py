@@ -38,6 +38,7 @@ from tanpuhui.sdk import (
     RecordLike,
     StreamContext,
     as_objects,
+    cursor_pages,
 )
 
 from .methodology import HOUSEHOLD_SAVING
@@ -71,20 +72,18 @@ class BillsStream(PullStream):
     adapter: HefeiWaterAdapter
 
     async def pages(self, ctx: StreamContext, cursor: Any) -> AsyncIterator[Page]:
+        # The SDK runs the loop: GET /api/v2/bills?pageSize=N[&cursor=C] until a page says hasMore is false.
         size = self.adapter.config.page_size
-        while True:
-            params: dict[str, Any] = {"pageSize": size}
-            if cursor:
-                params["cursor"] = cursor
-            described = f"GET /api/v2/bills?pageSize={size}" + (f"&cursor={cursor}" if cursor else "")
-            doc = await self.adapter.client.get_json("/api/v2/bills", params=params)
-            items, next_cursor, has_more = self._envelope(doc, f"{self.adapter.name}: {described}")
-            if has_more and next_cursor in (None, cursor):
-                raise PartnerResponseError(f"{self.adapter.name}: {described}: hasMore is true but no new nextCursor")
-            yield Page(items=items, cursor=next_cursor or cursor, request=described)
-            if not has_more:
-                return
-            cursor = next_cursor
+        async for page in cursor_pages("/api/v2/bills", cursor, self._page, size=size, size_param="pageSize"):
+            yield page
+
+    async def _page(self, params: dict[str, Any], described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """One page: its bills, the cursor after them and whether there are more."""
+        doc = await self.adapter.client.get_json("/api/v2/bills", params=params)
+        items, next_cursor, has_more = self._envelope(doc, f"{self.adapter.name}: {described}")
+        if has_more and next_cursor in (None, params.get("cursor")):
+            raise PartnerResponseError(f"{self.adapter.name}: {described}: hasMore is true but no new nextCursor")
+        return items, next_cursor, has_more
 
     @staticmethod
     def _envelope(doc: Any, where: str) -> tuple[list[dict[str, Any]], str | None, bool]:
