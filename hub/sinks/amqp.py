@@ -170,11 +170,8 @@ class AmqpSink(BrokerSink[AmqpSettings, "AbstractExchange"]):
             exc = unpublished.error
             if not isinstance(exc, _Unconfirmed):
                 await self._drop()  # a closed channel or connection: start afresh on the next try
-            raise SinkError(
-                f"{self._where}: publishing record {unpublished.row.record_id} failed ({one_line(exc)}; "
-                f"{unpublished.count('unconfirmed')})",
-                retryable=True,
-            ) from exc
+            message = self._unpublished_error(unpublished, "unconfirmed", destination=False)
+            raise SinkError(message, retryable=True) from exc
 
     async def check(self) -> None:
         """Connected, with the exchange declared."""

@@ -304,13 +304,14 @@ class BrokerSink(Sink, Generic[_B, _C]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = ConnectLock()
 
-    def _unpublished_error(self, unpublished: Unpublished, what: str) -> str:
-        """The message for a window that did not get through: its first failed record, where that went, its error,
-        and how many of the window failed (``what``: ``unacknowledged``, ...)."""
-        row, exc = unpublished.row, unpublished.error
+    def _unpublished_error(self, unpublished: Unpublished, what: str, *, destination: bool = True) -> str:
+        """The message for a window that did not get through: its first failed record, where that went (unless
+        ``destination`` is false), its error, and how many of the window failed (``what``: ``unacknowledged``, ...)."""
+        row = unpublished.row
+        to = f" to {self._template.render(row)!r}" if destination else ""
         return (
-            f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
-            f"({one_line(exc)}; {unpublished.count(what)})"
+            f"{self._where}: publishing record {row.record_id}{to} failed "
+            f"({one_line(unpublished.error)}; {unpublished.count(what)})"
         )
 
     async def _connected(self) -> _C:

@@ -169,9 +169,8 @@ class MqttSink(BrokerSink[MqttSettings, "Client"]):
         unpublished = await publish_concurrently(batch, publish)
         if unpublished is not None:
             await self._drop()  # the connection failed: a fresh one (and a fresh session) on the next try
-            raise SinkError(
-                self._unpublished_error(unpublished, "unacknowledged"), retryable=True
-            ) from unpublished.error
+            message = self._unpublished_error(unpublished, "unacknowledged")
+            raise SinkError(message, retryable=True) from unpublished.error
         if self._refused:
             codes = sorted(set(self._refused))
             message = (
