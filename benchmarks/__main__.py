@@ -48,7 +48,9 @@ def _pending_writes_mb() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute (CI smoke test)")
+    Sizes.add_arguments(
+        parser, quick="small sizes, well under a minute (CI smoke test)", tmp="directory for the benchmark databases"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -56,12 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument("--repeats", type=int, default=None, help="repeats of the timed runs (median reported)")
-    parser.add_argument("--tmp", type=Path, default=None, help="directory for the benchmark databases")
     args = parser.parse_args(argv)
-    sizes = Sizes.make(args.quick)
-    if args.repeats:
-        sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+    sizes = Sizes.from_args(args)
     names = args.only or list(BENCHMARKS)
     rows: list[Row] = []
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import gc
 import os
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,19 @@ class Sizes:
         if quick:
             return cls(True, 12, 3, 1, 10_000, 1_000_000, 10_000, 2.0, 10, 200_000, 8)
         return cls(False, 100, 4, 3, 100_000, 10_000_000, 100_000, 10.0, 120, 10_000_000, 212)
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, *, quick: str, tmp: str) -> None:
+        """``--quick``, ``--repeats`` and ``--tmp`` (``quick`` and ``tmp``: their help texts), for :meth:`from_args`."""
+        parser.add_argument("--quick", action="store_true", help=quick)
+        parser.add_argument("--repeats", type=int, default=None, help="repeats of the timed runs (median reported)")
+        parser.add_argument("--tmp", type=Path, default=None, help=tmp)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Sizes:
+        """The sizes of ``--quick``, with ``--repeats`` when given."""
+        sizes = cls.make(args.quick)
+        return replace(sizes, repeats=args.repeats) if args.repeats else sizes
 
 
 def make_hub(directory: Path, *, adapters: dict[str, dict[str, Any]] | None = None, **hub: Any) -> Hub:

@@ -201,13 +201,9 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replicas", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats of the timed runs (median reported)")
-    parser.add_argument("--tmp", type=Path, default=None, help="directory for the SQLite databases")
+    Sizes.add_arguments(parser, quick="small sizes (a smoke test)", tmp="directory for the SQLite databases")
     args = parser.parse_args(argv)
-    sizes = Sizes.make(args.quick)
-    if args.repeats:
-        sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+    sizes = Sizes.from_args(args)
     started = time.perf_counter()
     rows = run(sizes, args.tmp)
     print_table(rows, machine_line() + f"; {time.perf_counter() - started:.0f} s")

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, TypedDict, Unpack
 
 import orjson
 import uvicorn
@@ -39,7 +39,15 @@ from tanpuhui.sdk import SignatureError, WebhookVerifier
 
 from .ledger import Ledger
 
-__all__ = ["BATCH_CONTENT_TYPE", "EVENT_CONTENT_TYPE", "Consumer", "ConsumerServer", "Scripted", "main"]
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "EVENT_CONTENT_TYPE",
+    "Consumer",
+    "ConsumerOptions",
+    "ConsumerServer",
+    "Scripted",
+    "main",
+]
 
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 EVENT_CONTENT_TYPE = "application/cloudevents+json"
@@ -65,6 +73,15 @@ class Delivery:
     content_type: str
     ids: list[str]
     duplicates: int
+
+
+class ConsumerOptions(TypedDict, total=False):
+    """How a :class:`Consumer` behaves (its keyword arguments, which :class:`ConsumerServer` passes on)."""
+
+    script: Iterable[int | Scripted]
+    mode: Mode
+    jsonl_path: str | Path | None
+    keep_deliveries: int
 
 
 class Consumer:
@@ -244,7 +261,8 @@ def _retry_after_header(value: float | str) -> str:
 
 
 class ConsumerServer:
-    """A :class:`Consumer` served by uvicorn on ``127.0.0.1`` in a background thread.
+    """A :class:`Consumer` served by uvicorn on ``127.0.0.1`` in a background thread (``options``: the consumer's,
+    :class:`ConsumerOptions`).
 
     The port is reserved at construction (bound, not listening: connections are refused), so ``url`` is known
     before :meth:`start` and stays the same across ``stop()``/``start()``::
@@ -255,16 +273,9 @@ class ConsumerServer:
     """
 
     def __init__(
-        self,
-        secret: str | Sequence[str],
-        *,
-        script: Iterable[int | Scripted] = (),
-        mode: Mode = "normal",
-        jsonl_path: str | Path | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        self, secret: str | Sequence[str], *, host: str = "127.0.0.1", port: int = 0, **options: Unpack[ConsumerOptions]
     ) -> None:
-        self.consumer = Consumer(secret, script=script, mode=mode, jsonl_path=jsonl_path)
+        self.consumer = Consumer(secret, **options)
         self.host = host
         self._sock: socket.socket | None = self._bind(port)
         self.port: int = self._sock.getsockname()[1]

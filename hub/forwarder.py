@@ -191,21 +191,9 @@ class Forwarder:
         lease_ttl: float = 30.0,
         read: Callable[[int, int], list[OutboxRow]] | None = None,
     ) -> Forwarder:
-        """A forwarder with hub.toml's ``[forwarder]`` settings (and ``[hub] lease_ttl`` for its sink leases)."""
-        return cls(
-            store,
-            sinks,
-            batch_size=settings.batch_size,
-            attempts=settings.attempts,
-            initial_backoff=settings.initial_backoff,
-            max_backoff=settings.max_backoff,
-            max_retry_after=settings.max_retry_after,
-            give_up_after=settings.give_up_after,
-            sleep=sleep,
-            owner=owner,
-            lease_ttl=lease_ttl,
-            read=read,
-        )
+        """A forwarder with hub.toml's ``[forwarder]`` settings, each the keyword argument of the same name (and
+        ``[hub] lease_ttl`` for its sink leases)."""
+        return cls(store, sinks, **settings.model_dump(), sleep=sleep, owner=owner, lease_ttl=lease_ttl, read=read)
 
     # -- draining --------------------------------------------------------------------------------------------
 

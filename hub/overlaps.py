@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .store.base import OverlapKey
 
-__all__ = ["DEFAULT_OVERLAPS", "OverlapIndex", "OverlapRule", "saving_of"]
+__all__ = ["DEFAULT_OVERLAPS", "OverlapIndex", "OverlapRule", "saving_of", "utc_offset"]
 
 _SCENARIO = r"^[a-z][a-z0-9_]{1,63}$"
 _OFFSET = re.compile(r"^([+-])([0-9]{2}):([0-9]{2})$")
@@ -55,9 +55,19 @@ class OverlapRule(BaseModel):
         return self
 
     def tz(self) -> dt.timezone:
-        sign, hours, minutes = _OFFSET.match(self.timezone).groups()  # type: ignore[union-attr]
-        delta = timedelta(hours=int(hours), minutes=int(minutes))
-        return dt.timezone(-delta if sign == "-" else delta)
+        tz = utc_offset(self.timezone)
+        assert tz is not None  # validated
+        return tz
+
+
+def utc_offset(text: str) -> dt.timezone | None:
+    """The time zone of a UTC offset like ``+08:00``; None when ``text`` is not one."""
+    match = _OFFSET.match(text)
+    if match is None:
+        return None
+    sign, hours, minutes = match.groups()
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    return dt.timezone(-delta if sign == "-" else delta)
 
 
 DEFAULT_OVERLAPS: tuple[OverlapRule, ...] = (

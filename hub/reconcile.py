@@ -23,6 +23,7 @@ import orjson
 from tanpuhui.sdk import OutboxRow, TanpuhuiError
 
 from .ledger import Ledger, kg_of
+from .overlaps import utc_offset
 
 __all__ = ["STATEMENT_TYPE", "Period", "build_statement", "parse_period", "period_of", "statement_totals"]
 
@@ -30,7 +31,6 @@ STATEMENT_TYPE = "org.tanpuhui.statement.v1"
 """The CloudEvents type a forwarded statement goes as."""
 
 _PERIOD = re.compile(r"^([0-9]{4})-([0-9]{2})(?:-([0-9]{2}))?$")
-_OFFSET = re.compile(r"^([+-])([0-9]{2}):([0-9]{2})$")
 _PAGE = 5000
 
 
@@ -60,12 +60,9 @@ class PeriodError(TanpuhuiError, ValueError):
 def parse_period(text: str, offset: str = "+08:00") -> Period:
     """``2024-11`` (a month) or ``2024-11-05`` (a day) in the UTC ``offset``."""
     match = _PERIOD.match(text.strip())
-    zone = _OFFSET.match(offset)
-    if zone is None:
+    tz = utc_offset(offset)
+    if tz is None:
         raise PeriodError(f"--timezone {offset!r}: expected a UTC offset like +08:00")
-    sign, hours, minutes = zone.groups()
-    delta = timedelta(hours=int(hours), minutes=int(minutes))
-    tz = timezone(-delta if sign == "-" else delta)
     if match is None:
         raise PeriodError(f"--period {text!r}: expected a month (2024-11) or a day (2024-11-05)")
     year, month, day = match.groups()

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 import orjson
@@ -48,6 +49,8 @@ __all__ = [
     "RetrySettings",
     "parse_retry_after",
 ]
+
+T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -152,11 +155,57 @@ class ClientStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-class _Retry(Exception):
+class RetryLater(Exception):
+    """A try that failed transiently (:func:`retrying` tries again); ``reason`` goes in the message when the tries
+    run out, ``retry_after`` is the wait the partner asked for (seconds), if it did."""
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def retrying(
+    policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]], on_retry: Callable[[], None]
+) -> AsyncRetrying:
+    """Tenacity's loop over tries that may raise :class:`RetryLater`: ``policy.attempts`` in all, each wait the
+    partner's ``retry_after`` (capped at ``max_retry_after``) or an exponential backoff from ``initial`` with up to
+    1 s of jitter (capped at ``maximum``), ``on_retry`` called before it; the last failure is re-raised."""
+    # Not wait_exponential_jitter(initial=...): tenacity 9.2 deprecated ``initial`` and older releases lack its
+    # replacement ``multiplier``.
+    backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, 1)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryLater) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.max_retry_after)
+        return min(float(backoff(state)), policy.maximum)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception_type(RetryLater),
+        sleep=sleep,
+        before_sleep=lambda _: on_retry(),
+        reraise=True,
+    )
+
+
+async def retried(
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]],
+    on_retry: Callable[[], None],
+    where: str,
+    once: Callable[[], Awaitable[T]],
+) -> T:
+    """``once()`` under :func:`retrying`; a :class:`PartnerUnavailable` naming ``where`` when the tries run out."""
+    try:
+        async for attempt in retrying(policy, sleep, on_retry):
+            with attempt:
+                return await once()
+    except RetryLater as exc:
+        raise PartnerUnavailable(f"{where}: gave up after {policy.attempts} attempts ({exc.reason})") from None
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -219,20 +268,20 @@ class PartnerClient:
         assert isinstance(self._http, AsyncOAuth2Client) and self._oauth is not None
         self.stats.token_fetches += 1
         try:
-            async for attempt in self._retrying():
+            async for attempt in retrying(self.retry, self._sleep, self._count_retry):
                 with attempt:
                     try:
                         await self._http.fetch_token(self._oauth.token_url, grant_type="client_credentials")
                     except (httpx.TimeoutException, httpx.TransportError) as exc:
-                        raise _Retry(f"token endpoint: {type(exc).__name__}") from exc
+                        raise RetryLater(f"token endpoint: {type(exc).__name__}") from exc
                     except httpx.HTTPStatusError as exc:
                         # authlib raises this (not OAuthError) for an error status without an OAuth2 error body.
                         status = exc.response.status_code
                         if status in RETRYABLE_STATUS:
                             retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-                            raise _Retry(f"HTTP {status}", retry_after) from exc
+                            raise RetryLater(f"HTTP {status}", retry_after) from exc
                         raise
-        except _Retry as exc:
+        except RetryLater as exc:
             raise PartnerUnavailable(f"{self.name}: token endpoint {self._oauth.token_url}: {exc.reason}") from exc
         except httpx.HTTPStatusError as exc:
             raise PartnerAuthError(
@@ -248,29 +297,8 @@ class PartnerClient:
             raise PartnerAuthError(f"{self.name}: token endpoint {self._oauth.token_url}: {exc}") from None
         self._has_token = True
 
-    def _retrying(self) -> AsyncRetrying:
-        policy = self.retry
-        # Not wait_exponential_jitter(initial=...): tenacity 9.2 deprecated ``initial`` and older releases lack its
-        # replacement ``multiplier``.
-        backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, 1)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _Retry) and exc.retry_after is not None:
-                return min(exc.retry_after, policy.max_retry_after)
-            return min(float(backoff(state)), policy.maximum)
-
-        def count(_: RetryCallState) -> None:
-            self.stats.retries += 1
-
-        return AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait,
-            retry=retry_if_exception_type(_Retry),
-            sleep=self._sleep,
-            before_sleep=count,
-            reraise=True,
-        )
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request with auth and retries; returns a 2xx/3xx response or raises a ``PartnerError``."""
@@ -279,12 +307,8 @@ class PartnerClient:
         reauthed = False
         where = f"{self.name}: {method} {url}"
         while True:
-            try:
-                response = await self._send_with_retries(method, url, **kwargs)
-            except _Retry as exc:
-                raise PartnerUnavailable(
-                    f"{where}: gave up after {self.retry.attempts} attempts ({exc.reason})"
-                ) from None
+            send = functools.partial(self._send, method, url, **kwargs)
+            response = await retried(self.retry, self._sleep, self._count_retry, where, send)
             if response.status_code == 401 and self._oauth is not None and not reauthed:
                 # A token revoked before its expiry: authlib only renews by the clock. Re-fetch once.
                 reauthed = True
@@ -296,26 +320,24 @@ class PartnerClient:
                 raise PartnerResponseError(f"{where}: {response.status_code} {_brief(response)}")
             return response
 
-    async def _send_with_retries(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async for attempt in self._retrying():
-            with attempt:
-                started = time.perf_counter()
-                self.stats.requests += 1
-                try:
-                    response = await self._http.request(method, url, **kwargs)
-                except httpx.TimeoutException as exc:
-                    raise _Retry(f"timeout ({type(exc).__name__})") from exc
-                except httpx.TransportError as exc:
-                    raise _Retry(f"connection error ({type(exc).__name__}: {exc})") from exc
-                finally:
-                    self.stats.seconds += time.perf_counter() - started
-                status = response.status_code
-                self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
-                if status in RETRYABLE_STATUS:
-                    await response.aread()
-                    raise _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("retry-after")))
-                return response
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One try of a request (:meth:`request` retries it)."""
+        started = time.perf_counter()
+        self.stats.requests += 1
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RetryLater(f"timeout ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise RetryLater(f"connection error ({type(exc).__name__}: {exc})") from exc
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        status = response.status_code
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        if status in RETRYABLE_STATUS:
+            await response.aread()
+            raise RetryLater(f"HTTP {status}", parse_retry_after(response.headers.get("retry-after")))
+        return response
 
     async def get_json(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET and parse JSON; a body that is not JSON is a :class:`PartnerResponseError` naming the URL."""

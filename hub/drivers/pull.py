@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,7 +151,8 @@ class PullDriver:
         while True:
             async with hold_lease(runtime.store, adapter_name, stream_name, runtime.replica_id, ttl) as lease:
                 if lease is not None:
-                    await self._run_recorded(bound, summary, lease, progress, max_pages, started)
+                    pull = functools.partial(self._pull_leased, bound, summary, lease, progress, max_pages)
+                    await self._run_recorded(summary, lease.owner, started, pull)
                     break
             if await asyncio.to_thread(_paused, runtime.store, adapter_name, stream_name):
                 summary.leased_elsewhere = summary.paused = True  # waiting would not help: it stays paused
@@ -166,24 +168,19 @@ class PullDriver:
         return summary
 
     async def _run_recorded(
-        self,
-        bound: BoundStream,
-        summary: PullSummary,
-        lease: HeldLease,
-        progress: Progress | None,
-        max_pages: int | None,
-        started: float,
+        self, summary: PullSummary, owner: str, started: float, pull: Callable[[int | None], Awaitable[None]]
     ) -> None:
-        """One run under the lease, kept in the store's run history when it keeps one (the CLI's and the
-        scheduler's runs alike): its row is opened here, each page adds its counts in its own commit."""
+        """One run under the lease (``pull``, given the id of its run-history row or None), kept in the store's run
+        history when it keeps one (the CLI's and the scheduler's runs alike): its row is opened here, each page adds
+        its counts in its own commit."""
         store = self.runtime.store
         if not isinstance(store, RunLog):
-            await self._pull_leased(bound, summary, lease, progress, max_pages, None)
+            await pull(None)
             return
-        run_id = await asyncio.to_thread(store.run_begin, summary.adapter, summary.stream, lease.owner)
+        run_id = await asyncio.to_thread(store.run_begin, summary.adapter, summary.stream, owner)
         outcome = "stopped"  # unless the run ends by itself: a shutdown (or a crash in the adapter) ended it
         try:
-            await self._pull_leased(bound, summary, lease, progress, max_pages, run_id)
+            await pull(run_id)
             outcome = "error" if summary.error else "ok"
         finally:
             seconds = time.perf_counter() - started

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -58,6 +58,8 @@ class AmqpSettings(BrokerSettings):
     routing_key: str = Field(default="tanpuhui.reductions.{scenario}", min_length=1, max_length=255)
     timeout: float = Field(default=10.0, gt=0, description="seconds to connect, and to wait for a batch's confirms")
     max_in_flight: int = Field(default=512, ge=1, le=65536, description="messages awaiting their confirm at once")
+
+    username_in_url: ClassVar[bool] = True
 
     @field_validator("routing_key")
     @classmethod
@@ -168,11 +170,8 @@ class AmqpSink(BrokerSink[AmqpSettings, "AbstractExchange"]):
             exc = unpublished.error
             if not isinstance(exc, _Unconfirmed):
                 await self._drop()  # a closed channel or connection: start afresh on the next try
-            raise SinkError(
-                f"{self._where}: publishing record {unpublished.row.record_id} failed ({one_line(exc)}; "
-                f"{unpublished.count('unconfirmed')})",
-                retryable=True,
-            ) from exc
+            message = self._unpublished_error(unpublished, "unconfirmed", destination=False)
+            raise SinkError(message, retryable=True) from exc
 
     async def check(self) -> None:
         """Connected, with the exchange declared."""

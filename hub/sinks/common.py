@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -212,10 +212,19 @@ class BrokerSettings(SinkSettings):
     source: str = Field(default="urn:tanpuhui:hub", min_length=1)
     tls: TlsSettings | None = None
 
+    username_in_url: ClassVar[bool] = False
+    """Whether the URL may name the user (AMQP): else a ``password`` needs ``username``."""
+
     @field_validator("url", check_fields=False)
     @classmethod
     def _no_password(cls, value: str) -> str:
         return reject_url_password(value)
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> Self:
+        if self.password is not None and self.username is None and not self.username_in_url:
+            raise ValueError("password needs username")
+        return self
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,9 @@ class BrokerSink(Sink, Generic[_B, _C]):
     ``_C`` is what :meth:`_connected` gives ``send`` (a connection, a JetStream context, an exchange); it belongs to
     the event loop that opened it (``_loop``)."""
 
+    _where: str
+    """How messages name the sink and where it delivers (set by each sink)."""
+
     def __init__(
         self,
         name: str,
@@ -291,6 +303,16 @@ class BrokerSink(Sink, Generic[_B, _C]):
         self._template = NameTemplate(getattr(self._settings, template_key), template_key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = ConnectLock()
+
+    def _unpublished_error(self, unpublished: Unpublished, what: str, *, destination: bool = True) -> str:
+        """The message for a window that did not get through: its first failed record, where that went (unless
+        ``destination`` is false), its error, and how many of the window failed (``what``: ``unacknowledged``, ...)."""
+        row = unpublished.row
+        to = f" to {self._template.render(row)!r}" if destination else ""
+        return (
+            f"{self._where}: publishing record {row.record_id}{to} failed "
+            f"({one_line(unpublished.error)}; {unpublished.count(what)})"
+        )
 
     async def _connected(self) -> _C:
         """The connection of the running event loop, opened (or reopened) when there is none usable."""

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from tanpuhui.sdk import OutboxRow, SinkError, SinkSettings
 
@@ -77,12 +77,6 @@ class MqttSettings(BrokerSettings):
         if "+" in value or "#" in value:
             raise ValueError("a topic to publish to has no wildcards (+ or #)")
         return template_field(value, "topic")
-
-    @model_validator(mode="after")
-    def _credentials(self) -> MqttSettings:
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs username")
-        return self
 
 
 class MqttSink(BrokerSink[MqttSettings, "Client"]):
@@ -175,12 +169,8 @@ class MqttSink(BrokerSink[MqttSettings, "Client"]):
         unpublished = await publish_concurrently(batch, publish)
         if unpublished is not None:
             await self._drop()  # the connection failed: a fresh one (and a fresh session) on the next try
-            row, exc = unpublished.row, unpublished.error
-            raise SinkError(
-                f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
-                f"({one_line(exc)}; {unpublished.count('unacknowledged')})",
-                retryable=True,
-            ) from exc
+            message = self._unpublished_error(unpublished, "unacknowledged")
+            raise SinkError(message, retryable=True) from unpublished.error
         if self._refused:
             codes = sorted(set(self._refused))
             message = (

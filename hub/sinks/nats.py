@@ -79,9 +79,7 @@ class NatsSettings(BrokerSettings):
         return template_field(value, "subject")
 
     @model_validator(mode="after")
-    def _credentials(self) -> NatsSettings:
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs username")
+    def _token_or_user(self) -> NatsSettings:
         if self.token is not None and self.username is not None:
             raise ValueError("give either username + password or token, not both")
         return self
@@ -168,11 +166,8 @@ class NatsSink(BrokerSink[NatsSettings, "JetStreamContext"]):
     def _error(self, unpublished: Unpublished) -> SinkError:
         errors = self._library.errors
         js_errors = self._library.js.errors
-        row, exc = unpublished.row, unpublished.error
-        message = (
-            f"{self._where}: publishing record {row.record_id} to {self._template.render(row)!r} failed "
-            f"({one_line(exc)}; {unpublished.count('unacknowledged')})"
-        )
+        exc = unpublished.error
+        message = self._unpublished_error(unpublished, "unacknowledged")
         if isinstance(exc, js_errors.NoStreamResponseError | errors.NoRespondersError):
             message += "; no JetStream stream stores this subject"
             return SinkError(message, retryable=True)

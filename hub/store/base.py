@@ -343,36 +343,16 @@ class SinkBacklog:
     oldest_created_at: str | None
 
 
-class OnePageCommit:
-    """:meth:`Store.commit_page` written once, in terms of the store's own ``commit_pages``."""
+class OnePageCommit(Protocol):
+    """The page commits of a :class:`Store`: :meth:`commit_page` is written once, in terms of the store's own
+    :meth:`commit_pages`."""
 
     def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
-        raise NotImplementedError
+        """Commit several pages in ONE transaction (group commit: one sync to disk for all), in order.
 
-    def commit_page(
-        self,
-        adapter: str,
-        stream: str,
-        records: Sequence[NewRecord],
-        quarantined: Sequence[NewQuarantine],
-        checkpoint: Checkpoint | None,
-        *,
-        receipt: NewReceipt | None = None,
-        lease_owner: str | None = None,
-    ) -> CommitResult:
-        """See :meth:`Store.commit_page`."""
-        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
-        (result,) = self.commit_pages([page])
-        if result is None:
-            assert receipt is not None
-            raise DuplicateReceipt(adapter, stream, receipt.key)
-        return result
-
-
-class Store(Protocol):
-    """Durable state of the hub. Every method is one transaction."""
-
-    def load_checkpoint(self, adapter: str, stream: str) -> Checkpoint: ...
+        A page whose receipt key is already on file is skipped (None in its place); the others are written.
+        A page whose ``lease_owner`` does not hold its stream's lease fails the whole group (:class:`LeaseLost`)."""
+        ...
 
     def commit_page(
         self,
@@ -392,14 +372,18 @@ class Store(Protocol):
         nothing is written and :class:`DuplicateReceipt` is raised. With ``lease_owner``, the stream's lease must
         still be that owner's (checked in the same transaction): else nothing is written and :class:`LeaseLost`
         is raised."""
-        ...
+        page = PageWrite(adapter, stream, records, quarantined, checkpoint, receipt, lease_owner)
+        (result,) = self.commit_pages([page])
+        if result is None:
+            assert receipt is not None
+            raise DuplicateReceipt(adapter, stream, receipt.key)
+        return result
 
-    def commit_pages(self, pages: Sequence[PageWrite]) -> list[CommitResult | None]:
-        """Commit several pages in ONE transaction (group commit: one sync to disk for all), in order.
 
-        A page whose receipt key is already on file is skipped (None in its place); the others are written.
-        A page whose ``lease_owner`` does not hold its stream's lease fails the whole group (:class:`LeaseLost`)."""
-        ...
+class Store(OnePageCommit, Protocol):
+    """Durable state of the hub. Every method is one transaction (the page commits: :class:`OnePageCommit`)."""
+
+    def load_checkpoint(self, adapter: str, stream: str) -> Checkpoint: ...
 
     # leases: one replica pulls a stream (or, with adapter=SINK_LEASES, drains a sink) at a time; see .leases
     def acquire_lease(self, adapter: str, stream: str, owner: str, ttl: float) -> bool:

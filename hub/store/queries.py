@@ -75,6 +75,11 @@ class _Where:
         self.parts.append(sql)
         self.args.extend(args)
 
+    def when(self, sql: str, value: Any) -> None:
+        """``add`` a filter that is set (an empty value filters nothing)."""
+        if value:
+            self.add(sql, value)
+
     def contains(self, column: str, text: str, *, prefix: bool = False) -> None:
         if text:
             self.add(f"lower({column}) LIKE ? ESCAPE '\\'", _like(text, prefix=prefix))
@@ -100,14 +105,10 @@ class QuarantineQuery:
         w = _Where()
         w.add("status=?", self.status)
         for column in ("adapter", "stream", "stage"):
-            value = getattr(self, column)
-            if value:
-                w.add(f"{column}=?", value)
+            w.when(f"{column}=?", getattr(self, column))
         w.contains("problems", self.problem)
-        if self.since:
-            w.add("last_seen >= ?", self.since)
-        if self.until:
-            w.add("created_at < ?", self.until)
+        w.when("last_seen >= ?", self.since)
+        w.when("created_at < ?", self.until)
         return w
 
 
@@ -121,11 +122,9 @@ class DeadLetterQuery:
 
     def where(self) -> _Where:
         w = _Where()
-        if self.sink:
-            w.add("sink=?", self.sink)
+        w.when("sink=?", self.sink)
         w.contains("error", self.error)
-        if self.since:
-            w.add("created_at >= ?", self.since)
+        w.when("created_at >= ?", self.since)
         return w
 
 
@@ -144,8 +143,7 @@ class AuditQuery:
         w.contains("action", self.action, prefix=True)
         w.contains("subject", self.subject)
         w.contains("actor", self.actor)
-        if self.since:
-            w.add("at >= ?", self.since)
+        w.when("at >= ?", self.since)
         return w
 
 
@@ -159,20 +157,24 @@ class FilterSql(ABC, Generic[T]):
     def _count(self, tx: T, table: str, w: _Where) -> int:
         return int(self.run(tx, f"SELECT count(*) FROM {table}{w.clause()}", w.args).fetchone()[0])
 
+    def _page(self, tx: T, columns: str, table: str, w: _Where, order: str, limit: int) -> list[Any]:
+        """The rows selected by ``w``, ``limit`` of them in ``order``."""
+        sql = f"SELECT {columns} FROM {table}{w.clause()} ORDER BY {order} LIMIT ?"
+        return list(self.run(tx, sql, (*w.args, limit)).fetchall())
+
+    def _ids(self, tx: T, table: str, w: _Where) -> list[int]:
+        return [int(r[0]) for r in self.run(tx, f"SELECT id FROM {table}{w.clause()} ORDER BY id", w.args)]
+
     def quarantine_find(self, tx: T, q: QuarantineQuery, after: int, limit: int) -> list[QuarantineEntry]:
         w = q.where()
         w.add("id > ?", after)
-        rows = self.run(
-            tx, f"SELECT {QUARANTINE_COLUMNS} FROM quarantine{w.clause()} ORDER BY id LIMIT ?", (*w.args, limit)
-        ).fetchall()
-        return [quarantine_entry(row) for row in rows]
+        return [quarantine_entry(row) for row in self._page(tx, QUARANTINE_COLUMNS, "quarantine", w, "id", limit)]
 
     def quarantine_count(self, tx: T, q: QuarantineQuery) -> int:
         return self._count(tx, "quarantine", q.where())
 
     def quarantine_ids(self, tx: T, q: QuarantineQuery) -> list[int]:
-        w = q.where()
-        return [int(r[0]) for r in self.run(tx, f"SELECT id FROM quarantine{w.clause()} ORDER BY id", w.args)]
+        return self._ids(tx, "quarantine", q.where())
 
     def quarantine_facets(self, tx: T, status: str) -> dict[str, list[str]]:
         rows = self.run(
@@ -187,18 +189,14 @@ class FilterSql(ABC, Generic[T]):
                 w.add("id < ?", after)
         else:
             w.add("id > ?", after)
-        order = "DESC" if newest else ""
-        rows = self.run(
-            tx, f"SELECT {_DEAD} FROM dead_letters{w.clause()} ORDER BY id {order} LIMIT ?", (*w.args, limit)
-        ).fetchall()
-        return [dead_letter(row) for row in rows]
+        order = "id DESC" if newest else "id"
+        return [dead_letter(row) for row in self._page(tx, _DEAD, "dead_letters", w, order, limit)]
 
     def dead_letters_count(self, tx: T, q: DeadLetterQuery) -> int:
         return self._count(tx, "dead_letters", q.where())
 
     def dead_letter_ids(self, tx: T, q: DeadLetterQuery) -> list[int]:
-        w = q.where()
-        return [int(r[0]) for r in self.run(tx, f"SELECT id FROM dead_letters{w.clause()} ORDER BY id", w.args)]
+        return self._ids(tx, "dead_letters", q.where())
 
     def dead_letters_by_sink(self, tx: T) -> dict[str, int]:
         return {s: int(n) for s, n in self.run(tx, "SELECT sink, count(*) FROM dead_letters GROUP BY sink")}
@@ -208,10 +206,7 @@ class FilterSql(ABC, Generic[T]):
         w = q.where()
         if before > 0:
             w.add("seq < ?", before)
-        rows = self.run(
-            tx, f"SELECT {_AUDIT} FROM audit_log{w.clause()} ORDER BY seq DESC LIMIT ?", (*w.args, limit)
-        ).fetchall()
-        return [audit_entry(row) for row in rows]
+        return [audit_entry(row) for row in self._page(tx, _AUDIT, "audit_log", w, "seq DESC", limit)]
 
     def audit_count(self, tx: T, q: AuditQuery) -> int:
         return self._count(tx, "audit_log", q.where())

@@ -6,17 +6,16 @@ The token service, the retry / re-auth rules per code and the messages are docum
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from ..client import PartnerClient, RetryPolicy, parse_retry_after
-from ..errors import PartnerAuthError, PartnerError, PartnerResponseError, PartnerUnavailable, SignatureError
+from ..client import PartnerClient, RetryLater, RetryPolicy, parse_retry_after, retried
+from ..errors import PartnerAuthError, PartnerError, PartnerResponseError, SignatureError
 from ..privacy import redact
 from .envelope import DEFAULT_CODES, CodeAction, Envelope, PayloadCipher, parse_envelope
 from .signing import SIGN_METHODS, GatewayAuth, SignMethod
@@ -61,13 +60,6 @@ class GatewayStats:
     code_retries: int = 0
     sealed: int = 0
     by_code: dict[str, int] = field(default_factory=dict)
-
-
-class _CodeRetry(Exception):
-    def __init__(self, reason: str, retry_after: float | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class _Reauth(Exception):
@@ -147,7 +139,7 @@ class GatewayClient:
             self.stats.token_fetches += 1
             body = orjson.dumps({"grantType": "client_credentials"})
             try:
-                envelope = await self._exchange("POST", path, None, body, who, token=None)
+                envelope = await self._retried(where, partial(self._exchange, "POST", path, None, body, who, None))
             except _Reauth as exc:
                 raise PartnerAuthError(f"{where}: refused app key {self.config.app_key!r}: {exc.reason}") from None
             data = envelope.data if isinstance(envelope.data, dict) else {}
@@ -189,7 +181,7 @@ class GatewayClient:
         while True:
             token = await self.token()
             try:
-                envelope = await self._exchange(method, path, params, body, who, token=token)
+                envelope = await self._retried(where, partial(self._exchange, method, path, params, body, who, token))
             except _Reauth as exc:
                 if reauthed or token is None:
                     raise PartnerAuthError(
@@ -219,52 +211,14 @@ class GatewayClient:
             )
         return envelope.data
 
-    def _retrying(self) -> AsyncRetrying:
-        policy = self.partner.retry
+    async def _retried(self, where: str, exchange: Callable[[], Awaitable[Envelope]]) -> Envelope:
+        """``exchange`` tried again on the codes that say so (and by the partner client on transport failures)."""
+        return await retried(self.partner.retry, self._sleep, self._count_retry, where, exchange)
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _CodeRetry) and exc.retry_after is not None:
-                return min(exc.retry_after, policy.max_retry_after)
-            # Exponential backoff with up to 1 s of jitter, as tenacity's wait_exponential_jitter (whose
-            # ``initial`` argument is deprecated in tenacity 9.2 and whose ``multiplier`` is missing before it).
-            exponential = policy.initial * 2.0 ** (state.attempt_number - 1)
-            return min(policy.maximum, exponential + random.uniform(0, 1))
-
-        def count(_: RetryCallState) -> None:
-            self.stats.code_retries += 1
-
-        return AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait,
-            retry=retry_if_exception_type(_CodeRetry),
-            sleep=self._sleep,
-            before_sleep=count,
-            reraise=True,
-        )
+    def _count_retry(self) -> None:
+        self.stats.code_retries += 1
 
     async def _exchange(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: bytes,
-        who: str,
-        *,
-        token: str | None,
-    ) -> Envelope:
-        where = f"{who}: {method} {path}"
-        try:
-            async for attempt in self._retrying():
-                with attempt:
-                    return await self._once(method, path, params, body, who, token)
-        except _CodeRetry as exc:
-            raise PartnerUnavailable(
-                f"{where}: gave up after {self.partner.retry.attempts} attempts ({exc.reason})"
-            ) from None
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-    async def _once(
         self,
         method: str,
         path: str,
@@ -304,7 +258,7 @@ class GatewayClient:
         action, meaning = self.action(envelope.code)
         said = f"gateway code {envelope.code} ({meaning}): {redact(envelope.msg)[:200] or 'no msg'}"
         if action is CodeAction.RETRY:
-            raise _CodeRetry(said, parse_retry_after(response.headers.get("retry-after")))
+            raise RetryLater(said, parse_retry_after(response.headers.get("retry-after")))
         if action is CodeAction.REAUTH:
             raise _Reauth(said)
         if action is CodeAction.AUTH:

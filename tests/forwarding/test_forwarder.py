@@ -222,3 +222,15 @@ def test_builtin_sinks_are_registered_through_the_plugin_hook():
     plugins = load_plugins(entry_points=False)
     assert plugins.sinks["jsonl"] is JsonlSink
     assert plugins.sinks["http"] is HttpSink
+
+
+def test_configured_gives_each_forwarder_setting_to_the_forwarder_argument_of_its_name(store) -> None:
+    from tanpuhui.hub.config import ForwarderSettings
+
+    settings = ForwarderSettings(
+        batch_size=7, attempts=3, initial_backoff="2s", max_backoff="1m", max_retry_after="30s", give_up_after="1h"
+    )
+    forwarder = Forwarder.configured(store, {}, settings, owner="replica-a", lease_ttl=12.0)
+    assert (forwarder.batch_size, forwarder.attempts, forwarder.initial_backoff, forwarder.max_backoff) == (7, 3, 2, 60)
+    assert (forwarder.max_retry_after, forwarder.give_up_after) == (30, 3600)
+    assert (forwarder.owner, forwarder.lease_ttl) == ("replica-a", 12.0)

@@ -13,8 +13,8 @@ version with :data:`SCHEMA_VERSION`:
 ``tanpuhui migrate`` applies the missing migrations in one transaction (PostgreSQL: under an advisory lock, so
 replicas starting together cannot race) and prints what it did.
 
-Adding a migration: append ``Migration(N + 1, "what it does", (...statements...))`` to BOTH lists, bump
-:data:`SCHEMA_VERSION`, and add a test that a store at version N is refused until migrated and keeps its data.
+Adding a migration: append what it does to :data:`STEPS` and its statements to BOTH stores' ``numbered(...)``,
+bump :data:`SCHEMA_VERSION`, and add a test that a store at version N is refused until migrated and keeps its data.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from tanpuhui.sdk import TanpuhuiError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "STEPS",
     "Migration",
     "MigrationReport",
     "SchemaTooNew",
     "SchemaTooOld",
     "SchemaVersionError",
+    "numbered",
     "pending",
 ]
 
@@ -37,11 +39,30 @@ SCHEMA_VERSION = 8
 """The schema version this code reads and writes (the highest migration number)."""
 
 
+STEPS = (
+    "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts",
+    "leases: one replica pulls a stream / drains a sink at a time",
+    "audit log (hash-chained) and schema drift report",
+    "quarantine dedup: one entry per item digest, with repeats and last_seen",
+    "run history: one row per pull run with its counters, duration, outcome and error",
+    "shared sink state: each sink's state, recent failures and last delivery",
+    "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys",
+    "plausibility daily counts in the store, not in the stream state",
+)
+"""What migration 1, 2, ... does: the same in both stores (each has its own statements for it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+
+
+def numbered(*statements: tuple[str, ...]) -> tuple[Migration, ...]:
+    """One store's migrations: its statements for each of :data:`STEPS`, in order, numbered from 1."""
+    steps = zip(STEPS, statements, strict=True)
+    return tuple(Migration(version, name, sql) for version, (name, sql) in enumerate(steps, start=1))
 
 
 @dataclass(frozen=True, slots=True)

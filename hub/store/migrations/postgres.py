@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from . import Migration
+from . import numbered
 
 __all__ = ["MIGRATIONS", "SCHEMA_TABLE", "applied_version"]
 
@@ -221,17 +221,15 @@ _PLAUSIBILITY_COUNTS = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
-    Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
-    Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
-    Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
-    Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
-    Migration(6, "shared sink state: each sink's state, recent failures and last delivery", _SHARED_SINK_STATE),
-    Migration(
-        7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
-    ),
-    Migration(8, "plausibility daily counts in the store, not in the stream state", _PLAUSIBILITY_COUNTS),
+MIGRATIONS = numbered(
+    _BASELINE,
+    _LEASES,
+    _AUDIT,
+    _QUARANTINE_DEDUP,
+    _RUNS,
+    _SHARED_SINK_STATE,
+    _REVISIONS,
+    _PLAUSIBILITY_COUNTS,
 )
 
 SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import Migration
+from . import numbered
 
 __all__ = ["MIGRATIONS", "applied_version"]
 
@@ -218,17 +218,15 @@ _PLAUSIBILITY_COUNTS = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "baseline: outbox, claims, checkpoints, quarantine, delivery state, webhook receipts", _BASELINE),
-    Migration(2, "leases: one replica pulls a stream / drains a sink at a time", _LEASES),
-    Migration(3, "audit log (hash-chained) and schema drift report", _AUDIT),
-    Migration(4, "quarantine dedup: one entry per item digest, with repeats and last_seen", _QUARANTINE_DEDUP),
-    Migration(5, "run history: one row per pull run with its counters, duration, outcome and error", _RUNS),
-    Migration(6, "shared sink state: each sink's state, recent failures and last delivery", _SHARED_SINK_STATE),
-    Migration(
-        7, "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys", _REVISIONS
-    ),
-    Migration(8, "plausibility daily counts in the store, not in the stream state", _PLAUSIBILITY_COUNTS),
+MIGRATIONS = numbered(
+    _BASELINE,
+    _LEASES,
+    _AUDIT,
+    _QUARANTINE_DEDUP,
+    _RUNS,
+    _SHARED_SINK_STATE,
+    _REVISIONS,
+    _PLAUSIBILITY_COUNTS,
 )
 
 
