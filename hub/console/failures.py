@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
@@ -35,12 +35,21 @@ Q = TypeVar("Q", QuarantineQuery, DeadLetterQuery)
 
 @dataclass(frozen=True, slots=True)
 class _Filter(Generic[Q]):
-    """What the filters of a console list share: their fields as typed, and the store's query they make."""
+    """A console list's filters as typed: the store's query (:attr:`typed`) with its fields as the form gave them
+    (every field optional, times still text, in UTC unless they say otherwise); :meth:`query` reads the times."""
+
+    typed: Q
+
+    @staticmethod
+    def _typed(query: type[Q], values: Mapping[str, str]) -> Q:
+        """The query's fields from ``values``, each stripped and cut to 200 characters."""
+        return query(**{f.name: values.get(f.name, "").strip()[:200] for f in fields(query)})
 
     def fields(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self.typed, f.name) for f in fields(self.typed)}
 
     def query(self) -> Q:
+        """The store's query; ValueError naming the filter when a time is not one."""
         raise NotImplementedError
 
     def unfiltered(self) -> Q:
@@ -55,56 +64,36 @@ class _Filter(Generic[Q]):
             return self.unfiltered(), str(exc)
 
 
-@dataclass(frozen=True, slots=True)
 class QuarantineFilter(_Filter[QuarantineQuery]):
-    """The quarantine page's filters as typed (every field optional; times in UTC unless they say otherwise)."""
+    """The quarantine page's filters (:class:`QuarantineQuery`'s fields); a status not one of ours is "open"."""
 
-    status: str = "open"
-    adapter: str = ""
-    stream: str = ""
-    stage: str = ""
-    problem: str = ""
-    since: str = ""
-    until: str = ""
+    NAMES = tuple(f.name for f in fields(QuarantineQuery))
 
     @classmethod
     def of(cls, values: Mapping[str, str]) -> QuarantineFilter:
+        typed = cls._typed(QuarantineQuery, values)
         status = values.get("status", "open")
-        return cls(
-            status if status in _STATUSES else "open",
-            *(values.get(k, "").strip()[:200] for k in ("adapter", "stream", "stage", "problem", "since", "until")),
-        )
+        return cls(replace(typed, status=status if status in _STATUSES else "open"))
 
     def query(self) -> QuarantineQuery:
-        """The store's query; ValueError naming the filter when a time is not one."""
-        return QuarantineQuery(
-            self.status,
-            self.adapter,
-            self.stream,
-            self.stage,
-            self.problem,
-            _time("seen since", self.since),
-            _time("created until", self.until, end=True),
-        )
+        t = self.typed
+        return replace(t, since=_time("seen since", t.since), until=_time("created until", t.until, end=True))
 
     def unfiltered(self) -> QuarantineQuery:
-        return QuarantineQuery(self.status)
+        return QuarantineQuery(self.typed.status)
 
 
-@dataclass(frozen=True, slots=True)
 class DeadLetterFilter(_Filter[DeadLetterQuery]):
-    """The dead-letter page's filters as typed."""
+    """The dead-letter page's filters (:class:`DeadLetterQuery`'s fields)."""
 
-    sink: str = ""
-    error: str = ""
-    since: str = ""
+    NAMES = tuple(f.name for f in fields(DeadLetterQuery))
 
     @classmethod
     def of(cls, values: Mapping[str, str]) -> DeadLetterFilter:
-        return cls(*(values.get(k, "").strip()[:200] for k in ("sink", "error", "since")))
+        return cls(cls._typed(DeadLetterQuery, values))
 
     def query(self) -> DeadLetterQuery:
-        return DeadLetterQuery(self.sink, self.error, _time("since", self.since))
+        return replace(self.typed, since=_time("since", self.typed.since))
 
     def unfiltered(self) -> DeadLetterQuery:
         return DeadLetterQuery()
@@ -183,7 +172,7 @@ class FailurePages(Pages):
             "quarantine.html",
             "Quarantine",
             "Quarantine",
-            filter=f,
+            filter=f.fields(),
             filter_error=error,
             entries=entries,
             total=data["total"],
@@ -221,7 +210,7 @@ class FailurePages(Pages):
         )
 
     async def quarantine_act(self, request: Request, form: Form) -> Response:
-        f = QuarantineFilter.of({k: form.get(k) for k in QuarantineFilter().fields() if form.all(k)})
+        f = QuarantineFilter.of({k: form.get(k) for k in QuarantineFilter.NAMES if form.all(k)})
         action = form.get("action")
         verb, _, scope = action.partition("-")
         back = f"{PREFIX}/quarantine"
@@ -286,7 +275,7 @@ class FailurePages(Pages):
         back = f"{PREFIX}/dead-letters"
         if form.get("action") == "replay-filtered":
             try:
-                query = DeadLetterFilter.of({k: form.get(k) for k in ("sink", "error", "since")}).query()
+                query = DeadLetterFilter.of({k: form.get(k) for k in DeadLetterFilter.NAMES}).query()
             except ValueError as exc:
                 return self.c.back(back, f"nothing replayed: {exc}", error=True)
             ids = await asyncio.to_thread(self.store.dead_letter_ids, query)
