@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Unpack
 
 from .config import HubConfig
-from .drivers.pull import Progress, PullDriver, PullSummary
+from .drivers.pull import PullDriver
 from .drivers.push import PushDriver, PushOutcome
 from .drivers.replay import ReplayDriver, ReplayResult
 from .pipeline import PageObserver, Pipeline
@@ -35,19 +35,9 @@ class Hub(Runtime):
         self.pulls = PullDriver(self, self.pipeline)
         self.pushes = PushDriver(self, self.pipeline)
         self.replays = ReplayDriver(self, self.pipeline)
-
-    async def pull(
-        self,
-        adapter_name: str,
-        stream_name: str | None = None,
-        *,
-        progress: Progress | None = None,
-        max_pages: int | None = None,
-        wait: float = 0.0,
-    ) -> list[PullSummary]:
-        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end (see
-        :meth:`PullDriver.pull`)."""
-        return await self.pulls.pull(adapter_name, stream_name, progress=progress, max_pages=max_pages, wait=wait)
+        self.pull = self.pulls.pull
+        """Pull one stream (or every pull stream of the adapter) from its saved cursor to the end:
+        :meth:`PullDriver.pull`."""
 
     def receive(self, adapter_name: str, stream_name: str, headers: Mapping[str, str], body: bytes) -> PushOutcome:
         """One signed webhook request: verified, processed and committed with its receipt."""
