@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlparse
 
@@ -75,6 +76,17 @@ def crawl(browser: playwright_sync.Browser, start: str) -> dict[str, str]:
     return seen
 
 
+@contextmanager
+def opened(browser: playwright_sync.Browser, url: str) -> Iterator[playwright_sync.Page]:
+    """A new page of ``browser`` at ``url``, closed afterwards."""
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        yield page
+    finally:
+        page.close()
+
+
 def test_the_served_catalogue_renders_and_every_link_resolves(
     start_sidecar: SidecarFactory, browser: playwright_sync.Browser
 ) -> None:
@@ -100,30 +112,25 @@ def test_a_schema_page_shows_the_field_table_examples_and_snippets(
     start_sidecar: SidecarFactory, browser: playwright_sync.Browser
 ) -> None:
     server = start_sidecar()
-    page = browser.new_page()
-    page.goto(f"{server.url}/catalogue/schemas/transit-card-trip.html")
-    rows = page.locator("table.fields tbody tr")
-    card = rows.filter(has_text="card_no")
-    assert "yes (card)" in card.inner_text()
-    assert rows.count() == 13
-    assert page.locator("pre.valid").count() == 3
-    assert page.locator("pre.invalid").count() >= 1
-    assert "is not one of" in page.locator("ul.problems").last.inner_text()
-    text = page.locator("main").inner_text()
-    assert f"curl -sS -X POST {server.url}/v1/validate/transit-card-trip" in text
-    assert "tanpuhui validate payload.jsonl --schema transit-card-trip" in text
-    page.close()
+    with opened(browser, f"{server.url}/catalogue/schemas/transit-card-trip.html") as page:
+        rows = page.locator("table.fields tbody tr")
+        card = rows.filter(has_text="card_no")
+        assert "yes (card)" in card.inner_text()
+        assert rows.count() == 13
+        assert page.locator("pre.valid").count() == 3
+        assert page.locator("pre.invalid").count() >= 1
+        assert "is not one of" in page.locator("ul.problems").last.inner_text()
+        text = page.locator("main").inner_text()
+        assert f"curl -sS -X POST {server.url}/v1/validate/transit-card-trip" in text
+        assert "tanpuhui validate payload.jsonl --schema transit-card-trip" in text
 
 
 def test_a_methodology_page_shows_formula_factors_and_versions(
     start_sidecar: SidecarFactory, browser: playwright_sync.Browser
 ) -> None:
-    server = start_sidecar()
-    page = browser.new_page()
-    page.goto(f"{server.url}/catalogue/methodologies/tph.transit.metro-1.0.0.html")
-    assert "reduction_kgco2e = max(0," in page.locator("pre.formula").inner_text()
-    factors = page.locator("table.factors tbody tr")
-    assert factors.count() >= 1
-    assert "kgCO2e" in factors.first.inner_text()
-    assert "1.0.0" in page.locator("ul.versions").inner_text()
-    page.close()
+    with opened(browser, f"{start_sidecar().url}/catalogue/methodologies/tph.transit.metro-1.0.0.html") as page:
+        assert "reduction_kgco2e = max(0," in page.locator("pre.formula").inner_text()
+        factors = page.locator("table.factors tbody tr")
+        assert factors.count() >= 1
+        assert "kgCO2e" in factors.first.inner_text()
+        assert "1.0.0" in page.locator("ul.versions").inner_text()

@@ -70,6 +70,16 @@ def sign_in(page: Any) -> None:
     page.wait_for_url(f"**{CONSOLE}/")
 
 
+def reload_until(page: Any, locator: Any, text: str, *, tries: int) -> None:
+    """Reload ``page`` every 250 ms until ``locator`` reads ``text`` (at most ``tries`` times); fail if it never does."""
+    for _ in range(tries):
+        if locator.inner_text() == text:
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    assert locator.inner_text() == text
+
+
 def test_sign_in_and_see_the_streams(page: Any) -> None:
     page.goto(f"{CONSOLE}/quarantine")
     assert "/console/signin" in page.url
@@ -169,21 +179,11 @@ def test_watch_a_failing_sink_retry_and_recover_on_the_sinks_page(
             sign_in(page)
             page.goto(f"{CONSOLE}/sinks")
             state = page.locator('tr[data-sink="platform"] [data-state]')
-            for _ in range(40):
-                if state.inner_text() == "retrying":
-                    break
-                page.wait_for_timeout(250)
-                page.reload()
-            assert state.inner_text() == "retrying"
+            reload_until(page, state, "retrying", tries=40)
             errors = page.locator('[data-sink-errors="platform"] tbody tr')
             assert errors.count() >= 1 and "503" in errors.first.inner_text()
             assert "failed attempt(s)" in page.inner_text("main")
-            for _ in range(60):
-                if state.inner_text() == "ok":
-                    break
-                page.wait_for_timeout(250)
-                page.reload()
-            assert state.inner_text() == "ok"
+            reload_until(page, state, "ok", tries=60)
             assert page.locator('tr[data-sink="platform"] td').nth(4).inner_text() != "—"  # its last delivery
             assert errors.count() >= 1  # the failures stay on record after the recovery
         finally:
