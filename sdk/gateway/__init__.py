@@ -91,46 +91,10 @@ bad tag, a wrong key or anything malformed is a :class:`~tanpuhui.sdk.PartnerRes
 never garbage records. A dataset called with ``encrypted=True`` that answers in clear is refused (no downgrade).
 """
 
-from .client import GatewayClient, GatewayConfig, GatewayStats
-from .envelope import DEFAULT_CODES, CodeAction, Envelope, PayloadCipher, parse_envelope
-from .signing import (
-    HEADER_KEY,
-    HEADER_NONCE,
-    HEADER_SIGNATURE,
-    HEADER_SIGNATURE_METHOD,
-    HEADER_TIMESTAMP,
-    SIGN_METHODS,
-    GatewayAuth,
-    GatewaySignatureError,
-    GatewayVerifier,
-    SignMethod,
-    canonical_query,
-    canonical_string,
-    sign,
-    signed_headers,
-)
+# The names are listed once, in each module's __all__ (the pattern of the standard library's asyncio package).
+from . import client, envelope, signing
+from .client import *  # noqa: F403
+from .envelope import *  # noqa: F403
+from .signing import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_CODES",
-    "HEADER_KEY",
-    "HEADER_NONCE",
-    "HEADER_SIGNATURE",
-    "HEADER_SIGNATURE_METHOD",
-    "HEADER_TIMESTAMP",
-    "SIGN_METHODS",
-    "CodeAction",
-    "Envelope",
-    "GatewayAuth",
-    "GatewayClient",
-    "GatewayConfig",
-    "GatewaySignatureError",
-    "GatewayStats",
-    "GatewayVerifier",
-    "PayloadCipher",
-    "SignMethod",
-    "canonical_query",
-    "canonical_string",
-    "parse_envelope",
-    "sign",
-    "signed_headers",
-]
+__all__ = signing.__all__ + envelope.__all__ + client.__all__
