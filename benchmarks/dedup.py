@@ -3,7 +3,8 @@
 The outbox is prefilled fast (its own connection, ``synchronous=OFF``, no journal, big transactions, the store's
 indexes in place) with realistic rows: time-ordered record ids (48-bit ms + 80 random bits, as
 :func:`~tanpuhui.sdk.records.record_id_at` makes them) and behaviour fingerprints of 256k subjects in 10-minute
-windows. Prefilled bodies are 100 bytes (the body is in neither dedup index; the measured pages carry full-size
+windows, and the record head of each row's partner item (corrections look every page's items up by partner id).
+Prefilled bodies are 100 bytes (the body is in neither dedup index; the measured pages carry full-size
 records). Then :meth:`SQLiteStore.commit_page` commits pages of 1,000 new records (later times, fingerprints
 checked against other sources' claims, WAL, ``synchronous=FULL``) and the median cost per record is compared.
 A page of records already stored (a re-pull: every one a duplicate) is timed too.
@@ -103,8 +104,27 @@ class _Generator:
             ms = _T0_MS + i * _STEP_MS
             rid = self.record_id(ms)
             scenario, fp, neighbour = self.fingerprints(ms)
-            out.append(NewRecord(rid, fp, scenario, 0.2, body.replace(b"RECORD_ID", rid.encode()), neighbour))
+            out.append(
+                NewRecord(
+                    rid,
+                    fp,
+                    scenario,
+                    0.2,
+                    body.replace(b"RECORD_ID", rid.encode()),
+                    neighbour,
+                    partner_record_id=_partner_id(i),
+                    raw_sha256=_RAW,
+                )
+            )
         return out
+
+
+_RAW = "a" * 64
+
+
+def _partner_id(i: int) -> str:
+    """The partner's transaction id of the ``i``-th record (unique, as a card operator's are)."""
+    return f"HF{i:012d}"
 
 
 _BODY = (
@@ -147,6 +167,13 @@ def prefill(path: Path, count: int, gen: _Generator) -> float:
         )
         conn.execute("COMMIT")
     conn.execute(index_sql)
+    # Every pulled record leaves its partner item's head (corrections: tanpuhui.hub.store.revisions), keyed by
+    # (adapter, stream, partner id): a store of 10M records holds 10M heads, and each page looks its items up.
+    conn.execute(
+        "INSERT INTO record_heads (adapter, stream, partner_record_id, record_id, raw_sha256)"
+        " SELECT adapter, stream, printf('HF%012d', seq - 1), record_id, ? FROM outbox",
+        (_RAW,),
+    )
     stored = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
     conn.close()
     if stored != count:

@@ -255,18 +255,23 @@ class Revisions(Generic[T]):
     # -- reads ---------------------------------------------------------------------------------------------------
 
     def _heads(self, tx: T, adapter: str, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Head]:
+        """The heads on file of ``keys`` ((stream, partner id)): looked up by the whole primary key, stream by
+        stream, so a page costs index probes, not a scan of every head of the adapter."""
         found: dict[tuple[str, str], _Head] = {}
-        ids = sorted({pid for _, pid in keys})
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            for s, pid, rid, raw, status in self.sql.run(
-                tx,
-                "SELECT stream, partner_record_id, record_id, raw_sha256, status FROM record_heads"
-                f" WHERE adapter=? AND partner_record_id IN ({','.join('?' * len(chunk))})",
-                (adapter, *chunk),
-            ).fetchall():
-                if (s, pid) in keys:
-                    found[(s, pid)] = _Head(rid, raw, status)
+        by_stream: dict[str, list[str]] = {}
+        for stream, pid in keys:
+            by_stream.setdefault(stream, []).append(pid)
+        for stream, pids in sorted(by_stream.items()):
+            pids.sort()
+            for i in range(0, len(pids), _CHUNK):
+                chunk = pids[i : i + _CHUNK]
+                for pid, rid, raw, status in self.sql.run(
+                    tx,
+                    "SELECT partner_record_id, record_id, raw_sha256, status FROM record_heads"
+                    f" WHERE adapter=? AND stream=? AND partner_record_id IN ({','.join('?' * len(chunk))})",
+                    (adapter, stream, *chunk),
+                ).fetchall():
+                    found[(stream, pid)] = _Head(rid, raw, status)
         return found
 
     def _overlap(self, tx: T, rule: str, match_key: str, role: str, exclude: str) -> list[_Held]:
