@@ -107,6 +107,18 @@ def test_a_changed_item_is_a_correction_and_a_withdrawn_one_a_void(store: Any) -
     assert evidence_pack(store, one["record_id"], lambda *_: None)["superseded_by"] == fixed["record_id"]
 
 
+def test_one_partner_id_in_two_streams_is_two_items_each_revised_on_its_own(store: Any) -> None:
+    a, b = reading("SG-7"), reading("SG-7", stream="demand_response", scenario="demand_response")
+    commit(store, "readings", [a, b._replace(head_stream="demand_response")])
+    again = [a, b._replace(head_stream="demand_response")]
+    assert commit(store, "readings", again).duplicates == 2  # both heads found, each under its own stream
+    changed = reading("SG-7", activity=3.5)
+    result = commit(store, "readings", [changed, b._replace(head_stream="demand_response")])
+    assert (result.inserted, result.duplicates) == (1, 1)
+    kinds = [(kind, doc["source"]["stream"]) for kind, doc in outbox(store)]
+    assert kinds == [("created", "readings"), ("created", "demand_response"), ("corrected", "readings")]
+
+
 @pytest.mark.parametrize("order", ["event first", "peak day first"])
 def test_the_overlap_rule_credits_the_same_kwh_once_in_either_order(store: Any, order: str) -> None:
     day = reading("SG-20240501", role="give")  # 1.0 kWh saved over the day
