@@ -11,8 +11,11 @@ and one COMMIT per record (WAL, synchronous=FULL, like the hub).
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -92,6 +95,27 @@ def growth(per_page: list[tuple[float, int]]) -> tuple[float, float]:
 
 def _us_a_record(pages: list[tuple[float, int]]) -> float:
     return 1e6 * sum(cpu for cpu, _ in pages) / max(1, sum(n for _, n in pages))
+
+
+def output_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of what a :func:`fast` run in ``directory`` left in its store: the outbox bodies in ``seq`` order,
+    the quarantine entries (stage, partner id, problems; the sealed raw items differ run to run) and the stream
+    state. Two versions of the hot path that give the same three digests on the same pages wrote the same bytes."""
+    conn = sqlite3.connect(directory / "hub.db")
+    try:
+        outbox, quarantine = hashlib.sha256(), hashlib.sha256()
+        for (body,) in conn.execute("SELECT body FROM outbox ORDER BY seq"):
+            outbox.update(body)
+        for row in conn.execute("SELECT stage, partner_record_id, problems FROM quarantine ORDER BY id"):
+            quarantine.update(orjson.dumps(row))
+        (state,) = conn.execute("SELECT state FROM checkpoints").fetchone()
+    finally:
+        conn.close()
+    return {
+        "outbox": outbox.hexdigest(),
+        "quarantine": quarantine.hexdigest(),
+        "state": hashlib.sha256(state.encode()).hexdigest(),
+    }
 
 
 _NAIVE_DDL = """
@@ -296,3 +320,26 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
             ],
         ),
     ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.pull [--pages N]``: one run of the fast path in this process, printed as one JSON line
+    (CPU and wall seconds of the loop, items, records, :func:`output_digests`). Run it alternately with two
+    versions of the code (e.g. another checkout first on ``PYTHONPATH``) to compare their CPU and their output."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pull", description=main.__doc__)
+    parser.add_argument("--pages", type=int, default=100, help="pages of ~1000 transactions (default 100)")
+    parser.add_argument("--tmp", type=Path, default=None, help="where the store goes (default: the system's)")
+    args = parser.parse_args(argv)
+    feed = TransitFeed()
+    pages = feed.pages(args.pages)
+    with tempfile.TemporaryDirectory(prefix="tph-bench-pull-", dir=args.tmp) as d:
+        wall, cpu, items, records, state_bytes, per_page = fast(pages, feed, Path(d))
+        digests = output_digests(Path(d))
+    middle, last = growth(per_page)
+    line = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "items": items, "records": records}
+    line |= {"us_a_record_middle_fifth": round(middle, 1), "us_a_record_last_fifth": round(last, 1)}
+    sys.stdout.write(json.dumps({**line, "state_bytes": state_bytes, **digests}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
