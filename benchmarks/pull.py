@@ -11,9 +11,13 @@ and one COMMIT per record (WAL, synchronous=FULL, like the hub).
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import sqlite3
+import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +49,11 @@ def _runtime(directory: Path, feed: TransitFeed) -> tuple[Any, Any, Any]:
     return hub, rt, rt.context({})
 
 
-def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float, float, int, int, int]:
-    """(wall s, CPU s, items, records committed, bytes of the stream state saved with the last page) for the hub's
-    pull path over ``pages``.
+def fast(
+    pages: list[bytes], feed: TransitFeed, directory: Path
+) -> tuple[float, float, int, int, int, list[tuple[float, int]]]:
+    """(wall s, CPU s, items, records committed, bytes of the stream state saved with the last page, (CPU s,
+    records committed) of each page) for the hub's pull path over ``pages``.
 
     After start-up, :func:`tanpuhui.hub.process.tune_gc` as ``tanpuhui pull`` calls it (process-wide: the naive
     loop, which runs after it, gets the frozen start-up heap too)."""
@@ -55,14 +61,18 @@ def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float,
     tune_gc()
     loads = orjson.loads
     ingest = hub.pulls.commit_page
+    clock = time.process_time
+    per_page: list[tuple[float, int]] = []
 
     def loop() -> tuple[int, int]:
         items = records = 0
         for body in pages:
+            started = clock()
             doc = loads(body)
             result = ingest(rt, ctx, doc["data"], doc["next_cursor"])
             items += result.items
             records += result.inserted
+            per_page.append((clock() - started, result.inserted))
         return items, records
 
     try:
@@ -70,7 +80,42 @@ def fast(pages: list[bytes], feed: TransitFeed, directory: Path) -> tuple[float,
         state = hub.store.load_checkpoint("transit_card", "transactions").state
     finally:
         hub.store.close()
-    return wall, cpu, items, records, len(orjson.dumps(state))
+    return wall, cpu, items, records, len(orjson.dumps(state)), per_page
+
+
+def growth(per_page: list[tuple[float, int]]) -> tuple[float, float]:
+    """CPU µs a committed record over the middle fifth of a run's pages and over the last fifth (the first pages
+    are left out: they are mostly tap-ins, whose journeys complete later). A cost that grows with what the store
+    already holds shows as the second above the first; a steady pipeline gives about the same figure twice."""
+    n = max(1, len(per_page) // 5)
+    middle = per_page[2 * n : 3 * n] or per_page
+    last = per_page[-n:]
+    return _us_a_record(middle), _us_a_record(last)
+
+
+def _us_a_record(pages: list[tuple[float, int]]) -> float:
+    return 1e6 * sum(cpu for cpu, _ in pages) / max(1, sum(n for _, n in pages))
+
+
+def output_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of what a :func:`fast` run in ``directory`` left in its store: the outbox bodies in ``seq`` order,
+    the quarantine entries (stage, partner id, problems; the sealed raw items differ run to run) and the stream
+    state. Two versions of the hot path that give the same three digests on the same pages wrote the same bytes."""
+    conn = sqlite3.connect(directory / "hub.db")
+    try:
+        outbox, quarantine = hashlib.sha256(), hashlib.sha256()
+        for (body,) in conn.execute("SELECT body FROM outbox ORDER BY seq"):
+            outbox.update(body)
+        for row in conn.execute("SELECT stage, partner_record_id, problems FROM quarantine ORDER BY id"):
+            quarantine.update(orjson.dumps(row))
+        (state,) = conn.execute("SELECT state FROM checkpoints").fetchone()
+    finally:
+        conn.close()
+    return {
+        "outbox": outbox.hexdigest(),
+        "quarantine": quarantine.hexdigest(),
+        "state": hashlib.sha256(state.encode()).hexdigest(),
+    }
 
 
 _NAIVE_DDL = """
@@ -221,11 +266,16 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     naive_pages = pages[: sizes.naive_pages]
     fast_runs, naive_runs, cpu_runs = [], [], []
     items = records = state_bytes = 0
+    middle_fifth: list[float] = []
+    last_fifth: list[float] = []
     for _ in range(sizes.repeats):
         with tempfile.TemporaryDirectory(prefix="tph-bench-pull-", dir=tmp) as d:
-            wall, cpu, items, records, state_bytes = fast(pages, feed, Path(d))
+            wall, cpu, items, records, state_bytes, per_page = fast(pages, feed, Path(d))
             fast_runs.append((items / wall, records / wall))
             cpu_runs.append(records / cpu)
+            middle, last = growth(per_page)
+            middle_fifth.append(middle)
+            last_fifth.append(last)
         with tempfile.TemporaryDirectory(prefix="tph-bench-naive-", dir=tmp) as d:
             wall, _cpu, n_items, n_records = naive(naive_pages, feed, Path(d))
             naive_runs.append((n_items / wall, n_records / wall))
@@ -243,7 +293,8 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
         f"{items:,} transactions -> {records:,} records per run ({sizes.pull_pages} pages), median of "
         f"{sizes.repeats}; {items_s:,.0f} items/s; CPU-time rate {median(cpu_runs):,.0f} records/s; naive on the "
         f"first {sizes.naive_pages} pages: {naive_items_s:,.0f} items/s, {naive_records_s:,.0f} records/s; the "
-        f"stream state saved with the last page: {state_bytes / 1000:,.0f} KB"
+        f"stream state saved with the last page: {state_bytes / 1000:,.0f} KB; CPU a record committed over the "
+        f"middle and the last fifth of the pages: {median(middle_fifth):,.1f} and {median(last_fifth):,.1f} µs"
     )
     return [
         Row(
@@ -269,3 +320,26 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
             ],
         ),
     ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.pull [--pages N]``: one run of the fast path in this process, printed as one JSON line
+    (CPU and wall seconds of the loop, items, records, :func:`output_digests`). Run it alternately with two
+    versions of the code (e.g. another checkout first on ``PYTHONPATH``) to compare their CPU and their output."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pull", description=main.__doc__)
+    parser.add_argument("--pages", type=int, default=100, help="pages of ~1000 transactions (default 100)")
+    parser.add_argument("--tmp", type=Path, default=None, help="where the store goes (default: the system's)")
+    args = parser.parse_args(argv)
+    feed = TransitFeed()
+    pages = feed.pages(args.pages)
+    with tempfile.TemporaryDirectory(prefix="tph-bench-pull-", dir=args.tmp) as d:
+        wall, cpu, items, records, state_bytes, per_page = fast(pages, feed, Path(d))
+        digests = output_digests(Path(d))
+    middle, last = growth(per_page)
+    line = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "items": items, "records": records}
+    line |= {"us_a_record_middle_fifth": round(middle, 1), "us_a_record_last_fifth": round(last, 1)}
+    sys.stdout.write(json.dumps({**line, "state_bytes": state_bytes, **digests}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
