@@ -155,6 +155,7 @@ class Pipeline:
         self.observers = list(observers)
         self._window = runtime.config.hub.fingerprint_window_minutes
         self._overlaps = OverlapIndex(runtime.config.hub.overlap_rules())
+        self._overlap_scenarios = self._overlaps.scenarios
         self.plausibility = Plausibility(runtime.config.plausibility)
 
     def process(
@@ -262,9 +263,9 @@ class Pipeline:
                 lambda keys: self.runtime.store.day_counts(adapter, stream.name, keys),
             )
             processed.day_counts = counts
-            for index, item, doc in checked:
+            for (index, item, doc), keys in zip(checked, counts.doc_keys, strict=True):
                 try:
-                    findings = plausible(doc, counts)
+                    findings = plausible(doc, counts, keys)
                     if findings and not self._plausibility(findings, doc, release, result):
                         reject(index, "plausibility", item, [f.problem() for f in findings if f.action == "hold"])
                         continue
@@ -315,18 +316,21 @@ class Pipeline:
         source = doc["source"]
         # Claim keys under the pseudonym keys before a rotation (ctx.record sets them while earlier keys are kept).
         earlier = getattr(doc, "aliases", ())
-        aliases = tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window)))
+        aliases = (
+            tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window))) if earlier else ()
+        )
+        scenario = doc["scenario"]
         return NewRecord(
             doc["record_id"],
             fingerprint,
-            doc["scenario"],
+            scenario,
             kg,
             orjson.dumps(doc),
             neighbour,
             source["partner_record_id"],
             getattr(doc, "id_stream", "") or source["stream"],
             source["raw_sha256"],
-            self._overlaps.keys(doc, seconds),
+            self._overlaps.keys(doc, seconds) if scenario in self._overlap_scenarios else (),
             aliases,
         )
 

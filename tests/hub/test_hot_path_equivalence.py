@@ -75,7 +75,7 @@ def test_plausibility_findings_follow_the_configured_rules_after_the_lookup_is_p
     )
     rules = Plausibility(settings)
     ctx = _ctx()
-    state = DayCounts((), {}, ())  # a page's day counts, nothing committed before it
+    state = DayCounts((), [], ())  # a page's day counts, nothing committed before it
     findings = [rules.check(_metro(ctx, f"HF01{i}", {}), state) for i in range(3)]
     # 12.4 pkm in 30 min is 24.8 km/h: above 20, flagged on every trip; the third trip of the day is held
     assert [[(f.rule, f.action) for f in found] for found in findings] == [
