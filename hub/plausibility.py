@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -209,11 +210,7 @@ class Plausibility:
 
     def day_keys(self, docs: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
         """The (rule, day, subject) keys the ``max_per_day`` rules count ``docs`` under."""
-        keys: set[tuple[str, str, str]] = set()
-        for doc_keys in self._doc_keys(docs):
-            if doc_keys:
-                keys.update(doc_keys)
-        return keys
+        return set(chain.from_iterable(self._doc_keys(docs)))
 
     def _doc_keys(self, docs: Iterable[Mapping[str, Any]]) -> list[tuple[tuple[str, str, str], ...]]:
         """Each document's (rule, day, subject) keys, in the order of its ``max_per_day`` rules (``()``: none)."""
@@ -222,12 +219,14 @@ class Plausibility:
             return [() for _ in docs]
         out: list[tuple[tuple[str, str, str], ...]] = []
         append = out.append
+        get = per_day.get
         for doc in docs:
-            names = per_day.get(doc["scenario"])
+            names = get(doc["scenario"])
             if names is None:
                 append(())
                 continue
-            day, subject = _day_subject(doc)
+            # _day_subject(doc), inline: it runs for every record of the page
+            day, subject = str(doc["period"]["start"])[:10], doc["subject"]["pseudonym"][:16]
             if len(names) == 1:
                 append(((names[0], day, subject),))
             else:
@@ -245,10 +244,7 @@ class Plausibility:
 
         The counts remember each document's keys (:meth:`check` does not work them out again for it)."""
         doc_keys = self._doc_keys(docs)
-        keys: set[tuple[str, str, str]] = set()
-        for k in doc_keys:
-            if k:
-                keys.update(k)
+        keys = set(chain.from_iterable(doc_keys))
         counts = DayCounts(committed(keys) if keys else [], self._pending.setdefault(ctx, []), keys)
         counts.doc_keys = doc_keys
         return counts
