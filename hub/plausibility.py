@@ -345,7 +345,7 @@ class DayCounts:
                     seen.setdefault(key, {})[c.record_id] = c.n
         self._seen = seen
         self._top: dict[tuple[str, str, str], int] = {}
-        """key -> the highest place in ``_seen[key]``, once a record was placed under it."""
+        """key -> the highest place in ``_seen[key]``, once a second record was placed under it (the first is 1)."""
         self.added: list[DayCount] = []
         self.doc_keys: list[tuple[tuple[str, str, str], ...]] = []
         """Each document's keys (:meth:`Plausibility.counts`), in the page's order."""
@@ -359,17 +359,15 @@ class DayCounts:
     def place_key(self, key: tuple[str, str, str], record_id: str) -> int:
         """:meth:`place` by the (rule, day, subject) key."""
         places = self._seen.get(key)
-        if places is None:
-            self._seen[key] = places = {}
+        if places is None:  # the subject's first record of the day
+            self._seen[key] = {record_id: 1}
+            n = 1
         else:
-            n = places.get(record_id)
-            if n is not None:
-                return n
-        top = self._top.get(key)
-        if top is None:
-            top = max(places.values(), default=0)
-        n = self._top[key] = top + 1
-        places[record_id] = n
+            known = places.get(record_id)
+            if known is not None:
+                return known
+            top = self._top.get(key)
+            n = places[record_id] = self._top[key] = (max(places.values()) if top is None else top) + 1
         self.added.append(DayCount(key[0], key[1], key[2], record_id, n))
         return n
 
