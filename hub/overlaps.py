@@ -100,6 +100,8 @@ class OverlapIndex:
             other_role = "give" if rule.action == "net" else "withhold"
             for scenario, role in ((rule.keep, "keep"), (rule.other, other_role)):
                 self._by_scenario.setdefault(scenario, []).append((rule, role, rule.tz()))
+        self.scenarios = frozenset(self._by_scenario)
+        """The scenarios some rule names: a record of another gets no keys (:meth:`keys` is ``()``)."""
 
     def keys(self, doc: Mapping[str, Any], seconds: int) -> tuple[OverlapKey, ...]:
         found = self._by_scenario.get(doc["scenario"])
@@ -108,7 +110,8 @@ class OverlapIndex:
         subject = doc["subject"]["pseudonym"]
         amount = saving_of(doc)
         keys = []
+        at = datetime.fromtimestamp(seconds, UTC)
         for rule, role, tz in found:
-            day = datetime.fromtimestamp(seconds, UTC).astimezone(tz).date().isoformat()
+            day = at.astimezone(tz).date().isoformat()
             keys.append(OverlapKey(rule.name, f"{subject}:{day}", role, rule.action, amount))
         return tuple(keys)

@@ -155,6 +155,7 @@ class Pipeline:
         self.observers = list(observers)
         self._window = runtime.config.hub.fingerprint_window_minutes
         self._overlaps = OverlapIndex(runtime.config.hub.overlap_rules())
+        self._overlap_scenarios = self._overlaps.scenarios
         self.plausibility = Plausibility(runtime.config.plausibility)
 
     def process(
@@ -189,9 +190,11 @@ class Pipeline:
         plausibility = self.plausibility
         plausible = plausibility.check
         ctx.state.pop(LEGACY_STATE_KEY, None)  # counts an earlier version kept in the state: not carried on
-        checked: list[tuple[int, Any, dict[str, Any]]] = []
-        """Valid record documents (item index, item, document): checked against the plausibility rules and made
-        records once the page's day counts are read, in the page's order."""
+        # Valid record documents, each with its item and the item's index (-1: flushed), in the page's order:
+        # checked against the plausibility rules and made records once the page's day counts are read.
+        checked: list[dict[str, Any]] = []
+        checked_items: list[Any] = []
+        checked_indexes: list[int] = []
 
         def reject(index: int, stage: str, item: Any, problems: Sequence[Problem]) -> None:
             problems = [_safe_problem(p) for p in problems]
@@ -216,7 +219,9 @@ class Pipeline:
                     if not record_valid(doc):
                         reject(index, "record", item, bound.record_schema.problems(doc))
                         continue
-                    checked.append((index, item, doc))
+                    checked.append(doc)
+                    checked_items.append(item)
+                    checked_indexes.append(index)
                 except Exception as exc:  # e.g. a partner string that cannot be written as JSON: this record only
                     reject(index, "record", item, [_unprocessable("a record of this item cannot be written", exc)])
 
@@ -257,14 +262,12 @@ class Pipeline:
             accept(-1, stream.flush(ctx, final), {})
         if checked:
             counts = plausibility.counts(
-                ctx,
-                [doc for _, _, doc in checked],
-                lambda keys: self.runtime.store.day_counts(adapter, stream.name, keys),
+                ctx, checked, lambda keys: self.runtime.store.day_counts(adapter, stream.name, keys)
             )
             processed.day_counts = counts
-            for index, item, doc in checked:
+            for index, item, doc, keys in zip(checked_indexes, checked_items, checked, counts.doc_keys, strict=True):
                 try:
-                    findings = plausible(doc, counts)
+                    findings = plausible(doc, counts, keys)
                     if findings and not self._plausibility(findings, doc, release, result):
                         reject(index, "plausibility", item, [f.problem() for f in findings if f.action == "hold"])
                         continue
@@ -315,18 +318,21 @@ class Pipeline:
         source = doc["source"]
         # Claim keys under the pseudonym keys before a rotation (ctx.record sets them while earlier keys are kept).
         earlier = getattr(doc, "aliases", ())
-        aliases = tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window)))
+        aliases = (
+            tuple(k for a in earlier for k in (a, neighbour_fingerprint_at(a, seconds, window))) if earlier else ()
+        )
+        scenario = doc["scenario"]
         return NewRecord(
             doc["record_id"],
             fingerprint,
-            doc["scenario"],
+            scenario,
             kg,
             orjson.dumps(doc),
             neighbour,
             source["partner_record_id"],
             getattr(doc, "id_stream", "") or source["stream"],
             source["raw_sha256"],
-            self._overlaps.keys(doc, seconds),
+            self._overlaps.keys(doc, seconds) if scenario in self._overlap_scenarios else (),
             aliases,
         )
 

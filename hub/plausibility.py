@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -201,21 +202,36 @@ class Plausibility:
             for scenario, rules in by_scenario.items()
         }
         self._per_day = {
-            scenario: [name for name, rule in rules if rule.kind == "max_per_day"]
+            scenario: names
             for scenario, rules in by_scenario.items()
+            if (names := tuple(name for name, rule in rules if rule.kind == "max_per_day"))
         }
-        self._uncommitted: WeakKeyDictionary[StreamContext, _Seen] = WeakKeyDictionary()
+        self._pending: WeakKeyDictionary[StreamContext, _Pending] = WeakKeyDictionary()
 
     def day_keys(self, docs: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
         """The (rule, day, subject) keys the ``max_per_day`` rules count ``docs`` under."""
-        keys: set[tuple[str, str, str]] = set()
+        return set(chain.from_iterable(self._doc_keys(docs)))
+
+    def _doc_keys(self, docs: Iterable[Mapping[str, Any]]) -> list[tuple[tuple[str, str, str], ...]]:
+        """Each document's (rule, day, subject) keys, in the order of its ``max_per_day`` rules (``()``: none)."""
         per_day = self._per_day
+        if not per_day:
+            return [() for _ in docs]
+        out: list[tuple[tuple[str, str, str], ...]] = []
+        append = out.append
+        get = per_day.get
         for doc in docs:
-            names = per_day.get(doc["scenario"])
-            if names:
-                day, subject = _day_subject(doc)
-                keys.update((name, day, subject) for name in names)
-        return keys
+            names = get(doc["scenario"])
+            if names is None:
+                append(())
+                continue
+            # _day_subject(doc), inline: it runs for every record of the page
+            day, subject = str(doc["period"]["start"])[:10], doc["subject"]["pseudonym"][:16]
+            if len(names) == 1:
+                append(((names[0], day, subject),))
+            else:
+                append(tuple((name, day, subject) for name in names))
+        return out
 
     def counts(
         self,
@@ -224,18 +240,45 @@ class Plausibility:
         committed: Callable[[set[tuple[str, str, str]]], list[DayCount]],
     ) -> DayCounts:
         """The day counts a page's ``docs`` are checked against: ``committed`` (the store's, read once for the
-        page's keys) and those of the stream's pages processed on ``ctx`` and not committed yet."""
-        keys = self.day_keys(docs)
-        uncommitted = self._uncommitted.setdefault(ctx, {})
-        return DayCounts(committed(keys) if keys else [], uncommitted, keys)
+        page's keys) and those of the stream's pages processed on ``ctx`` and not committed yet.
 
-    def check(self, doc: Mapping[str, Any], counts: DayCounts | None = None) -> list[Finding]:
-        """The rules that fire on a record document; ``max_per_day`` counts it in ``counts``."""
+        The counts remember each document's keys (:meth:`check` does not work them out again for it)."""
+        doc_keys = self._doc_keys(docs)
+        keys = set(chain.from_iterable(doc_keys))
+        counts = DayCounts(committed(keys) if keys else [], self._pending.setdefault(ctx, []), keys)
+        counts.doc_keys = doc_keys
+        return counts
+
+    def check(
+        self,
+        doc: Mapping[str, Any],
+        counts: DayCounts | None = None,
+        keys: tuple[tuple[str, str, str], ...] | None = None,
+    ) -> list[Finding]:
+        """The rules that fire on a record document; ``max_per_day`` counts it in ``counts``. ``keys``: the
+        document's keys as :meth:`counts` worked them out (``counts.doc_keys``, in the page's order), else made
+        here."""
         checks = self._checks.get(doc["scenario"])
         if not checks:
             return []
         found: list[Finding] = []
+        per_day = 0
         for kind, limit, name, action in checks:
+            if kind is _max_per_day:  # inline, with the keys worked out once a page
+                if counts is None:
+                    raise ValueError(
+                        f"plausibility rule {name} counts records per day: check() needs the page's DayCounts"
+                    )
+                if keys:
+                    key = keys[per_day]
+                    per_day += 1
+                else:
+                    key = (name, *_day_subject(doc))
+                n = counts.place_key(key, doc["record_id"])
+                if n > limit:
+                    text = f"record {n} of this person on {key[1]}, above the limit of {limit:g} a day"
+                    found.append(Finding(name, action, text, "/subject"))
+                continue
             message = kind(doc, limit, name, counts)
             if message is not None:
                 text, pointer = message
@@ -272,6 +315,10 @@ def _max_speed(doc: Mapping[str, Any], limit: float, name: str, counts: DayCount
 _Seen = dict[tuple[str, str, str], dict[str, int]]
 """(rule, day, subject) -> record id -> its place in the subject's day."""
 
+_Pending = list[list[DayCount]]
+"""The records counted first by a stream's pages processed on one context and not committed yet (each page's
+:attr:`DayCounts.added`, in the order the pages were processed)."""
+
 
 def _day_subject(doc: Mapping[str, Any]) -> tuple[str, str]:
     """The day (the period start's own) and the subject (a pseudonym prefix) a record is counted under."""
@@ -280,45 +327,62 @@ def _day_subject(doc: Mapping[str, Any]) -> tuple[str, str]:
 
 class DayCounts:
     """The ``max_per_day`` counts one page is checked against, and the records it counts for the first time
-    (``added``: the page's :attr:`~tanpuhui.hub.store.base.PageWrite.day_counts`)."""
+    (``added``: the page's :attr:`~tanpuhui.hub.store.base.PageWrite.day_counts`).
 
-    def __init__(self, committed: Iterable[DayCount], uncommitted: _Seen, keys: Collection[tuple[str, str, str]]):
+    ``uncommitted``: the records counted first by the pages processed before this one and not committed yet
+    (:data:`_Pending`; only those under ``keys`` count here): this page's join them until :meth:`committed`."""
+
+    def __init__(
+        self, committed: Iterable[DayCount], uncommitted: _Pending, keys: Collection[tuple[str, str, str]]
+    ) -> None:
         seen: _Seen = {}
         for c in committed:
             seen.setdefault((c.rule, c.day, c.subject), {})[c.record_id] = c.n
-        for key in keys:
-            earlier = uncommitted.get(key)
-            if earlier:
-                seen.setdefault(key, {}).update(earlier)
+        for page in uncommitted:
+            for c in page:
+                key = (c.rule, c.day, c.subject)
+                if key in keys:
+                    seen.setdefault(key, {})[c.record_id] = c.n
         self._seen = seen
-        self._uncommitted = uncommitted
+        self._top: dict[tuple[str, str, str], int] = {}
+        """key -> the highest place in ``_seen[key]``, once a second record was placed under it (the first is 1)."""
         self.added: list[DayCount] = []
+        self.doc_keys: list[tuple[tuple[str, str, str], ...]] = []
+        """Each document's keys (:meth:`Plausibility.counts`), in the page's order."""
+        self._pending = uncommitted
+        uncommitted.append(self.added)  # pending until committed()
 
     def place(self, rule: str, day: str, subject: str, record_id: str) -> int:
         """The record's place among the subject's distinct records of the day (a record counted before keeps its)."""
-        key = (rule, day, subject)
-        places = self._seen.setdefault(key, {})
-        n = places.get(record_id)
-        if n is None:
-            n = max(places.values(), default=0) + 1
-            places[record_id] = n
-            self._uncommitted.setdefault(key, {})[record_id] = n
-            self.added.append(DayCount(rule, day, subject, record_id, n))
+        return self.place_key((rule, day, subject), record_id)
+
+    def place_key(self, key: tuple[str, str, str], record_id: str) -> int:
+        """:meth:`place` by the (rule, day, subject) key."""
+        places = self._seen.get(key)
+        if places is None:  # the subject's first record of the day
+            self._seen[key] = {record_id: 1}
+            n = 1
+        else:
+            known = places.get(record_id)
+            if known is not None:
+                return known
+            top = self._top.get(key)
+            n = places[record_id] = self._top[key] = (max(places.values()) if top is None else top) + 1
+        self.added.append(DayCount(key[0], key[1], key[2], record_id, n))
         return n
 
     def committed(self) -> None:
         """The page's counts are in the store now: later pages read them from there."""
-        uncommitted = self._uncommitted
-        for c in self.added:
-            key = (c.rule, c.day, c.subject)
-            places = uncommitted.get(key)
-            if places is not None:
-                places.pop(c.record_id, None)
-                if not places:
-                    del uncommitted[key]
+        pending = self._pending
+        for i, added in enumerate(pending):
+            if added is self.added:
+                del pending[i]
+                break
+        self.doc_keys = []
 
 
 def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
+    """Not called: :meth:`Plausibility.check` places the record itself (its keys worked out once a page)."""
     if counts is None:
         raise ValueError(f"plausibility rule {name} counts records per day: check() needs the page's DayCounts")
     day, subject = _day_subject(doc)
