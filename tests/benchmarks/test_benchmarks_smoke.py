@@ -4,18 +4,13 @@ about speed: CI machines differ, and the figures belong in docs/performance.md, 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bench_kit import run_module
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level folder of the repository, not an installed package
-
-from benchmarks.common import Row, Sizes, print_table  # noqa: E402
+from benchmarks.common import Row, Sizes, print_table
 
 TINY = replace(
     Sizes.make(quick=True),
@@ -32,14 +27,7 @@ TINY = replace(
 
 
 def test_the_quick_suite_runs_from_the_command_line_and_prints_one_table() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "pull"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = run_module("benchmarks", "--quick", "--only", "pull")
     assert out.returncode == 0, out.stderr
     assert "| path" in out.stdout and "naive baseline (same run)" in out.stdout
     assert "pull path end to end, one core (records/s)" in out.stdout
@@ -64,23 +52,14 @@ def test_a_dlt_peer_without_dlt_installed_exits_3_with_a_message_the_job_benchma
     shadow = tmp_path / "shadow" / "dlt"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text('raise ImportError("No module named dlt")\n')
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.job_peers",
-            "dlt-jsonl",
-            "--url",
-            "http://127.0.0.1:9",
-            "--dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = run_module(
+        "benchmarks.job_peers",
+        "dlt-jsonl",
+        "--url",
+        "http://127.0.0.1:9",
+        "--dir",
+        str(tmp_path),
         env={**os.environ, "PYTHONPATH": str(tmp_path / "shadow")},
-        check=False,
     )
     assert out.returncode == 3, out.stderr
     assert "dlt is not installed (pip install -e '.[bench]')" in out.stderr

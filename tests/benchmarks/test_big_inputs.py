@@ -8,16 +8,11 @@ eight for an array).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level folder of the repository, not an installed package
-
-from benchmarks.big_inputs import VALIDATE_TARGET_MIB, validate_peak_mib, write_trips  # noqa: E402
+from benchmarks.big_inputs import VALIDATE_TARGET_MIB, validate_peak_mib, write_trips
 
 
 @pytest.mark.parametrize("array", [False, True], ids=["json-lines", "json-array"])

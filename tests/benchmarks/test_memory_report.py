@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level folder of the repository, not an installed package
-
-from benchmarks.memory import _breakdown, _milestones, _rss_at, _slope, _theil_sen  # noqa: E402
-from benchmarks.memory_child import mapping_breakdown  # noqa: E402
+from benchmarks.memory import _breakdown, _milestones, _rss_at, _slope, _theil_sen
+from benchmarks.memory_child import mapping_breakdown
 
 
 def _samples(mb_at: dict[int, float], step: int = 10_000) -> list[list[float]]:

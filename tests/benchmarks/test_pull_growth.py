@@ -4,17 +4,11 @@ and its one-run command, whose output digests compare two versions of the hot pa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from bench_kit import run_module
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level folder of the repository, not an installed package
-
-from benchmarks.pull import growth  # noqa: E402
+from benchmarks.pull import growth
 
 
 def test_a_steady_run_gives_the_same_cost_a_record_in_the_middle_and_at_the_end() -> None:
@@ -36,14 +30,7 @@ def test_a_run_of_one_page_reports_that_page_twice_and_a_page_without_records_di
 
 
 def _one_run(pages: int) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pull", "--pages", str(pages)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    out = run_module("benchmarks.pull", "--pages", str(pages))
     assert out.returncode == 0, out.stderr
     result: dict[str, object] = json.loads(out.stdout)
     return result
