@@ -40,7 +40,6 @@ from .dialect import Dialect, T
 __all__ = ["CORRECTED", "CREATED", "VOIDED", "PageRevision", "Revisions", "netted_formula"]
 
 CREATED, CORRECTED, VOIDED = "created", "corrected", "voided"
-_CHUNK = 500
 
 
 class _Head(NamedTuple):
@@ -141,22 +140,16 @@ class Revisions(Generic[T]):
         if inserted is None:  # every record given was inserted
             rows = revision.records
             corrections = [(CORRECTED, old, new) for new, old in revision.supersedes.items()]
-            heads = [(adapter, s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items()]
+            heads = [(s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items()]
         else:
             rows = [r for r in revision.records if r.record_id in inserted]
             corrections = [(CORRECTED, old, new) for new, old in revision.supersedes.items() if new in inserted]
-            heads = [(adapter, s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items() if rid in inserted]
+            heads = [(s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items() if rid in inserted]
         if corrections:
             sql.run_many(tx, "UPDATE outbox SET kind=?, supersedes=? WHERE record_id=?", corrections)
             sql.run_many(tx, "DELETE FROM overlap_keys WHERE record_id=?", [(old,) for _, old, _ in corrections])
         if heads:
-            sql.run_many(
-                tx,
-                "INSERT INTO record_heads (adapter, stream, partner_record_id, record_id, raw_sha256, status)"
-                " VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (adapter, stream, partner_record_id) DO UPDATE SET"
-                " record_id=excluded.record_id, raw_sha256=excluded.raw_sha256, status='active'",
-                heads,
-            )
+            sql.upsert_heads(tx, adapter, heads)
         keys = [(o.rule, o.match_key, o.role, r.record_id, o.amount) for r in rows for o in r.overlaps]
         if keys:
             sql.run_many(
@@ -283,15 +276,8 @@ class Revisions(Generic[T]):
             by_stream.setdefault(stream, []).append(pid)
         for stream, pids in sorted(by_stream.items()):
             pids.sort()
-            for i in range(0, len(pids), _CHUNK):
-                chunk = pids[i : i + _CHUNK]
-                for pid, rid, raw, status in self.sql.run(
-                    tx,
-                    "SELECT partner_record_id, record_id, raw_sha256, status FROM record_heads"
-                    f" WHERE adapter=? AND stream=? AND partner_record_id IN ({','.join('?' * len(chunk))})",
-                    (adapter, stream, *chunk),
-                ).fetchall():
-                    found[(stream, pid)] = _Head(rid, raw, status)
+            for pid, rid, raw, status in self.sql.record_heads(tx, adapter, stream, pids):
+                found[(stream, pid)] = _Head(rid, raw, status)
         return found
 
     def _overlap(self, tx: T, rule: str, match_key: str, role: str, exclude: str) -> list[_Held]:
