@@ -7,6 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from .base import DayCount
@@ -14,6 +15,9 @@ from .base import DayCount
 __all__ = ["DayCountSql", "prune_before"]
 
 T = TypeVar("T")
+
+_KEY = itemgetter(0, 1, 2, 3)
+"""A count's primary key in the table after (adapter, stream): rule, day, subject, record id."""
 
 _IN_CHUNK = 500
 """Subjects per ``IN (...)`` list (under SQLite's limit on bound parameters)."""
@@ -58,8 +62,12 @@ class DayCountSql(ABC, Generic[T]):
     def write_day_counts(self, tx: T, adapter: str, stream: str, counts: Sequence[DayCount], now: str) -> None:
         """Insert a page's new counts (one already on file, from a concurrent writer, is left as it is), then
         prune each rule's days before the day preceding the page's latest; a record dated after today (UTC, from
-        ``now``) does not move that day past today, so a partner's clock error cannot wipe the day's counts."""
-        self.insert_day_counts(tx, adapter, stream, counts)
+        ``now``) does not move that day past today, so a partner's clock error cannot wipe the day's counts.
+
+        Inserted in key order (a stable sort: of two counts with one key, the first is still the one kept): one
+        insert after another falls in the same leaf of the table, where random order (subjects are pseudonyms) sends
+        each to a leaf of its own."""
+        self.insert_day_counts(tx, adapter, stream, sorted(counts, key=_KEY))
         today = now[:10]
         latest: dict[str, str] = {}
         for c in counts:

@@ -197,6 +197,16 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], A
 
     # -- portable writes -----------------------------------------------------------------------------------------
 
+    def upsert_heads(self, tx: T, adapter: str, heads: Sequence[tuple[str, str, str, str]]) -> None:
+        """Partner items' current records ``(stream, partner id, record id, raw hash)``, active (each item once)."""
+        self.run_many(
+            tx,
+            "INSERT INTO record_heads (adapter, stream, partner_record_id, record_id, raw_sha256, status)"
+            " VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (adapter, stream, partner_record_id) DO UPDATE SET"
+            " record_id=excluded.record_id, raw_sha256=excluded.raw_sha256, status='active'",
+            [(adapter, *head) for head in heads],
+        )
+
     def upsert_drift(self, tx: T, adapter: str, stream: str, drift: Mapping[str, tuple[int, str]], now: str) -> None:
         self.run_many(
             tx,
@@ -251,6 +261,22 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], A
         )
 
     # -- portable reads ------------------------------------------------------------------------------------------
+
+    def record_heads(
+        self, tx: T, adapter: str, stream: str, partner_ids: Sequence[str]
+    ) -> list[tuple[str, str, str, str]]:
+        """``(partner id, record id, raw hash, status)`` of the stream's items on file among ``partner_ids``: an
+        index probe each (the whole primary key)."""
+        out: list[tuple[str, str, str, str]] = []
+        for i in range(0, len(partner_ids), _IN_CHUNK):
+            chunk = partner_ids[i : i + _IN_CHUNK]
+            out += self.run(
+                tx,
+                "SELECT partner_record_id, record_id, raw_sha256, status FROM record_heads"
+                f" WHERE adapter=? AND stream=? AND partner_record_id IN ({','.join('?' * len(chunk))})",
+                (adapter, stream, *chunk),
+            ).fetchall()
+        return out
 
     def load_checkpoint(self, tx: T, adapter: str, stream: str) -> Checkpoint:
         row = self.run(

@@ -40,7 +40,6 @@ from .dialect import Dialect, T
 __all__ = ["CORRECTED", "CREATED", "VOIDED", "PageRevision", "Revisions", "netted_formula"]
 
 CREATED, CORRECTED, VOIDED = "created", "corrected", "voided"
-_CHUNK = 500
 
 
 class _Head(NamedTuple):
@@ -77,10 +76,25 @@ class Revisions(Generic[T]):
     # -- before the page's records are inserted ----------------------------------------------------------------
 
     def before_insert(self, tx: T, adapter: str, stream: str, records: Sequence[NewRecord]) -> PageRevision:
-        tracked = {(r.head_stream or stream, r.partner_record_id) for r in records if r.partner_record_id}
-        if not tracked and not any(r.overlaps for r in records):
+        items = [r for r in records if r.partner_record_id]
+        keys = [(r.head_stream or stream, r.partner_record_id) for r in items]
+        tracked = set(keys)
+        overlaps = any(r.overlaps for r in records)
+        if not tracked and not overlaps:
             return PageRevision(list(records))
         heads = self._heads(tx, adapter, tracked)
+        if not heads and not overlaps and len(tracked) == len(keys):
+            # The common page: brand-new items, each once, no overlap rule. What :meth:`_revise` gives for it (no
+            # head to compare with, none set by an earlier record of the page): every record as it came, a head each.
+            new = dict(zip(keys, [(r.record_id, r.raw_sha256) for r in items], strict=True))
+            return PageRevision(list(records), heads=new)
+        return self._revise(tx, stream, records, heads)
+
+    def _revise(
+        self, tx: T, stream: str, records: Sequence[NewRecord], heads: dict[tuple[str, str], _Head]
+    ) -> PageRevision:
+        """Record by record: duplicates dropped, corrections and netted records rewritten, held ones set aside
+        (``heads``: those on file of the page's items, updated as the page's records become them)."""
         revision = PageRevision([])
         for r in records:
             if r.partner_record_id:
@@ -123,20 +137,19 @@ class Revisions(Generic[T]):
         now: str,
     ) -> list[AuditEvent]:
         sql = self.sql
-        rows = [r for r in revision.records if inserted is None or r.record_id in inserted]
-        corrections = [(CORRECTED, old, new) for new, old in revision.supersedes.items() if _in(new, inserted)]
+        if inserted is None:  # every record given was inserted
+            rows = revision.records
+            corrections = [(CORRECTED, old, new) for new, old in revision.supersedes.items()]
+            heads = [(s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items()]
+        else:
+            rows = [r for r in revision.records if r.record_id in inserted]
+            corrections = [(CORRECTED, old, new) for new, old in revision.supersedes.items() if new in inserted]
+            heads = [(s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items() if rid in inserted]
         if corrections:
             sql.run_many(tx, "UPDATE outbox SET kind=?, supersedes=? WHERE record_id=?", corrections)
             sql.run_many(tx, "DELETE FROM overlap_keys WHERE record_id=?", [(old,) for _, old, _ in corrections])
-        heads = [(adapter, s, pid, rid, raw) for (s, pid), (rid, raw) in revision.heads.items() if _in(rid, inserted)]
         if heads:
-            sql.run_many(
-                tx,
-                "INSERT INTO record_heads (adapter, stream, partner_record_id, record_id, raw_sha256, status)"
-                " VALUES (?, ?, ?, ?, ?, 'active') ON CONFLICT (adapter, stream, partner_record_id) DO UPDATE SET"
-                " record_id=excluded.record_id, raw_sha256=excluded.raw_sha256, status='active'",
-                heads,
-            )
+            sql.upsert_heads(tx, adapter, heads)
         keys = [(o.rule, o.match_key, o.role, r.record_id, o.amount) for r in rows for o in r.overlaps]
         if keys:
             sql.run_many(
@@ -263,15 +276,8 @@ class Revisions(Generic[T]):
             by_stream.setdefault(stream, []).append(pid)
         for stream, pids in sorted(by_stream.items()):
             pids.sort()
-            for i in range(0, len(pids), _CHUNK):
-                chunk = pids[i : i + _CHUNK]
-                for pid, rid, raw, status in self.sql.run(
-                    tx,
-                    "SELECT partner_record_id, record_id, raw_sha256, status FROM record_heads"
-                    f" WHERE adapter=? AND stream=? AND partner_record_id IN ({','.join('?' * len(chunk))})",
-                    (adapter, stream, *chunk),
-                ).fetchall():
-                    found[(stream, pid)] = _Head(rid, raw, status)
+            for pid, rid, raw, status in self.sql.record_heads(tx, adapter, stream, pids):
+                found[(stream, pid)] = _Head(rid, raw, status)
         return found
 
     def _overlap(self, tx: T, rule: str, match_key: str, role: str, exclude: str) -> list[_Held]:
@@ -306,10 +312,6 @@ def _content(doc: dict[str, Any]) -> dict[str, Any]:
     for derived in ("deductions", "formula", "reduction_kgco2e"):  # what netting changes; the rest determines them
         q.pop(derived, None)
     return doc
-
-
-def _in(record_id: str, inserted: frozenset[str] | None) -> bool:
-    return inserted is None or record_id in inserted
 
 
 def _rewritten(r: NewRecord, new_id: str, supersedes: str) -> NewRecord:

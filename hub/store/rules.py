@@ -445,12 +445,16 @@ def _page_event(
     }
     if result.inserted:
         ids = result.inserted_ids
-        seen: set[str] = set()
-        rows: list[tuple[str, bytes]] = []
-        for r in page.records:  # inserted in this order, so in seq order
-            if (ids is None or r.record_id in ids) and r.record_id not in seen:
-                seen.add(r.record_id)
-                rows.append((r.record_id, r.body))
+        rows: list[tuple[str, bytes]]
+        if ids is None:  # every record inserted, so no record id twice: each row as it came
+            rows = [(r.record_id, r.body) for r in page.records]
+        else:
+            seen: set[str] = set()
+            rows = []
+            for r in page.records:  # inserted in this order, so in seq order
+                if r.record_id in ids and r.record_id not in seen:
+                    seen.add(r.record_id)
+                    rows.append((r.record_id, r.body))
         runs = outbox.seq_runs
         details["first_seq"] = runs[0][0]
         details["last_seq"] = runs[-1][1]

@@ -110,3 +110,15 @@ def test_a_record_dated_after_today_does_not_prune_todays_counts(store: Store) -
     store.commit_pages([_page(_counts(days[2], CARD_B, "R9"))])  # a partner's clock ten years ahead
     keys = {(RULE, days[0], CARD_A), (RULE, days[1], CARD_A), (RULE, days[2], CARD_B)}
     assert sorted(c.day for c in store.day_counts("transit_card", "trips", keys)) == days
+
+
+def test_of_two_counts_of_one_record_in_a_page_the_first_is_kept(store: Store) -> None:
+    # The page's counts are written in key order, not as given: the first of a key is still the one kept.
+    page = [
+        DayCount(RULE, "2024-11-05", CARD_B, "01JC5Q0000B1", 1),
+        DayCount(RULE, "2024-11-05", CARD_A, "01JC5Q0000A1", 2),
+        DayCount(RULE, "2024-11-05", CARD_A, "01JC5Q0000A1", 1),
+    ]
+    store.commit_pages([_page(page)])
+    keys = {(RULE, "2024-11-05", CARD_A), (RULE, "2024-11-05", CARD_B)}
+    assert sorted(store.day_counts("transit_card", "trips", keys)) == sorted(page[:2])

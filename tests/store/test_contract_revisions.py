@@ -261,3 +261,32 @@ def test_a_page_of_thousands_of_partner_items_commits_within_the_servers_lock_ta
     # page must not take one advisory lock per item.
     many = [reading(f"SG-{i:05d}")._replace(fingerprint=f"fp-{i}") for i in range(8000)]
     assert commit(store, "readings", many).inserted == 8000
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "new items, each once",  # the shortcut: every record as it came, a head each
+        "one item twice, changed",  # the record-by-record rules: the second corrects the first
+        "one item twice, unchanged",  # the second is a duplicate
+        "an item on file",
+    ],
+)
+def test_a_pages_revision_is_what_the_record_by_record_rules_give(store: Any, page: str) -> None:
+    commit(store, "readings", [reading("SG-ON-FILE")])
+    untracked = reading("SG-UNTRACKED")._replace(partner_record_id="", fingerprint="fp-untracked")
+    other_stream = reading("SG-1", stream="demand_response", scenario="demand_response")
+    records = [reading("SG-1"), untracked, other_stream._replace(head_stream="demand_response"), reading("SG-2")]
+    if page == "one item twice, changed":
+        records.append(reading("SG-1", activity=3.5))
+    elif page == "one item twice, unchanged":
+        records.append(reading("SG-2"))
+    elif page == "an item on file":
+        records.append(reading("SG-ON-FILE", activity=3.5))
+    revisions = store.revisions
+    with store.sql.write() as tx:
+        got = revisions.before_insert(tx, "state_grid", "readings", records)
+        tracked = {(r.head_stream or "readings", r.partner_record_id) for r in records if r.partner_record_id}
+        want = revisions._revise(tx, "readings", records, revisions._heads(tx, "state_grid", tracked))
+    assert got == want
+    assert list(got.heads.items()) == list(want.heads.items())  # the heads are written in this order
