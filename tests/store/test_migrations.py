@@ -254,7 +254,45 @@ def test_a_version_7_store_gets_the_plausibility_counts_and_its_old_state_still_
     with pytest.raises(SchemaTooOld, match="schema version 7 is older"):
         backend.open(migrate=False)
     store = backend.open(migrate=True)
-    assert [m.version for m in store.last_migration.applied] == [8]
+    assert [m.version for m in store.last_migration.applied] == list(range(8, SCHEMA_VERSION + 1))
     checkpoint = store.load_checkpoint("transit_card", "trips")
     assert checkpoint.cursor == "c-9" and checkpoint.state["_plausibility"]["transit_trips_per_day"]
     assert store.day_counts("transit_card", "trips", {("transit_trips_per_day", "2024-11-05", "ab12")}) == []
+
+
+def test_a_version_8_store_gets_its_heads_and_overlap_keys_indexed_by_record_id_and_voids_use_them(
+    backend: Backend,
+) -> None:
+    _at_version(
+        backend,
+        8,
+        [
+            "INSERT INTO record_heads (adapter, stream, partner_record_id, record_id, raw_sha256)"
+            " VALUES ('state_grid', 'readings', 'SG-1', '01HXOLD', 'ab')",
+            "INSERT INTO overlap_keys (rule, match_key, role, record_id, amount)"
+            " VALUES ('demand_response_in_peak_saving', 'h:2024-05-01', 'keep', '01HXOLD', 0.74)",
+        ],
+    )
+    with pytest.raises(SchemaTooOld, match="schema version 8 is older"):
+        backend.open(migrate=False)
+    store = backend.open(migrate=True)
+    assert [m.version for m in store.last_migration.applied] == [9]
+    store.close()
+    lookups = {  # what a void or a correction asks of each table, by record id
+        "record_heads": "UPDATE record_heads SET status='voided' WHERE record_id='01HXOLD'",
+        "overlap_keys": "SELECT rule, match_key FROM overlap_keys WHERE record_id='01HXOLD' AND role='keep'",
+    }
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target)
+        for table, statement in lookups.items():
+            plan = " ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
+            assert f"USING INDEX {table}_record_id (record_id=?)" in plan, plan
+        assert conn.execute("SELECT count(*) FROM record_heads").fetchone() == (1,)
+        conn.close()
+        return
+    with psycopg.connect(backend.target) as pg:
+        pg.execute("SET enable_seqscan = off")  # a table this small is scanned anyway; ask whether an index serves
+        for table, statement in lookups.items():
+            plan = " ".join(row[0] for row in pg.execute("EXPLAIN " + statement))
+            assert f"{table}_record_id" in plan, plan
+        assert pg.execute("SELECT count(*) FROM overlap_keys").fetchone() == (1,)

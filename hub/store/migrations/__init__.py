@@ -35,7 +35,7 @@ __all__ = [
     "pending",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The schema version this code reads and writes (the highest migration number)."""
 
 
@@ -48,6 +48,7 @@ STEPS = (
     "shared sink state: each sink's state, recent failures and last delivery",
     "corrections, voids and overlap rules: outbox kind/supersedes, record heads, overlap keys",
     "plausibility daily counts in the store, not in the stream state",
+    "record heads and overlap keys indexed by record id (voids and corrections find them without a scan)",
 )
 """What migration 1, 2, ... does: the same in both stores (each has its own statements for it)."""
 

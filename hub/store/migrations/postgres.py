@@ -221,6 +221,12 @@ _PLAUSIBILITY_COUNTS = (
     )""",
 )
 
+_BY_RECORD_ID = (
+    # Voids and corrections find a record's head and overlap keys by record id: see the SQLite migration 9.
+    "CREATE INDEX record_heads_record_id ON record_heads (record_id)",
+    "CREATE INDEX overlap_keys_record_id ON overlap_keys (record_id)",
+)
+
 MIGRATIONS = numbered(
     _BASELINE,
     _LEASES,
@@ -230,6 +236,7 @@ MIGRATIONS = numbered(
     _SHARED_SINK_STATE,
     _REVISIONS,
     _PLAUSIBILITY_COUNTS,
+    _BY_RECORD_ID,
 )
 
 SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -218,6 +218,13 @@ _PLAUSIBILITY_COUNTS = (
     ) WITHOUT ROWID""",
 )
 
+_BY_RECORD_ID = (
+    # Voids and corrections find a record's head and overlap keys by its record id (tanpuhui.hub.store.revisions):
+    # without these, each looked every head and key up. Record ids are time-ordered, so the index grows at its end.
+    "CREATE INDEX record_heads_record_id ON record_heads (record_id)",
+    "CREATE INDEX overlap_keys_record_id ON overlap_keys (record_id)",
+)
+
 MIGRATIONS = numbered(
     _BASELINE,
     _LEASES,
@@ -227,6 +234,7 @@ MIGRATIONS = numbered(
     _SHARED_SINK_STATE,
     _REVISIONS,
     _PLAUSIBILITY_COUNTS,
+    _BY_RECORD_ID,
 )
 
 
