@@ -178,8 +178,6 @@ class StreamContext:
         end_text = start_text if end is None or end is start else end.isoformat()
         key_stream = id_stream or self.stream
         measured: dict[str, Any] = {"quantity": activity, "unit": unit or method.activity_unit}
-        if details:
-            measured["details"] = self._masked_values(details)
         doc = RecordDoc(
             {
                 "record_id": record_id_at(ms, self.adapter, key_stream, partner_record_id),
@@ -207,6 +205,8 @@ class StreamContext:
             earlier = self._aliases.get(subject["pseudonym"])
             if earlier:
                 doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
+        if details:
+            measured["details"] = self._masked_values(details)
         if origin:
             doc["origin"] = self._masked_values(origin)
         return doc
