@@ -264,22 +264,11 @@ class Plausibility:
         found: list[Finding] = []
         per_day = 0
         for kind, limit, name, action in checks:
-            if kind is _max_per_day:  # inline, with the keys worked out once a page
-                if counts is None:
-                    raise ValueError(
-                        f"plausibility rule {name} counts records per day: check() needs the page's DayCounts"
-                    )
-                if keys:
-                    key = keys[per_day]
-                    per_day += 1
-                else:
-                    key = (name, *_day_subject(doc))
-                n = counts.place_key(key, doc["record_id"])
-                if n > limit:
-                    text = f"record {n} of this person on {key[1]}, above the limit of {limit:g} a day"
-                    found.append(Finding(name, action, text, "/subject"))
-                continue
-            message = kind(doc, limit, name, counts)
+            if kind is _max_per_day:  # with the key counts() worked out for the document, when it did
+                message = _max_per_day(doc, limit, name, counts, keys[per_day] if keys else None)
+                per_day += 1
+            else:
+                message = kind(doc, limit, name, counts)
             if message is not None:
                 text, pointer = message
                 found.append(Finding(name, action, text, pointer))
@@ -381,14 +370,21 @@ class DayCounts:
         self.doc_keys = []
 
 
-def _max_per_day(doc: Mapping[str, Any], limit: float, name: str, counts: DayCounts | None) -> tuple[str, str] | None:
-    """Not called: :meth:`Plausibility.check` places the record itself (its keys worked out once a page)."""
+def _max_per_day(
+    doc: Mapping[str, Any],
+    limit: float,
+    name: str,
+    counts: DayCounts | None,
+    key: tuple[str, str, str] | None = None,
+) -> tuple[str, str] | None:
+    """The record's place in its subject's day, above ``limit``; ``key``: its (rule, day, subject) when known."""
     if counts is None:
         raise ValueError(f"plausibility rule {name} counts records per day: check() needs the page's DayCounts")
-    day, subject = _day_subject(doc)
-    n = counts.place(name, day, subject, doc["record_id"])
+    if key is None:
+        key = (name, *_day_subject(doc))
+    n = counts.place_key(key, doc["record_id"])
     if n > limit:
-        return f"record {n} of this person on {day}, above the limit of {limit:g} a day", "/subject"
+        return f"record {n} of this person on {key[1]}, above the limit of {limit:g} a day", "/subject"
     return None
 
 
