@@ -225,8 +225,7 @@ class Plausibility:
             if names is None:
                 append(())
                 continue
-            # _day_subject(doc), inline: it runs for every record of the page
-            day, subject = str(doc["period"]["start"])[:10], doc["subject"]["pseudonym"][:16]
+            day, subject = _day_subject(doc)
             if len(names) == 1:
                 append(((names[0], day, subject),))
             else:
