@@ -95,12 +95,15 @@ def _runs(seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
     return tuple(runs)
 
 
-def _claim_buckets(pages: Sequence[PageWrite]) -> list[int]:
-    """Lock keys covering every claim key of the pages' records (by time window; see the module docstring)."""
+def _claim_buckets(pages: Sequence[PageWrite], withdrawn: Iterable[tuple[str, str]] = ()) -> list[int]:
+    """Lock keys covering every claim key of the pages' records (by time window; see the module docstring), and
+    the overlap keys (rule, match key) of the records the pages' voids withdraw (``withdrawn``)."""
     windows = {key[:12] for page in pages for r in page.records for key in (r.fingerprint, r.neighbour) if key}
     windows.update(key[:12] for page in pages for r in page.records for key in r.aliases)
-    # Overlap rules pair records by subject and day: both records of a pair lock the same bucket.
+    # Overlap rules pair records by subject and day: both records of a pair lock the same bucket, and so does the
+    # withdrawal of either (the other is netted again in its transaction).
     windows.update(f"overlap:{o.rule}:{o.match_key}" for page in pages for r in page.records for o in r.overlaps)
+    windows.update(f"overlap:{rule}:{match_key}" for rule, match_key in withdrawn)
     return sorted({zlib.crc32(w.encode()) % _CLAIM_BUCKETS for w in windows})
 
 
@@ -152,7 +155,7 @@ class PostgresDialect(Dialect[Cursor]):
     # -- committing a page ---------------------------------------------------------------------------------------
 
     def lock_pages(self, tx: Cursor, pages: Sequence[PageWrite]) -> None:
-        buckets = _claim_buckets(pages)
+        buckets = _claim_buckets(pages, self._withdrawn_overlaps(tx, pages))
         if buckets:
             # In one order (sorted), before anything else is locked: no deadlock between replicas.
             tx.execute(
@@ -178,6 +181,21 @@ class PostgresDialect(Dialect[Cursor]):
             )
         if any(page.records or page.voids for page in pages):
             tx.execute("SELECT pg_advisory_xact_lock_shared(%s, 0)", (_LOCK_OUTBOX,))
+
+    def _withdrawn_overlaps(self, tx: Cursor, pages: Sequence[PageWrite]) -> list[tuple[str, str]]:
+        """The overlap keys of the current records of the items the pages' voids withdraw: read before any lock is
+        taken (a record's keys never change; its head may be corrected meanwhile, and the correction keeps the
+        subject and day), so that the withdrawal and a page crediting the same day meet on one lock."""
+        voids = [(page.adapter, v.head_stream, v.partner_record_id) for page in pages for v in page.voids]
+        if not voids:
+            return []
+        rows = tx.execute(
+            "SELECT o.rule, o.match_key FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(a, s, p)"
+            " CROSS JOIN LATERAL (SELECT record_id FROM record_heads WHERE adapter = k.a AND stream = k.s"
+            " AND partner_record_id = k.p LIMIT 1) h JOIN overlap_keys o ON o.record_id = h.record_id",
+            tuple(list(column) for column in zip(*voids, strict=True)),
+        ).fetchall()
+        return [(str(rule), str(match_key)) for rule, match_key in rows]
 
     def lease_holder(self, tx: Cursor, adapter: str, stream: str) -> str | None:
         # FOR SHARE: a replica taking the lease over now waits until this page is committed.

@@ -256,6 +256,46 @@ def test_two_replicas_correcting_one_record_at_the_same_moment_write_one_correct
     assert verify_log(replicas[0], records=True).ok
 
 
+def test_an_event_withdrawn_while_another_replica_credits_its_day_leaves_the_day_its_full_saving(
+    backend: Backend,
+) -> None:
+    replicas = [backend.open(), backend.open()]
+    event = reading(
+        "DR-1", stream="demand_response", scenario="demand_response", activity=1.12, baseline=1.86, role="keep"
+    )
+    commit(replicas[0], "demand_response", [event])
+    # Widen the race: the replica crediting the day dawdles between reading the day's event and writing its netted
+    # record. Unless the withdrawal meets it on a lock, it nets the day against an event withdrawn meanwhile.
+    overlap = replicas[1].revisions._overlap
+
+    def slow_overlap(*args: Any) -> Any:
+        found = overlap(*args)
+        time.sleep(0.4)
+        return found
+
+    replicas[1].revisions._overlap = slow_overlap
+    barrier = threading.Barrier(2)
+
+    def withdraw() -> Any:
+        barrier.wait()
+        time.sleep(0.1)  # the day's page reads the event first
+        return commit(replicas[0], "demand_response", [], (NewVoid("DR-1", "demand_response", "withdrawn"),))
+
+    def credit_the_day() -> Any:
+        barrier.wait()
+        return commit(replicas[1], "readings", [reading("SG-20240501", role="give")])
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(withdraw), pool.submit(credit_the_day)]:
+            done.result()
+    ledger = Ledger()
+    for kind, doc in outbox(replicas[0]):
+        ledger.apply(kind, doc)
+    (day,) = ledger.records.values()
+    assert day["quantification"]["reduction_kgco2e"] == round(1.0 * EF, 6) == recompute(day)
+    assert verify_log(replicas[0], records=True).ok
+
+
 def test_a_page_of_thousands_of_partner_items_commits_within_the_servers_lock_table(store: Any) -> None:
     # PostgreSQL's shared lock table holds max_locks_per_transaction x max_connections locks (6,400 by default): a
     # page must not take one advisory lock per item.
