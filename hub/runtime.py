@@ -69,7 +69,7 @@ class BoundStream:
         return StreamContext(
             adapter=self.adapter.name,
             adapter_version=self.adapter.version,
-            stream=self.stream.name,
+            stream=self.stream.base_name,  # a partition's records are the whole stream's (same names, same ids)
             pseudonymiser=runtime.pseudonymiser,
             methodologies=runtime.methodology,
             state=state,
@@ -152,7 +152,11 @@ class Runtime:
                 settings = cls.Settings.model_validate(table)
             except ValidationError as exc:
                 raise ConfigError(f"{self.config.source}: {pydantic_problems(exc, f'adapters.{name}')}") from None
-            adapter = self._adapters[name] = cls(settings, self.http)
+            try:
+                adapter = cls(settings, self.http)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.config.source}: {exc}") from None
+            self._adapters[name] = adapter
         return adapter
 
     def stream(self, adapter_name: str, stream_name: str) -> BoundStream:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .client import OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
 from .errors import ConfigError, PartnerResponseError
@@ -40,6 +40,7 @@ __all__ = [
     "AdapterSettings",
     "HttpOptions",
     "Page",
+    "Partition",
     "PartnerSettings",
     "PullStream",
     "PushStream",
@@ -53,10 +54,18 @@ RecordLike = dict[str, Any] | ReductionRecord
 _S = TypeVar("_S", bound="AdapterSettings")
 
 
+MAX_PARTITIONS = 64
+
+
 class AdapterSettings(BaseModel):
     """Base for adapter settings models: unknown keys are an error, so typos in hub.toml are caught."""
 
     model_config = ConfigDict(extra="forbid")
+    partitions: dict[str, int] = Field(
+        default_factory=dict,
+        description="pull stream name -> how many partitions to read it in, for a stream whose partner can split it "
+        f"(PullStream.partitionable): each partition is a stream of its own, pulled in parallel (1..{MAX_PARTITIONS})",
+    )
 
 
 # Bases in this order because pydantic lists the fields of the last base first: base_url ... auth_method, then retry_*.
@@ -75,6 +84,20 @@ class HttpOptions:
 
     transport: httpx.AsyncBaseTransport | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """Part ``index`` (from 0) of the ``count`` disjoint parts a partitioned pull stream is read in."""
+
+    index: int
+    count: int
+
+    def stream_name(self, base: str) -> str:
+        """The name of the partition's stream: ``transactions`` part 0 of 2 is ``transactions_0of2``. The count is
+        part of the name, so a stream read in 2 parts and later in 4 never resumes a part from another split's
+        cursor."""
+        return f"{base}_{self.index}of{self.count}"
 
 
 @dataclass(slots=True)
@@ -108,6 +131,12 @@ class _StreamBase(ABC):
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
 
+    @property
+    def base_name(self) -> str:
+        """The stream's name without a partition's suffix (:attr:`PullStream.partition`): what its records name and
+        derive their ids from."""
+        return type(self).name
+
     @abstractmethod
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
         """Turn one schema-valid raw item into zero or more records.
@@ -132,6 +161,19 @@ class _StreamBase(ABC):
 
 class PullStream(_StreamBase):
     """A stream the hub pulls: ``pages`` yields raw pages from the partner, starting after ``cursor``."""
+
+    partitionable: ClassVar[bool] = False
+    """Set True when the partner can split the stream into disjoint parts read independently (a query parameter
+    naming the part, as DynamoDB's parallel scan has ``Segment``/``TotalSegments``), each part holding everything
+    ``normalize`` and ``flush`` pair or count together (e.g. every tap of one card holder). An operator may then set
+    ``partitions = {NAME = N}`` in the adapter's table: the adapter has N streams, ``NAME_0ofN`` to
+    ``NAME_{N-1}ofN``, each with its own cursor, state and lease, so ``tanpuhui pull --workers``, ``run --workers``,
+    ``serve --workers`` and replicas pull them in parallel. ``pages`` asks the partner for :attr:`partition`'s part;
+    the records are those the whole stream would give (they name the stream's own ``name`` and take their ids from
+    it), so changing the number of parts never credits an item twice."""
+
+    partition: Partition | None = None
+    """The part this stream reads (None: the whole stream); set by :meth:`Adapter.streams`."""
 
     prefetch: ClassVar[bool] = False
     """Set True when ``pages`` touches nothing ``normalize`` and ``flush`` use once it has yielded its first page
@@ -194,6 +236,7 @@ class Adapter(ABC):
         self.http = http or HttpOptions()
         self._streams: dict[str, Stream] = {}
         self._clients: list[PartnerClient] = []
+        self._partitions()  # a wrong partitions setting fails when the adapter is configured, not at its first pull
 
     def settings_as(self, settings_type: type[_S]) -> _S:
         """``settings`` as this adapter's own settings class; a :class:`ConfigError` naming both when it is another."""
@@ -250,10 +293,41 @@ class Adapter(ABC):
         )
 
     def streams(self) -> Sequence[Stream]:
-        """The streams this adapter provides; by default one instance of each of ``stream_types``."""
+        """The streams this adapter provides; by default one instance of each of ``stream_types``, or, for a pull
+        stream the ``partitions`` setting splits, one instance per partition (:attr:`PullStream.partitionable`)."""
         if not self._streams:
-            self._streams = {s.name: s for s in (t(self) for t in self.stream_types)}
+            parts = self._partitions()
+            found: list[Stream] = []
+            for stream_type in self.stream_types:
+                count = parts.get(stream_type.name, 1)
+                if count == 1:
+                    found.append(stream_type(self))
+                    continue
+                for index in range(count):
+                    stream = stream_type(self)
+                    assert isinstance(stream, PullStream)
+                    stream.partition = Partition(index, count)
+                    vars(stream)["name"] = stream.partition.stream_name(stream_type.name)
+                    found.append(stream)
+            self._streams = {s.name: s for s in found}
         return list(self._streams.values())
+
+    def _partitions(self) -> dict[str, int]:
+        """The ``partitions`` setting, checked against the stream types (a :class:`ConfigError` naming the key)."""
+        parts = getattr(self.settings, "partitions", None) or {}
+        types = {t.name: t for t in self.stream_types}
+        for name, count in parts.items():
+            where = f"[adapters.{self.name}] partitions.{name}"
+            stream_type = types.get(name)
+            if stream_type is None:
+                raise ConfigError(f"{where}: the adapter has no stream {name!r}; streams: {', '.join(types)}")
+            if not (
+                isinstance(stream_type, type) and issubclass(stream_type, PullStream) and stream_type.partitionable
+            ):
+                raise ConfigError(f"{where}: stream {name!r} cannot be partitioned (its partner cannot split it)")
+            if not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+                raise ConfigError(f"{where}: expected a whole number of partitions from 1 to {MAX_PARTITIONS}")
+        return parts
 
     def stream(self, name: str) -> Stream:
         """The stream called ``name``; KeyError when there is none."""

@@ -26,6 +26,10 @@ the same description with examples.
     ``has_more: true`` with the cursor it was asked for would loop forever: the run stops with a
     :class:`~tanpuhui.sdk.PartnerResponseError`.
 
+    ``&segment=I&segments=N`` (a partitioned stream, ``partitions = {transactions = N}``): only the transactions
+    whose holder (``account_mobile``, else ``card_no``) has CRC-32 modulo ``N`` equal to ``I``, with cursors of
+    their own. All taps of one holder are in one part, so pairing and the daily trip cap work within each part.
+
 Retries (429 with ``Retry-After``, 5xx, timeouts), token expiry and a token revoked early (one re-fetch on a 401)
 are handled by :class:`~tanpuhui.sdk.PartnerClient`.
 
@@ -122,6 +126,7 @@ class TransactionsStream(PullStream):
     schema = "transit-card-trip"
     id_field = "txn_id"
     prefetch = True  # pages() only reads the network it installed before its first page: safe to run ahead
+    partitionable = True  # the partner splits the feed by holder (segment/segments): see the module docstring
     description = "Card transactions: bus taps and metro tap-in/tap-out pairs, credited in passenger-km"
 
     adapter: TransitCardAdapter
@@ -164,8 +169,11 @@ class TransactionsStream(PullStream):
         config = self.adapter.config
         path = config.transactions_path
 
+        part = self.partition
+        segment = {"segment": part.index, "segments": part.count} if part is not None else {}
+
         async def fetch(params: dict[str, Any], described: str) -> tuple[list[dict[str, Any]], str | None, bool]:
-            doc = await self.adapter.client.get_json(path, params=params)
+            doc = await self.adapter.client.get_json(path, params={**params, **segment})
             return self._envelope(doc, described, params.get("cursor"))
 
         fresh_network = False

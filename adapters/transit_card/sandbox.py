@@ -12,8 +12,10 @@ What it serves (see docs/adapters/transit_card.md):
   opaque bearer tokens valid ``token_ttl`` seconds; :meth:`TransitSandbox.revoke_tokens` revokes them early.
 - ``GET /v1/network``: a Hefei-like network: 5 metro lines (15-20 stations, 8 transfer stations) and 20 bus
   lines. Station names are Hefei's style; the geometry is illustrative, not survey data.
-- ``GET /v1/transactions?limit=N[&cursor=C]``: a deterministic dataset (seeded), ordered by ``deal_time``, paged
-  by an opaque cursor, ``limit`` capped at ``page_size_cap``.
+- ``GET /v1/transactions?limit=N[&cursor=C][&segment=I&segments=N]``: a deterministic dataset (seeded), ordered
+  by ``deal_time``, paged by an opaque cursor, ``limit`` capped at ``page_size_cap``. With ``segments``, only the
+  transactions of segment ``I``: those whose holder (``account_mobile``, else ``card_no``) has CRC-32 modulo ``N``
+  equal to ``I`` (a parallel scan's part, for a partitioned stream); the cursor stays a position in the whole feed.
 
 The dataset (:class:`Dataset`, in :mod:`.sandbox_data`): ``trips`` seeded journeys, metro journeys a tap-in and a
 tap-out (which may fall on different pages), bus journeys one tap, with a few bad items of the kinds in
@@ -46,7 +48,9 @@ from tanpuhui.testing.sandbox import (
     PartnerSandbox,
     ScheduledFault,
     json_response,
+    non_negative_int,
     positive_int,
+    segment_of,
 )
 from tanpuhui.testing.sandbox import SandboxStats as KitStats
 
@@ -106,6 +110,8 @@ class TransitSandbox(PartnerSandbox):
         self.page_size_cap = page_size_cap
         self.visible = len(self.dataset.items) if visible is None else min(visible, len(self.dataset.items))
         self._items = EncodedItems(self.dataset.items)
+        self._segments: dict[int, list[int]] = {}
+        """segments -> each transaction's segment, worked out on the first request that asks for that split."""
         self._network_body = orjson.dumps(self.network_doc)
         self._bad = FirstServed(self.dataset.bad_positions)
         self.stats: SandboxStats = SandboxStats()
@@ -156,22 +162,59 @@ class TransitSandbox(PartnerSandbox):
             return json_response(
                 400, {"error": "invalid_request", "error_description": "limit must be a positive integer"}
             )
-        window = OFFSET_CURSOR.window(
-            request.query_params.get("cursor"),
-            limit,
-            visible=self.visible,
-            total=len(self.dataset.items),
-            cap=self.page_size_cap,
-        )
+        split = self._segment_request(request)
+        if isinstance(split, Response):
+            return split
+        cursor = request.query_params.get("cursor")
+        total = len(self.dataset.items)
+        served: range | list[int]
+        if split is None:
+            window = OFFSET_CURSOR.window(cursor, limit, visible=self.visible, total=total, cap=self.page_size_cap)
+            served = range(window.begin, window.end) if window is not None else range(0)
+        else:
+            segment, of = split
+            found = OFFSET_CURSOR.segment_window(
+                cursor,
+                limit,
+                lambda position: of[position] == segment,
+                visible=self.visible,
+                total=total,
+                cap=self.page_size_cap,
+            )
+            window = found[1] if found is not None else None
+            served = found[0] if found is not None else []
         if window is None:
             return json_response(
                 400, {"error": "invalid_cursor", "error_description": "cursor is not one this API issued"}
             )
-        served = range(window.begin, window.end)
         self.stats.items_served += len(served)
         self.stats.bad_items += self._bad.serve(served)
         page = {"data": self._items.array(served), "next_cursor": window.next_cursor, "has_more": window.has_more}
         return json_response(200, page)
+
+    def _segment_request(self, request: Request) -> tuple[int, list[int]] | Response | None:
+        """``segment``/``segments`` of a request: (the segment, each transaction's segment), None when the request
+        asks for the whole feed, or a 400 naming the parameter."""
+        params = request.query_params
+        if "segment" not in params and "segments" not in params:
+            return None
+        segments = positive_int(params.get("segments"), 0)
+        segment = non_negative_int(params.get("segment"), -1)
+        if not segments or segments > 64:
+            return _bad_request("segments must be a whole number from 1 to 64, given with segment")
+        if segment is None or not 0 <= segment < segments:
+            return _bad_request(f"segment must be a whole number from 0 to {segments - 1}, given with segments")
+        of = self._segments.get(segments)
+        if of is None:
+            of = self._segments[segments] = [
+                segment_of(str(item.get("account_mobile") or item.get("card_no") or ""), segments)
+                for item in self.dataset.items
+            ]
+        return segment, of
+
+
+def _bad_request(description: str) -> Response:
+    return json_response(400, {"error": "invalid_request", "error_description": description})
 
 
 _FAULTS = {

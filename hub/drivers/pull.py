@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tanpuhui.sdk import ConfigError, PullStream, StreamContext, TanpuhuiError, redact
+from tanpuhui.sdk import Adapter, ConfigError, PullStream, StreamContext, TanpuhuiError, redact
 
 from ..audit import AuditEvent
 from ..leasing import HeldLease, hold_lease
@@ -29,7 +29,7 @@ from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, 
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
-__all__ = ["Progress", "PullDriver", "PullSummary"]
+__all__ = ["Progress", "PullDriver", "PullSummary", "pull_stream_names"]
 
 log = logging.getLogger("tanpuhui.pull")
 
@@ -107,8 +107,7 @@ class PullDriver:
         ``wait``: seconds to wait for a stream whose lease another process holds (a pull that crashed holds it
         until ``[hub] lease_ttl`` runs out) before it is reported ``leased_elsewhere``; 0 skips it at once.
         """
-        adapter = self.runtime.adapter(adapter_name)
-        names = [stream_name] if stream_name else [s.name for s in adapter.streams() if isinstance(s, PullStream)]
+        names = pull_stream_names(self.runtime.adapter(adapter_name), stream_name)
         return [await self._pull_stream(adapter_name, name, progress, max_pages, wait) for name in names]
 
     def commit_page(
@@ -256,6 +255,15 @@ class PullDriver:
                 stream_name,
                 redact(fields),
             )
+
+
+def pull_stream_names(adapter: Adapter, stream_name: str | None = None) -> list[str]:
+    """The adapter's pull streams to pull: all of them, or ``stream_name`` (a partitioned stream's name: all its
+    partitions). Another name is left for :meth:`Runtime.stream` to refuse, naming the streams there are."""
+    pulls = [s for s in adapter.streams() if isinstance(s, PullStream)]
+    if stream_name is None:
+        return [s.name for s in pulls]
+    return [s.name for s in pulls if s.partition is not None and s.base_name == stream_name] or [stream_name]
 
 
 def _paused(store: Store, adapter: str, stream: str) -> bool:

@@ -33,6 +33,7 @@ from .paging import (
     page_count,
     page_range,
     positive_int,
+    segment_of,
 )
 from .partner import PartnerSandbox, SandboxServer
 from .responses import EncodedItems, json_response
@@ -64,6 +65,7 @@ __all__ = [
     "page_count",
     "page_range",
     "positive_int",
+    "segment_of",
     "signed_batches",
     "with_check_char",
     "with_wrong_check_char",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -29,6 +31,7 @@ __all__ = [
     "page_count",
     "page_range",
     "positive_int",
+    "segment_of",
 ]
 
 
@@ -76,9 +79,41 @@ class OffsetCursor:
         end = min(offset + (size if cap is None else min(size, cap)), max(visible, offset))
         return Window(offset, end, self.encode(end), end < visible)
 
+    def segment_window(
+        self,
+        cursor: str | None,
+        size: int,
+        member: Callable[[int], bool],
+        *,
+        visible: int,
+        total: int,
+        cap: int | None = None,
+    ) -> tuple[list[int], Window] | None:
+        """A segment's page (a parallel scan's part): the positions from ``cursor`` on for which ``member`` is true,
+        up to ``size`` (capped at ``cap``) of them, and the window scanned. The cursor stays a position in the whole
+        feed, so each segment resumes where its own last page ended. None for a cursor this sandbox did not issue."""
+        offset = self.decode(cursor)
+        if offset is None or offset > total:
+            return None
+        limit = size if cap is None else min(size, cap)
+        chosen: list[int] = []
+        position = offset
+        while position < visible and len(chosen) < limit:
+            if member(position):
+                chosen.append(position)
+            position += 1
+        end = max(position, offset)
+        return chosen, Window(offset, end, self.encode(end), end < visible)
+
 
 OFFSET_CURSOR = OffsetCursor()
 """The default cursor codec."""
+
+
+def segment_of(key: str, segments: int) -> int:
+    """The segment (0 to ``segments - 1``) of an item whose partitioning key is ``key``: CRC-32 of its UTF-8 bytes
+    modulo ``segments``, a rule a partner can state in one line and any client can check."""
+    return zlib.crc32(key.encode()) % segments
 
 
 def positive_int(value: str | None, default: int) -> int | None:

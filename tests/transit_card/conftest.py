@@ -12,6 +12,8 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
+from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.schemas import load_builtin
 from tanpuhui.sdk import HttpOptions, ItemRejected, Problem, Pseudonymiser, Rejection, StreamContext
@@ -182,3 +184,31 @@ async def pull(stream: TransactionsStream, ctx: StreamContext, cursor: Any = Non
     out.given_up.extend(ctx.rejections)
     ctx.rejections.clear()
     return out
+
+
+HUB_KEYS = "v1:" + base64.b64encode(bytes(range(100, 132))).decode()
+HubFactory = Callable[..., Hub]
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> HubFactory:
+    def make(base_url: str, client_id: str, client_secret: str, **settings: Any) -> Hub:
+        config = HubConfig.from_dict(
+            {
+                "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TEST_PSEUDONYM_KEYS"}},
+                "adapters": {
+                    "transit_card": {
+                        "base_url": base_url,
+                        "client_id": client_id,
+                        "client_secret": {"env": "TEST_TRANSIT_SECRET"},
+                        "page_size": 250,
+                        **settings,
+                    }
+                },
+            },
+            source="test hub.toml",
+            environ={"TEST_PSEUDONYM_KEYS": HUB_KEYS, "TEST_TRANSIT_SECRET": client_secret},
+        )
+        return Hub(config, http=HttpOptions(sleep=fake_sleep))
+
+    return make

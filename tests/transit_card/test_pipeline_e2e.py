@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,18 +13,15 @@ import respx
 
 from tanpuhui.adapters.transit_card import TransactionsStream
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
-from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.store.base import Checkpoint
-from tanpuhui.sdk import HttpOptions, recompute
+from tanpuhui.sdk import recompute
 from tanpuhui.testing import Cassette
 
-from .conftest import BASE_URL, CASSETTES, RECORD, FakeSleep
+from .conftest import BASE_URL, CASSETTES, RECORD, FakeSleep, HubFactory
 
 T = TypeVar("T")
-KEYS = "v1:" + base64.b64encode(bytes(range(100, 132))).decode()
-HubFactory = Callable[..., Hub]
 
 
 def run(hub: Hub, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -45,30 +41,6 @@ def run(hub: Hub, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def sandbox() -> Iterator[TransitSandbox]:
     with TransitSandbox(trips=1500, seed=7) as sandbox:
         yield sandbox
-
-
-@pytest.fixture
-def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> HubFactory:
-    def make(base_url: str, client_id: str, client_secret: str, **settings: Any) -> Hub:
-        config = HubConfig.from_dict(
-            {
-                "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TEST_PSEUDONYM_KEYS"}},
-                "adapters": {
-                    "transit_card": {
-                        "base_url": base_url,
-                        "client_id": client_id,
-                        "client_secret": {"env": "TEST_TRANSIT_SECRET"},
-                        "page_size": 250,
-                        **settings,
-                    }
-                },
-            },
-            source="test hub.toml",
-            environ={"TEST_PSEUDONYM_KEYS": KEYS, "TEST_TRANSIT_SECRET": client_secret},
-        )
-        return Hub(config, http=HttpOptions(sleep=fake_sleep))
-
-    return make
 
 
 def _hub(make_hub: HubFactory, sandbox: TransitSandbox, **settings: Any) -> Hub:
