@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import signal
 
-__all__ = ["tune_gc"]
+__all__ = ["stop_with_parent", "tune_gc"]
 
 
 def tune_gc() -> None:
@@ -18,3 +21,17 @@ def tune_gc() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def stop_with_parent(parent: int) -> None:
+    """In a forked worker: have the kernel send it SIGTERM when ``parent`` (its supervisor) dies, even by SIGKILL,
+    so no orphan goes on alone (``serve --workers``: none keeps the port; ``pull --workers``: none pulls on after a
+    cron job's timeout killed the command). Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere workers outlive a
+    killed supervisor. Exits at once when the supervisor died before the call (no signal would come)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        raise SystemExit(0)

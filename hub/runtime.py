@@ -23,6 +23,7 @@ from tanpuhui.sdk import (
     HttpOptions,
     Methodology,
     MethodologyError,
+    Partition,
     Pseudonymiser,
     PushStream,
     Sink,
@@ -181,10 +182,12 @@ class Runtime:
         return bound
 
     def stream_schema(self, adapter_name: str, stream_name: str) -> CompiledSchema:
-        """The partner schema of a stream, found from the adapter class (no configuration needed)."""
+        """The partner schema of a stream (or of a partition of one), found from the adapter class (no configuration
+        needed)."""
         cls = self.plugins.adapter(adapter_name)
+        base = Partition.base_of(stream_name)
         for stream_type in cls.stream_types:
-            if stream_type.name == stream_name:
+            if stream_type.name in (stream_name, base):
                 return self.schemas.get(stream_type.schema)
         raise ConfigError(f"adapter {adapter_name!r} has no stream {stream_name!r}")
 

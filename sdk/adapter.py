@@ -17,6 +17,7 @@ what ``normalize`` returns; adapters never touch the store.
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ _S = TypeVar("_S", bound="AdapterSettings")
 
 
 MAX_PARTITIONS = 64
+_PARTITION_NAME = re.compile(r"(.+)_([0-9]+)of([0-9]+)")
 
 
 class AdapterSettings(BaseModel):
@@ -98,6 +100,13 @@ class Partition:
         part of the name, so a stream read in 2 parts and later in 4 never resumes a part from another split's
         cursor."""
         return f"{base}_{self.index}of{self.count}"
+
+    @staticmethod
+    def base_of(name: str) -> str:
+        """The stream name a partition's stream name was made from (``transactions_0of2`` -> ``transactions``); any
+        other name as it is."""
+        found = _PARTITION_NAME.fullmatch(name)
+        return found.group(1) if found and int(found.group(2)) < int(found.group(3)) else name
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +16,11 @@ from ..web import when
 from .common import CONFIG_OPTION, err, friendly, open_hub, out, print_json
 
 if TYPE_CHECKING:
-    from ..drivers.pull import PullSummary
+    from ..drivers.pull import Progress, PullSummary
     from ..forwarder import ForwardSummary
+    from ..hub import Hub
     from ..pipeline import PageResult
+    from ..pull_workers import PullWorkers
 
 EXIT_LEASED = 75
 """``tanpuhui pull``'s status when a stream was not pulled because another process holds its lease (sysexits'
@@ -40,6 +42,16 @@ WAIT_OPTION = click.option(
 )
 
 
+WORKERS_OPTION = click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Pull the streams in this many processes at once (each on its own core), a partitioned stream's partitions "
+    "(partitions = {STREAM = N} in the adapter's table) counting as streams; see docs/scaling.md.",
+)
+
+
 @click.command(
     epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
     f"2 a usage or configuration error; {EXIT_PAUSED} a stream was not pulled because an operator paused it "
@@ -50,6 +62,7 @@ WAIT_OPTION = click.option(
 @click.argument("target", metavar="ADAPTER[:STREAM]")
 @CONFIG_OPTION
 @WAIT_OPTION
+@WORKERS_OPTION
 @click.option(
     "--quiet",
     "-q",
@@ -64,25 +77,24 @@ WAIT_OPTION = click.option(
     help='Print {"summaries": [...]} instead of the table: per stream the fields of the admin API\'s pull summary.',
 )
 @friendly
-def pull(target: str, config_path: Path, wait: float | None, quiet: bool, as_json: bool) -> None:
+def pull(target: str, config_path: Path, wait: float | None, workers: int, quiet: bool, as_json: bool) -> None:
     """Pull one adapter (all its pull streams) or one stream from the saved cursor, once."""
     adapter, _, stream = target.partition(":")
-    hub = open_hub(config_path, long_running=True)
+    progress = None if quiet or as_json else (lambda page: err.print(page_line(page), markup=False))
+    if workers > 1:
+        pool = start_workers(config_path, [(adapter, stream or None)], workers, wait, progress)
+        summaries = pool.wait()
+    else:
+        hub: Hub = open_hub(config_path, long_running=True)
 
-    async def run() -> Any:
-        try:
-            summaries = await hub.pull(
-                adapter,
-                stream or None,
-                wait=wait or 0.0,
-                progress=None if quiet or as_json else (lambda page: err.print(page_line(page), markup=False)),
-            )
-            skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
-            return summaries, (await asyncio.to_thread(pauses, hub.store, skipped) if skipped else {})
-        finally:
-            await hub.aclose()
+        async def run() -> list[PullSummary]:
+            try:
+                return await hub.pull(adapter, stream or None, wait=wait or 0.0, progress=progress)
+            finally:
+                await hub.aclose()
 
-    summaries, paused = asyncio.run(run())
+        summaries = asyncio.run(run())
+    paused = paused_since(config_path, summaries)
     if as_json:
         from ..server.admin import summary_doc
 
@@ -105,6 +117,62 @@ def pull(target: str, config_path: Path, wait: float | None, quiet: bool, as_jso
             if s.paused:
                 err.print(_paused_text(s.adapter, s.stream, paused.get((s.adapter, s.stream))), markup=False)
     exit_for(summaries)
+
+
+def start_workers(
+    config_path: Path,
+    targets: Sequence[tuple[str, str | None]],
+    workers: int,
+    wait: float | None,
+    progress: Progress | None,
+    *,
+    check: Callable[[Hub], object] | None = None,
+) -> PullWorkers:
+    """Fork ``workers`` processes pulling the streams of ``targets`` ((adapter, stream or None for all), checked
+    here first, with ``check(hub)`` if given: a configuration error stops the command before any worker starts);
+    see :mod:`tanpuhui.hub.pull_workers`."""
+    from ..drivers.pull import pull_stream_names
+    from ..pull_workers import PullWorkers
+
+    hub: Hub = open_hub(config_path)
+    try:
+        keys = [(a, name) for a, s in targets for name in pull_stream_names(hub.adapter(a), s)]
+        for a, name in keys:
+            hub.stream(a, name)  # an unknown stream is refused here, naming the ones there are
+        if check is not None:
+            check(hub)
+    finally:
+        asyncio.run(hub.aclose())
+
+    def job(mine: list[tuple[str, str]]) -> list[PullSummary]:
+        worker_hub: Hub = open_hub(config_path, long_running=True)
+
+        async def run() -> list[PullSummary]:
+            try:
+                found: list[PullSummary] = []
+                for a, name in mine:
+                    found += await worker_hub.pull(a, name, wait=wait or 0.0, progress=progress)
+                return found
+            finally:
+                await worker_hub.aclose()
+
+        return asyncio.run(run())
+
+    pool = PullWorkers(keys, workers, job)
+    pool.start()
+    return pool
+
+
+def paused_since(config_path: Path, summaries: Sequence[PullSummary]) -> dict[tuple[str, str], Pause]:
+    """Since when and by whom the streams ``summaries`` skipped as paused were paused (for the message)."""
+    skipped = [(s.adapter, s.stream) for s in summaries if s.paused]
+    if not skipped:
+        return {}
+    hub = open_hub(config_path)
+    try:
+        return pauses(hub.store, skipped)
+    finally:
+        asyncio.run(hub.aclose())
 
 
 def exit_for(summaries: Sequence[PullSummary]) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from ..config import load_config
 from .common import CONFIG_OPTION, err, friendly, open_hub, out
-from .pull import EXIT_LEASED, WAIT_OPTION, forward_table, page_line, pull_table
+from .pull import EXIT_LEASED, WAIT_OPTION, WORKERS_OPTION, forward_table, page_line, pull_table, start_workers
 
 
 @click.command(
@@ -32,6 +33,7 @@ from .pull import EXIT_LEASED, WAIT_OPTION, forward_table, page_line, pull_table
 )
 @click.option("--sink", "sink_names", multiple=True, metavar="NAME", help="Forward only to this sink (repeatable).")
 @WAIT_OPTION
+@WORKERS_OPTION
 @click.option(
     "--quiet",
     "-q",
@@ -40,43 +42,59 @@ from .pull import EXIT_LEASED, WAIT_OPTION, forward_table, page_line, pull_table
 )
 @friendly
 def run(
-    config_path: Path, adapter_names: Sequence[str], sink_names: Sequence[str], wait: float | None, quiet: bool
+    config_path: Path,
+    adapter_names: Sequence[str],
+    sink_names: Sequence[str],
+    wait: float | None,
+    workers: int,
+    quiet: bool,
 ) -> None:
-    """Pull every pull stream of the configured adapters and forward the new records to the sinks, in one process.
+    """Pull every pull stream of the configured adapters and forward the new records to the sinks, in one command.
 
     Each page is committed (records, quarantine, cursor) before its records are forwarded, and each sink's position
     moves only once its batch was delivered, as with pull then forward; the records of a page this process just
     committed go to the sinks without being read back from the store. Run it from cron or a systemd timer.
+    With --workers N, N forked processes pull (as pull --workers) while this one forwards what they commit.
     """
     from ..feed import CommittedFeed
     from ..forwarder import Forwarder
 
+    progress = None if quiet else lambda page: err.print(page_line(page), markup=False)
+    sinks_wanted = list(sink_names) or None
+    pool = None
+    if workers > 1:
+        adapters = list(adapter_names) or list(load_config(config_path).adapters)
+        targets = [(a, None) for a in adapters]
+        pool = start_workers(config_path, targets, workers, wait, progress, check=lambda h: h.build_sinks(sinks_wanted))
     hub = open_hub(config_path, long_running=True)
     adapters = list(adapter_names) or list(hub.config.adapters)
 
     async def job() -> Any:
-        feed = CommittedFeed(hub.store)
-        hub.pulls.on_commit = feed.add
-        sinks = hub.build_sinks(list(sink_names) or None)
+        sinks = hub.build_sinks(sinks_wanted)
+        feed = None
+        if pool is None:
+            feed = CommittedFeed(hub.store)
+            hub.pulls.on_commit = feed.add
         forwarder = Forwarder.configured(
             hub.store,
             sinks,
             hub.config.forwarder,
             owner=hub.replica_id,
             lease_ttl=hub.config.hub.lease_ttl,
-            read=feed.read_outbox,
+            read=feed.read_outbox if feed is not None else None,
         )
-        forwarding = asyncio.ensure_future(forwarder.drain(follow=feed.follower))
+        follow = pool.follower if pool is not None else feed.follower if feed is not None else None
+        forwarding = asyncio.ensure_future(forwarder.drain(follow=follow))
         summaries = []
         try:
-            for name in adapters:
-                summaries += await hub.pull(
-                    name,
-                    wait=wait or 0.0,
-                    progress=None if quiet else lambda page: err.print(page_line(page), markup=False),
-                )
+            if pool is not None:
+                summaries = await asyncio.to_thread(pool.wait)
+            else:
+                for name in adapters:
+                    summaries += await hub.pull(name, wait=wait or 0.0, progress=progress)
         finally:
-            feed.close()
+            if feed is not None:
+                feed.close()
             try:
                 forwarded = await forwarding
             finally:

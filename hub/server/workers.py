@@ -20,7 +20,6 @@ done before any worker builds its hub, so no thread or connection crosses a fork
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -28,6 +27,8 @@ import socket
 import time
 from collections.abc import Callable
 from types import FrameType
+
+from ..process import stop_with_parent
 
 __all__ = ["MIN_LIFETIME", "bind", "check_address", "run_workers"]
 
@@ -77,7 +78,7 @@ def run_workers(workers: int, host: str, port: int, worker: Callable[[socket.soc
             try:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, _stop_starting)  # until the server takes the signals over
-                _stop_with_parent(parent)
+                stop_with_parent(parent)
                 status = worker(bind(host, port))
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else 1
@@ -128,15 +129,3 @@ def run_workers(workers: int, host: str, port: int, worker: Callable[[socket.soc
 def _stop_starting(sig: int, frame: FrameType | None) -> None:
     """A stop signal to a worker still starting: it ends cleanly (nothing was accepted yet)."""
     raise SystemExit(0)
-
-
-def _stop_with_parent(parent: int) -> None:
-    """Have the kernel send this worker SIGTERM when the supervisor dies (even by SIGKILL): no orphan keeps the
-    port. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere workers outlive a killed supervisor."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the supervisor died before the call: no signal will come
-        raise SystemExit(0)

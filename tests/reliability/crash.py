@@ -15,6 +15,8 @@ Each round runs the hub as real processes on one SQLite store and SIGKILLs them 
   requests (mid-forward, often between send and mark);
 - with ``run``, a ``tanpuhui run`` round instead of half the CLI rounds (pull and forward in one process, pages
   forwarded from memory as they commit), killed the same ways: at start-up, after k pages, after k requests;
+- with ``workers`` (and ``partitions``), ``pull`` and ``run`` fork that many pull workers over the partitions of
+  the feed; a kill takes the whole process group at once, or the parent alone (its workers then get SIGTERM);
 - a sidecar round (``serve``): ``tanpuhui serve`` (scheduled pulls, webhooks, forwarding in one process) killed
   during start-up, after k more acknowledged webhooks (often mid-commit of the next), or after k consumer requests;
   now and then stopped with SIGTERM instead.
@@ -41,6 +43,7 @@ Used by ``tests/reliability/test_crash.py`` (quick) and ``python -m tests.reliab
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import random
 import signal
@@ -114,6 +117,11 @@ class CrashConfig:
     serve: bool = False
     run: bool = False
     """Half the CLI rounds run ``tanpuhui run`` (pull and forward in one process) instead; the final run too."""
+    workers: int = 1
+    """``pull`` and ``run`` with ``--workers N``: a kill then takes the whole process group (the parent and its
+    workers, all SIGKILLed at once) or, one time in two, the parent alone (its workers get SIGTERM)."""
+    partitions: int = 1
+    """``partitions = {transactions = N}``: the transit feed pulled as N streams (each with its own cursor)."""
     pushes: int = 0
     push_batch: int = 50
     round_timeout: float = 120.0
@@ -190,14 +198,20 @@ class CrashReport:
 class HubProcess:
     """A ``tanpuhui`` command as a child process; counts the pages it reports committed on stderr."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: Mapping[str, str], log: Path, *, group_kill: bool = False) -> None:
         self.args = args
         self.started = time.monotonic()
         self.pages = 0
+        self.group_kill = group_kill
+        """:meth:`kill` SIGKILLs the process group (the command and the workers it forked), not only the command."""
         self._tail: list[str] = []
         self._log: IO[bytes] = log.open("ab")
         self.proc = subprocess.Popen(
-            [tanpuhui_exe(), *args], env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [tanpuhui_exe(), *args],
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=group_kill,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -219,7 +233,11 @@ class HubProcess:
         """SIGKILL; True when the process was still running (a real kill)."""
         if self.proc.poll() is not None:
             return False
-        self.proc.send_signal(signal.SIGKILL)
+        if self.group_kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         return True
 
@@ -402,6 +420,7 @@ def write_config(cfg: CrashConfig, sandbox: TransitSandbox, consumer: ConsumerSe
                 "page_size": cfg.page_size,
                 "retry_initial_backoff": 0.05,
                 "retry_max_backoff": 1.0,
+                **({"partitions": {"transactions": cfg.partitions}} if cfg.partitions > 1 else {}),
             }
         },
         "sinks": {"platform": {"type": "http", "url": consumer.url, "secret": {"env": "CRASH_CONSUMER_SECRET"}}},
@@ -439,6 +458,15 @@ class _Run:
 
     def acks(self) -> int:
         return len(self.pusher.acked) if self.pusher is not None else 0
+
+    @property
+    def workers(self) -> list[str]:
+        """``--workers N`` for pull and run, when the run uses several."""
+        return ["--workers", str(self.cfg.workers)] if self.cfg.workers > 1 else []
+
+    def hub_process(self, args: list[str]) -> HubProcess:
+        """``tanpuhui ARGS`` for a round: with workers, killed as a process group one time in two."""
+        return HubProcess(args, self.env, self.log_path, group_kill=bool(self.workers) and self.rng.random() < 0.5)
 
     def requests(self) -> int:
         return int(self.consumer.stats()["requests"])
@@ -493,12 +521,15 @@ def run_crash_test(cfg: CrashConfig, log: Callable[[str], None] = lambda _: None
                 pusher.publish()
                 _finish_pushes(run)
             final = (
-                [["run", "--config", run.config]]
+                [["run", "--config", run.config, *run.workers]]
                 if cfg.run
-                else [["pull", "transit_card", "--config", run.config], ["forward", "--config", run.config]]
+                else [
+                    ["pull", "transit_card", "--config", run.config, *run.workers],
+                    ["forward", "--config", run.config],
+                ]
             )
             for args in final:
-                proc = HubProcess(args, run.env, run.log_path)
+                proc = HubProcess(args, run.env, run.log_path, group_kill=bool(run.workers))
                 try:
                     code = proc.wait(cfg.final_timeout)
                     if code != 0:
@@ -600,7 +631,7 @@ def _cli_round(run: _Run, pages: int) -> None:
     requests = run.requests()
     try:
         if which in ("both", "pull"):
-            proc = HubProcess(["pull", "transit_card", "--config", run.config], run.env, run.log_path)
+            proc = run.hub_process(["pull", "transit_card", "--config", run.config, *run.workers])
             procs.append(("pull", proc, _plan_cli(run.rng, pages, page_below=1.0), requests, 0))
         if which in ("both", "forward"):
             proc = HubProcess(["forward", "--config", run.config], run.env, run.log_path)
@@ -613,7 +644,7 @@ def _cli_round(run: _Run, pages: int) -> None:
 
 def _run_round(run: _Run, pages: int) -> None:
     """``tanpuhui run`` (pull and forward in one process): kill it as planned, mid-pull or mid-forward."""
-    proc = HubProcess(["run", "--config", run.config], run.env, run.log_path)
+    proc = run.hub_process(["run", "--config", run.config, *run.workers])
     try:
         _watch(run, [("run", proc, _plan_cli(run.rng, pages, page_below=0.6), run.requests(), 0)])
     finally:

@@ -50,6 +50,20 @@ def test_hard_kills_of_run_pulling_and_forwarding_in_one_process_lose_nothing_an
     assert report.kills["run:after-page"] + report.kills["run:after-request"] > 0, report.summary()
 
 
+def test_hard_kills_of_pull_and_run_with_two_workers_on_two_partitions_lose_nothing_and_double_nothing(
+    tmp_path: Path,
+) -> None:
+    """``pull --workers 2`` and ``run --workers 2`` over the feed read in two partitions: each worker commits its
+    partition's pages with their cursors; SIGKILL of the process group (all at once) or of the parent alone must
+    leave each partition to resume from its own committed cursor."""
+    seed = int(os.environ.get("TANPUHUI_CRASH_SEED", "20261207"))
+    config = CrashConfig(workdir=tmp_path, trips=1000, kills=8, seed=seed, run=True, workers=2, partitions=2)
+    report = run_crash_test(config)
+    assert_nothing_lost_or_doubled(report, 1000)
+    assert report.total_kills >= 8, report.summary()
+    assert report.kills["pull:after-page"] + report.kills["run:after-page"] > 0, report.summary()
+
+
 def _event(event_id: str, partner_record_id: str) -> dict[str, object]:
     return {"id": event_id, "data": {"source": {"partner_record_id": partner_record_id}}}
 
