@@ -1,14 +1,16 @@
 """The validate snippets of every schema page, run as a partner would copy them: the Python one with python, the curl
-one with sh (next to payload.json and payload.jsonl holding the page's first example), against a real sidecar on
-loopback. Both ways the pages are published: served under /catalogue/ and written by `tanpuhui catalogue build`
+one with sh, the command-line one's `tanpuhui` commands (next to payload.json and payload.jsonl holding the page's
+first example), the first two against a real sidecar on loopback. Both ways the pages are published: served under /catalogue/ and written by `tanpuhui catalogue build`
 (``--sidecar-url`` set to the sidecar). Every page's example must come back valid (a page of a schema without examples, as the test plugin's, is skipped)."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,15 +26,16 @@ from tanpuhui.schemas import builtin_names
 
 from .conftest import RunningSidecar, SidecarFactory
 
-SNIPPET = re.compile(r"<h3>(curl|Python)</h3>\s*<pre><code>(.*?)</code></pre>", re.S)
+SNIPPET = re.compile(r"<h3>([^<]+)</h3>\s*<pre><code>(.*?)</code></pre>", re.S)
+TOOLS = {"curl", "Python", "Command line (offline)"}
 # The snippets talk to 127.0.0.1 directly, whatever proxy this machine is told to use.
 ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
 
 
 def snippet(page: str, tool: str) -> str:
-    """The text a reader copies from the page's ``tool`` block (``curl`` or ``Python``)."""
+    """The text a reader copies from the page's ``tool`` block (one of :data:`TOOLS`)."""
     found = {kind: html.unescape(code) for kind, code in SNIPPET.findall(page)}
-    assert set(found) == {"curl", "Python"}, "a schema page shows one curl and one Python snippet"
+    assert set(found) == TOOLS, "a schema page shows one curl, one Python and one command-line snippet"
     return found[tool]
 
 
@@ -91,7 +94,21 @@ def run_curl(code: str, workdir: Path, name: str) -> str | None:
     return None
 
 
-RUNNERS = {"Python": run_python, "curl": run_curl}
+def run_cli(code: str, workdir: Path, name: str) -> str | None:
+    """None when each `tanpuhui ...` line of the snippet, run in this process from ``workdir``, exited 0 (for
+    `tanpuhui validate`: every document valid). In process: a `tanpuhui` process takes a second to start."""
+    for line in code.splitlines():
+        command, *args = shlex.split(line)
+        if command != "tanpuhui":
+            return f"not a tanpuhui command: {line}"
+        with contextlib.chdir(workdir):
+            result = CliRunner().invoke(main, args)
+        if result.exit_code != 0:
+            return f"{line}: exit {result.exit_code}\n{result.output}"
+    return None
+
+
+RUNNERS = {"Python": run_python, "curl": run_curl, "Command line (offline)": run_cli}
 SITES = {"served": served_pages, "static": static_pages}
 
 
@@ -101,6 +118,7 @@ SITES = {"served": served_pages, "static": static_pages}
     [
         "Python",
         pytest.param("curl", marks=pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")),
+        "Command line (offline)",
     ],
 )
 def test_every_schema_pages_validate_snippet_runs_and_reports_its_example_valid(
@@ -114,7 +132,7 @@ def test_every_schema_pages_validate_snippet_runs_and_reports_its_example_valid(
     failures = {}
     for name, (page, schema) in with_examples.items():
         code = snippet(page, tool)
-        assert f"{server.url}/v1/validate/{name}" in code, name
+        assert tool.startswith("Command") or f"{server.url}/v1/validate/{name}" in code, name
         workdir = tmp_path / name
         workdir.mkdir()
         example = schema["examples"][0]
