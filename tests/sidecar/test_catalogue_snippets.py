@@ -1,7 +1,8 @@
-"""The validate snippets of every schema page, run as a partner would copy them: the Python one with python, the curl
-one with sh, the command-line one's `tanpuhui` commands (next to payload.json and payload.jsonl holding the page's
-first example), the first two against a real sidecar on loopback. Both ways the pages are published: served under /catalogue/ and written by `tanpuhui catalogue build`
-(``--sidecar-url`` set to the sidecar). Every page's example must come back valid (a page of a schema without examples, as the test plugin's, is skipped)."""
+"""The validate snippets of every schema page, run as a partner would copy them, next to payload.json and
+payload.jsonl holding the page's first example: the Python one with python and the curl one with sh, both against a
+real sidecar on loopback, and the command line's `tanpuhui` commands. Both ways the pages are published: served under
+/catalogue/ and written by `tanpuhui catalogue build --sidecar-url` (the sidecar). Every page's example must come
+back valid; a page of a schema without examples (the test plugin's bike-ride) is skipped."""
 
 from __future__ import annotations
 
