@@ -22,7 +22,7 @@ from ..validation import CompiledSchema
 from .entries import Catalogue, MethodologyEntry, SchemaEntry
 from .fields import fields_of
 
-__all__ = ["DEFAULT_SIDECAR_URL", "Site"]
+__all__ = ["DEFAULT_SIDECAR_URL", "Site", "python_literal"]
 
 DEFAULT_SIDECAR_URL = "http://127.0.0.1:8700"
 """Where the snippets send payloads unless told otherwise (the sidecar's default address)."""
@@ -125,5 +125,42 @@ class Site:
             "examples": list(entry.document.get("examples", ())),
             "invalid_examples": invalid,
             "validate_url": f"{self.sidecar_url}/v1/validate/{entry.name}",
-            "example_line": orjson.dumps(example).decode(),
+            "documents_literal": python_literal([orjson.loads(orjson.dumps(example))], column=len("documents = ")),
         }
+
+
+def python_literal(value: Any, *, column: int = 0, indent: int = 0, width: int = 100) -> str:
+    """A JSON value (objects, arrays, strings, numbers, true/false/null) as Python source that evaluates to it:
+    ``True``/``False``/``None`` for the JSON words, strings double-quoted. On one line when it fits in ``width``
+    from ``column`` (where it starts on its line), else one item per line, indented by 4 from ``indent``, with
+    trailing commas (black's layout)."""
+    flat = _flat_literal(value)
+    if column + len(flat) + 1 <= width or not isinstance(value, dict | list) or not value:
+        return flat
+    inner = indent + 4
+    pad = " " * inner
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            head = f"{pad}{_flat_literal(key)}: "
+            lines.append(head + python_literal(item, column=len(head), indent=inner, width=width) + ",")
+        opening, closing = "{", "}"
+    else:
+        lines = [pad + python_literal(item, column=inner, indent=inner, width=width) + "," for item in value]
+        opening, closing = "[", "]"
+    return "\n".join([opening, *lines, " " * indent + closing])
+
+
+def _flat_literal(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string (its escapes are Python's too), line and paragraph separators escaped for editors.
+        return orjson.dumps(value).decode().replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flat_literal(k)}: {_flat_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flat_literal(v) for v in value) + "]"
+    raise TypeError(f"not a JSON value: {value!r}")

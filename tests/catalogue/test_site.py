@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from tanpuhui.hub.catalogue.entries import HUB_PARTNER, Catalogue
 from tanpuhui.hub.catalogue.fields import constraints_in_words, type_in_words
-from tanpuhui.hub.catalogue.site import Site
+from tanpuhui.hub.catalogue.site import Site, python_literal
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.hub.validation import SchemaRegistry
@@ -109,3 +110,19 @@ def test_catalogue_build_writes_the_site_and_refuses_an_unwritable_place(tmp_pat
     result = CliRunner().invoke(main, ["catalogue", "build", str(blocker / "site")])
     assert result.exit_code == 2
     assert "cannot write the catalogue" in result.output
+
+
+def test_the_python_snippets_example_is_a_python_literal_of_the_json() -> None:
+    document = {
+        "ok": True,
+        "no": False,
+        "none": None,
+        "text": 'say "合肥"\\ \n\u2028',
+        "n": [0, -1.5, 6.0, 1e-05, 12345678901234567890],
+        "nested": {"deep": [{"a": None}, []], "empty": {}},
+    }
+    for width in (100, 20, 1):  # one line, some items exploded, every container exploded
+        source = python_literal([document], column=12, width=width)
+        assert ast.literal_eval(source) == [document], source
+    assert python_literal({"a": True, "b": None}) == '{"a": True, "b": None}'
+    assert python_literal({"key": [1, 2], "other": 3}, width=20) == '{\n    "key": [1, 2],\n    "other": 3,\n}'

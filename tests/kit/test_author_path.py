@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from .serving import serve_banner
 
 ROOT = Path(__file__).parent.parent.parent
 SOURCES = ("pyproject.toml", "README.md", "sdk", "hub", "testing", "adapters", "schemas")
+# Folders of files the console, the catalogue and the web pages read at run time (package data, not modules).
+UI_FOLDERS = ("hub/console/templates", "hub/catalogue/templates", "hub/web/templates", "hub/web/static")
 
 
 def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -102,6 +105,16 @@ def test_tanpuhui_installs_from_its_wheel_with_its_package_data(venv: Venv) -> N
     where, templates, schemas = _run(venv.bin / "python", "-c", probe, cwd=venv.root, env=venv.env()).stdout.split()
     assert where.startswith(str(venv.root)), f"tanpuhui was imported from {where}, not the fresh venv"
     assert int(templates) >= 4 and int(schemas) > 1
+
+
+def test_the_wheel_holds_every_console_catalogue_and_web_template_and_static_file(tanpuhui_wheel: Path) -> None:
+    with zipfile.ZipFile(tanpuhui_wheel) as wheel:
+        in_wheel = set(wheel.namelist())
+    for folder in UI_FOLDERS:
+        files = [p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        assert files, folder
+        missing = {f"tanpuhui/{p.relative_to(ROOT).as_posix()}" for p in files} - in_wheel
+        assert missing == set(), f"package-data in pyproject.toml leaves {folder} files out of the wheel"
 
 
 @pytest.fixture(scope="module")

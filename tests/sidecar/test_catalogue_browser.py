@@ -121,7 +121,7 @@ def test_a_schema_page_shows_the_field_table_examples_and_snippets(
         assert page.locator("pre.invalid").count() >= 1
         assert "is not one of" in page.locator("ul.problems").last.inner_text()
         text = page.locator("main").inner_text()
-        assert f"curl -sS -X POST {server.url}/v1/validate/transit-card-trip" in text
+        assert f"curl -sS --fail-with-body -X POST {server.url}/v1/validate/transit-card-trip" in text
         assert "tanpuhui validate payload.jsonl --schema transit-card-trip" in text
 
 
