@@ -99,6 +99,13 @@ def assert_no_secret(where: str, text: str) -> None:
         assert secret not in text, f"{where} shows a configured secret: {text[:2000]}"
 
 
+def assert_stored_scrubbed(url: str) -> None:
+    """The store keeps the partner's answer (the run's error), scrubbed, and no secret in any row."""
+    text = store_text(url)
+    assert "invalid_client" in text and "[secret]" in text, "the store holds no trace of the refused pull"
+    assert_no_secret("the store", text)
+
+
 def store_text(url: str) -> str:
     """Every row of every table of the store (SQLite or PostgreSQL), as text."""
     if url.startswith("postgresql://"):
@@ -137,7 +144,7 @@ def test_the_cli_pull_and_status_output_and_the_store_hold_no_secret_the_partner
     as_json = tanpuhui("status", "--config", str(hub_toml), "--json")
     assert "invalid_client" in as_json and "[secret]" in as_json, as_json  # the last run's error, scrubbed
     assert_no_secret("tanpuhui status --json", as_json)
-    assert_no_secret("the store", store_text(store_url))
+    assert_stored_scrubbed(store_url)
 
 
 CONSOLE_PAGES = ["/", "/streams/transit_card/transactions", "/quarantine", "/dead-letters", "/sinks", "/audit"]
@@ -188,4 +195,4 @@ def test_admin_answers_console_pages_and_the_store_hold_no_secret_the_partner_ec
         assert "invalid_client" in shown[where] and "[secret]" in shown[where], where  # the error is shown, scrubbed
     for where, text in answers:
         assert_no_secret(where, text)
-    assert_no_secret("the store", store_text(store_url))
+    assert_stored_scrubbed(store_url)
