@@ -23,7 +23,7 @@ import orjson
 
 from .common import Row, Sizes
 
-__all__ = ["run", "validate_peak_mib", "write_trips"]
+__all__ = ["pull_page_figures", "run", "validate_peak_mib", "webhook_batch_figures", "write_trips"]
 
 TRIP = {
     "txn_id": "HF20241105121500C3",
@@ -192,6 +192,18 @@ _PULL_PAGE = """
 """
 
 
+def webhook_batch_figures(work: Path) -> dict[str, float]:
+    """A signed webhook batch of 8 MiB (``max_body_bytes``) through the sidecar in a child process run in ``work``:
+    ``body_mib``, ``items``, ``status`` (the answer's), ``before_mib`` (RSS before the request), ``peak_mib``."""
+    return _child_peak(_WEBHOOK, work)
+
+
+def pull_page_figures(work: Path, page: int) -> dict[str, float]:
+    """A pull of ``page`` transit-card trips in pages of ``page`` in a child process run in ``work``: ``records``,
+    ``pages``, ``before_mib`` (RSS before the pull), ``peak_mib``."""
+    return _child_peak(_PULL_PAGE.replace("PAGE", str(page)), work)
+
+
 def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     rows: list[Row] = []
     size = 20 * 2**20 if sizes.quick else 200 * 2**20
@@ -212,7 +224,7 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
                     notes=[f"{count:,} documents, every 100th invalid; exit status {status} (1: some invalid)"],
                 )
             )
-        hook = _child_peak(_WEBHOOK, work)
+        hook = webhook_batch_figures(work)
         rows.append(
             Row(
                 "webhook batch of max_body_bytes: peak RSS growth",
@@ -227,7 +239,7 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
             )
         )
         page = 1_000 if sizes.quick else 5_000  # the adapter's largest page
-        pulled = _child_peak(_PULL_PAGE.replace("PAGE", str(page)), work)
+        pulled = pull_page_figures(work, page)
         rows.append(
             Row(
                 f"pull page of {page:,} transit-card trips: peak RSS growth",

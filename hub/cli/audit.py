@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from .common import CONFIG_OPTION, JSON_OPTION, UserError, err, friendly, open_hub, out, print_json
@@ -81,8 +82,8 @@ def audit_list(config_path: Path, limit: int, after_seq: int | None, action: str
             e.at,
             e.actor,
             e.action,
-            e.subject,
-            details if len(details) <= 160 else details[:157] + "...",
+            escape(e.subject),  # what an operator typed or a partner sent, not rich markup
+            escape(details if len(details) <= 160 else details[:157] + "..."),
             e.hash[:12],
         )
     out.print(table)
@@ -181,5 +182,7 @@ def drift(config_path: Path, adapter: str | None, as_json: bool) -> None:
         return
     table = Table("adapter:stream", "field", "items", "example", "first seen", "last seen", title="Schema drift")
     for d in entries:
-        table.add_row(f"{d.adapter}:{d.stream}", d.field, str(d.items), d.example, d.first_seen, d.last_seen)
+        table.add_row(
+            f"{d.adapter}:{d.stream}", escape(d.field), str(d.items), escape(d.example), d.first_seen, d.last_seen
+        )
     out.print(table)

@@ -96,7 +96,7 @@ def loaded_plugins() -> Plugins:
         warnings.simplefilter("ignore", PluginWarning)
         plugins = load_plugins()
     for problem in plugins.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(problem)}")
     return plugins
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from tanpuhui.sdk import redact
@@ -58,8 +59,8 @@ def quarantine_list(config_path: Path, adapter: str | None, status: str, limit: 
             str(e.id),
             f"{e.adapter}:{e.stream}",
             e.stage,
-            e.partner_record_id,
-            f"{first['pointer'] or '/'}: {first['message']}",
+            escape(e.partner_record_id),  # a partner's text, not rich markup
+            escape(f"{first['pointer'] or '/'}: {first['message']}"),
             str(len(e.problems)),
             e.created_at,
         )
@@ -168,7 +169,7 @@ def dead_letters_list(config_path: Path, sink: str | None, limit: int, as_json: 
         return
     table = Table("id", "sink", "record id", "attempts", "error", "at", title="Dead letters")
     for d in letters:
-        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), redact(d.error), d.created_at)
+        table.add_row(str(d.id), d.sink, d.record_id, str(d.attempts), escape(redact(d.error)), d.created_at)
     out.print(table)
 
 

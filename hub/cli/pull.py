@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ..pausing import Pause, pauses
@@ -200,7 +201,7 @@ def pull_table(summaries: Sequence[PullSummary]) -> Table:
             f"{s.adapter}:{s.stream}",
             *(str(x) for x in (s.pages, s.pulled, s.valid, s.inserted, s.duplicates, s.held)),
             f"{s.quarantined} (+{s.quarantine_repeats} again)" if s.quarantine_repeats else str(s.quarantined),
-            s.error
+            escape(s.error or "")  # a partner's text (and "[secret]"), not rich markup
             or ("skipped: paused" if s.paused else "")
             or ("skipped: another process holds its lease (see --wait)" if s.leased_elsewhere else ""),
         )
@@ -264,6 +265,12 @@ def forward_table(summary: ForwardSummary) -> Table:
         if s.leased_elsewhere:
             state = "skipped: another replica drains it"
         table.add_row(
-            name, str(s.delivered), str(s.batches), str(s.retries), str(s.dead_lettered), state, s.last_error or ""
+            name,
+            str(s.delivered),
+            str(s.batches),
+            str(s.retries),
+            str(s.dead_lettered),
+            state,
+            escape(s.last_error or ""),
         )
     return table

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from ..console.overview import overview
@@ -35,7 +36,7 @@ def status(config_path: Path, as_json: bool) -> None:
     try:
         configured = Configured.load(hub)
         for problem in configured.problems:
-            err.print(f"[yellow]warning:[/] {problem}")
+            err.print(f"[yellow]warning:[/] {escape(problem)}")
         settings = ServerSettings.from_config(hub.config)
         table = settings.stream_schedules()
         schedules = {}
@@ -82,10 +83,10 @@ def status(config_path: Path, as_json: bool) -> None:
             when(r.started_at) if r else "-",
             duration(r.seconds) if r else "-",
             *(str(v) for v in ((r.items, r.inserted, r.duplicates, r.quarantined) if r else ("-",) * 4)),
-            outcome,
+            escape(outcome),  # a partner's error text, "[secret]" where a secret was: not rich markup
             when(s.next_run),
             f"[red]{fresh}[/]" if s.stale else fresh,
-            s.cursor[:40] or "-",
+            escape(s.cursor[:40]) or "-",
         )
     streams.columns[0].no_wrap = True
     out.print(streams)
@@ -101,7 +102,7 @@ def status(config_path: Path, as_json: bool) -> None:
             when(k.oldest_waiting),
             when(k.last_delivery),
             str(k.dead_letters),
-            (k.last_error or "-")[:80] if k.state not in ("ok", "paused") else "-",
+            escape((k.last_error or "-")[:80]) if k.state not in ("ok", "paused") else "-",
         )
     out.print(sinks)
     c = data.counts

@@ -8,8 +8,11 @@ from unittest import mock
 
 import orjson
 from click.testing import CliRunner
+from rich.console import Console
 
 from tanpuhui.hub.cli import main
+from tanpuhui.hub.cli.pull import pull_table
+from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.store.sqlite import SQLiteStore
 
 
@@ -40,3 +43,33 @@ def test_status_shows_every_streams_last_run_and_the_sinks_as_the_store_holds_th
     assert {k["name"] for k in doc["sinks"]} == {"archive", "platform"}
     assert all(k["backlog"] == 0 for k in doc["sinks"])
     assert "transit_card:transactions" in table.stdout and f"outbox {counts['outbox']}" in table.stdout
+
+
+PARTNER_ERROR = "partner answered 400: [/items/0/km] must be a number, see [docs] (client secret [secret])"
+"""An error as a partner words it: brackets that rich would read as markup (a closing tag it cannot match)."""
+
+
+def test_a_partners_error_text_is_shown_as_written_not_read_as_markup(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "hub.db")
+    try:
+        run = store.run_begin("transit_card", "transactions", "cron")
+        store.run_end(run, "error", PARTNER_ERROR, 0.2)
+    finally:
+        store.close()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        '[hub]\nstore = "hub.db"\npseudonym_keys = { env = "STATUS_TEST_KEYS" }\n'
+        '[adapters.transit_card]\nbase_url = "http://127.0.0.1:9"\nclient_id = "anhui-carbon-hub"\n'
+        'client_secret = { env = "STATUS_TEST_SECRET" }\n',
+        encoding="utf-8",
+    )
+    environ = {"STATUS_TEST_KEYS": "v1:" + "A" * 43 + "=", "STATUS_TEST_SECRET": "transit-secret-0123"}
+    with mock.patch.dict(os.environ, environ):
+        table = CliRunner().invoke(main, ["status", "--config", str(config)])
+    assert table.exit_code == 0, table.output  # it was: MarkupError, closing tag '[/items/0/km]'
+    rows = [line.split("│") for line in table.stdout.split("Sinks")[0].splitlines() if line.startswith("│")]
+    outcome = " ".join(row[10].strip() for row in rows)  # the column "outcome", its wrapped lines joined
+    assert outcome == f"error: {PARTNER_ERROR}", table.stdout
+    pulled = Console(record=True, width=400)
+    pulled.print(pull_table([PullSummary("transit_card", "transactions", error=PARTNER_ERROR)]))
+    assert PARTNER_ERROR in pulled.export_text()

@@ -2,7 +2,8 @@
 the refused credentials put the client secret in `tanpuhui pull`'s output, in admin answers and in the store).
 
 The partner here is a real loopback token endpoint that writes the client secret it was sent into its
-``error_description``; the hub runs for real: the CLI in a subprocess, the sidecar's admin API, the SQLite store.
+``error_description``; the hub runs for real: the CLI in a subprocess (``pull``, then ``status`` as a table and as
+JSON), the sidecar's admin API and console pages, on the SQLite store and on PostgreSQL (every row of both read back).
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from urllib.parse import parse_qs
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from store.pg import temporary_database, temporary_schema
 
 from tanpuhui.hub.config import load_config
 from tanpuhui.hub.server import Sidecar
+from tanpuhui.hub.store.postgres import PostgresStore
 from tanpuhui.testing.loopback import LoopbackServer
 
 from .conftest import KEYS
@@ -52,14 +56,25 @@ class EchoingTokenEndpoint(LoopbackServer):
         return Starlette(routes=[Route("/oauth/token", token, methods=["POST"])])
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The hub's store: a SQLite file, or a migrated schema in a database of its own on the loopback PostgreSQL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "hub.db")
+        return
+    with temporary_database() as database, temporary_schema(database) as dsn:
+        PostgresStore(dsn, migrate=True).close()
+        yield dsn
+
+
 @pytest.fixture
-def hub_toml(tmp_path: Path) -> Any:
+def hub_toml(tmp_path: Path, store_url: str) -> Any:
     with EchoingTokenEndpoint() as partner:
         path = tmp_path / "hub.toml"
         path.write_text(
             f"""
 [hub]
-store = "hub.db"
+store = "{store_url}"
 pseudonym_keys = {{ env = "LEAK_TEST_KEYS" }}
 
 [adapters.transit_card]
@@ -84,35 +99,59 @@ def assert_no_secret(where: str, text: str) -> None:
         assert secret not in text, f"{where} shows a configured secret: {text[:2000]}"
 
 
-def store_text(path: Path) -> str:
-    """Every row of every table of the store, as text."""
-    out = []
-    with sqlite3.connect(path) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                out += [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in row]
-    return "\n".join(out)
+def assert_stored_scrubbed(url: str) -> None:
+    """The store keeps the partner's answer (the run's error), scrubbed, and no secret in any row."""
+    text = store_text(url)
+    assert "invalid_client" in text and "[secret]" in text, "the store holds no trace of the refused pull"
+    assert_no_secret("the store", text)
 
 
-def test_the_cli_pull_output_and_the_store_hold_no_secret_the_partner_echoed(hub_toml: Path) -> None:
+def store_text(url: str) -> str:
+    """Every row of every table of the store (SQLite or PostgreSQL), as text."""
+    if url.startswith("postgresql://"):
+        with psycopg.connect(url) as pg:
+            listed = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            tables = [r[0] for r in pg.execute(listed)]
+            rows = [row for table in tables for row in pg.execute(f'SELECT * FROM "{table}"')]
+    else:
+        with sqlite3.connect(url) as conn:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            rows = [row for table in tables for row in conn.execute(f'SELECT * FROM "{table}"')]
+    assert "runs" in tables and "checkpoints" in tables, tables
+    return "\n".join(
+        bytes(v).decode("latin-1") if isinstance(v, bytes | memoryview) else str(v) for r in rows for v in r
+    )
+
+
+def tanpuhui(*args: str) -> str:
+    """The CLI's output (stdout and stderr) in a subprocess, with the secrets in its environment."""
     cli = Path(sys.executable).with_name("tanpuhui")
     result = subprocess.run(
-        [str(cli), "pull", "transit_card", "--config", str(hub_toml)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **ENV},
-        timeout=120,
-        check=False,
+        [str(cli), *args], capture_output=True, text=True, env={**os.environ, **ENV}, timeout=120, check=False
     )
-    output = result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_the_cli_pull_and_status_output_and_the_store_hold_no_secret_the_partner_echoed(
+    hub_toml: Path, store_url: str
+) -> None:
+    output = tanpuhui("pull", "transit_card", "--config", str(hub_toml))
     assert "invalid_client" in output and "[secret]" in output, output  # the partner's answer is shown, scrubbed
     assert_no_secret("tanpuhui pull", output)
-    assert_no_secret("the store", store_text(hub_toml.parent / "hub.db"))
+    table = tanpuhui("status", "--config", str(hub_toml))
+    assert "transit_card" in table and "[secret]" in table, table  # the error shown, scrubbed (not eaten as markup)
+    assert_no_secret("tanpuhui status", table)
+    as_json = tanpuhui("status", "--config", str(hub_toml), "--json")
+    assert "invalid_client" in as_json and "[secret]" in as_json, as_json  # the last run's error, scrubbed
+    assert_no_secret("tanpuhui status --json", as_json)
+    assert_stored_scrubbed(store_url)
 
 
-def test_admin_answers_and_the_store_hold_no_secret_the_partner_echoed(
-    hub_toml: Path, monkeypatch: pytest.MonkeyPatch
+CONSOLE_PAGES = ["/", "/streams/transit_card/transactions", "/quarantine", "/dead-letters", "/sinks", "/audit"]
+
+
+def test_admin_answers_console_pages_and_the_store_hold_no_secret_the_partner_echoed(
+    hub_toml: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
@@ -131,9 +170,17 @@ def test_admin_answers_and_the_store_hold_no_secret_the_partner_echoed(
                     ("GET", "/readyz"),
                     ("GET", "/metrics"),
                     ("GET", "/v1/admin/quarantine"),
+                    ("GET", "/v1/admin/overview"),
                 ]:
                     response = await http.request(method, path)
                     answers.append((f"{method} {path}", response.text))
+            async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as console:
+                signin = await console.post("/console/signin", data={"token": ADMIN_TOKEN, "next": "/console/"})
+                answers.append(("POST /console/signin", signin.text + str(signin.headers)))
+                for page in CONSOLE_PAGES:
+                    response = await console.get(f"/console{page}")
+                    assert response.status_code == 200, (page, response.status_code)
+                    answers.append((f"console {page}", response.text))
         finally:
             await sidecar.shutdown()
         return answers
@@ -143,6 +190,9 @@ def test_admin_answers_and_the_store_hold_no_secret_the_partner_echoed(
     assert "invalid_client" in pulled["summary"]["error"]
     streams = orjson.loads(answers[1][1])["streams"]
     assert any(s["last_error"] and "[secret]" in s["last_error"] for s in streams)
+    shown = dict(answers)
+    for where in ("GET /v1/admin/overview", "console /", "console /streams/transit_card/transactions"):
+        assert "invalid_client" in shown[where] and "[secret]" in shown[where], where  # the error is shown, scrubbed
     for where, text in answers:
         assert_no_secret(where, text)
-    assert_no_secret("the store", store_text(hub_toml.parent / "hub.db"))
+    assert_stored_scrubbed(store_url)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
@@ -16,7 +17,7 @@ from tanpuhui.hub.audit import AuditLog
 from tanpuhui.hub.console.session import COOKIE, Sessions
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
 from tanpuhui.hub.pausing import SINK_LEASES, paused
-from tanpuhui.hub.store.base import RunLog
+from tanpuhui.hub.store.base import DeadLetter, RunLog
 from tanpuhui.testing.loopback import wait_until
 
 from .conftest import (
@@ -239,21 +240,110 @@ def test_a_session_is_good_on_every_replica_with_the_same_token(
     assert "data-state>paused<" in client.get(f"{CONSOLE}/sinks").text  # seen by the first, from the store
 
 
-def test_dead_letters_of_a_sink_are_filtered_and_replayed(
+@pytest.fixture
+def dead_lettered(
     start_sidecar: SidecarFactory, tmp_path: Path, consumer: ConsumerServer
-) -> None:
-    consumer.push(Scripted(400))  # a permanent failure: the first batch is dead-lettered at once
+) -> Iterator[tuple[RunningSidecar, list[DeadLetter]]]:
+    """The console's sidecar whose first batch the consumer refused for good (400): its records dead-lettered."""
+    consumer.push(Scripted(400))
     with TransitSandbox(trips=120, seed=5) as sandbox:
         running = console_sidecar(start_sidecar, tmp_path, sandbox, consumer)
         store = running.sidecar.hub.store
-        letters = wait_until(lambda: store.dead_letters("platform", 100_000), what="dead letters")
-        client = signed_in(running)
-        page = client.get(f"{CONSOLE}/dead-letters", params={"sink": "platform", "error": "400"})
-        assert f"{len(letters)} dead letter" in _text(page.text)
-        done = client.post(
-            f"{CONSOLE}/dead-letters/replay",
-            data={"csrf": csrf_of(page.text), "action": "replay-filtered", "sink": "platform", "error": "400"},
-        )
-        client.close()
-        assert done.status_code == 303 and f"{len(letters)}+delivered" in done.headers["location"]
-        assert store.dead_letters("platform", 100_000) == []
+        yield running, wait_until(lambda: store.dead_letters("platform", 100_000), what="dead letters")
+
+
+def test_dead_letters_of_a_sink_are_filtered_and_replayed(
+    dead_lettered: tuple[RunningSidecar, list[DeadLetter]],
+) -> None:
+    running, letters = dead_lettered
+    store = running.sidecar.hub.store
+    client = signed_in(running)
+    page = client.get(f"{CONSOLE}/dead-letters", params={"sink": "platform", "error": "400"})
+    assert f"{len(letters)} dead letter" in _text(page.text)
+    done = client.post(
+        f"{CONSOLE}/dead-letters/replay",
+        data={"csrf": csrf_of(page.text), "action": "replay-filtered", "sink": "platform", "error": "400"},
+    )
+    client.close()
+    assert done.status_code == 303 and f"{len(letters)}+delivered" in done.headers["location"]
+    assert store.dead_letters("platform", 100_000) == []
+
+
+def _open_ids(running: RunningSidecar) -> set[int]:
+    return {e.id for e in running.sidecar.hub.store.quarantine_list(status="open", limit=100_000)}
+
+
+def test_replay_selected_replays_exactly_the_ticked_entries(
+    running: RunningSidecar, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import RidesPush
+
+    store = running.sidecar.hub.store
+    page = client.get(f"{CONSOLE}/quarantine", params={"adapter": "bike_share"}).text
+    too_long = sorted(
+        (e for e in store.quarantine_list() if any(p["pointer"] == "/km" for p in e.problems)), key=lambda e: e.id
+    )
+    transit = next(e for e in store.quarantine_list(limit=100_000) if e.adapter == "transit_card")
+    assert len(too_long) == 2, too_long
+    ticked, left = too_long
+    before = _open_ids(running)
+    # The partner fixed its data rule (50 km is the most a ride counts for): both long rides would replay now,
+    # the transit entry still fails. Only the ticked ones may be tried; the page's filter is posted along.
+    original = RidesPush.normalize
+    monkeypatch.setattr(RidesPush, "normalize", lambda self, item, ctx: original(self, {**item, "km": 50}, ctx))
+    assert f'name="id" value="{ticked.id}"' in page
+    data = {"csrf": csrf_of(page), "status": "open", "adapter": "bike_share", "action": "replay-selected"}
+    done = client.post(f"{CONSOLE}/quarantine/act", data={**data, "id": [str(ticked.id), str(transit.id)]})
+    assert done.status_code == 303
+    assert "replayed+2%3A+1+resolved%2C+1+still+failing" in done.headers["location"], done.headers["location"]
+    assert _open_ids(running) == before - {ticked.id}
+    assert store.quarantine_get(ticked.id).status == "resolved"
+    assert store.quarantine_get(left.id).status == "open"  # replayable too, but not ticked
+    bike = [r for r in store.read_outbox(0, 100_000) if r.adapter == "bike_share"]
+    assert sorted(orjson.loads(r.body)["source"]["partner_record_id"] for r in bike) == [
+        "R000001",
+        ticked.partner_record_id,
+    ]
+    assert isinstance(store, AuditLog)
+    [audited] = [e for e in store.audit_entries() if e.action == "console.quarantine.replay"]
+    assert audited.details["ids"] == [ticked.id, transit.id] and audited.details["scope"] == "selected"
+
+
+def test_discard_selected_discards_exactly_the_ticked_entries(running: RunningSidecar, client: httpx.Client) -> None:
+    store = running.sidecar.hub.store
+    rides = sorted((e for e in store.quarantine_list() if e.adapter == "bike_share"), key=lambda e: e.id)
+    assert len(rides) == 3, rides
+    page = client.get(f"{CONSOLE}/quarantine", params={"adapter": "bike_share"}).text
+    assert "3 entries match" in _text(page)
+    ticked = [rides[0].id, rides[2].id]
+    before = _open_ids(running)
+    data = {"csrf": csrf_of(page), "status": "open", "adapter": "bike_share", "action": "discard-selected"}
+    done = client.post(f"{CONSOLE}/quarantine/act", data={**data, "id": [str(i) for i in ticked]})
+    assert done.status_code == 303 and "discarded+2+entries" in done.headers["location"]
+    assert {e.id for e in store.quarantine_list(status="discarded", limit=100_000)} == set(ticked)
+    assert _open_ids(running) == before - set(ticked)
+    assert store.quarantine_get(rides[1].id).status == "open"
+    assert "1 entry match" in _text(client.get(f"{CONSOLE}/quarantine", params={"adapter": "bike_share"}).text)
+    nothing = client.post(f"{CONSOLE}/quarantine/act", data=data)  # no box ticked: nothing is done
+    assert "nothing+selected" in nothing.headers["location"] and _open_ids(running) == before - set(ticked)
+
+
+def test_dead_letters_replay_selected_delivers_exactly_the_ticked_letters(
+    dead_lettered: tuple[RunningSidecar, list[DeadLetter]], consumer: ConsumerServer
+) -> None:
+    running, letters = dead_lettered
+    store = running.sidecar.hub.store
+    assert len(letters) >= 5, letters
+    ticked = [letters[0], letters[2], letters[7]]  # ticked on the first page
+    client = signed_in(running)
+    page = client.get(f"{CONSOLE}/dead-letters", params={"sink": "platform"}).text
+    assert all(f'name="id" value="{d.id}"' in page for d in ticked)
+    data = {"csrf": csrf_of(page), "sink": "platform", "error": "", "since": "", "action": "replay-selected"}
+    done = client.post(f"{CONSOLE}/dead-letters/replay", data={**data, "id": [str(d.id) for d in ticked]})
+    client.close()
+    assert done.status_code == 303 and "replayed+3%3A+3+delivered%2C+0+still" in done.headers["location"]
+    left = store.dead_letters("platform", 100_000)
+    assert [d.id for d in left] == [d.id for d in letters if d not in ticked]
+    delivered = consumer.current()
+    assert all(d.record_id in delivered for d in ticked)
+    assert not any(d.record_id in delivered for d in left)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 import socket
+import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,10 +16,11 @@ from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.scheduler import Schedule, Scheduler, Stopping
 from tanpuhui.hub.server import ServerSettings
+from tanpuhui.hub.store.base import RunLog
 from tanpuhui.sdk import ConfigError
 from tanpuhui.testing.loopback import wait_until
 
-from .conftest import SidecarFactory, hub_config, sink_table
+from .conftest import RunningSidecar, SidecarFactory, hub_config, sink_table
 
 
 @pytest.fixture
@@ -142,3 +146,45 @@ def test_stopping_interrupts_a_retry_wait() -> None:
         return loop.time() - started
 
     assert asyncio.run(body()) < 1.0
+
+
+def test_the_sidecar_forgets_runs_older_than_run_retention_but_each_streams_newest(
+    start_sidecar: SidecarFactory, tmp_path: Path
+) -> None:
+    """``[server] run_retention`` end to end: three real pulls, their runs aged 40 days, 3 days and none; a sidecar
+    started with the default (30d) forgets the first only, one started with 1d the second too; another stream's only
+    run, 5 days old, stays (a stream's newest run is always kept)."""
+    with TransitSandbox(trips=100, seed=3) as partner:
+        tables: dict[str, Any] = {
+            "adapters": {"transit_card": partner.settings(client_secret={"env": "TRANSIT_SECRET"}, page_size=50)},
+            "environ": {"TRANSIT_SECRET": partner.client_secret},
+        }
+        first = start_sidecar(hub_config(tmp_path, **tables))
+        for _ in range(3):
+            pulled = first.admin("POST", "/v1/admin/streams/transit_card/transactions/pull?wait=true")
+            assert pulled.status_code == 200, pulled.text
+        store = first.sidecar.hub.store
+        assert isinstance(store, RunLog)
+        other = store.run_begin("state_grid", "readings", "cron")  # another stream's only run, kept however old
+        store.run_end(other, "ok", None, 0.3)
+        oldest, older, newest = sorted(r.id for r in store.runs("transit_card", "transactions"))
+        first.stop()
+    now = datetime.now(UTC)
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        for run_id, age in ((oldest, timedelta(days=40)), (older, timedelta(days=3)), (other, timedelta(days=5))):
+            started = (now - age).isoformat(timespec="milliseconds")
+            db.execute("UPDATE runs SET started_at = ?, finished_at = ? WHERE id = ?", (started, started, run_id))
+    db.close()
+
+    def kept(running: RunningSidecar) -> set[int]:
+        log = running.sidecar.hub.store
+        assert isinstance(log, RunLog)
+        return {r.id for r in log.runs()}
+
+    default = start_sidecar(hub_config(tmp_path, **tables))  # run_retention 30d: only the 40-day-old run goes
+    wait_until(lambda: oldest not in kept(default), what="the 40-day-old run forgotten")
+    assert kept(default) == {older, newest, other}
+    default.stop()
+    one_day = start_sidecar(hub_config(tmp_path, server={"run_retention": "1d"}, **tables))
+    wait_until(lambda: older not in kept(one_day), what="the 3-day-old run forgotten (run_retention 1d)")
+    assert kept(one_day) == {newest, other}
