@@ -149,14 +149,18 @@ class Runtime:
                 raise ConfigError(
                     f"{self.config.source}: no [adapters.{name}] table; adapter {name!r} is not configured"
                 )
+            table = dict(table)
+            partitions = table.pop("partitions", None)  # the hub's, not the adapter's: how its streams are read
             try:
                 settings = cls.Settings.model_validate(table)
             except ValidationError as exc:
                 raise ConfigError(f"{self.config.source}: {pydantic_problems(exc, f'adapters.{name}')}") from None
-            try:
-                adapter = cls(settings, self.http)
-            except ConfigError as exc:
-                raise ConfigError(f"{self.config.source}: {exc}") from None
+            adapter = cls(settings, self.http)
+            if partitions is not None:
+                try:
+                    adapter.split(partitions)
+                except ConfigError as exc:
+                    raise ConfigError(f"{self.config.source}: {exc}") from None
             self._adapters[name] = adapter
         return adapter
 

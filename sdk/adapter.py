@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from .client import OAuth2ClientCredentials, OAuth2Settings, PartnerClient, RetryPolicy, RetrySettings
 from .errors import ConfigError, PartnerResponseError
@@ -63,11 +63,6 @@ class AdapterSettings(BaseModel):
     """Base for adapter settings models: unknown keys are an error, so typos in hub.toml are caught."""
 
     model_config = ConfigDict(extra="forbid")
-    partitions: dict[str, int] = Field(
-        default_factory=dict,
-        description="pull stream name -> how many partitions to read it in, for a stream whose partner can split it "
-        f"(PullStream.partitionable): each partition is a stream of its own, pulled in parallel (1..{MAX_PARTITIONS})",
-    )
 
 
 # Bases in this order because pydantic lists the fields of the last base first: base_url ... auth_method, then retry_*.
@@ -245,7 +240,9 @@ class Adapter(ABC):
         self.http = http or HttpOptions()
         self._streams: dict[str, Stream] = {}
         self._clients: list[PartnerClient] = []
-        self._partitions()  # a wrong partitions setting fails when the adapter is configured, not at its first pull
+        self.partitions: Mapping[str, int] = {}
+        """Pull stream name -> the number of parts it is read in (``partitions`` in the adapter's table, given by the
+        hub through :meth:`split`)."""
 
     def settings_as(self, settings_type: type[_S]) -> _S:
         """``settings`` as this adapter's own settings class; a :class:`ConfigError` naming both when it is another."""
@@ -303,12 +300,11 @@ class Adapter(ABC):
 
     def streams(self) -> Sequence[Stream]:
         """The streams this adapter provides; by default one instance of each of ``stream_types``, or, for a pull
-        stream the ``partitions`` setting splits, one instance per partition (:attr:`PullStream.partitionable`)."""
+        stream :attr:`partitions` splits, one instance per partition (:attr:`PullStream.partitionable`)."""
         if not self._streams:
-            parts = self._partitions()
             found: list[Stream] = []
             for stream_type in self.stream_types:
-                count = parts.get(stream_type.name, 1)
+                count = self.partitions.get(stream_type.name, 1)
                 if count == 1:
                     found.append(stream_type(self))
                     continue
@@ -321,22 +317,27 @@ class Adapter(ABC):
             self._streams = {s.name: s for s in found}
         return list(self._streams.values())
 
-    def _partitions(self) -> dict[str, int]:
-        """The ``partitions`` setting, checked against the stream types (a :class:`ConfigError` naming the key)."""
-        parts = getattr(self.settings, "partitions", None) or {}
+    def split(self, partitions: object) -> None:
+        """Read pull streams in parts: ``partitions`` maps a partitionable stream's name to its number of parts (the
+        ``partitions`` key of the adapter's table in hub.toml); a :class:`ConfigError` naming the key otherwise."""
+        where = f"[adapters.{self.name}] partitions"
+        if not isinstance(partitions, Mapping):
+            raise ConfigError(
+                f"{where}: expected a table of stream = number of partitions, e.g. {{ transactions = 2 }}"
+            )
         types = {t.name: t for t in self.stream_types}
-        for name, count in parts.items():
-            where = f"[adapters.{self.name}] partitions.{name}"
+        for name, count in partitions.items():
             stream_type = types.get(name)
             if stream_type is None:
-                raise ConfigError(f"{where}: the adapter has no stream {name!r}; streams: {', '.join(types)}")
-            if not (
-                isinstance(stream_type, type) and issubclass(stream_type, PullStream) and stream_type.partitionable
-            ):
-                raise ConfigError(f"{where}: stream {name!r} cannot be partitioned (its partner cannot split it)")
-            if not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
-                raise ConfigError(f"{where}: expected a whole number of partitions from 1 to {MAX_PARTITIONS}")
-        return parts
+                raise ConfigError(f"{where}.{name}: the adapter has no stream {name!r}; streams: {', '.join(types)}")
+            if not (issubclass(stream_type, PullStream) and stream_type.partitionable):
+                raise ConfigError(
+                    f"{where}.{name}: stream {name!r} cannot be partitioned (its partner cannot split it)"
+                )
+            if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+                raise ConfigError(f"{where}.{name}: expected a whole number of partitions from 1 to {MAX_PARTITIONS}")
+        self.partitions = dict(partitions)
+        self._streams = {}
 
     def stream(self, name: str) -> Stream:
         """The stream called ``name``; KeyError when there is none."""

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from tanpuhui.adapters.transit_card import TransactionsStream, TransitCardAdapter, TransitCardSettings
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
@@ -89,6 +90,8 @@ def test_each_partition_keeps_its_own_cursor_and_resumes_from_it(make_hub: HubFa
         ({"trips": 2}, "partitions.trips: the adapter has no stream 'trips'; streams: transactions"),
         ({"transactions": 0}, "partitions.transactions: expected a whole number of partitions from 1 to 64"),
         ({"transactions": 65}, "partitions.transactions: expected a whole number of partitions from 1 to 64"),
+        ({"transactions": True}, "partitions.transactions: expected a whole number of partitions from 1 to 64"),
+        (2, "partitions: expected a table of stream = number of partitions, e.g. { transactions = 2 }"),
     ],
 )
 def test_a_wrong_partitions_setting_is_refused_naming_the_file_and_key(
@@ -98,6 +101,22 @@ def test_a_wrong_partitions_setting_is_refused_naming_the_file_and_key(
     with pytest.raises(ConfigError) as caught:
         hub.adapter("transit_card")
     assert str(caught.value) == f"test hub.toml: [adapters.transit_card] {message}"
+
+
+def test_a_stream_whose_partner_cannot_split_it_is_not_partitioned() -> None:
+    class Unsplittable(TransactionsStream):
+        partitionable = False
+
+    class Adapter(TransitCardAdapter):
+        stream_types = (Unsplittable,)
+
+    adapter = Adapter(TransitCardSettings(base_url="http://127.0.0.1:9", client_id="c", client_secret="s" * 12))
+    with pytest.raises(ConfigError) as caught:
+        adapter.split({"transactions": 2})
+    assert str(caught.value) == (
+        "[adapters.transit_card] partitions.transactions: stream 'transactions' cannot be partitioned "
+        "(its partner cannot split it)"
+    )
 
 
 def test_one_partition_is_the_whole_stream_under_its_own_name(make_hub: HubFactory) -> None:
