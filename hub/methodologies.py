@@ -1,8 +1,9 @@
 """Built-in methodologies, registered through the same hook as any plugin's.
 
-Figures come from shared/DOMAIN.md (with its status marks); see docs/methodologies.md. Published figures are the
-SDK's (``tanpuhui.sdk.factors``), shared with the adapters' methodologies. Where no official figure exists for Anhui
-the factor is a labelled default (``default=True``): override it in hub.toml under ``[methodologies."<id>".factors]``.
+Each figure carries its primary source (a factor's ``source``, a methodology's ``references``); docs/methodologies.md
+lists them. Published figures are the SDK's (``tanpuhui.sdk.factors``), shared with the adapters' methodologies.
+Where no official figure exists for Anhui the factor is a labelled default (``default=True``): override it in
+hub.toml under ``[methodologies."<id>".factors]``.
 
 Versions 1.1.0 of the grid-factor methodologies value each activity with the Anhui grid factor vintage of its date
 (``tanpuhui.sdk.factors``: data year = activity year - 2); 1.0.0 applied data year 2022 to every date.

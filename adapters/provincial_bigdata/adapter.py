@@ -2,8 +2,8 @@
 
 Partner interface
 =================
-No public interface document of the Anhui data-sharing platform was found. This adapter speaks the gateway
-conventions seen on Chinese government platforms (shared/DOMAIN.md §3), implemented in :mod:`tanpuhui.sdk.gateway`:
+No public interface document of the Anhui data-sharing platform was found. This adapter speaks the conventions
+of Chinese government data-sharing gateways seen in the field, implemented in :mod:`tanpuhui.sdk.gateway`:
 signed requests (``X-Ca-*`` headers, HMAC-SHA256 or HMAC-SM3, ±15 min replay window, single-use nonces), a
 client-credentials token service, ``{code, msg, data}`` and ``{flag, data}`` envelopes with error codes, and
 SM4-sealed, HMAC-SM3-tagged payloads. **The real platform's interface document rules**: paths, dataset codes,

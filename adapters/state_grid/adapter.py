@@ -3,9 +3,9 @@
 Partner interface
 =================
 No public interface document of State Grid's metering data service (用电信息采集) for third parties was found.
-What follows is the interface this adapter speaks, modelled on the conventions in shared/DOMAIN.md (daily frozen
-registers PAP_R / PAP_R1..R4, cons_no, meter_id; OAuth2 client credentials; a ``{"code": "0000", "msg", "data"}``
-envelope). **A real partner's interface document rules**: paths, the auth method, the success codes, which
+What follows is the interface this adapter speaks, modelled on the conventions of State Grid's data services (daily
+frozen registers PAP_R / PAP_R1..R4, cons_no, meter_id; OAuth2 client credentials; a ``{"code": "0000", "msg",
+"data"}`` envelope). **A real partner's interface document rules**: paths, the auth method, the success codes, which
 register is the peak one and the methodologies are settings. docs/adapters/state_grid.md has the same with
 examples.
 

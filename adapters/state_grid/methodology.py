@@ -23,7 +23,10 @@ DEMAND_RESPONSE = Methodology(
     activity_unit="kWh",
     needs_baseline=True,
     references=(
-        "Electricity saving: ER = saved kWh x grid emission factor (CDM/CCER shape, shared/DOMAIN.md section 2)",
+        "Electricity saving: ER = saved kWh x grid emission factor, the CDM/CCER shape ER = BE - PE of the published"
+        " schemes (SHCER02010022024II, Shanghai time-of-use households; docs/methodologies.md)",
+        "Grid emission factor: MEE/NBS announcements of the electricity CO2 emission factors, Anhui, the vintage of"
+        " the activity's date",
         "Baseline: the partner's settled demand-response baseline for the event window, carried in the record",
     ),
 )

@@ -2,9 +2,10 @@
 
 Partner interface
 =================
-No public YRD interface or mutual-recognition list was found (shared/DOMAIN.md §3). What follows is the interface
-this adapter speaks, modelled on the conventions of Chinese government API gateways; **a real partner's interface
-document rules**, and paths, auth method, envelope success codes, platforms and the recognition tables are settings.
+No public YRD interface or mutual-recognition list was found; Shanghai (rules 沪环规〔2025〕10号) and Zhejiang
+(浙里办 "浙江碳普惠") run platforms of their own. What follows is the interface this adapter speaks, modelled on the
+conventions of Chinese government API gateways; **a real partner's interface document rules**, and paths, auth
+method, envelope success codes, platforms and the recognition tables are settings.
 docs/adapters/yrd_scenarios.md has the same description with examples.
 
 The hub talks to one or more *endpoints* (``[adapters.yrd_scenarios.endpoints.NAME]``). An endpoint is either a

@@ -122,7 +122,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("jiangsu", "JS-NEV", "新能源汽车出行", "JS-TPH-NEV-2024", "1.0", "km", 0.071, 0, ("320100",), 5, 60),
 )
 """The three platforms' catalogs. ``SHCER02010022024II`` is Shanghai's real code for time-of-use household
-electricity (shared/DOMAIN.md); every other code, and every origin factor, is an illustrative placeholder."""
+electricity (the SHCER methodology series, 2024-03; docs/methodologies.md); every other code, and every origin
+factor, is an illustrative placeholder."""
 
 
 def sandbox_recognition() -> dict[str, dict[str, str]]:

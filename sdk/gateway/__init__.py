@@ -1,8 +1,8 @@
 """Government API gateways: signed requests, a token service, envelopes, error codes and SM4-sealed payloads.
 
-Chinese government data-sharing platforms put their datasets behind an API gateway (shared/DOMAIN.md §3). No public
-Anhui specification was found; this package implements the conventions seen in the field, with everything a real
-gateway document may change made configurable. Any adapter can use it; the provincial big-data adapter does.
+Chinese government data-sharing platforms put their datasets behind an API gateway. No public Anhui specification
+was found; this package implements the conventions seen in the field, with everything a real gateway document may
+change made configurable. Any adapter can use it; the provincial big-data adapter does.
 
 Import from ``tanpuhui.sdk.gateway`` (or the names ``tanpuhui.sdk`` re-exports). Inside: :mod:`.signing` (signed
 requests and their verifier), :mod:`.envelope` (error codes, envelopes, sealed payloads) and :mod:`.client` (the

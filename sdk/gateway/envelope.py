@@ -61,8 +61,8 @@ DEFAULT_CODES: Mapping[str, tuple[CodeAction, str]] = {
 }
 """Error codes seen on Chinese government gateways (and HTTP-like codes inside envelopes), with what they mean.
 
-Modelled on the conventions in shared/DOMAIN.md: a real gateway's document rules; override per code with
-``GatewayConfig(code_actions={"E0401": CodeAction.REAUTH})``."""
+Modelled on the conventions seen on such gateways (no public specification was found): a real gateway's document
+rules; override per code with ``GatewayConfig(code_actions={"E0401": CodeAction.REAUTH})``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,18 +11,22 @@ DOCUMENTS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+)(?P<lang>[^`\s]*)[^`]*$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*not-run:(?P<reason>.*?)-->\s*$")
+_RUN_WITH = re.compile(r"^\s*<!--\s*run-with:(?P<fixtures>.*?)-->\s*$")
 
 
 @dataclass(frozen=True)
 class Block:
     """One fenced code block: its document (relative to the repository), the line of its opening fence (1-based),
-    its language, its text, and the reason given by a ``<!-- not-run: ... -->`` line just before it (None: none)."""
+    its language, its text, the reason given by a ``<!-- not-run: ... -->`` line just before it (None: none), and
+    the fixtures a ``<!-- run-with: NAME[:ARG], ... -->`` line just before it asks the runner for (tests/docs/runner.py
+    lists them)."""
 
     path: str
     line: int
     lang: str
     text: str
     not_run: str | None
+    run_with: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -66,6 +70,7 @@ def blocks(document: Path) -> list[Block]:
             end += 1
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = _NOT_RUN.match(before)
+        fixtures = _RUN_WITH.match(before)
         found.append(
             Block(
                 path=rel,
@@ -73,6 +78,7 @@ def blocks(document: Path) -> list[Block]:
                 lang=opening["lang"].lower(),
                 text="\n".join(lines[i + 1 : end]),
                 not_run=marker["reason"].strip() if marker else None,
+                run_with=tuple(f.strip() for f in fixtures["fixtures"].split(",") if f.strip()) if fixtures else (),
             )
         )
         i = end + 1

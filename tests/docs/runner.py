@@ -1,6 +1,6 @@
 """Running a document's ``sh`` block as a reader would: from a copy of the repository whose ``.venv/bin`` is on PATH
-(after ``make install``), with the partners' sandboxes and the sidecar the commands talk to, and the files they
-name."""
+(after ``make install``), with the partners' sandboxes and the sidecar the commands talk to, the files they name,
+and what a ``<!-- run-with: ... -->`` line before the block asks for (:data:`FIXTURES`)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,12 @@ from typing import Any
 
 import httpx
 import orjson
+from store.pg import database_url, temporary_database
 
 from tanpuhui.hub.cli.common import schema_registry
 from tanpuhui.hub.plugins import load_plugins
 
-from .blocks import ROOT, Block
+from .blocks import ROOT, Block, blocks
 
 BLOCK_TIMEOUT = 600.0
 _SKIP = shutil.ignore_patterns(
@@ -37,6 +38,7 @@ _SKIP = shutil.ignore_patterns(
 )
 _SIDECAR_URL = re.compile(r"(?:127\.0\.0\.1|localhost):8700")
 _CONFIG = re.compile(r"--config[ =](\S+)")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _VALIDATE_FILE = re.compile(r"tanpuhui validate (?P<file>[\w./-]+) --schema (?P<schema>[\w-]+)")
 _POSTED_FILE = re.compile(r"/v1/validate/(?P<schema>[\w-]+)(?:(?!\n\S).)*?--data-binary @(?P<file>[\w./-]+)", re.S)
 
@@ -141,6 +143,75 @@ def write_named_files(block: Block, workdir: Path) -> list[str]:
     return written
 
 
+def _run(argv: list[str], workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``argv`` run in the checkout with the reader's environment, no input, its output captured."""
+    return subprocess.run(
+        argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
+    )
+
+
+def _tanpuhui(workdir: Path, env: dict[str, str], *args: str) -> None:
+    """``tanpuhui ARGS`` run in the checkout as the reader's shell would; a failure says what it printed."""
+    proc = _run([str(workdir / ".venv" / "bin" / "tanpuhui"), *args], workdir, env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`tanpuhui {shlex.join(args)}` exited with {proc.returncode}: {proc.stdout + proc.stderr}")
+
+
+@contextlib.contextmanager
+def _demo(block: Block, workdir: Path, env: dict[str, str], arg: str) -> Iterator[str]:
+    """``run-with: demo``: ``tanpuhui demo`` run with the checkout as its workdir, so ``hub.toml`` (a transit_card
+    adapter, a ``platform`` sink ...) and its SQLite store ``hub.db`` (with its audit log) are there, and the
+    variables of its ``sandbox.env`` exported (the hub.toml's secrets and pseudonym keys)."""
+    _tanpuhui(workdir, env, "demo", "--workdir", ".")
+    for line in (workdir / "sandbox.env").read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            env[key.strip()] = value.strip()
+    yield "tanpuhui demo --workdir . (hub.toml, hub.db; sandbox.env exported)"
+
+
+@contextlib.contextmanager
+def _scaffold(block: Block, workdir: Path, env: dict[str, str], arg: str) -> Iterator[str]:
+    """``run-with: scaffold:NAME``: ``tanpuhui new-adapter NAME`` run in the checkout (the project in ./NAME, its
+    cassettes recorded from its sandbox), as section 1 of docs/adapter-authors.md does."""
+    if not arg:
+        raise ValueError(f"{block.where}: run-with scaffold needs the adapter's name (scaffold:NAME)")
+    _tanpuhui(workdir, env, "new-adapter", arg)
+    yield f"tanpuhui new-adapter {arg}"
+
+
+@contextlib.contextmanager
+def _postgres(block: Block, workdir: Path, env: dict[str, str], arg: str) -> Iterator[str]:
+    """``run-with: postgres``: a database of its own on the loopback PostgreSQL (tests/store/pg.py; dropped
+    afterwards) whose URL is in ``TANPUHUI_STORE_URL``, and ``hub.toml`` the document's last ``toml`` block before
+    the block (the configuration the reader was just shown)."""
+    shown = [b for b in blocks(ROOT / block.path) if b.lang == "toml" and b.line < block.line]
+    if not shown:
+        raise ValueError(f"{block.where}: run-with postgres writes hub.toml from a ```toml block before it; none")
+    (workdir / "hub.toml").write_text(shown[-1].text + "\n", encoding="utf-8")
+    with temporary_database() as dsn:
+        env["TANPUHUI_STORE_URL"] = database_url(dsn)
+        yield f"hub.toml from {shown[-1].where}; TANPUHUI_STORE_URL={env['TANPUHUI_STORE_URL']}"
+
+
+FIXTURES = {"demo": _demo, "scaffold": _scaffold, "postgres": _postgres}
+"""What ``<!-- run-with: NAME[:ARG], ... -->`` can ask for (each set up in the checkout, in order, before the
+block's sandboxes and sidecar)."""
+
+
+@contextlib.contextmanager
+def fixtures_for(block: Block, workdir: Path, env: dict[str, str]) -> Iterator[list[str]]:
+    """The fixtures the block's ``run-with`` line names, set up for it and torn down after it."""
+    with contextlib.ExitStack() as stack:
+        done = []
+        for spec in block.run_with:
+            name, _, arg = spec.partition(":")
+            if name not in FIXTURES:
+                raise ValueError(f"{block.where}: run-with {name!r} is none of {', '.join(sorted(FIXTURES))}")
+            done.append(stack.enter_context(FIXTURES[name](block, workdir, env, arg.strip())))
+        yield done
+
+
 @contextlib.contextmanager
 def _example_plugins() -> Iterator[list[Any]]:
     """The example third-party plugins of examples/*/src, imported from their source (not installed here), and
@@ -207,8 +278,13 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} as a TOML value")
+
+
+def _toml_key(key: str) -> str:
+    """A key of an inline table: bare when TOML allows it, quoted otherwise (``"ZJ-TPH-GJCX-2023@1.0"``)."""
+    return key if _BARE_KEY.fullmatch(key) else orjson.dumps(key).decode()
 
 
 def _free_port() -> int:
@@ -278,18 +354,12 @@ def run_block(block: Block, workdir: Path) -> Outcome:
     venv = overlay_venv(workdir)
     env = environment(workdir, venv)
     outcome = Outcome(block)
-    outcome.extra += write_named_files(block, workdir)
-    with sandboxes_for(block, workdir, env) as started, sidecar_for(block, workdir, env) as port:
-        outcome.extra += started
-        proc = subprocess.run(
-            ["bash", "-c", script(block, port)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=BLOCK_TIMEOUT,
-        )
+    with contextlib.ExitStack() as stack:
+        outcome.extra += stack.enter_context(fixtures_for(block, workdir, env))
+        outcome.extra += write_named_files(block, workdir)
+        outcome.extra += stack.enter_context(sandboxes_for(block, workdir, env))
+        port = stack.enter_context(sidecar_for(block, workdir, env))
+        proc = _run(["bash", "-c", script(block, port)], workdir, env)
     outcome.output = proc.stdout + proc.stderr
     failed = re.search(r"__DOCS_FAILED__ (\d+) (\d+)", proc.stderr)
     if failed:

@@ -4,6 +4,7 @@ every block that is not run, and no link pointing outside the repository."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,23 @@ def test_relative_links_resolve_inside_the_repository(doc: Path) -> None:
         elif not any(c.exists() for c in inside) and "*" not in target:
             broken.append(f"{_rel(doc)}:{number}: {target} does not exist")
     assert not broken, "\n".join(broken)
+
+
+_NOTES = re.compile(r"(?<![\w/.-])(?:\.\./)*shared/[A-Z][A-Z_]*\.md")
+
+
+def test_no_file_points_at_notes_outside_the_repository() -> None:
+    """Docstrings, comments and documents cite primary sources or this repository's documents, never the project
+    notes kept beside the checkout (its domain notes, say): a reader of the package cannot open them."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    found = []
+    for name in filter(None, tracked.decode().split("\0")):
+        path = ROOT / name
+        if not path.is_file() or path.suffix not in {".py", ".md", ".toml", ".json", ".txt", ".html", ".cfg", ".in"}:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
+            found += [f"{name}:{number}: {m[0]}" for m in _NOTES.finditer(line)]
+    assert not found, "cite the primary source or a document of the repository instead:\n" + "\n".join(found)
 
 
 def test_the_block_reader_sees_fences_not_run_markers_and_commands(tmp_path: Path) -> None:

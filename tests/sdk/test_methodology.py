@@ -1,4 +1,5 @@
-"""Methodologies: a safe formula language, the built-in figures of shared/DOMAIN.md, and recomputation from records."""
+"""Methodologies: a safe formula language, the built-in figures of docs/methodologies.md, and recomputation from
+records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and verification, with the vectors and rejection cases of shared/SECURITY.md."""
+"""Standard Webhooks signing and verification, with the specification's published vectors and rejection cases."""
 
 from __future__ import annotations
 

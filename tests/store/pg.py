@@ -16,7 +16,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import conninfo
 
-__all__ = ["ADMIN_DSN", "schema_dsn", "temporary_database", "temporary_schema"]
+__all__ = ["ADMIN_DSN", "database_url", "schema_dsn", "temporary_database", "temporary_schema"]
 
 ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -53,13 +53,18 @@ def temporary_database() -> Iterator[str]:
         yield _with_dbname(ADMIN_DSN, name)
 
 
-def schema_dsn(database_dsn: str, schema: str) -> str:
-    """A URL for the database with ``search_path`` set to ``schema`` (as a hub.toml ``store`` would hold it)."""
+def database_url(database_dsn: str) -> str:
+    """The database as a ``postgresql://`` URL (as a hub.toml ``store`` would hold it)."""
     params = conninfo.conninfo_to_dict(database_dsn)
     user = params.get("user") or ""
     host = params.get("host") or "127.0.0.1"
     port = params.get("port") or 5432
-    return f"postgresql://{quote(str(user))}@{host}:{port}/{params['dbname']}?options=-csearch_path%3D{schema}"
+    return f"postgresql://{quote(str(user))}@{host}:{port}/{params['dbname']}"
+
+
+def schema_dsn(database_dsn: str, schema: str) -> str:
+    """A URL for the database with ``search_path`` set to ``schema`` (as a hub.toml ``store`` would hold it)."""
+    return f"{database_url(database_dsn)}?options=-csearch_path%3D{schema}"
 
 
 @contextmanager

@@ -31,7 +31,7 @@ RECORD = Draft202012Validator(load_builtin("yrd-record"), format_checker=Draft20
 REDUCTION = Draft202012Validator(load_builtin("reduction-record"), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 MOBILE = "19955123456"
-RESIDENT_ID = "34052419800101001X"  # a valid GB 11643 example (shared/DOMAIN.md)
+RESIDENT_ID = "34052419800101001X"  # valid: GB 11643 check character
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"yrd-webhook-secret-for-tests-0001").decode()
 
 # The tables a deployment would configure (the sandbox's): Shanghai rail and household electricity and Zhejiang bus
