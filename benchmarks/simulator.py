@@ -6,6 +6,13 @@ credentials), ``GET /v1/network`` (``hefei_network()``) and ``GET /v1/transactio
 side never grows however many pages are pulled). ``limit`` is ignored: a page is one 10-minute window, ~1000
 transactions.
 
+``&segment=I&segments=N`` (a partitioned stream's part, ``partitions = {transactions = N}``): only the transactions
+of page ``K`` whose holder (``account_mobile``, else ``card_no``) has CRC-32 modulo ``N`` equal to ``I``, the
+sandbox partner's rule (:func:`tanpuhui.testing.sandbox.segment_of`); the cursor stays the whole feed's (the next
+one is ``p{K+1}``, even after a page with none of the segment's transactions). A segment or count out of range is a
+400 naming it, as the sandbox answers. The last few pages are kept (:class:`~benchmarks.feed.TransitFeed`), so the
+N parts of a page, asked for by N workers at about the same time, generate it once.
+
     python -m benchmarks.simulator --pages 16000   # prints "PORT <n>" when listening
 """
 
@@ -17,6 +24,8 @@ import contextlib
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+
+from tanpuhui.testing.sandbox import non_negative_int, positive_int
 
 from .feed import TransitFeed
 from .raw_http import serve_forever
@@ -38,12 +47,16 @@ class _Partner:
         if method == b"GET" and parts.path == "/v1/network":
             return 200, self.network
         if method == b"GET" and parts.path == "/v1/transactions":
-            cursor = parse_qs(parts.query).get("cursor", ["p0"])[0]
+            params = {name: values[0] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+            cursor = params.get("cursor") or "p0"
             try:
                 k = int(cursor[1:])
             except ValueError:
                 return 400, b'{"error":"invalid_cursor"}'
-            return 200, self.feed.page(k, self.pages) if k < self.pages else self._last(k)
+            split = _segment(params)
+            if isinstance(split, bytes):
+                return 400, split
+            return 200, self.feed.page(k, self.pages, split) if k < self.pages else self._last(k)
         return 404, b'{"error":"not_found"}'
 
     def _last(self, k: int) -> bytes:
@@ -54,6 +67,22 @@ class _Partner:
         reason = b"OK" if status == 200 else b"Error"
         head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
         return head % (status, reason, len(answer)) + answer
+
+
+def _segment(params: dict[str, str]) -> tuple[int, int] | bytes | None:
+    """(segment, segments) of a request, None for the whole feed, or the body of a 400 naming the parameter (the
+    sandbox partner's checks and words)."""
+    if "segment" not in params and "segments" not in params:
+        return None
+    segments = positive_int(params.get("segments"), 0)
+    segment = non_negative_int(params.get("segment"), -1)
+    if not segments or segments > 64:
+        problem = "segments must be a whole number from 1 to 64, given with segment"
+    elif segment is None or not 0 <= segment < segments:
+        problem = f"segment must be a whole number from 0 to {segments - 1}, given with segments"
+    else:
+        return segment, segments
+    return orjson.dumps({"error": "invalid_request", "error_description": problem})
 
 
 async def _serve(pages: int, bad_every: int) -> None:
