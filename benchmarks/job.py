@@ -41,7 +41,7 @@ import orjson
 
 from tanpuhui.hub.demo import to_toml
 
-from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, median
+from .common import PSEUDONYM_KEYS, Row, ServerProcess, Sizes, cpu_seconds, median
 from .job_peers import NO_DLT
 
 __all__ = ["hub_config", "run", "store_outcome"]
@@ -189,6 +189,7 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     pages = sizes.job_pages
     results: dict[str, list[tuple[float, float]]] = {}
     pull_walls: dict[str, list[float]] = {}
+    partner_cpu: dict[str, list[float]] = {}
     counts: dict[str, Any] = {}
     skipped: list[str] = []
     modes = ["run", "pull+forward", "run-2parts"]
@@ -200,7 +201,9 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
         os.sched_setaffinity(partner.pid, {partner_core})
         for _ in range(sizes.repeats):  # interleaved, so a busy spell of the shared machine hits every row alike
             for mode in modes:
+                before = cpu_seconds(partner.pid)
                 wall, cpu_s, delivered, pull_wall = _hub(mode, partner.url, core, tmp)
+                partner_cpu.setdefault(mode, []).append(cpu_seconds(partner.pid) - before)
                 results.setdefault(mode, []).append((wall, cpu_s))
                 pull_walls.setdefault(mode, []).append(pull_wall)
                 counts[mode] = delivered
@@ -252,6 +255,12 @@ def run(sizes: Sizes, tmp: Path | None = None) -> list[Row]:
     if "run-w2" not in modes:
         notes.append("tanpuhui run --workers 2: not measured (this tanpuhui's `run --help` offers no --workers)")
     same = {m: counts[m] == counts["run"] for m in modes}
+    notes.append(
+        "the simulator's CPU a page while it served each hub row (a page's first request generates its window; "
+        "parts of a page asked for close together share that; the last ~22 windows are kept, so at --quick sizes "
+        "a row finds the row before's): "
+        + ", ".join(f"{1000 * median(partner_cpu[m]) / pages:.1f} ms ({m})" for m in modes)
+    )
     target = ">= 1.0x dlt's fastest (same run)" if best_dlt else ">= 1.0x dlt's fastest (dlt not installed)"
     rows = [
         Row(
