@@ -52,6 +52,15 @@ def test_a_segment_asked_for_again_after_others_is_the_same_bytes() -> None:
     assert partner.answer(b"GET", b"/v1/transactions?cursor=p3&segment=1&segments=2") == first
 
 
+def test_a_simulator_holding_its_pages_answers_the_bytes_it_would_make() -> None:
+    held, made = _Partner(PAGES, BAD_EVERY, hold=[2]), _Partner(PAGES, BAD_EVERY)
+    assert len(held.held) == PAGES * 3
+    for query in ("", "&segment=0&segments=2", "&segment=1&segments=2", "&segment=2&segments=3"):
+        for k in range(PAGES + 1):
+            target = f"/v1/transactions?cursor=p{k}{query}".encode()
+            assert held.answer(b"GET", target) == made.answer(b"GET", target)
+
+
 @pytest.mark.parametrize(
     ("query", "problem"),
     [
