@@ -98,6 +98,15 @@ class HubSettings(BaseModel):
     )
     pseudonym_keys: str | None = None
     fingerprint_window_minutes: int = Field(default=10, ge=1, le=1440)
+    commit_records: int = Field(
+        default=2000,
+        ge=0,
+        le=1_000_000,
+        description="a pull commits its pages together until they hold this many records (0: each page alone)",
+    )
+    commit_interval: float = Field(
+        default=1.0, ge=0, le=3600, description="seconds a pulled page may wait to be committed with the next ones"
+    )
     overlap: list[OverlapRule] | None = Field(
         default=None, description="no-double-credit rules ([[hub.overlap]]); unset: DEFAULT_OVERLAPS, []: none"
     )

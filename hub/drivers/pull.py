@@ -23,7 +23,7 @@ from tanpuhui.sdk import Adapter, ConfigError, PullStream, StreamContext, Tanpuh
 from ..audit import AuditEvent
 from ..leasing import HeldLease, hold_lease
 from ..pausing import PAUSED
-from ..pipeline import PageResult, Pipeline
+from ..pipeline import PageResult, Pipeline, ProcessedPage
 from ..runtime import BoundStream, Runtime
 from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, Store
 from ..store.leases import LeaseLost
@@ -125,16 +125,34 @@ class PullDriver:
 
         ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`).
         ``run_id``: the run-history row whose counters the page's commit adds to (in the same transaction)."""
-        processed = self.pipeline.process(bound, ctx, items, final=final)
-        audit = AuditEvent("page.commit", bound.label, page_details(items, cursor))
-        write = processed.write(Checkpoint(cursor, ctx.state), audit, lease_owner=lease_owner)
-        if run_id is not None:
-            write = dataclasses.replace(write, run=RunCount(run_id, len(items), 0 if final else 1))
-        (committed,) = self.runtime.store.commit_pages([write])
-        assert committed is not None  # only a page with a webhook receipt can be skipped
-        if self.on_commit is not None:
-            self.on_commit(write, committed)
-        return processed.committed(committed)
+        group = _Group(bound, ctx, lease_owner, run_id)
+        group.add(self.pipeline.process(bound, ctx, items, final=final), items, cursor, final)
+        (result,) = self.commit(group)
+        return result
+
+    def commit(self, group: _Group) -> list[PageResult]:
+        """Commit the processed pages of ``group`` in one transaction, the checkpoint (cursor and state) with the
+        last; the results of its pages, in order. The group is empty afterwards."""
+        pages, group.pages = group.pages, []
+        if not pages:
+            return []
+        writes: list[PageWrite] = []
+        last = len(pages) - 1
+        for i, (processed, items, cursor, final) in enumerate(pages):
+            audit = AuditEvent("page.commit", group.bound.label, page_details(items, cursor))
+            checkpoint = Checkpoint(cursor, group.ctx.state) if i == last else None
+            write = processed.write(checkpoint, audit, lease_owner=group.lease_owner)
+            if group.run_id is not None:
+                write = dataclasses.replace(write, run=RunCount(group.run_id, len(items), 0 if final else 1))
+            writes.append(write)
+        committed = self.runtime.store.commit_pages(writes)
+        results: list[PageResult] = []
+        for (processed, _, _, _), write, result in zip(pages, writes, committed, strict=True):
+            assert result is not None  # only a page with a webhook receipt can be skipped
+            if self.on_commit is not None:
+                self.on_commit(write, result)
+            results.append(processed.committed(result))
+        return results
 
     async def _pull_stream(
         self, adapter_name: str, stream_name: str, progress: Progress | None, max_pages: int | None, wait: float
@@ -209,30 +227,43 @@ class PullDriver:
         pages = stream.pages(ctx, cursor)
         if stream.prefetch:
             pages = ahead(pages, max_pages)
+        group = _Group(bound, ctx, lease.owner, run_id)
+        settings = self.runtime.config.hub
+        enough, interval = settings.commit_records, settings.commit_interval
+
+        def report(results: list[PageResult]) -> None:
+            for result in results:
+                summary.add(result)
+                if progress:
+                    progress(result)
+
+        def process(items: list[Any], cursor: Any) -> list[PageResult]:
+            """Process a page into the group; commit the group once it holds enough records or waited enough."""
+            group.add(self.pipeline.process(bound, ctx, items), items, cursor, False)
+            if group.records >= enough or time.monotonic() - group.since >= interval:
+                return self.commit(group)
+            return []
+
         try:
             async for page in pages:
                 if lease.lost:
                     raise LeaseLost(adapter_name, stream_name, lease.owner)
-                check_loop(adapter_name, stream_name, seen, cursor, summary.pages)
+                check_loop(adapter_name, stream_name, seen, cursor, summary.pages + len(group.pages))
                 if stream.prefetch:  # off the event loop: the next page's request runs meanwhile
-                    result = await asyncio.to_thread(
-                        self.commit_page, bound, ctx, page.items, page.cursor, lease_owner=lease.owner, run_id=run_id
-                    )
+                    report(await asyncio.to_thread(process, page.items, page.cursor))
                 else:
-                    result = self.commit_page(
-                        bound, ctx, page.items, page.cursor, lease_owner=lease.owner, run_id=run_id
-                    )
+                    report(process(page.items, page.cursor))
                 cursor = page.cursor
-                summary.add(result)
-                if progress:
-                    progress(result)
-                if max_pages is not None and summary.pages >= max_pages:
+                if max_pages is not None and summary.pages + len(group.pages) >= max_pages:
                     break
             else:
-                result = self.commit_page(bound, ctx, [], cursor, final=True, lease_owner=lease.owner, run_id=run_id)
-                if result.records or result.quarantined or result.quarantine_repeats:
-                    summary.add(result)
+                group.add(self.pipeline.process(bound, ctx, [], final=True), [], cursor, True)
+                *results, last = self.commit(group)
+                report(results)
+                if last.records or last.quarantined or last.quarantine_repeats:
+                    summary.add(last)
                     summary.pages -= 1
+            report(self.commit(group))  # what a break left (max_pages)
         except LeaseLost as exc:
             # Another replica took the stream over (this one stalled past the lease): it carries on from the
             # last page committed here; nothing of the refused page was written.
@@ -240,6 +271,18 @@ class PullDriver:
             log.warning("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
         except TanpuhuiError as exc:
             summary.error = redact(str(exc))
+            pending = len(group.pages)
+            if pending:  # the pages processed before the partner failed are kept, as if committed one by one
+                try:
+                    report(self.commit(group))
+                except TanpuhuiError as lost:  # e.g. the lease went meanwhile: the next run fetches them again
+                    log.warning(
+                        "pull %s:%s: %d processed page(s) not committed: %s",
+                        adapter_name,
+                        stream_name,
+                        pending,
+                        redact(str(lost)),
+                    )
             store.record_stream_error(adapter_name, stream_name, summary.error)
             log.error("pull %s:%s stopped: %s", adapter_name, stream_name, summary.error)
         finally:
@@ -255,6 +298,32 @@ class PullDriver:
                 stream_name,
                 redact(fields),
             )
+
+
+class _Group:
+    """Pages of one stream processed and not committed yet (:meth:`PullDriver.commit` commits them together).
+
+    Committing several pages in one transaction writes each index page they share once: the record-id, record-head
+    and day-count indexes take keys spread over their whole range, so a commit dirties most of their leaves whether
+    it holds one page or four (``[hub] commit_records``, ``commit_interval``; docs/performance.md)."""
+
+    __slots__ = ("bound", "ctx", "lease_owner", "pages", "records", "run_id", "since")
+
+    def __init__(self, bound: BoundStream, ctx: StreamContext, lease_owner: str | None, run_id: int | None) -> None:
+        self.bound = bound
+        self.ctx = ctx
+        self.lease_owner = lease_owner
+        self.run_id = run_id
+        self.pages: list[tuple[ProcessedPage, Sequence[Any], Any, bool]] = []
+        self.records = 0
+        self.since = 0.0
+
+    def add(self, processed: ProcessedPage, items: Sequence[Any], cursor: Any, final: bool) -> None:
+        if not self.pages:
+            self.records = 0
+            self.since = time.monotonic()
+        self.pages.append((processed, items, cursor, final))
+        self.records += len(processed.records)
 
 
 def pull_stream_names(adapter: Adapter, stream_name: str | None = None) -> list[str]:

@@ -82,7 +82,7 @@ def test_a_run_that_loses_its_lease_stops_and_the_next_owner_finishes(
     backend: Backend, tmp_path: Path, sandbox: TransitSandbox
 ) -> None:
     expected = sandbox.dataset.expected()
-    first = hub_on(backend, tmp_path, sandbox)
+    first = hub_on(backend, tmp_path, sandbox, commit_records=0)  # each page committed alone
     thief = backend.open()
 
     def take_over(page: PageResult) -> None:

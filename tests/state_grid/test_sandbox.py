@@ -102,6 +102,7 @@ def test_daily_incremental_runs_add_up_to_one_full_pull(make_hub: HubFactory) ->
 def test_throttling_server_errors_and_a_revoked_token_lose_nothing(make_hub: HubFactory, fake_sleep: FakeSleep) -> None:
     with StateGridSandbox(households=60, days=15, seed=11, fail_every=4, throttle_every=3, retry_after=2) as sb:
         hub = sandbox_hub(make_hub, sb, page_size=100)
+        hub.config.hub.commit_records = 0  # each page committed (and reported) alone: a revocation between pages
         summary = run_pull(hub, progress=lambda page: sb.revoke_tokens())
         expected = sb.dataset.expected()
         stats = sb.stats

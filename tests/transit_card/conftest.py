@@ -192,10 +192,16 @@ HubFactory = Callable[..., Hub]
 
 @pytest.fixture
 def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> HubFactory:
-    def make(base_url: str, client_id: str, client_secret: str, **settings: Any) -> Hub:
+    def make(
+        base_url: str, client_id: str, client_secret: str, *, hub: dict[str, Any] | None = None, **settings: Any
+    ) -> Hub:
         config = HubConfig.from_dict(
             {
-                "hub": {"store": str(tmp_path / "hub.db"), "pseudonym_keys": {"env": "TEST_PSEUDONYM_KEYS"}},
+                "hub": {
+                    "store": str(tmp_path / "hub.db"),
+                    "pseudonym_keys": {"env": "TEST_PSEUDONYM_KEYS"},
+                    **(hub or {}),
+                },
                 "adapters": {
                     "transit_card": {
                         "base_url": base_url,

@@ -203,8 +203,9 @@ def test_a_token_revoked_after_every_page_is_renewed_and_the_pull_completes(
     # Pages one after the other, so each revocation falls between two requests. (With the stream's prefetch, a
     # revocation can also land between a 401 and its retry with the new token: two revocations within one
     # request's life, which the client rightly does not chase past one renewal.)
+    # And each page committed alone, so the progress callback (called once a page is committed) runs between them.
     monkeypatch.setattr(TransactionsStream, "prefetch", False)
-    hub = _hub(make_hub, sandbox)
+    hub = make_hub(sandbox.url, sandbox.client_id, sandbox.client_secret, hub={"commit_records": 0})
 
     async def body() -> PullSummary:
         return await _pull(hub, progress=lambda _page: sandbox.revoke_tokens())

@@ -179,6 +179,7 @@ def test_partner_faults_are_retried_and_nothing_is_lost(hub_factory: HubFactory,
 def test_tokens_revoked_after_every_page_are_renewed_and_the_pull_completes(hub_factory: HubFactory) -> None:
     with YrdSandbox(records=500, seed=10) as sandbox:
         hub = hub_for(hub_factory, sandbox, page_size=100)
+        hub.config.hub.commit_records = 0  # each page committed (and reported) alone: a revocation between pages
         summaries = run(
             hub, lambda: hub.pull("yrd_scenarios", "records", progress=lambda page: sandbox.revoke_tokens())
         )
