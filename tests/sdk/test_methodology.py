@@ -164,11 +164,12 @@ def test_quantification_records_the_baseline_and_its_method() -> None:
 
 
 def test_quantification_records_methodology_formula_and_factors() -> None:
-    record = BY_ID["tph.transit.metro"].quantify(8.4).as_record()
+    record = BY_ID["tph.transit.metro"].quantify(8.4, on="2024-11-05").as_record()
     assert record["methodology_id"] == "tph.transit.metro"
     assert record["methodology_version"] == "1.0.0"
     assert record["formula"] == "activity * ef_reduction"
-    assert [f["name"] for f in record["factors"]] == ["ef_reduction"]
+    assert [(f["name"], f["valid_from"]) for f in record["factors"]] == [("ef_reduction", "2021-12-01")]
+    assert record["factors_as_of"] == "2024-11-05"
     assert "baseline" not in record
 
 

@@ -91,6 +91,18 @@ def test_a_methodology_without_vintages_needs_no_date_and_records_none() -> None
     assert "valid_from" not in doc["factors"][0]
 
 
+@pytest.mark.parametrize("methodology_id", ["tph.transit.metro", "tph.transit.bus"])
+def test_a_shenzhen_transit_factor_values_trips_from_the_methodologys_publication_on(methodology_id: str) -> None:
+    method = BY_ID[methodology_id]
+    doc = method.quantification(8.4, on="2021-12-01")  # published 2021-12 (cited by month: from its first day)
+    (factor,) = doc["factors"]
+    assert (factor["valid_from"], "valid_to" in factor, doc["factors_as_of"]) == ("2021-12-01", False, "2021-12-01")
+    assert method.quantification(8.4, on="2031-06-30")["reduction_kgco2e"] == doc["reduction_kgco2e"]  # open-ended
+    with pytest.raises(NoFactorVintage) as caught:
+        method.quantification(8.4, on="2021-11-30")
+    assert (caught.value.factor, caught.value.day) == ("ef_reduction", "2021-11-30")
+
+
 def test_overlapping_vintages_are_refused_when_the_methodology_is_built() -> None:
     extra = Factor("ef_grid", 0.7, "kgCO2/kWh", "x", valid_from=date(2024, 6, 1), valid_to=date(2025, 5, 31))
     with pytest.raises(MethodologyError, match="vintages overlap"):
