@@ -159,7 +159,8 @@ def test_peak_saving_without_a_baseline_is_an_error() -> None:
 
 
 def test_quantification_records_the_baseline_and_its_method() -> None:
-    record = BY_ID["tph.gas.peak-saving"].quantify(1.2, 1.8, "household trailing 7-day peak average").as_record()
+    gas = BY_ID["tph.gas.peak-saving"]
+    record = gas.quantify(1.2, 1.8, "household trailing 7-day peak average", on="2024-11-05").as_record()
     assert record["baseline"] == {"quantity": 1.8, "unit": "m3", "method": "household trailing 7-day peak average"}
 
 

@@ -14,6 +14,7 @@ from tanpuhui.sdk import (
     GRID_EAST_CHINA,
     GRID_NATIONAL,
     Factor,
+    Formula,
     ItemRejected,
     MethodologyError,
     NoFactorVintage,
@@ -86,9 +87,21 @@ def test_a_vintaged_methodology_without_the_activity_date_is_an_error() -> None:
 
 
 def test_a_methodology_without_vintages_needs_no_date_and_records_none() -> None:
-    doc = BY_ID["tph.gas.peak-saving"].quantification(1.2, 1.8, "trailing")
+    water = BY_ID["tph.water.peak-saving"]  # its tap-water default has no window; without ef_grid, nothing has
+    undated = dataclasses.replace(water, formula=Formula("max(baseline - activity, 0) * kwh_per_m3"))
+    undated = dataclasses.replace(undated, factors=undated.factors[:1])
+    doc = undated.quantification(1.2, 1.8, "trailing")
     assert "factors_as_of" not in doc
     assert "valid_from" not in doc["factors"][0]
+
+
+def test_the_gas_factor_is_one_value_from_the_day_its_cited_standard_took_effect() -> None:
+    gas = BY_ID["tph.gas.peak-saving"]
+    doc = gas.quantification(1.2, 1.8, "trailing", on="2016-06-01")  # GB/T 32151-2015, in force 2016-06-01
+    assert (doc["factors"][0]["valid_from"], "valid_to" in doc["factors"][0]) == ("2016-06-01", False)
+    assert gas.quantification(1.2, 1.8, "trailing", on="2030-01-01")["reduction_kgco2e"] == doc["reduction_kgco2e"]
+    with pytest.raises(NoFactorVintage):
+        gas.quantification(1.2, 1.8, "trailing", on="2016-05-31")
 
 
 @pytest.mark.parametrize("methodology_id", ["tph.transit.metro", "tph.transit.bus"])
