@@ -12,6 +12,7 @@ Versions 1.1.0 of the grid-factor methodologies value each activity with the Anh
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 from tanpuhui.sdk import GRID_ANHUI, NATURAL_GAS, Factor, Formula, Methodology, hookimpl
 
@@ -21,6 +22,9 @@ _SHENZHEN = (
     "Shenzhen low-carbon public travel methodology (2021-12), reduction per passenger-km against the city's average "
     "road transport; no Anhui figure published - labelled default, override in hub.toml"
 )
+_SHENZHEN_PUBLISHED = date(2021, 12, 1)
+"""The Shenzhen methodology's figures value trips from its publication on (cited by month: its first day), with no
+end until a successor is configured."""
 
 BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
     Methodology(
@@ -29,7 +33,9 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
         scenario="metro",
         title="Metro trip instead of average road transport",
         formula=Formula("activity * ef_reduction"),
-        factors=(Factor("ef_reduction", 0.0467, "kgCO2e/pkm", _SHENZHEN, default=True),),
+        factors=(
+            Factor("ef_reduction", 0.0467, "kgCO2e/pkm", _SHENZHEN, default=True, valid_from=_SHENZHEN_PUBLISHED),
+        ),
         activity_unit="pkm",
         references=("Shenzhen 低碳公共出行碳普惠方法学 (2021-12)", "DB11/T 3043-2024: ER = BE - PE"),
     ),
@@ -39,7 +45,16 @@ BUILTIN_METHODOLOGIES: tuple[Methodology, ...] = (
         scenario="bus",
         title="Bus trip instead of average road transport",
         formula=Formula("activity * ef_reduction"),
-        factors=(Factor("ef_reduction", 0.0269, "kgCO2e/pkm", _SHENZHEN + " (electric bus)", default=True),),
+        factors=(
+            Factor(
+                "ef_reduction",
+                0.0269,
+                "kgCO2e/pkm",
+                _SHENZHEN + " (electric bus)",
+                default=True,
+                valid_from=_SHENZHEN_PUBLISHED,
+            ),
+        ),
         activity_unit="pkm",
         references=("Shenzhen 低碳公共出行碳普惠方法学 (2021-12)",),
     ),

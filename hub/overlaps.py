@@ -5,17 +5,18 @@ few hours, credited against the partner's event baseline) lies inside the same h
 peak-saving record (the whole day, against its own trailing average), so the event's kWh would be credited twice.
 A rule names the two scenarios: ``keep`` is credited in full, ``other`` gives way, either netted (the ``keep``
 records' saving is deducted from it: ``quantification.deductions`` names each of them) or withheld. Records pair
-when they have the same subject pseudonym and their periods start on the same calendar day in the rule's
-``timezone``. The store applies a rule in the commit whichever record arrives first (:mod:`.store.revisions`):
-arriving second, the ``other`` record is netted or held; arriving first, it is corrected or voided when its
-``keep`` record comes. docs/verification.md ("No double credit") describes the rules and how to change them.
+when they have the same subject pseudonym (under the current key, or under an earlier key still configured: across
+a key rotation) and their periods start on the same calendar day in the rule's ``timezone``. The store applies a
+rule in the commit whichever record arrives first (:mod:`.store.revisions`): arriving second, the ``other`` record
+is netted or held; arriving first, it is corrected or voided when its ``keep`` record comes. docs/verification.md
+("No double credit") describes the rules and how to change them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -103,15 +104,18 @@ class OverlapIndex:
         self.scenarios = frozenset(self._by_scenario)
         """The scenarios some rule names: a record of another gets no keys (:meth:`keys` is ``()``)."""
 
-    def keys(self, doc: Mapping[str, Any], seconds: int) -> tuple[OverlapKey, ...]:
+    def keys(self, doc: Mapping[str, Any], seconds: int, aliases: Sequence[str] = ()) -> tuple[OverlapKey, ...]:
+        """The record's keys: one per rule naming its scenario and per pseudonym of its subject, the current one
+        and ``aliases``, those under the earlier keys still configured (so a pair straddling a key rotation still
+        pairs: the record before it has the old pseudonym, the record after it has it as an alias)."""
         found = self._by_scenario.get(doc["scenario"])
         if not found:
             return ()
-        subject = doc["subject"]["pseudonym"]
+        subjects = (doc["subject"]["pseudonym"], *aliases)
         amount = saving_of(doc)
-        keys = []
+        keys: list[OverlapKey] = []
         at = datetime.fromtimestamp(seconds, UTC)
         for rule, role, tz in found:
             day = at.astimezone(tz).date().isoformat()
-            keys.append(OverlapKey(rule.name, f"{subject}:{day}", role, rule.action, amount))
+            keys.extend(OverlapKey(rule.name, f"{subject}:{day}", role, rule.action, amount) for subject in subjects)
         return tuple(keys)

@@ -332,7 +332,9 @@ class Pipeline:
             source["partner_record_id"],
             getattr(doc, "id_stream", "") or source["stream"],
             source["raw_sha256"],
-            self._overlaps.keys(doc, seconds) if scenario in self._overlap_scenarios else (),
+            self._overlaps.keys(doc, seconds, getattr(doc, "subject_aliases", ()))
+            if scenario in self._overlap_scenarios
+            else (),
             aliases,
         )
 

@@ -200,10 +200,11 @@ class StreamContext:
         )
         doc.start_seconds, doc.start_text = seconds, start_text
         doc.id_stream = key_stream
-        doc.aliases = ()  # set, so that a reader's getattr(doc, "aliases", ()) does not raise and catch inside
+        doc.aliases = doc.subject_aliases = ()  # set, so that a reader's getattr(doc, ..., ()) does not raise inside
         if self._earlier:
             earlier = self._aliases.get(subject["pseudonym"])
             if earlier:
+                doc.subject_aliases = earlier
                 doc.aliases = tuple(fingerprint_at(p, scenario, seconds, self._window) for p in earlier)
         if details:
             measured["details"] = self._masked_values(details)

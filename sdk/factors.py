@@ -97,5 +97,7 @@ NATURAL_GAS = Factor(
     unit="kgCO2/m3",
     source="Natural gas: 38,931 kJ/m3 x 15.3 tC/TJ x 0.99 oxidation x 44/12 "
     "(GB/T 32151 / provincial GHG guidelines defaults)",
+    valid_from=date(2016, 6, 1),
 )
-"""Natural gas burnt (``ef_gas``): m3 of gas saved x this (a physical constant: no vintages)."""
+"""Natural gas burnt (``ef_gas``): m3 of gas saved x this. A physical constant, so one value for every date from the
+day its cited source took effect (GB/T 32151.1-10-2015, in force 2016-06-01), open-ended."""

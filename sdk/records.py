@@ -132,7 +132,7 @@ class RecordDoc(dict[str, Any]):
     A consumer must check ``doc["period"]["start"] is doc.start_text`` (the document may have been changed since).
     """
 
-    __slots__ = ("aliases", "id_stream", "start_seconds", "start_text")
+    __slots__ = ("aliases", "id_stream", "start_seconds", "start_text", "subject_aliases")
 
     start_seconds: int
     start_text: str
@@ -141,6 +141,8 @@ class RecordDoc(dict[str, Any]):
     corrections and withdrawals under it."""
     aliases: tuple[str, ...]
     """The behaviour fingerprints under the earlier pseudonym keys still configured (set when there are any)."""
+    subject_aliases: tuple[str, ...]
+    """The subject's pseudonyms under those earlier keys (the overlap rules pair records on them too)."""
 
 
 @lru_cache(maxsize=4096)

@@ -14,11 +14,14 @@ market-average unit (credited once, at purchase), and ``ef_grid`` the Anhui grid
 an estimate from the category's China Energy Label standard (the grade-1 vs grade-3 threshold, grade 3 taken as the
 market average) and typical household use, with the assumptions in its ``source``; the grade thresholds quoted are
 as recalled from the standards, not checked against their texts. Override them with figures from your methodology
-filing. The grid factor is the SDK's ``GRID_ANHUI`` series of MEE/NBS figures (version 1.1.0 picks the vintage of
+filing. Each is valid from the day its standard took effect (implementation date), open-ended: a purchase before it
+was graded by an earlier standard and is quarantined (``factor_vintage``) rather than valued with these grades. The grid factor is the SDK's ``GRID_ANHUI`` series of MEE/NBS figures (version 1.1.0 picks the vintage of
 the purchase date; 1.0.0 applied data year 2022 to every date).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from tanpuhui.sdk import GRID_ANHUI, Factor, Formula, Methodology
 
@@ -29,10 +32,13 @@ SCENARIO = "green_appliance"
 
 _DEFAULT = "labelled default, no official per-unit figure found - override in hub.toml. Estimate: "
 
-# category -> (energy label standard, title, kWh saved per unit in the first year, how the estimate was made)
-_CATEGORIES: dict[str, tuple[str, str, float, str]] = {
+# category -> (energy label standard, the date it took effect, title, kWh saved per unit in the first year, how the
+# estimate was made). The estimate rests on the standard's grades, so it values purchases from that date on
+# (``valid_from``; open-ended until a successor standard is configured).
+_CATEGORIES: dict[str, tuple[str, date, str, float, str]] = {
     "air_conditioner": (
         "GB 21455-2019",
+        date(2020, 7, 1),  # published 2019-12-31
         "room air conditioner",
         180.0,
         "GB 21455-2019 variable-speed split unit <= 4.5 kW, APF grade 1 >= 5.00 vs grade 3 >= 4.00; a 3.5 kW unit "
@@ -40,6 +46,7 @@ _CATEGORIES: dict[str, tuple[str, str, float, str]] = {
     ),
     "refrigerator": (
         "GB 12021.2-2015",
+        date(2016, 10, 1),  # published 2015-09-18
         "household refrigerator",
         110.0,
         "GB 12021.2-2015 energy efficiency index grade 1 <= 40% vs grade 3 <= 60%; a 300 L frost-free "
@@ -47,6 +54,7 @@ _CATEGORIES: dict[str, tuple[str, str, float, str]] = {
     ),
     "washing_machine": (
         "GB 12021.4-2013",
+        date(2013, 10, 1),  # published 2013-06-09
         "washing machine",
         40.0,
         "GB 12021.4-2013 drum machine, about 0.150 vs 0.110 kWh per cycle and kg between grade 3 and grade 1, "
@@ -54,6 +62,7 @@ _CATEGORIES: dict[str, tuple[str, str, float, str]] = {
     ),
     "electric_water_heater": (
         "GB 21519-2008",
+        date(2008, 11, 1),  # published 2008-04-01
         "storage electric water heater",
         90.0,
         "GB 21519-2008 24-h standing loss coefficient grade 1 <= 0.6 vs grade 3 <= 0.8 of the reference loss; "
@@ -61,6 +70,7 @@ _CATEGORIES: dict[str, tuple[str, str, float, str]] = {
     ),
     "television": (
         "GB 24850-2020",
+        date(2021, 8, 1),  # published 2020-07-23
         "flat-panel television",
         55.0,
         "GB 24850-2020 energy efficiency index, a 55-inch panel at about 70 W (grade 1) vs 105 W (grade 3), 4.5 h/day",
@@ -77,7 +87,7 @@ def appliance_methodology_id(category: str, prefix: str = APPLIANCE_PREFIX) -> s
 
 
 def _methodology(category: str) -> Methodology:
-    standard, title, kwh, how = _CATEGORIES[category]
+    standard, in_force, title, kwh, how = _CATEGORIES[category]
     return Methodology(
         id=appliance_methodology_id(category),
         version="1.1.0",
@@ -85,7 +95,7 @@ def _methodology(category: str) -> Methodology:
         title=f"Green appliance purchase: {title}, credited energy grade vs market average (first year)",
         formula=Formula("activity * kwh_saved_per_unit * ef_grid"),
         factors=(
-            Factor("kwh_saved_per_unit", kwh, "kWh/unit", _DEFAULT + how, default=True),
+            Factor("kwh_saved_per_unit", kwh, "kWh/unit", _DEFAULT + how, default=True, valid_from=in_force),
             *GRID_ANHUI,
         ),
         activity_unit="unit",

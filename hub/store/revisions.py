@@ -15,11 +15,12 @@ its own, whose ``kind`` the sinks turn into its own CloudEvents type.
   credit nothing (``void_when_empty``) withdraws an item re-sent that way: the pipeline passes a void with the
   item's raw hash, which the head keeps (re-sent again so, a duplicate; crediting again, a correction).
 - **Overlap rules** (:mod:`tanpuhui.hub.overlaps`). ``overlap_keys`` remembers which record holds which role of a
-  rule for a subject and day. An ``other`` record arriving after its ``keep`` record is netted (its
-  ``quantification.deductions`` name the keep records, the formula takes ``deducted`` off) or held (a held claim
-  whose ``claimed_by`` is the keep record). A ``keep`` record arriving after its ``other`` record corrects it
-  (netted, superseding it) or voids it (``because_of`` names the keep record). Either order ends in the same
-  credited state.
+  rule for a subject and day (after a key rotation a record has a key per pseudonym of its subject: the keep
+  records of an ``other`` record are those on any of its keys). An ``other`` record arriving after its ``keep``
+  record is netted (its ``quantification.deductions`` name the keep records, the formula takes ``deducted`` off)
+  or held (a held claim whose ``claimed_by`` is the keep record). A ``keep`` record arriving after its ``other``
+  record corrects it (netted, superseding it) or voids it (``because_of`` names the keep record). Either order
+  ends in the same credited state.
 """
 
 from __future__ import annotations
@@ -108,12 +109,15 @@ class Revisions(Generic[T]):
                 heads[key] = _Head(r.record_id, r.raw_sha256, "active")
                 revision.heads[key] = (r.record_id, r.raw_sha256)
             held_by = ""
+            # (rule, role) -> the record's match keys of it: one per pseudonym of its subject (key rotation)
+            gives: dict[tuple[str, str], list[str]] = {}
             for o in r.overlaps:
-                if o.role == "keep":
-                    continue
-                keeps = self._overlap(tx, o.rule, o.match_key, "keep", r.record_id)
-                if keeps and o.role == "give":
-                    r = _netted(r, keeps, o.rule)
+                if o.role != "keep":
+                    gives.setdefault((o.rule, o.role), []).append(o.match_key)
+            for (rule, role), match_keys in gives.items():
+                keeps = self._keeps(tx, rule, match_keys, r.record_id)
+                if keeps and role == "give":
+                    r = _netted(r, keeps, rule)
                 elif keeps:
                     held_by = keeps[0].record_id
             if held_by:
@@ -196,7 +200,12 @@ class Revisions(Generic[T]):
             if found is None:
                 continue
             row_adapter, row_stream, body = found
-            keeps = self._overlap(tx, rule, match_key, "keep", other.record_id)
+            match_keys = self.sql.run(
+                tx,
+                "SELECT match_key FROM overlap_keys WHERE record_id=? AND rule=? AND role='give'",
+                (other.record_id, rule),
+            ).fetchall()
+            keeps = self._keeps(tx, rule, [str(k) for (k,) in match_keys], other.record_id)
             doc = orjson.loads(body)
             wanted = sorted((k.record_id, k.amount) for k in keeps)
             had = sorted((d["record_id"], d["quantity"]) for d in doc["quantification"].get("deductions", ()))
@@ -287,6 +296,14 @@ class Revisions(Generic[T]):
             (rule, match_key, role),
         ).fetchall()
         return [_Held(str(rid), float(amount)) for rid, amount in rows if rid != exclude]
+
+    def _keeps(self, tx: T, rule: str, match_keys: Sequence[str], exclude: str) -> list[_Held]:
+        """The keep records of a rule on any of ``match_keys`` (a subject's pseudonyms under the current and the
+        earlier keys: each keep record once), by record id."""
+        if len(match_keys) == 1:
+            return self._overlap(tx, rule, match_keys[0], "keep", exclude)
+        found = {k.record_id: k for key in match_keys for k in self._overlap(tx, rule, key, "keep", exclude)}
+        return [found[rid] for rid in sorted(found)]
 
     def _same_record(self, tx: T, head: _Head, r: NewRecord) -> bool:
         """Whether ``r`` credits exactly what the item's current record does (e.g. only a partner timestamp

@@ -82,6 +82,19 @@ def records(hub: Hub) -> dict[str, dict[str, Any]]:
     return {orjson.loads(r.body)["source"]["partner_record_id"]: orjson.loads(r.body) for r in rows}
 
 
+def pull_holding_one(hub: Hub, partner_record_id: str, rule: str, pointer: str, message: str, inserted: int) -> None:
+    """Pull: ``inserted`` records credited, and one item quarantined, ``partner_record_id``, held by ``rule`` with
+    a problem at ``pointer`` saying ``message``."""
+    (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+    assert (summary.inserted, summary.quarantined) == (inserted, 1)
+    assert summary.plausibility == {(rule, "hold"): 1}
+    (entry,) = hub.store.quarantine_list(None, "open", 10)
+    assert (entry.stage, entry.partner_record_id) == ("plausibility", partner_record_id)
+    (problem,) = entry.problems
+    assert (problem["keyword"], problem["pointer"]) == ("plausibility", pointer)
+    assert problem["message"] == f"plausibility rule {rule}: {message}"
+
+
 def held_on_replay_then_released(hub: Hub, because: str) -> None:
     """Pull: the one item held stays held on replay (its problem says ``because``) and is resolved on release."""
     asyncio.run(hub.pull("metro_partner", "trips"))
@@ -96,16 +109,8 @@ def test_a_trip_faster_than_a_train_is_held_with_the_rule_named_and_the_rest_cre
     # 8.4 pkm in 31 min (16 km/h) is a trip; 12.6 pkm in 4 min (189 km/h) is not
     MetroTrips.items = [trip(1, 31, 8.4), trip(2, 4, 12.6), trip(3, 25, 7.0)]
     with make_hub(tmp_path, MetroTrips) as hub:
-        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
-        assert (summary.inserted, summary.quarantined) == (2, 1)
-        assert summary.plausibility == {("metro_speed", "hold"): 1}
-        (entry,) = hub.store.quarantine_list(None, "open", 10)
-        assert (entry.stage, entry.partner_record_id) == ("plausibility", "M00002")
-        (problem,) = entry.problems
-        assert problem["keyword"] == "plausibility" and problem["pointer"] == "/period"
-        assert problem["message"] == (
-            "plausibility rule metro_speed: 12.6 pkm in 4.0 min is 189.0 km/h, above the limit of 100 km/h"
-        )
+        message = "12.6 pkm in 4.0 min is 189.0 km/h, above the limit of 100 km/h"
+        pull_holding_one(hub, "M00002", "metro_speed", "/period", message, inserted=2)
         assert set(records(hub)) == {"M00001", "M00003"}
         assert all("plausibility" not in r for r in records(hub).values())
 
@@ -269,6 +274,66 @@ def test_a_bad_rule_table_is_refused_naming_the_key(table: dict[str, Any], messa
         HubConfig.from_dict({"plausibility": table}, source="hub.toml", environ={})
     assert str(caught.value).startswith("hub.toml: ")
     assert message in str(caught.value)
+
+
+# -- a household's use against its own history; a record's reduction --------------------------------------------
+
+
+def reading(n: int, kwh: float) -> dict[str, Any]:
+    """A day's peak-hour use of household ``n`` (``PeakReadings``: against its trailing average of 4.6 kWh)."""
+    return trip(n, 30, kwh)
+
+
+def test_peak_use_far_above_the_households_history_is_flagged_and_a_normal_day_is_not(tmp_path: Path) -> None:
+    # 3.1 kWh saves against 4.6; 9.2 kWh (2 x, a cold evening) saves nothing and is no fault; 31.0 kWh (6.7 x) is a
+    # meter fault or a new occupant: flagged (the shipped action), credited (nothing) for the verifier to look at
+    PeakReadings.items = [reading(1, 3.1), reading(2, 9.2), reading(3, 31.0)]
+    with make_hub(tmp_path, PeakReadings) as hub:
+        (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+        assert (summary.inserted, summary.quarantined) == (3, 0)
+        assert summary.plausibility == {("household_use_vs_history", "flag"): 1}
+        found = records(hub)
+        assert found["M00003"]["plausibility"] == [
+            {
+                "rule": "household_use_vs_history",
+                "action": "flag",
+                "message": "31 kWh is 6.7 x the baseline of 4.6, above 5 x",
+            }
+        ]
+        assert "plausibility" not in found["M00001"] and "plausibility" not in found["M00002"]
+
+
+def test_peak_use_far_above_the_households_history_is_held_when_hub_toml_says_hold(tmp_path: Path) -> None:
+    PeakReadings.items = [reading(1, 3.1), reading(3, 31.0)]
+    rules = {"household_use_vs_history": {"action": "hold"}}
+    with make_hub(tmp_path, PeakReadings, plausibility={"rules": rules}) as hub:
+        message = "31 kWh is 6.7 x the baseline of 4.6, above 5 x"
+        pull_holding_one(hub, "M00003", "household_use_vs_history", "/activity/quantity", message, inserted=1)
+        assert set(records(hub)) == {"M00001"}
+
+
+@pytest.mark.parametrize("action", ["hold", "flag"])
+def test_a_reduction_above_a_configured_cap_is_held_or_flagged_and_one_below_is_not(
+    tmp_path: Path, action: str
+) -> None:
+    # 3.1 kWh against 4.6 saves 1.0173 kgCO2e; 0.4 kWh (the household away, the fridge running) 2.84844 kgCO2e
+    PeakReadings.items = [reading(1, 3.1), reading(2, 0.4)]
+    cap = {"kind": "max_reduction_kg", "scenarios": ["peak_electricity_saving"], "limit": 2.5, "action": action}
+    message = "2.84844 kgCO2e is above the limit of 2.5 kgCO2e a record"
+    with make_hub(tmp_path, PeakReadings, plausibility={"rules": {"peak_saving_kg": cap}}) as hub:
+        if action == "hold":
+            pointer = "/quantification/reduction_kgco2e"
+            pull_holding_one(hub, "M00002", "peak_saving_kg", pointer, message, inserted=1)
+            assert set(records(hub)) == {"M00001"}
+        else:
+            (summary,) = asyncio.run(hub.pull("metro_partner", "trips"))
+            assert (summary.inserted, summary.quarantined) == (2, 0)
+            assert summary.plausibility == {("peak_saving_kg", "flag"): 1}
+            flag = {"rule": "peak_saving_kg", "action": "flag", "message": message}
+            assert records(hub)["M00002"]["plausibility"] == [flag]
+        found = records(hub)
+        assert found["M00001"]["quantification"]["reduction_kgco2e"] == 1.0173
+        assert "plausibility" not in found["M00001"]
 
 
 # -- factor vintages through the hub ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -16,11 +17,12 @@ from tanpuhui.adapters.provincial_bigdata.sandbox import SandboxGateway
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.plugins import load_plugins
 from tanpuhui.schemas import load_builtin
-from tanpuhui.sdk import ConfigError, is_valid_resident_id
+from tanpuhui.sdk import ConfigError, NoFactorVintage, is_valid_resident_id
 
 from .conftest import ENV, HubFactory, make_settings, table
 
 SCHEMAS = sorted(ProvincialBigDataAdapter.schemas)
+DAY = timedelta(days=1)
 
 
 def test_the_plugin_registers_the_adapter_and_one_methodology_per_appliance_category() -> None:
@@ -46,6 +48,27 @@ def test_every_category_the_schema_allows_has_a_methodology() -> None:
         assert methodology.version == "1.1.0" and methodology.activity_unit == "unit"
         assert methodology.factor("kwh_saved_per_unit").default is True
         assert methodology.factor("ef_grid", on="2024-11-05").value == 0.6782
+
+
+def test_each_per_unit_saving_is_valid_from_the_day_its_energy_label_standard_took_effect() -> None:
+    plugins = load_plugins([plugin], entry_points=False)
+    in_force = {
+        "air-conditioner": "2020-07-01",  # GB 21455-2019
+        "refrigerator": "2016-10-01",  # GB 12021.2-2015
+        "washing-machine": "2013-10-01",  # GB 12021.4-2013
+        "electric-water-heater": "2008-11-01",  # GB 21519-2008
+        "television": "2021-08-01",  # GB 24850-2020
+    }
+    for category, day in in_force.items():
+        methodology = plugins.methodology(f"tph.appliance.green.{category}")
+        factor = methodology.factor("kwh_saved_per_unit", on=day)
+        assert (factor.valid_from and factor.valid_from.isoformat(), factor.valid_to) == (day, None), category
+        doc = methodology.quantification(1, on="2024-11-05")
+        assert doc["factors"][0]["valid_from"] == day and "valid_to" not in doc["factors"][0]
+        # bought before the standard took effect: graded by an earlier standard, not valued with these grades
+        flat_grid = methodology.with_factors({"ef_grid": 0.6782}, "test: one grid value for every date")
+        with pytest.raises(NoFactorVintage, match=f"factor kwh_saved_per_unit .* {date.fromisoformat(day) - DAY}"):
+            flat_grid.quantification(1, on=date.fromisoformat(day) - DAY)
 
 
 def test_a_factor_override_in_hub_toml_changes_only_its_category(hub_factory: HubFactory) -> None:

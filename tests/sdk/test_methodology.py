@@ -160,16 +160,18 @@ def test_peak_saving_without_a_baseline_is_an_error() -> None:
 
 
 def test_quantification_records_the_baseline_and_its_method() -> None:
-    record = BY_ID["tph.gas.peak-saving"].quantify(1.2, 1.8, "household trailing 7-day peak average").as_record()
+    gas = BY_ID["tph.gas.peak-saving"]
+    record = gas.quantify(1.2, 1.8, "household trailing 7-day peak average", on="2024-11-05").as_record()
     assert record["baseline"] == {"quantity": 1.8, "unit": "m3", "method": "household trailing 7-day peak average"}
 
 
 def test_quantification_records_methodology_formula_and_factors() -> None:
-    record = BY_ID["tph.transit.metro"].quantify(8.4).as_record()
+    record = BY_ID["tph.transit.metro"].quantify(8.4, on="2024-11-05").as_record()
     assert record["methodology_id"] == "tph.transit.metro"
     assert record["methodology_version"] == "1.0.0"
     assert record["formula"] == "activity * ef_reduction"
-    assert [f["name"] for f in record["factors"]] == ["ef_reduction"]
+    assert [(f["name"], f["valid_from"]) for f in record["factors"]] == [("ef_reduction", "2021-12-01")]
+    assert record["factors_as_of"] == "2024-11-05"
     assert "baseline" not in record
 
 

@@ -14,6 +14,7 @@ from tanpuhui.sdk import (
     GRID_EAST_CHINA,
     GRID_NATIONAL,
     Factor,
+    Formula,
     ItemRejected,
     MethodologyError,
     NoFactorVintage,
@@ -86,9 +87,33 @@ def test_a_vintaged_methodology_without_the_activity_date_is_an_error() -> None:
 
 
 def test_a_methodology_without_vintages_needs_no_date_and_records_none() -> None:
-    doc = BY_ID["tph.gas.peak-saving"].quantification(1.2, 1.8, "trailing")
+    water = BY_ID["tph.water.peak-saving"]  # its tap-water default has no window; without ef_grid, nothing has
+    undated = dataclasses.replace(water, formula=Formula("max(baseline - activity, 0) * kwh_per_m3"))
+    undated = dataclasses.replace(undated, factors=undated.factors[:1])
+    doc = undated.quantification(1.2, 1.8, "trailing")
     assert "factors_as_of" not in doc
     assert "valid_from" not in doc["factors"][0]
+
+
+def test_the_gas_factor_is_one_value_from_the_day_its_cited_standard_took_effect() -> None:
+    gas = BY_ID["tph.gas.peak-saving"]
+    doc = gas.quantification(1.2, 1.8, "trailing", on="2016-06-01")  # GB/T 32151-2015, in force 2016-06-01
+    assert (doc["factors"][0]["valid_from"], "valid_to" in doc["factors"][0]) == ("2016-06-01", False)
+    assert gas.quantification(1.2, 1.8, "trailing", on="2030-01-01")["reduction_kgco2e"] == doc["reduction_kgco2e"]
+    with pytest.raises(NoFactorVintage):
+        gas.quantification(1.2, 1.8, "trailing", on="2016-05-31")
+
+
+@pytest.mark.parametrize("methodology_id", ["tph.transit.metro", "tph.transit.bus"])
+def test_a_shenzhen_transit_factor_values_trips_from_the_methodologys_publication_on(methodology_id: str) -> None:
+    method = BY_ID[methodology_id]
+    doc = method.quantification(8.4, on="2021-12-01")  # published 2021-12 (cited by month: from its first day)
+    (factor,) = doc["factors"]
+    assert (factor["valid_from"], "valid_to" in factor, doc["factors_as_of"]) == ("2021-12-01", False, "2021-12-01")
+    assert method.quantification(8.4, on="2031-06-30")["reduction_kgco2e"] == doc["reduction_kgco2e"]  # open-ended
+    with pytest.raises(NoFactorVintage) as caught:
+        method.quantification(8.4, on="2021-11-30")
+    assert (caught.value.factor, caught.value.day) == ("ef_reduction", "2021-11-30")
 
 
 def test_overlapping_vintages_are_refused_when_the_methodology_is_built() -> None:

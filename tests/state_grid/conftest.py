@@ -64,10 +64,12 @@ def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
         environ: dict[str, str] | None = None,
         hub_options: dict[str, Any] | None = None,
         methodologies: dict[str, Any] | None = None,
+        keys: Pseudonymiser = KEYS,
         **overrides: Any,
     ) -> Hub:
         """``hub_options``: keys of the ``[hub]`` table (e.g. another store, overlap rules); ``methodologies``: the
-        ``[methodologies]`` table (factor overrides)."""
+        ``[methodologies]`` table (factor overrides); ``keys``: the pseudonym keys (rotated: the next run after a
+        key rotation)."""
         hub_table_ = {"store": str(tmp_path / "hub.db"), **(hub_options or {})}
         config = HubConfig.from_dict(
             {
@@ -81,7 +83,7 @@ def make_hub(tmp_path: Path, fake_sleep: FakeSleep) -> Iterator[HubFactory]:
         hub = Hub(
             config,
             plugins=load_plugins([plugin], entry_points=False),
-            pseudonymiser=KEYS,
+            pseudonymiser=keys,
             http=HttpOptions(sleep=fake_sleep),
         )
         hubs.append(hub)

@@ -9,7 +9,9 @@ current state in both orders.
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,9 +20,9 @@ import pytest
 from tanpuhui.hub.config import HubConfig
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.ledger import Ledger
-from tanpuhui.sdk import ConfigError, recompute
+from tanpuhui.sdk import ConfigError, Pseudonymiser, recompute
 
-from .conftest import CONS_NO, Household, HubFactory, dr_result, feed, signed
+from .conftest import CONS_NO, KEY_SPEC, Household, HubFactory, dr_result, feed, signed
 
 EF = 0.6782
 WEEK = [3.6, 3.8, 4.0, 4.2, 4.4, 4.0, 4.0]
@@ -130,6 +132,69 @@ def test_the_withhold_rule_holds_the_other_record_arriving_second(make_hub: HubF
     readings(hub)
     assert [kind for kind, _ in rows(hub)] == ["created"]
     assert hub.store.counts()["held_claims"] == 1
+
+
+# -- across a pseudonym key rotation ------------------------------------------------------------------------------
+
+ROTATED = Pseudonymiser.parse("v2:" + base64.b64encode(bytes(range(101, 133))).decode() + "," + KEY_SPEC)
+"""v2 current, v1 kept after it (docs/privacy.md): the next run after a key rotation."""
+WITHHOLD = {"name": "dr_instead_of_peak_day", "keep": "demand_response", "other": "peak_electricity_saving"}
+
+
+def across_rotation(make_hub: HubFactory, event_first: bool, **hub_options: Any) -> Hub:
+    """The event and the day's readings on either side of a key rotation: the hub after it (one store)."""
+    first, second = (event, readings) if event_first else (readings, event)
+    first(make_hub(hub_options=hub_options))
+    after = make_hub(hub_options=hub_options, keys=ROTATED)
+    second(after)
+    return after
+
+
+def credited(state: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {s: round(d["quantification"]["reduction_kgco2e"], 6) for s, d in state.items()}
+
+
+@pytest.mark.parametrize("event_first", [True, False], ids=["event-then-day", "day-then-event"])
+def test_the_net_rule_applies_across_a_key_rotation_in_either_order(make_hub: HubFactory, event_first: bool) -> None:
+    hub = across_rotation(make_hub, event_first)
+    state = current(hub)
+    dr, ps = state["demand_response"], state["peak_electricity_saving"]
+    versions = ("v1", "v2") if event_first else ("v2", "v1")
+    assert (dr["subject"]["key_version"], ps["subject"]["key_version"]) == versions
+    assert dr["subject"]["pseudonym"] != ps["subject"]["pseudonym"]  # paired by the v1 pseudonym kept after v2
+    assert credited(state) == {"demand_response": round(0.74 * EF, 6), "peak_electricity_saving": round(0.26 * EF, 6)}
+    assert [d["record_id"] for d in ps["quantification"]["deductions"]] == [dr["record_id"]]
+    assert recompute(ps) == ps["quantification"]["reduction_kgco2e"]
+
+
+@pytest.mark.parametrize("event_first", [True, False], ids=["event-then-day", "day-then-event"])
+def test_the_withhold_rule_applies_across_a_key_rotation_in_either_order(
+    make_hub: HubFactory, event_first: bool
+) -> None:
+    hub = across_rotation(make_hub, event_first, overlap=[{**WITHHOLD, "action": "withhold"}])
+    assert set(current(hub)) == {"demand_response"}
+    dr_id = current(hub)["demand_response"]["record_id"]
+    if event_first:
+        sql = hub.store.sql
+        with sql.read() as tx:
+            assert [str(r[0]) for r in sql.run(tx, "SELECT claimed_by FROM held_claims").fetchall()] == [dr_id]
+    else:
+        (void,) = [doc for kind, doc in rows(hub) if kind == "voided"]
+        assert void["because_of"] == dr_id
+
+
+@pytest.mark.parametrize("order", [(event, readings), (readings, event)], ids=["event-then-day", "day-then-event"])
+def test_both_records_after_the_rotation_are_netted_once(
+    make_hub: HubFactory, order: tuple[Callable[[Hub], None], ...]
+) -> None:
+    hub = make_hub(keys=ROTATED)  # both carry keys under v2 and v1: one pair, one deduction
+    for arrive in order:
+        arrive(hub)
+    state = current(hub)
+    assert credited(state) == {"demand_response": round(0.74 * EF, 6), "peak_electricity_saving": round(0.26 * EF, 6)}
+    assert len(state["peak_electricity_saving"]["quantification"]["deductions"]) == 1
+    corrected = [] if order[0] is event else ["corrected"]  # the day first: corrected, netted, once
+    assert [kind for kind, _ in rows(hub)] == ["created", "created", *corrected]
 
 
 def test_no_rule_means_both_are_credited_in_full(make_hub: HubFactory) -> None:

@@ -35,15 +35,18 @@ def reading(
     baseline: float = 4.0,
     region: str = "340104",
     role: str = "",
+    subjects: tuple[str, ...] = (HOUSEHOLD,),
 ) -> NewRecord:
-    """A State Grid record as the pipeline hands it over (partner id, raw hash, overlap key of the default rule)."""
+    """A State Grid record as the pipeline hands it over (partner id, raw hash, overlap key of the default rule);
+    ``subjects``: the household's pseudonym under the current key, then those under earlier keys still configured
+    (an overlap key each)."""
     record_id = make_record_id(MORNING, "state_grid", stream, partner_id)
     raw = hashlib.sha256(f"{partner_id}:{activity}:{baseline}".encode()).hexdigest()
     doc: dict[str, Any] = {
         "record_id": record_id,
         "schema_version": "1.0",
         "source": {"adapter": "state_grid", "stream": stream, "partner_record_id": partner_id, "raw_sha256": raw},
-        "subject": {"kind": "person", "pseudonym": HOUSEHOLD, "key_version": "v1"},
+        "subject": {"kind": "person", "pseudonym": subjects[0], "key_version": "v1"},
         "scenario": scenario,
         "period": {"start": MORNING.isoformat(), "end": MORNING.isoformat()},
         "region": region,
@@ -59,10 +62,11 @@ def reading(
         "fingerprint": f"202405010010:{scenario}:{HOUSEHOLD[:32]}",
     }
     doc["quantification"]["reduction_kgco2e"] = recompute(doc)
-    keys = ()
+    keys: tuple[OverlapKey, ...] = ()
     if role:
-        day = f"{HOUSEHOLD}:{MORNING.astimezone(CST).date()}"
-        keys = (OverlapKey("demand_response_in_peak_saving", day, role, "net", round(baseline - activity, 6)),)
+        saving = round(baseline - activity, 6)
+        day = MORNING.astimezone(CST).date()
+        keys = tuple(OverlapKey("demand_response_in_peak_saving", f"{p}:{day}", role, "net", saving) for p in subjects)
     return NewRecord(
         record_id,
         doc["fingerprint"],
@@ -136,6 +140,32 @@ def test_the_overlap_rule_credits_the_same_kwh_once_in_either_order(store: Any, 
     assert netted["quantification"]["deductions"][0]["record_id"] == event.record_id
     assert netted["quantification"]["reduction_kgco2e"] == round(0.26 * EF, 6) == recompute(netted)
     assert sorted(d["scenario"] for d in current.values()) == ["demand_response", "peak_electricity_saving"]
+    assert verify_log(store, records=True).ok
+
+
+@pytest.mark.parametrize("order", ["day between the events", "day last"])
+def test_the_overlap_rule_pairs_records_on_any_pseudonym_of_the_subject_across_two_key_rotations(
+    store: Any, order: str
+) -> None:
+    # v1 -> v2 (v1 kept) -> v3 (v2 kept, v1 dropped): the morning event credited under v1, the day under v2 (v1 its
+    # alias), the evening event under v3 (v2 its alias). The day pairs with each event on another pseudonym.
+    v1, v2, v3 = (pseudonym(f"household-0042@{v}") for v in ("v1", "v2", "v3"))
+    dr = {"stream": "demand_response", "scenario": "demand_response", "role": "keep"}
+    morning = reading("DR-1", activity=1.2, baseline=1.5, subjects=(v1,), **dr)
+    evening = reading("DR-2", activity=1.46, baseline=1.86, subjects=(v3, v2), **dr)
+    day = reading("SG-20240501", role="give", subjects=(v2, v1))  # 1.0 kWh saved over the day
+    pages = [("demand_response", morning), ("readings", day), ("demand_response", evening)]
+    for stream, record in pages if order == "day between the events" else [pages[0], pages[2], pages[1]]:
+        commit(store, stream, [record])
+    ledger = Ledger()
+    for kind, doc in outbox(store):
+        ledger.apply(kind, doc)
+    netted = next(d for d in ledger.records.values() if d["scenario"] == "peak_electricity_saving")
+    q = netted["quantification"]
+    assert sorted(d["record_id"] for d in q["deductions"]) == sorted([morning.record_id, evening.record_id])
+    assert q["reduction_kgco2e"] == round(0.3 * EF, 6) == recompute(netted)  # 1.0 - 0.3 - 0.4 kWh
+    corrections = 1 if order == "day between the events" else 0  # netted by both at once: never by one of them only
+    assert [kind for kind, _ in outbox(store)].count("corrected") == corrections
     assert verify_log(store, records=True).ok
 
 
