@@ -242,10 +242,16 @@ class TransitFeed:
 
     def page(self, k: int, pages: int, segment: tuple[int, int] | None = None) -> bytes:
         """Page ``k`` of ``pages`` as the partner API sends it (``data``, ``next_cursor``, ``has_more``); with
-        ``segment`` (index, count), only that segment's part of it (the cursors are the whole feed's)."""
-        items = self.items(k) if segment is None else self.segment_items(k, *segment)
+        ``segment`` (index, count), that segment's part of windows ``k`` to ``k + count - 1``: about as many
+        transactions as a whole page (the ``limit`` it is asked for), so a part is read in as many requests as the
+        whole feed over ``count``. The cursors are window numbers of the whole feed."""
+        if segment is None:
+            items, after = self.items(k), k + 1
+        else:
+            after = min(k + segment[1], pages) if k < pages else k + 1
+            items = [item for w in range(k, after) for item in self.segment_items(w, *segment)]
         return orjson.dumps(
-            {"data": items, "next_cursor": f"p{k + 1}", "has_more": k + 1 < pages}, option=orjson.OPT_APPEND_NEWLINE
+            {"data": items, "next_cursor": f"p{after}", "has_more": after < pages}, option=orjson.OPT_APPEND_NEWLINE
         )
 
     def pages(self, count: int) -> list[bytes]:

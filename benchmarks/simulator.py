@@ -7,9 +7,10 @@ kept: the partner side never grows however many pages are pulled). ``limit`` is 
 transactions.
 
 ``&segment=I&segments=N`` (a partitioned stream's part, ``partitions = {transactions = N}``): only the transactions
-of page ``K`` whose holder (``account_mobile``, else ``card_no``) has CRC-32 modulo ``N`` equal to ``I``, the
-sandbox partner's rule (:func:`tanpuhui.testing.sandbox.segment_of`); the cursor stays the whole feed's (the next
-one is ``p{K+1}``, even after a page with none of the segment's transactions). A segment or count out of range is a
+of windows ``K`` to ``K+N-1`` whose holder (``account_mobile``, else ``card_no``) has CRC-32 modulo ``N`` equal to
+``I``, the sandbox partner's rule (:func:`tanpuhui.testing.sandbox.segment_of`): about as many transactions as a
+whole page, as a partner answering ``limit`` would send; the cursor stays a window number of the whole feed (the
+next one is ``p{K+N}``). A segment or count out of range is a
 400 naming it, as the sandbox answers. The last few pages are kept (:class:`~benchmarks.feed.TransitFeed`), so the
 N parts of a page, asked for by N workers at about the same time, generate it once. ``--hold`` makes every page
 (and its parts) before listening instead, for a partner that costs next to no CPU a request.
@@ -47,8 +48,9 @@ class _Partner:
             for k in range(pages):
                 self.held[k, None] = self.feed.page(k, pages)
                 for count in hold:
-                    for segment in range(count):
-                        self.held[k, (segment, count)] = self.feed.page(k, pages, (segment, count))
+                    if k % count == 0:  # where a part's pages start: p0, p{count}, p{2 count}, ...
+                        for segment in range(count):
+                            self.held[k, (segment, count)] = self.feed.page(k, pages, (segment, count))
 
     def answer(self, method: bytes, target: bytes) -> tuple[int, bytes]:
         parts = urlsplit(target.decode("latin-1"))
