@@ -10,6 +10,9 @@ What a verification body (核查机构) needs to accept a record as evidence, wi
   factors as applied in the record, each with its value, unit and source;
 - ``computation``: the formula, every variable's value, the result recomputed from the record alone and whether
   it equals ``reduction_kgco2e`` (a netted record's deductions name the records they come from);
+- ``withholds``: the records withheld because this one is credited for the same activity (an overlap rule's
+  ``withhold``, a cross-source claim), each with its adapter and stream: a verifier follows the pair from either
+  side, since the pack of a withheld record (never forwarded) is refused naming the record credited instead;
 - ``audit``: the audit-log entry that committed the record's outbox row, the batch's rows (ids and body
   hashes) whose digest is the entry's ``records_sha256``, every entry after it up to the head (so the chain can
   be recomputed from the entry to the head), and whether the whole log verifies.
@@ -27,7 +30,7 @@ from tanpuhui.sdk import Methodology, TanpuhuiError, recompute
 
 from .audit import AuditEntry, AuditLog, batch_digest, iter_pages, verify_log
 
-__all__ = ["EvidenceError", "evidence_pack", "find_row"]
+__all__ = ["EvidenceError", "evidence_pack", "find_row", "held_claims"]
 
 RAW_HASH_RULE = (
     "SHA-256 (hex) of the partner item as canonical JSON: UTF-8, object keys sorted, no insignificant whitespace "
@@ -82,6 +85,12 @@ def evidence_pack(
         raise EvidenceError(f"this store ({type(store).__name__}) keeps no audit log: no evidence can be given")
     row = find_row(store, record_id)
     if row is None:
+        for held in held_claims(store, "record_id", record_id):
+            raise EvidenceError(
+                f"record {record_id!r} ({held['adapter']}:{held['stream']}) was withheld and never forwarded: record "
+                f"{held['claimed_by']!r} is credited for the same activity (its pack: tanpuhui evidence "
+                f"{held['claimed_by']})"
+            )
         raise EvidenceError(f"record {record_id!r} is not in the outbox of this store")
     record = orjson.loads(row["body"])
     pack: dict[str, Any] = {
@@ -100,8 +109,25 @@ def evidence_pack(
         pack["raw_item"] = {"sha256": record["source"]["raw_sha256"], "rule": RAW_HASH_RULE}
         pack["methodology"] = _methodology(record, methodology)
         pack["computation"] = _computation(record)
+    withheld = held_claims(store, "claimed_by", record_id)
+    if withheld:
+        pack["withholds"] = [{k: h[k] for k in ("record_id", "adapter", "stream")} for h in withheld]
     pack["audit"] = _audit(store, row["seq"], chain_limit)
     return pack
+
+
+def held_claims(store: Any, column: str, record_id: str) -> list[dict[str, str]]:
+    """The held claims (records withheld, never forwarded) whose ``column`` (``record_id`` or ``claimed_by``: the
+    record credited instead) is ``record_id``, oldest first."""
+    assert column in ("record_id", "claimed_by")
+    sql = store.sql
+    with sql.read() as tx:
+        rows = sql.run(
+            tx,
+            f"SELECT record_id, claimed_by, adapter, stream FROM held_claims WHERE {column}=? ORDER BY record_id",
+            (record_id,),
+        ).fetchall()
+    return [{"record_id": r[0], "claimed_by": r[1], "adapter": r[2], "stream": r[3]} for r in rows]
 
 
 def _methodology(record: Mapping[str, Any], lookup: Callable[[str, str], Methodology | None]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from tanpuhui.hub.config import HubConfig
+from tanpuhui.hub.evidence import EvidenceError, evidence_pack
 from tanpuhui.hub.hub import Hub
 from tanpuhui.hub.ledger import Ledger
 from tanpuhui.sdk import ConfigError, Pseudonymiser, recompute
@@ -217,6 +218,14 @@ def test_the_withheld_record_names_the_record_that_credits_the_saving(make_hub: 
     assert [(claimed_by, orjson.loads(body)["scenario"]) for claimed_by, body in held] == [
         (dr["record_id"], "peak_electricity_saving")
     ]
+    (withheld_id,) = (orjson.loads(body)["record_id"] for _, body in held)
+    # A verifier follows the pair from either side: the kept record's pack lists what it withholds, the withheld
+    # record's pack is refused naming the record credited instead.
+    pack = evidence_pack(hub.store, dr["record_id"], lambda *_: None)
+    assert pack["withholds"] == [{"record_id": withheld_id, "adapter": "state_grid", "stream": "readings"}]
+    with pytest.raises(EvidenceError) as refused:
+        evidence_pack(hub.store, withheld_id, lambda *_: None)
+    assert f"was withheld and never forwarded: record {dr['record_id']!r} is credited" in str(refused.value)
 
 
 @pytest.mark.parametrize(
