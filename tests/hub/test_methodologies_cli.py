@@ -9,7 +9,10 @@ from click.testing import CliRunner
 
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.cli.listings import _vintage
+from tanpuhui.hub.methodologies import BUILTIN_METHODOLOGIES
 from tanpuhui.sdk import GRID_ANHUI_2022, GRID_ANHUI_2023, NATURAL_GAS
+
+BUILTIN_METHODOLOGIES_BY_ID = {m.id: m for m in BUILTIN_METHODOLOGIES}
 
 
 def test_the_listing_shows_every_vintage_and_the_labels() -> None:
@@ -20,7 +23,9 @@ def test_the_listing_shows_every_vintage_and_the_labels() -> None:
     assert _vintage(GRID_ANHUI_2023) == (
         " [data year 2023, activities 2025-01-01..2025-12-31, single or secondary source]"
     )
-    assert _vintage(NATURAL_GAS) == ""
+    assert _vintage(NATURAL_GAS) == " [activities 2016-06-01..…]"  # in force since, open-ended
+    (tap_water,) = [f for f in BUILTIN_METHODOLOGIES_BY_ID["tph.water.peak-saving"].factors if f.name == "kwh_per_m3"]
+    assert _vintage(tap_water) == ""  # a labelled default citing no dated source: no window
 
 
 def test_the_json_listing_carries_validity_and_data_year() -> None:
