@@ -239,7 +239,12 @@ class PullDriver:
 
         def process(items: list[Any], cursor: Any) -> list[PageResult]:
             """Process a page into the group; commit the group once it holds enough records or waited enough."""
-            group.add(self.pipeline.process(bound, ctx, items), items, cursor, False)
+            try:
+                processed = self.pipeline.process(bound, ctx, items)
+            except BaseException:
+                group.unsound = True  # the state may hold part of this page: the pending pages are not committed
+                raise
+            group.add(processed, items, cursor, False)
             if group.records >= enough or time.monotonic() - group.since >= interval:
                 return self.commit(group)
             return []
@@ -272,7 +277,7 @@ class PullDriver:
         except TanpuhuiError as exc:
             summary.error = redact(str(exc))
             pending = len(group.pages)
-            if pending:  # the pages processed before the partner failed are kept, as if committed one by one
+            if pending and not group.unsound:  # the pages processed before the partner failed are kept
                 try:
                     report(self.commit(group))
                 except TanpuhuiError as lost:  # e.g. the lease went meanwhile: the next run fetches them again
@@ -307,7 +312,7 @@ class _Group:
     and day-count indexes take keys spread over their whole range, so a commit dirties most of their leaves whether
     it holds one page or four (``[hub] commit_records``, ``commit_interval``; docs/performance.md)."""
 
-    __slots__ = ("bound", "ctx", "lease_owner", "pages", "records", "run_id", "since")
+    __slots__ = ("bound", "ctx", "lease_owner", "pages", "records", "run_id", "since", "unsound")
 
     def __init__(self, bound: BoundStream, ctx: StreamContext, lease_owner: str | None, run_id: int | None) -> None:
         self.bound = bound
@@ -317,6 +322,8 @@ class _Group:
         self.pages: list[tuple[ProcessedPage, Sequence[Any], Any, bool]] = []
         self.records = 0
         self.since = 0.0
+        self.unsound = False
+        """Processing a page failed midway: ``ctx.state`` may hold part of it, so no checkpoint is taken from it."""
 
     def add(self, processed: ProcessedPage, items: Sequence[Any], cursor: Any, final: bool) -> None:
         if not self.pages:

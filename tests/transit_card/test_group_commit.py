@@ -12,6 +12,7 @@ import pytest
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.drivers.pull import PullSummary
 from tanpuhui.hub.hub import Hub
+from tanpuhui.sdk import PartnerResponseError
 
 from .conftest import HubFactory
 from .test_pipeline_e2e import run
@@ -81,3 +82,36 @@ def test_a_partner_failing_mid_run_keeps_the_pages_processed_before_it(make_hub:
     assert summary.pages == 3 and summary.inserted > 0
     assert stored == summary.inserted  # the three pages' records were committed, with their cursor
     assert checkpoint.cursor is not None
+
+
+def test_a_page_whose_processing_fails_midway_commits_nothing_of_the_group_it_would_have_joined(
+    make_hub: HubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream's state may already hold part of the failed page, so no checkpoint is taken from it: the pages
+    before it are fetched again by the next run (nothing lost, nothing credited twice)."""
+    with TransitSandbox(trips=1500, seed=9) as sandbox:
+        hub = make_hub(sandbox.url, sandbox.client_id, sandbox.client_secret)
+        process = hub.pipeline.process
+        calls = 0
+
+        def failing_fourth(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 4:
+                raise PartnerResponseError("transit_card: a page the hub could not process")
+            return process(*args, **kwargs)
+
+        monkeypatch.setattr(hub.pipeline, "process", failing_fourth)
+
+        async def body() -> tuple[PullSummary, int, Any]:
+            (summary,) = await hub.pull("transit_card", "transactions")
+            return summary, hub.store.counts()["outbox"], hub.store.load_checkpoint("transit_card", "transactions")
+
+        summary, stored, checkpoint = run(hub, body)
+        monkeypatch.setattr(hub.pipeline, "process", process)
+        again = make_hub(sandbox.url, sandbox.client_id, sandbox.client_secret)
+        (rest,) = run(again, lambda: again.pull("transit_card", "transactions"))
+        expected = sandbox.dataset.expected()
+    assert summary.error is not None and summary.pages == 0
+    assert stored == 0 and checkpoint.cursor is None
+    assert rest.error is None and (rest.inserted, rest.duplicates) == (expected["records"], 0)
