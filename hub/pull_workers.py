@@ -62,7 +62,8 @@ class _Worker:
 class PullWorkers:
     """N forked processes, worker ``k`` calling ``job(its streams)`` and sending back the summaries it returns.
 
-    :meth:`start` forks them; :meth:`wait` (or :meth:`wait_in_thread`) collects what each sent and how it ended.
+    :meth:`start` forks them; :meth:`wait` (from any thread: ``run`` waits in one while it forwards) collects what
+    each sent and how it ended.
     """
 
     keys: Sequence[StreamKey]
