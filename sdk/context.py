@@ -104,6 +104,13 @@ class StreamContext:
             self._aliases[found] = tuple(self._pseudonymiser.pseudonym(kind, value, v) for v in self._earlier)
         return found
 
+    def earlier_pseudonyms(self, kind: IdentifierKind, value: str) -> tuple[str, ...]:
+        """The identifier's pseudonyms under the earlier keys still configured, in their configured order (none
+        without a key rotation): a stream that keys its ``ctx.state`` by pseudonym finds there what it kept before
+        the rotation."""
+        current = self.pseudonym(kind, value)
+        return self._aliases.get(current) or tuple(self._pseudonymiser.pseudonym(kind, value, v) for v in self._earlier)
+
     def subject(self, kind: IdentifierKind, value: str, *, enterprise: bool = False) -> dict[str, str]:
         """The record's ``subject``: pseudonym + key version; never the identifier itself."""
         return {

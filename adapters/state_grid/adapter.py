@@ -200,6 +200,22 @@ class ReadingsStream(PullStream):
 
     # -- normalizing -------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _kept_before_rotation(
+        households: dict[str, dict[str, Any]], item: dict[str, Any], key: str, meter: str, ctx: StreamContext
+    ) -> dict[str, Any] | None:
+        """After a pseudonym key rotation: the household's anchor and window kept under its pseudonym by an earlier
+        key, moved to the current one (the meter's too), so its chain and trailing baseline go on."""
+        earlier = ctx.earlier_pseudonyms("account", item["cons_no"])
+        for i, old in enumerate(earlier):
+            hh = households.pop(old, None)
+            if hh is not None:
+                if hh["m"] == ctx.earlier_pseudonyms("account", f"meter:{item['meter_id']}")[i][:16]:
+                    hh["m"] = meter
+                households[key] = hh
+                return hh
+        return None
+
     def normalize(self, item: dict[str, Any], ctx: StreamContext) -> Iterable[RecordLike]:
         if item["status"] != "normal":
             return ()  # estimated / missing: never credited, never the chain's anchor
@@ -210,6 +226,8 @@ class ReadingsStream(PullStream):
         key = ctx.pseudonym("account", item["cons_no"])
         meter = ctx.pseudonym("account", f"meter:{item['meter_id']}")[:16]
         hh = households.get(key)
+        if hh is None:
+            hh = self._kept_before_rotation(households, item, key, meter, ctx)
         if hh is None:
             households[key] = {"m": meter, "d": day, "r": regs, "w": []}
             return ()
