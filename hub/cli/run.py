@@ -71,19 +71,20 @@ def run(
 
     async def job() -> Any:
         sinks = hub.build_sinks(sinks_wanted)
-        feed = None
-        if pool is None:
+        if pool is None:  # this process commits the pages: they go to the sinks from memory
             feed = CommittedFeed(hub.store)
             hub.pulls.on_commit = feed.add
+            read, follow = feed.read_outbox, feed.follower
+        else:  # the workers commit them: read back from the outbox until they are done
+            feed, read, follow = None, None, pool.follower
         forwarder = Forwarder.configured(
             hub.store,
             sinks,
             hub.config.forwarder,
             owner=hub.replica_id,
             lease_ttl=hub.config.hub.lease_ttl,
-            read=feed.read_outbox if feed is not None else None,
+            read=read,
         )
-        follow = pool.follower if pool is not None else feed.follower if feed is not None else None
         forwarding = asyncio.ensure_future(forwarder.drain(follow=follow))
         summaries = []
         try:
