@@ -1,8 +1,9 @@
 """(a) The pull path end to end on one core, against the naive baseline on the same pages in the same run.
 
-Fast path (the hub's): ``orjson.loads`` of the page bytes -> :meth:`Hub.ingest` (raw validation with jsonschema-rs,
+Fast path (the hub's): ``orjson.loads`` of the page bytes -> :meth:`PullDriver.add_page` (raw validation with jsonschema-rs,
 ``normalize`` + quantify by the transit-card adapter with the Hefei network installed, record validation, dedup by
-record id and behaviour fingerprint, outbox rows + cursor in ONE SQLite WAL transaction per page of ~1000).
+record id and behaviour fingerprint, outbox rows + cursor in one SQLite WAL transaction per group of pages, as
+``tanpuhui pull`` commits them, ``[hub] commit_records`` at its default).
 
 Naive baseline: ``json.loads``; python-jsonschema ``Draft202012Validator`` with a ``FormatChecker`` for the raw item
 and the record; the same adapter ``normalize``; dedup with a ``SELECT`` by record id and by fingerprint; one INSERT
@@ -12,6 +13,7 @@ and one COMMIT per record (WAL, synchronous=FULL, like the hub).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sqlite3
@@ -26,6 +28,7 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from tanpuhui.adapters.transit_card import TransactionsStream
+from tanpuhui.hub.drivers.pull import PageGroup
 from tanpuhui.hub.process import tune_gc
 from tanpuhui.hub.store.sqlite import PAGE_SIZE
 from tanpuhui.schemas import load_builtin
@@ -60,7 +63,8 @@ def fast(
     hub, rt, ctx = _runtime(directory, feed)
     tune_gc()
     loads = orjson.loads
-    ingest = hub.pulls.commit_page
+    group = PageGroup(rt, ctx, None, None)
+    add_page = functools.partial(hub.pulls.add_page, group)
     clock = time.process_time
     per_page: list[tuple[float, int]] = []
 
@@ -69,10 +73,17 @@ def fast(
         for body in pages:
             started = clock()
             doc = loads(body)
-            result = ingest(rt, ctx, doc["data"], doc["next_cursor"])
+            inserted = 0
+            for result in add_page(doc["data"], doc["next_cursor"]):
+                items += result.items
+                inserted += result.inserted
+            per_page.append((clock() - started, inserted))
+            records += inserted
+        started = clock()
+        for result in hub.pulls.commit(group):  # the pages the last group held
             items += result.items
             records += result.inserted
-            per_page.append((clock() - started, result.inserted))
+            per_page[-1] = (per_page[-1][0] + clock() - started, per_page[-1][1] + result.inserted)
         return items, records
 
     try:

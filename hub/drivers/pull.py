@@ -29,7 +29,7 @@ from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, 
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
 
-__all__ = ["Progress", "PullDriver", "PullSummary", "pull_stream_names"]
+__all__ = ["PageGroup", "Progress", "PullDriver", "PullSummary", "pull_stream_names"]
 
 log = logging.getLogger("tanpuhui.pull")
 
@@ -125,12 +125,27 @@ class PullDriver:
 
         ``lease_owner``: commit only while that owner holds the stream's lease (else :class:`LeaseLost`).
         ``run_id``: the run-history row whose counters the page's commit adds to (in the same transaction)."""
-        group = _Group(bound, ctx, lease_owner, run_id)
+        group = PageGroup(bound, ctx, lease_owner, run_id)
         group.add(self.pipeline.process(bound, ctx, items, final=final), items, cursor, final)
         (result,) = self.commit(group)
         return result
 
-    def commit(self, group: _Group) -> list[PageResult]:
+    def add_page(self, group: PageGroup, items: Sequence[Any], cursor: Any) -> list[PageResult]:
+        """Process a page of ``group``'s stream into the group, and commit the group once it holds
+        ``[hub] commit_records`` records or its first page waited ``commit_interval`` seconds: the results of the
+        pages committed (none while the group fills). A pull ends with :meth:`commit` of what is left."""
+        try:
+            processed = self.pipeline.process(group.bound, group.ctx, items)
+        except BaseException:
+            group.unsound = True  # the state may hold part of this page: the pending pages are not committed
+            raise
+        group.add(processed, items, cursor, False)
+        settings = self.runtime.config.hub
+        if group.records >= settings.commit_records or time.monotonic() - group.since >= settings.commit_interval:
+            return self.commit(group)
+        return []
+
+    def commit(self, group: PageGroup) -> list[PageResult]:
         """Commit the processed pages of ``group`` in one transaction, the checkpoint (cursor and state) with the
         last; the results of its pages, in order. The group is empty afterwards."""
         pages, group.pages = group.pages, []
@@ -227,27 +242,14 @@ class PullDriver:
         pages = stream.pages(ctx, cursor)
         if stream.prefetch:
             pages = ahead(pages, max_pages)
-        group = _Group(bound, ctx, lease.owner, run_id)
-        settings = self.runtime.config.hub
-        enough, interval = settings.commit_records, settings.commit_interval
+        group = PageGroup(bound, ctx, lease.owner, run_id)
+        process = functools.partial(self.add_page, group)
 
         def report(results: list[PageResult]) -> None:
             for result in results:
                 summary.add(result)
                 if progress:
                     progress(result)
-
-        def process(items: list[Any], cursor: Any) -> list[PageResult]:
-            """Process a page into the group; commit the group once it holds enough records or waited enough."""
-            try:
-                processed = self.pipeline.process(bound, ctx, items)
-            except BaseException:
-                group.unsound = True  # the state may hold part of this page: the pending pages are not committed
-                raise
-            group.add(processed, items, cursor, False)
-            if group.records >= enough or time.monotonic() - group.since >= interval:
-                return self.commit(group)
-            return []
 
         try:
             async for page in pages:
@@ -305,7 +307,7 @@ class PullDriver:
             )
 
 
-class _Group:
+class PageGroup:
     """Pages of one stream processed and not committed yet (:meth:`PullDriver.commit` commits them together).
 
     Committing several pages in one transaction writes each index page they share once: the record-id, record-head
