@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from .common import UserError, err, folder_option, friendly, out
@@ -107,6 +108,16 @@ def compare(into: Path, adapter: str | None) -> list[Verdict]:
     return verdicts
 
 
+def verdict_table(verdicts: list[Verdict], project: Path) -> Table:
+    """The verdicts as a table, cassettes named relative to ``project``. Every cell is shown as it is, not read as
+    rich markup: a detail quotes the adapter's URLs and the partner's keys (``?filter[status]=active``)."""
+    table = Table("adapter", "cassette", "state", "detail", title="Cassettes against the current sandboxes")
+    for v in verdicts:
+        shown = os.path.relpath(v.cassette, project.resolve())
+        table.add_row(escape(v.adapter), escape(shown), v.state, escape(v.detail))
+    return table
+
+
 _STALE_FOLDER = "a cassette folder no suite recorded in this run (another adapter's, or unused: delete it)"
 
 
@@ -159,11 +170,7 @@ def check(adapter: str | None, project: Path, test_paths: tuple[str, ...]) -> No
             f"no conformance suite in {project}{' records adapter ' + repr(adapter) if adapter else ' recorded anything'}"
             f" (pytest exit {result.returncode}); run it in the adapter project, or give --project/--tests"
         )
-    table = Table("adapter", "cassette", "state", "detail", title="Cassettes against the current sandboxes")
-    for v in verdicts:
-        shown = os.path.relpath(v.cassette, project.resolve())
-        table.add_row(v.adapter, shown, v.state, v.detail)
-    out.print(table)
+    out.print(verdict_table(verdicts, project))
     failed = result.returncode not in (0, 5)  # 5: no tests collected (reported above as no suite)
     if failed:
         err.print(result.stdout[-3000:] + result.stderr[-1000:], markup=False)

@@ -89,7 +89,8 @@ def methodologies(as_json: bool) -> None:
             f"{f.name} = {f.value} {f.unit}{' [labelled default]' if f.default else ''}{_vintage(f)}\n  source: {f.source}"
             for f in m.factors
         )
-        table.add_row(m.id, m.version, m.scenario, m.formula.text, escape(factors))  # "[...]" is not rich markup
+        # a plugin's text, shown as it is: "[labelled default]" and a source's "[1]" are not rich markup
+        table.add_row(escape(m.id), escape(m.version), escape(m.scenario), escape(m.formula.text), escape(factors))
     out.print(table)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 from .common import CONFIG_OPTION, UserError, file_option, friendly, open_hub, out
@@ -59,9 +60,11 @@ def report(
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     title = f"Statement {statement['period']} ({statement['from']} .. {statement['to']}), through seq {statement['through_seq']}"
-    table = Table("adapter", "scenario", "region", "records", "kgCO2e", title=title)
+    # the records' own text, shown as it is (not rich markup)
+    table = Table("adapter", "scenario", "region", "records", "kgCO2e", title=escape(title))
     for row in statement["rows"]:
-        table.add_row(row["adapter"], row["scenario"], row["region"], str(row["records"]), f"{row['kgco2e']:.6f}")
+        cells = (escape(str(row[k])) for k in ("adapter", "scenario", "region"))
+        table.add_row(*cells, str(row["records"]), f"{row['kgco2e']:.6f}")
     totals = statement["totals"]
     table.add_row("total", "", "", str(totals["records"]), f"{totals['kgco2e']:.6f}")
     out.print(table)
