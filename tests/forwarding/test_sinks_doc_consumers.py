@@ -18,7 +18,7 @@ import io
 import linecache
 import secrets
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import aio_pika
@@ -39,6 +39,7 @@ from tanpuhui.sdk import OutboxRow, Sink
 DOC = ROOT / "docs" / "sinks.md"
 KINDS = ("nats", "amqp", "postgres", "mqtt")
 RECORDS = 6  # two of each scenario the fixtures make (metro, bus, peak electricity saving)
+CONSUMER = "docs/sinks.md consumer"  # the name of the task running a consumer's main()
 
 
 def consumer(kind: str) -> Block:
@@ -102,15 +103,20 @@ def expected(rows: list[OutboxRow], where: Callable[[OutboxRow], str]) -> list[t
 
 
 @contextlib.asynccontextmanager
-async def running(main: Callable[[], Awaitable[None]]) -> AsyncIterator[asyncio.Task[None]]:
-    """The consumer's ``main()`` running as a task; cancelled at the end, as a consumer is stopped."""
-    task = asyncio.ensure_future(main())
+async def running(
+    main: Callable[[], Coroutine[Any, Any, None]], opened: list[Any] | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The consumer's ``main()`` running as a task; at the end it is stopped, as its process would be: cancelled,
+    and the connections it ``opened`` (:func:`opened_by_consumer`) closed."""
+    task = asyncio.create_task(main(), name=CONSUMER)
     try:
         yield task
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        while opened:
+            await opened.pop().close()
 
 
 async def until(task: asyncio.Task[None], condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
@@ -141,15 +147,41 @@ async def deliver(store: Any, sink: Sink, rows: list[OutboxRow]) -> None:
 
 
 @pytest.fixture
+def opened_by_consumer(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[Any]]:
+    """``track(module)``: the list of the connections a consumer opens with ``module.connect`` (to close them when
+    it is stopped; the consumers run until killed, never closing them)."""
+
+    def track(module: Any) -> list[Any]:
+        opened: list[Any] = []
+        connect = module.connect
+
+        async def noting_connect(*args: Any, **kwargs: Any) -> Any:
+            connection = await connect(*args, **kwargs)
+            task = asyncio.current_task()
+            if task is not None and task.get_name() == CONSUMER:
+                opened.append(connection)
+            return connection
+
+        monkeypatch.setattr(module, "connect", noting_connect)
+        return opened
+
+    return track
+
+
+@pytest.fixture
 def stdout() -> io.StringIO:
     """What the consumer prints (``printing_to`` it)."""
     return io.StringIO()
 
 
 def printing_to(out: io.StringIO, run: Callable[[], Awaitable[Any]]) -> Any:
-    """``asyncio.run(run())`` (a minute at most) with sys.stdout redirected to ``out``."""
+    """``asyncio.run(run())`` (a minute at most) with sys.stdout redirected to ``out``; a failed wait says what the
+    consumer printed."""
     with contextlib.redirect_stdout(out):
-        return asyncio.run(asyncio.wait_for(run(), 60))
+        try:
+            return asyncio.run(asyncio.wait_for(run(), 60))
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}; the consumer printed:\n{out.getvalue()}") from failed
 
 
 def test_every_consumer_the_document_shows_is_run_here():
@@ -157,7 +189,7 @@ def test_every_consumer_the_document_shows_is_run_here():
     assert shown == sorted(consumer(kind).line for kind in KINDS)
 
 
-def test_the_nats_consumer_prints_every_record_the_nats_sink_published(store, fill, stdout):
+def test_the_nats_consumer_prints_every_record_the_nats_sink_published(store, fill, stdout, opened_by_consumer):
     fill(store, RECORDS)
     rows = store.read_outbox(0, RECORDS)
     block = consumer("nats")
@@ -168,6 +200,7 @@ def test_the_nats_consumer_prints_every_record_the_nats_sink_published(store, fi
     subject = replaced(table["subject"], "docs/sinks.md [sinks.bus]", {"tanpuhui.reductions.": (1, prefix)})
     assert table["stream"] == "TANPUHUI"
     main = run_block(block, code)["main"]
+    opened = opened_by_consumer(nats)
 
     async def stream_exists() -> bool:
         nc = await nats.connect(SHARED_NATS)
@@ -181,7 +214,7 @@ def test_the_nats_consumer_prints_every_record_the_nats_sink_published(store, fi
 
     async def run() -> None:
         try:
-            async with running(main) as task:
+            async with running(main, opened) as task:
                 await until(task, stream_exists, f"the consumer to create the stream {stream}")
                 await deliver(store, nats_sink(SHARED_NATS, subject=subject, stream=stream), rows)
                 await until(task, lambda: printed_ids(stdout) >= {r.record_id for r in rows}, "every record")
@@ -196,7 +229,7 @@ def test_the_nats_consumer_prints_every_record_the_nats_sink_published(store, fi
     assert sorted(printed(stdout)) == expected(rows, lambda row: f"{prefix}{row.scenario}")
 
 
-def test_the_amqp_consumer_prints_every_record_the_amqp_sink_published(store, fill, stdout):
+def test_the_amqp_consumer_prints_every_record_the_amqp_sink_published(store, fill, stdout, opened_by_consumer):
     fill(store, RECORDS)
     rows = store.read_outbox(0, RECORDS)
     block = consumer("amqp")
@@ -208,6 +241,7 @@ def test_the_amqp_consumer_prints_every_record_the_amqp_sink_published(store, fi
     table = documented_table("amqp")
     assert table["exchange"] == "tanpuhui"
     main = run_block(block, code)["main"]
+    opened = opened_by_consumer(aio_pika)
 
     async def consuming() -> bool:
         """The consumer's queue exists and it consumes from it (declared, bound, then consuming: the doc's order)."""
@@ -222,7 +256,7 @@ def test_the_amqp_consumer_prints_every_record_the_amqp_sink_published(store, fi
 
     async def run() -> None:
         try:
-            async with running(main) as task:
+            async with running(main, opened) as task:
                 await until(task, consuming, f"the consumer to consume from {queue}")
                 await deliver(store, amqp_sink(exchange=exchange, routing_key=table["routing_key"]), rows)
                 await until(task, lambda: printed_ids(stdout) >= {r.record_id for r in rows}, "every record")
