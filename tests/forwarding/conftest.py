@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
+from psycopg import conninfo
+from sink_brokers import ADMIN_DSN
 
 from tanpuhui.hub.consumer import ConsumerServer
 from tanpuhui.hub.store.base import NewRecord
@@ -150,3 +154,17 @@ def make_consumer() -> Iterator[Callable[..., ConsumerServer]]:
     yield make
     for server in made:
         server.close()
+
+
+@pytest.fixture
+def consumer_db() -> Iterator[str]:
+    """A fresh database for a PostgreSQL sink's consumer; its URL (user postgres, trust auth as on the CI machine)."""
+    name = f"tanpuhui_test_sink_{secrets.token_hex(5)}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo.conninfo_to_dict(ADMIN_DSN)
+    try:
+        yield f"postgresql://{params.get('user', 'postgres')}@127.0.0.1:{params.get('port', 5432)}/{name}"
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

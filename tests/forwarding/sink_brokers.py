@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -20,6 +21,9 @@ import pytest
 
 from tanpuhui.hub.forwarder import Forwarder, ForwardSummary
 from tanpuhui.sdk import OutboxRow, Sink, SinkError
+
+ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The loopback PostgreSQL's admin connection (trust auth as on the CI machine): consumer databases are made here."""
 
 
 def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:

@@ -1,41 +1,21 @@
 """The PostgreSQL sink against the server on loopback: rows keyed by record id, sessions terminated mid-delivery.
 
-Each test gets its own database (dropped afterwards); the shared server is never restarted: the outage is the
-server terminating the sink's session (``pg_terminate_backend``, what an admin or a failover does), repeatedly for a
-while, plus a proxy cut between the sink and the server.
+Each test gets its own database (conftest.py's ``consumer_db``, dropped afterwards); the shared server is never
+restarted: the outage is the server terminating the sink's session (``pg_terminate_backend``, what an admin or a
+failover does), repeatedly for a while, plus a proxy cut between the sink and the server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from psycopg import conninfo
-from sink_brokers import CuttableProxy, drain_through_outage, sink_failure
+from sink_brokers import ADMIN_DSN, CuttableProxy, drain_through_outage, sink_failure
 
 from tanpuhui.hub.forwarder import Forwarder
 from tanpuhui.hub.sinks.postgres import PostgresSink, consumer_table_ddl
 from tanpuhui.sdk import OutboxRow
-
-ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def consumer_db() -> Iterator[str]:
-    """A fresh database for the consumer; its URL (user postgres, trust auth as on the CI machine)."""
-    name = f"tanpuhui_test_sink_{secrets.token_hex(5)}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo.conninfo_to_dict(ADMIN_DSN)
-    try:
-        yield f"postgresql://{params.get('user', 'postgres')}@127.0.0.1:{params.get('port', 5432)}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pg_sink(url: str, **settings: object) -> PostgresSink:

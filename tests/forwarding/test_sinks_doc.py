@@ -1,8 +1,8 @@
-"""docs/sinks.md stays true: its hub.toml tables are valid sink settings, its DDL is the sink's, its consumers parse."""
+"""docs/sinks.md stays true: its hub.toml tables are valid sink settings, its DDL is the sink's (its consumers run:
+test_sinks_doc_consumers.py)."""
 
 from __future__ import annotations
 
-import ast
 import re
 import tomllib
 from pathlib import Path
@@ -56,10 +56,3 @@ def test_the_documented_tls_table_is_the_tls_settings(tmp_path):
 def test_the_documented_ddl_is_what_create_table_runs():
     (ddl,) = blocks("sql")
     assert " ".join(ddl.split()).rstrip(";") == " ".join(consumer_table_ddl().split())
-
-
-def test_each_consumer_example_is_valid_python():
-    examples = blocks("python")
-    assert len(examples) == 4
-    for code in examples:
-        ast.parse(code)
