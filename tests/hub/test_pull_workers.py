@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import orjson
 import pytest
 from cli_kit import transit_config
+from store.pg import SlowCommitter
+from store.records import trips
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.drivers.pull import PullSummary
@@ -190,6 +193,37 @@ def test_run_with_two_workers_on_postgres_forwards_each_record_once_as_one_proce
     assert delivered == {record_id: orjson.loads(body) for record_id, body in credited.items()}  # none missing
     assert outbox_bodies(pg_dsn) == credited
     assert quarantined(pg_dsn) == quarantined(one_process) != []
+    again = tanpuhui(config, env, "run", "--workers", "2", "--sink", "archive")
+    assert again.returncode == 0, again.stderr
+    assert len((tmp_path / "out" / "records.jsonl").read_bytes().splitlines()) == len(lines)  # nothing new
+
+
+def test_run_with_two_workers_on_postgres_forwards_a_row_committed_after_rows_with_higher_seqs(
+    sandbox: TransitSandbox, one_process: Path, pg_dsn: str, tmp_path: Path
+) -> None:
+    config, env = postgres_transit_config(tmp_path, sandbox, pg_dsn)
+    # Another writer on the store (a replica, or a worker on a slow disk): its page's rows take the first seqs and
+    # stay uncommitted for seconds while the workers pull and commit rows with higher seqs. A forwarder reading
+    # what is visible would deliver those and move the sink's position past the late rows for good.
+    slow = SlowCommitter(pg_dsn)
+    slow.delay = 5.0
+    late = trips(3, prefix="HF-LATE")
+    committing = threading.Thread(target=slow.commit_page, args=("transit_card", "trips", late, [], None))
+    committing.start()
+    try:
+        assert slow.written.wait(10)
+        done = tanpuhui(config, env, "run", "--workers", "2", "--sink", "archive")
+    finally:
+        committing.join()
+        slow.close()
+    assert done.returncode == 0, done.stderr
+
+    lines = (tmp_path / "out" / "records.jsonl").read_bytes().splitlines()
+    delivered = [orjson.loads(line)["record_id"] for line in lines]
+    credited = outbox_bodies(pg_dsn)
+    assert set(credited) == set(outbox_bodies(one_process)) | {r.record_id for r in late}
+    assert sorted(set(credited) - set(delivered)) == []  # the late rows too: the forwarder waited for their commit
+    assert sorted(delivered) == sorted(credited)  # each once
     again = tanpuhui(config, env, "run", "--workers", "2", "--sink", "archive")
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "out" / "records.jsonl").read_bytes().splitlines()) == len(lines)  # nothing new
