@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from one_stream import one_stream_hub as _one_stream_hub
+from store.conftest import pg_database, pg_dsn
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.hub import Hub
 from tanpuhui.sdk import PullStream
+
+__all__ = ["one_stream_hub", "pg_database", "pg_dsn", "sandbox"]  # pg_*: a PostgreSQL schema per test (store.pg)
 
 OneStreamHub = Callable[[str, type[PullStream]], Hub]
 

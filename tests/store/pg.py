@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from psycopg import conninfo
 
-__all__ = ["ADMIN_DSN", "database_url", "schema_dsn", "temporary_database", "temporary_schema"]
+from tanpuhui.hub.store.base import PageWrite
+from tanpuhui.hub.store.postgres import PostgresStore
+
+__all__ = ["ADMIN_DSN", "SlowCommitter", "database_url", "schema_dsn", "temporary_database", "temporary_schema"]
 
 ADMIN_DSN = os.environ.get("TANPUHUI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -73,3 +79,20 @@ def temporary_schema(database_dsn: str) -> Iterator[str]:
     schema = f"t_{secrets.token_hex(5)}"
     with _created(database_dsn, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE'):
         yield schema_dsn(database_dsn, schema)
+
+
+class SlowCommitter(PostgresStore):
+    """Holds its transaction open for ``delay`` seconds after writing the page (a slow disk, a busy server): its
+    outbox rows have their ``seq`` values, not yet committed, once ``written`` is set."""
+
+    delay = 0.6
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        self.written = threading.Event()
+        super().__init__(dsn, **options)
+
+    def _write_page(self, cur: Any, page: PageWrite, *args: Any) -> Any:
+        result = super()._write_page(cur, page, *args)
+        self.written.set()
+        time.sleep(self.delay)
+        return result

@@ -8,29 +8,16 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 import psycopg
 import pytest
 
-from tanpuhui.hub.store.base import Checkpoint, PageWrite
+from tanpuhui.hub.store.base import Checkpoint
 from tanpuhui.hub.store.migrations import SCHEMA_VERSION, SchemaTooOld
 from tanpuhui.hub.store.postgres import PostgresStore, display_dsn
 
+from .pg import SlowCommitter
 from .records import MORNING, trips
-
-
-class SlowCommitter(PostgresStore):
-    """Holds its transaction open for a while after writing the page (a slow disk, a busy server)."""
-
-    delay = 0.6
-    written = threading.Event()
-
-    def _write_page(self, cur: Any, page: PageWrite, *args: Any) -> Any:
-        result = super()._write_page(cur, page, *args)
-        self.written.set()
-        time.sleep(self.delay)
-        return result
 
 
 def test_reader_waits_for_an_earlier_row_that_commits_after_a_later_one(pg_dsn: str) -> None:
@@ -66,9 +53,8 @@ def test_reads_inside_the_safe_mark_do_not_wait(pg_dsn: str) -> None:
             target=slow.commit_page,
             args=("transit_card", "b", trips(2, prefix="X", start=MORNING + timedelta(hours=3)), [], None),
         )
-        SlowCommitter.written.clear()
         committing.start()
-        assert SlowCommitter.written.wait(5)
+        assert slow.written.wait(5)
         started = time.monotonic()
         assert [r.seq for r in store.read_outbox(2, 10)] == [3, 4, 5]
         assert time.monotonic() - started < 0.3
