@@ -134,12 +134,15 @@ def start_workers(
     see :mod:`tanpuhui.hub.pull_workers`."""
     from ..drivers.pull import pull_stream_names
     from ..pull_workers import PullWorkers
+    from ..splits import check_splits
 
     hub: Hub = open_hub(config_path)
     try:
         keys = [(a, name) for a, s in targets for name in pull_stream_names(hub.adapter(a), s)]
         for a, name in keys:
             hub.stream(a, name)  # an unknown stream is refused here, naming the ones there are
+        for a in dict.fromkeys(a for a, _ in keys):  # a changed split is refused before any worker starts
+            check_splits(hub.store, hub.adapter(a), [name for b, name in keys if b == a], hub.config.source)
         if check is not None:
             check(hub)
     finally:
