@@ -55,7 +55,8 @@ WORKERS_OPTION = click.option(
 
 @click.command(
     epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
-    f"2 a usage or configuration error; {EXIT_PAUSED} a stream was not pulled because an operator paused it "
+    "2 a usage or configuration error (also: a stream whose partitions changed since its last pull, until "
+    f"`tanpuhui repartition` acknowledges the new split); {EXIT_PAUSED} a stream was not pulled because an operator paused it "
     "(resume it on the console's stream page or with `tanpuhui resume`); "
     f"{EXIT_LEASED} a stream was not pulled because another process holds its "
     "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
