@@ -32,7 +32,7 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tanpuhui.sdk import redact
+from tanpuhui.sdk import ConfigError, redact
 
 from .drivers.pull import PullSummary
 from .forwarder import Forwarder, ForwardSummary
@@ -249,6 +249,9 @@ class Scheduler:
         except ShutdownRequested:
             log.info("pull %s:%s stopped for shutdown; it resumes from its cursor", *key)
             raise
+        except ConfigError as exc:  # e.g. a split changed without being acknowledged (hub.splits): said, no trace
+            log.error("pull %s:%s refused: %s", *key, redact(str(exc)))
+            summary = PullSummary(key[0], key[1], error=redact(str(exc)))
         except Exception as exc:  # a bug in an adapter must not end the schedule
             log.exception("pull %s:%s crashed", *key)
             summary = PullSummary(key[0], key[1], error=redact(f"{type(exc).__name__}: {exc}"))

@@ -100,8 +100,17 @@ class Partition:
     def base_of(name: str) -> str:
         """The stream name a partition's stream name was made from (``transactions_0of2`` -> ``transactions``); any
         other name as it is."""
+        found = Partition.of(name)
+        return found[0] if found else name
+
+    @staticmethod
+    def of(name: str) -> tuple[str, Partition] | None:
+        """The base stream name and the partition a partition's stream name names (``transactions_1of3`` ->
+        ``("transactions", Partition(1, 3))``); None for any other name."""
         found = _PARTITION_NAME.fullmatch(name)
-        return found.group(1) if found and int(found.group(2)) < int(found.group(3)) else name
+        if not found or int(found.group(2)) >= int(found.group(3)):
+            return None
+        return found.group(1), Partition(int(found.group(2)), int(found.group(3)))
 
 
 @dataclass(slots=True)

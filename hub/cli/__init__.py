@@ -35,6 +35,7 @@ _COMMANDS = {
     "status": "status:status",
     "pause": "pausing:pause",
     "resume": "pausing:resume",
+    "repartition": "repartition:repartition",
     "report": "verification:report",
     "evidence": "verification:evidence",
     "sandbox": "sandbox:sandbox",

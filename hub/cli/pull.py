@@ -55,7 +55,8 @@ WORKERS_OPTION = click.option(
 
 @click.command(
     epilog="Exit status: 0 every stream pulled to its end; 1 a stream stopped on an error (the table says which); "
-    f"2 a usage or configuration error; {EXIT_PAUSED} a stream was not pulled because an operator paused it "
+    "2 a usage or configuration error (also: a stream whose partitions changed since its last pull, until "
+    f"`tanpuhui repartition` acknowledges the new split); {EXIT_PAUSED} a stream was not pulled because an operator paused it "
     "(resume it on the console's stream page or with `tanpuhui resume`); "
     f"{EXIT_LEASED} a stream was not pulled because another process holds its "
     "lease (a pull running elsewhere, or one that crashed: its lease runs out after [hub] lease_ttl)."
@@ -134,12 +135,15 @@ def start_workers(
     see :mod:`tanpuhui.hub.pull_workers`."""
     from ..drivers.pull import pull_stream_names
     from ..pull_workers import PullWorkers
+    from ..splits import check_splits
 
     hub: Hub = open_hub(config_path)
     try:
         keys = [(a, name) for a, s in targets for name in pull_stream_names(hub.adapter(a), s)]
         for a, name in keys:
             hub.stream(a, name)  # an unknown stream is refused here, naming the ones there are
+        for a in dict.fromkeys(a for a, _ in keys):  # a changed split is refused before any worker starts
+            check_splits(hub.store, hub.adapter(a), [name for b, name in keys if b == a], hub.config.source)
         if check is not None:
             check(hub)
     finally:

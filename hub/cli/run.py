@@ -70,6 +70,13 @@ def run(
     adapters = list(adapter_names) or list(hub.config.adapters)
 
     async def job() -> Any:
+        if pool is None:  # a changed split is refused before anything is pulled or forwarded (workers: checked)
+            try:
+                for name in adapters:
+                    await hub.pulls.check_splits(name)
+            except BaseException:
+                await hub.aclose()
+                raise
         sinks = hub.build_sinks(sinks_wanted)
         if pool is None:  # this process commits the pages: they go to the sinks from memory
             feed = CommittedFeed(hub.store)

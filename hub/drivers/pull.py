@@ -25,6 +25,7 @@ from ..leasing import HeldLease, hold_lease
 from ..pausing import PAUSED
 from ..pipeline import PageResult, Pipeline, ProcessedPage
 from ..runtime import BoundStream, Runtime
+from ..splits import check_splits, split_bases
 from ..store.base import Checkpoint, CommitResult, PageWrite, RunCount, RunLog, Store
 from ..store.leases import LeaseLost
 from .paging import CursorsSeen, ahead, check_loop, page_details
@@ -108,7 +109,18 @@ class PullDriver:
         until ``[hub] lease_ttl`` runs out) before it is reported ``leased_elsewhere``; 0 skips it at once.
         """
         names = pull_stream_names(self.runtime.adapter(adapter_name), stream_name)
+        await self.check_splits(adapter_name, names)
         return [await self._pull_stream(adapter_name, name, progress, max_pages, wait) for name in names]
+
+    async def check_splits(self, adapter_name: str, names: Sequence[str] | None = None) -> None:
+        """Refuse (:class:`~tanpuhui.hub.splits.SplitChanged`, nothing pulled) when a stream of ``names`` (all the
+        adapter's pull streams when None) is of a stream whose split changed without being acknowledged."""
+        runtime = self.runtime
+        adapter = runtime.adapter(adapter_name)
+        if names is None:
+            names = pull_stream_names(adapter)
+        if split_bases(adapter, names):  # the others have one split: no query
+            await asyncio.to_thread(check_splits, runtime.store, adapter, names, runtime.config.source)
 
     def commit_page(
         self,

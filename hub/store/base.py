@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from tanpuhui.sdk import OutboxRow, Problem
 
 from ..audit import AuditEvent
-from .leases import SINK_LEASES, Lease, LeaseLost
+from .leases import SINK_LEASES, Lease, LeaseHeld, LeaseLost
 
 __all__ = [
     "SINK_LEASES",
@@ -21,6 +21,7 @@ __all__ = [
     "DriftLog",
     "DuplicateReceipt",
     "Lease",
+    "LeaseHeld",
     "LeaseLost",
     "NewQuarantine",
     "NewReceipt",
@@ -417,6 +418,18 @@ class Store(OnePageCommit, Protocol):
         ...
 
     def record_stream_error(self, adapter: str, stream: str, message: str) -> None: ...
+
+    def split_checkpoints(self, adapter: str, base: str) -> list[StreamStatus]:
+        """The checkpoint rows of pull stream ``base`` and of its parts in any split (``base_<i>of<N>``)."""
+        ...
+
+    def drop_checkpoints(
+        self, adapter: str, streams: Sequence[str], event: AuditEvent, *, lifting: Collection[str] = ()
+    ) -> None:
+        """Remove the checkpoints of ``streams`` and their lapsed leases, and append ``event`` to the audit log, in
+        one transaction; :class:`~.leases.LeaseHeld` (nothing written) while a lease on one of them is held, except
+        by one of the owners ``lifting`` (removed with them: e.g. an operator's pause)."""
+        ...
 
     def stream_status(self) -> list[StreamStatus]: ...
 

@@ -39,6 +39,7 @@ from .day_counts_sql import DayCountSql
 from .queries import QUARANTINE_COLUMNS, FilterSql, audit_entry, dead_letter, quarantine_entry
 from .runs_sql import RunHistorySql
 from .sink_log import SinkStateSql
+from .splits_sql import SplitSql
 from .times import time_text, utc_now
 
 __all__ = ["QUARANTINE_REPEAT", "Dialect", "OutboxInsert", "QuarantineRow", "Rows", "T", "time_text", "utc_now"]
@@ -97,7 +98,7 @@ class OutboxInsert(NamedTuple):
     PostgreSQL: a sequence number a conflicting insert used, or a concurrent replica took, splits them)."""
 
 
-class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], ABC):
+class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], SplitSql[T], ABC):
     """Connections and SQL of one database. Every method with a ``tx`` runs one statement (or a lock) on it."""
 
     name: str

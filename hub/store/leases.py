@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tanpuhui.sdk import TanpuhuiError
 
-__all__ = ["SINK_LEASES", "Lease", "LeaseLost", "new_owner_id"]
+__all__ = ["SINK_LEASES", "Lease", "LeaseHeld", "LeaseLost", "new_owner_id"]
 
 SINK_LEASES = "@sink"
 """The ``adapter`` part of a sink's lease key (adapter names cannot start with ``@``)."""
@@ -45,6 +45,15 @@ class LeaseLost(TanpuhuiError):
         self.adapter = adapter
         self.stream = stream
         self.owner = owner
+
+
+class LeaseHeld(TanpuhuiError):
+    """A change refused because a stream it concerns is leased now (a run is on it); nothing was written."""
+
+    def __init__(self, leases: list[Lease]) -> None:
+        held = ", ".join(f"{x.adapter}:{x.stream} (by {x.owner} until {x.expires_at})" for x in leases)
+        super().__init__(f"leased now: {held}")
+        self.leases = leases
 
 
 def new_owner_id() -> str:

@@ -38,6 +38,7 @@ from .base import (
     DeadLetter,
     DriftEntry,
     Lease,
+    LeaseHeld,
     LeaseLost,
     NewRecord,
     OnePageCommit,
@@ -210,6 +211,20 @@ class RuleStore(OnePageCommit, Generic[T]):
 
     def stream_status(self) -> list[StreamStatus]:
         return self._reading(self.sql.stream_status)
+
+    def split_checkpoints(self, adapter: str, base: str) -> list[StreamStatus]:
+        return self._reading(self.sql.split_checkpoints, adapter, base)
+
+    def drop_checkpoints(
+        self, adapter: str, streams: Sequence[str], event: AuditEvent, *, lifting: Collection[str] = ()
+    ) -> None:
+        now = utc_now()
+        with self.sql.write() as tx:
+            held = [x for x in self.sql.leases(tx) if x.adapter == adapter and x.stream in streams]
+            if any(x.owner not in lifting for x in held):
+                raise LeaseHeld([x for x in held if x.owner not in lifting])
+            self.sql.delete_checkpoints(tx, adapter, streams)
+            self._append(tx, [event], now)
 
     def schema_drift(self, adapter: str | None = None) -> list[DriftEntry]:
         return self._reading(self.sql.schema_drift, adapter)

@@ -188,3 +188,41 @@ def test_the_sidecar_forgets_runs_older_than_run_retention_but_each_streams_newe
     one_day = start_sidecar(hub_config(tmp_path, server={"run_retention": "1d"}, **tables))
     wait_until(lambda: older not in kept(one_day), what="the 3-day-old run forgotten (run_retention 1d)")
     assert kept(one_day) == {newest, other}
+
+
+def test_a_scheduled_pull_of_a_stream_whose_split_changed_is_refused_with_the_way_on_and_no_traceback(
+    start_sidecar: SidecarFactory,
+    tmp_path: Path,
+    sandbox: TransitSandbox,
+    consumer: ConsumerServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tanpuhui.hub.store.base import Checkpoint, PageWrite
+    from tanpuhui.hub.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "hub.db")  # the feed was read unsplit up to its page 5
+    try:
+        store.commit_pages([PageWrite("transit_card", "transactions", [], [], Checkpoint({"page": 5}))])
+    finally:
+        store.close()
+    config = hub_config(
+        tmp_path,
+        adapters={
+            "transit_card": sandbox.settings(
+                client_secret={"env": "TRANSIT_SECRET"}, page_size=200, partitions={"transactions": 2}
+            )
+        },
+        environ={"TRANSIT_SECRET": sandbox.client_secret},
+        server={"schedules": {"transit_card": {"interval": "100ms", "jitter": 0}}},
+        sinks=sink_table(consumer),
+    )
+    server = start_sidecar(config)
+    run = server.sidecar.scheduler.runs[("transit_card", "transactions_1of2")]
+    summary = wait_until(lambda: run.last_summary, timeout=10, what="a refused run")
+    assert summary.error is not None and summary.pages == 0
+    assert "transit_card:transactions is configured in 2 parts" in summary.error
+    assert "tanpuhui repartition --config test hub.toml transit_card:transactions" in summary.error
+    refused = [r for r in caplog.records if r.name == "tanpuhui.scheduler" and "refused" in r.getMessage()]
+    assert refused and all(r.exc_info is None for r in refused)
+    assert server.sidecar.hub.store.counts()["outbox"] == 0
+    assert consumer.stats()["unique"] == 0
