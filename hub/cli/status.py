@@ -86,8 +86,8 @@ def status(config_path: Path, as_json: bool) -> None:
             else ("-",) * 6
         )
         if r is None and (q := s.last_request) is not None:  # a push stream: its newest webhook request
-            last = (when(q.received_at), "-", str(q.items), str(q.records), "-", str(q.quarantined))
-            outcome = f"received (HTTP {q.status})"
+            last = (when(q.received_at), "-", str(q.items), "-", "-", str(q.quarantined))
+            outcome = f"received (HTTP {q.status}, {q.records} record(s))"
         streams.add_row(
             f"{s.adapter}:{s.stream}" + (" (paused)" if s.paused else ""),
             s.kind,

@@ -110,9 +110,10 @@ def test_the_overview_shows_every_stream_of_the_demo_with_the_counts_its_store_h
             if h.kind == "pull":
                 assert tuple(int(c) for c in cells[5:9]) == h.last, name
                 assert cells[9] == "ok", name
-            else:  # the newest request: items, records its accepted items made, quarantined
-                assert (int(cells[5]), int(cells[6]), int(cells[8])) == h.last, name
-                assert cells[9].startswith("received"), name
+            else:  # the newest request: items, quarantined, and in its outcome the records its items made
+                assert (int(cells[5]), int(cells[8])) == (h.last[0], h.last[2]), name
+                assert cells[6] == cells[7] == "—", name  # an answer does not tell new from duplicate records
+                assert cells[9].startswith("received") and f"· {h.last[1]} record(s)" in cells[9], name
             assert cells[11] != "never", name  # fresh: each was pulled or received
 
         for name, h in held.items():
