@@ -76,13 +76,23 @@ def status(config_path: Path, as_json: bool) -> None:
         r = s.last_run
         fresh = duration(s.freshness_seconds) if s.freshness_seconds is not None else "never"
         outcome = "-" if r is None else r.outcome + (f": {r.error}" if r.error else "")
+        last: tuple[str, ...] = (
+            (
+                when(r.started_at),
+                duration(r.seconds),
+                *(str(v) for v in (r.items, r.inserted, r.duplicates, r.quarantined)),
+            )
+            if r
+            else ("-",) * 6
+        )
+        if r is None and (q := s.last_request) is not None:  # a push stream: its newest webhook request
+            last = (when(q.received_at), "-", str(q.items), "-", "-", str(q.quarantined))
+            outcome = f"received (HTTP {q.status}, {q.records} record(s))"
         streams.add_row(
             f"{s.adapter}:{s.stream}" + (" (paused)" if s.paused else ""),
             s.kind,
             f"every {duration(s.schedule_seconds)}" if s.schedule_seconds else "-",
-            when(r.started_at) if r else "-",
-            duration(r.seconds) if r else "-",
-            *(str(v) for v in ((r.items, r.inserted, r.duplicates, r.quarantined) if r else ("-",) * 4)),
+            *last,
             escape(outcome),  # a partner's error text, "[secret]" where a secret was: not rich markup
             when(s.next_run),
             f"[red]{fresh}[/]" if s.stale else fresh,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..pausing import SINK_LEASES, paused
-from ..store.base import RunLog, RunRecord, Store
+from ..store.base import RunLog, RunRecord, Store, WebhookReceipt
 from ..store.queries import FailureQueries
 from ..store.sink_log import SinkStateLog, StoredSinkState
 
@@ -29,7 +29,36 @@ if TYPE_CHECKING:
     from ..scheduler import Scheduler
     from ..server.streams import Configured
 
-__all__ = ["Overview", "SinkRow", "StreamRow", "gather_overview", "overview"]
+__all__ = ["Overview", "PushRequest", "SinkRow", "StreamRow", "gather_overview", "overview"]
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequest:
+    """One webhook request a push stream accepted, as its receipt answered it (push streams have no runs: each
+    request is committed on its own, with its receipt)."""
+
+    received_at: str
+    webhook_id: str
+    """As the answer names it (redacted like every partner string)."""
+    status: int
+    items: int
+    accepted: int
+    quarantined: int
+    records: int
+    """Records the accepted items made (new ones and ones already on file alike)."""
+
+    @classmethod
+    def of(cls, receipt: WebhookReceipt) -> PushRequest:
+        answer = orjson.loads(receipt.body)
+        return cls(
+            received_at=receipt.created_at,
+            webhook_id=str(answer.get("webhook_id", "")),
+            status=receipt.status,
+            items=int(answer.get("items", 0)),
+            accepted=int(answer.get("accepted", 0)),
+            quarantined=int(answer.get("quarantined", 0)),
+            records=int(answer.get("records", 0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +82,13 @@ class StreamRow:
     paused: bool
     running: bool
     last_error: str | None
+    last_request: PushRequest | None = None
+    """Push: the newest webhook request on file (None for pull streams)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["last_run"] = None if self.last_run is None else asdict(self.last_run)
+        out["last_request"] = None if self.last_request is None else asdict(self.last_request)
         return out
 
 
@@ -118,7 +150,14 @@ def overview(
     statuses = {(s.adapter, s.stream): s for s in store.stream_status()}
     held = paused(store)
     finder = store if isinstance(store, FailureQueries) else None
-    pushed = finder.last_receipts([k for k, kind in streams.items() if kind == "push"]) if finder else {}
+    pushes = [k for k, kind in streams.items() if kind == "push"]
+    pushed = finder.last_receipts(pushes) if finder else {}
+    requests: dict[tuple[str, str], PushRequest] = {}
+    if finder is not None:
+        for key in pushes:
+            newest = finder.recent_receipts(*key, limit=1)
+            if newest:
+                requests[key] = PushRequest.of(newest[0])
     rows = []
     for key in sorted(set(streams) | set(statuses) | set(latest)):
         kind = streams.get(key, "unconfigured")
@@ -151,6 +190,7 @@ def overview(
                 paused=key in held,
                 running=bool(state.get("running")) or (run is not None and run.outcome == "running"),
                 last_error=st.last_error if st else None,
+                last_request=requests.get(key),
             )
         )
     if finder is not None:

@@ -14,8 +14,9 @@ from ..audit import AuditEvent
 from ..pausing import PAUSED, pause_soon, paused, resume
 from ..scheduler import StreamBusy
 from ..store.base import Checkpoint, PageWrite, RunLog, RunRecord
+from ..store.queries import FailureQueries
 from .core import PREFIX, Console, Form, Pages
-from .overview import Overview, gather_overview
+from .overview import Overview, PushRequest, gather_overview
 
 __all__ = ["StreamPages", "console_overview"]
 
@@ -66,6 +67,13 @@ class StreamPages(Pages):
             for name in ("pages", "items", "inserted", "duplicates", "held", "quarantined", "quarantine_repeats")
         }
         widest = max([r.items for r in runs] + [1])
+        requests: list[PushRequest] = []
+        if row.kind == "push" and isinstance(store, FailureQueries):
+            receipts = await asyncio.to_thread(store.recent_receipts, adapter, stream, 200)
+            requests = [PushRequest.of(r) for r in receipts]
+        request_totals = {
+            name: sum(getattr(q, name) for q in requests) for name in ("items", "accepted", "quarantined", "records")
+        }
         return self.c.render(
             request,
             "stream.html",
@@ -75,6 +83,8 @@ class StreamPages(Pages):
             runs=runs,
             totals=totals,
             widest=widest,
+            requests=requests,
+            request_totals=request_totals,
             path=f"{PREFIX}/streams/{adapter}/{stream}",
         )
 

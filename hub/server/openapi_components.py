@@ -164,6 +164,11 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
                         "paused": {"type": "boolean"},
                         "running": {"type": "boolean"},
                         "last_error": {"type": ["string", "null"]},
+                        "last_request": {
+                            "type": ["object", "null"],
+                            "description": "push: the newest webhook request on file, as its receipt answered it "
+                            "(received_at, webhook_id, status, items, accepted, quarantined, records)",
+                        },
                     },
                 },
             },

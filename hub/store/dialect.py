@@ -374,6 +374,16 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], S
                 out[(adapter, stream)] = time_text(row[0]) or ""
         return out
 
+    def recent_receipts(self, tx: T, adapter: str, stream: str, limit: int) -> list[WebhookReceipt]:
+        """A push stream's newest webhook requests on file (their answers), newest first."""
+        rows = self.run(
+            tx,
+            "SELECT adapter, stream, webhook_id, request_hash, status, body, created_at FROM webhook_receipts"
+            " WHERE adapter=? AND stream=? ORDER BY created_at DESC, webhook_id DESC LIMIT ?",
+            (adapter, stream, limit),
+        ).fetchall()
+        return [WebhookReceipt(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), time_text(r[6]) or "") for r in rows]
+
     def counts(self, tx: T) -> dict[str, int]:
         row = self.run(
             tx,

@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import orjson
 
 from ..audit import AuditEntry
-from .base import DeadLetter, QuarantineEntry
+from .base import DeadLetter, QuarantineEntry, WebhookReceipt
 from .times import time_text
 
 __all__ = [
@@ -280,4 +280,9 @@ class FailureQueries(Protocol):
 
     def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """When each of ``streams`` last had a webhook request accepted (streams with none on file left out)."""
+        ...
+
+    def recent_receipts(self, adapter: str, stream: str, limit: int = 200) -> list[WebhookReceipt]:
+        """A push stream's newest webhook requests on file (each with the answer it got), newest first; the
+        receipts kept for ``receipt_retention``."""
         ...

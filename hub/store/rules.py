@@ -391,6 +391,9 @@ class RuleStore(OnePageCommit, Generic[T]):
     def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return self._reading(self.sql.last_receipts, streams)
 
+    def recent_receipts(self, adapter: str, stream: str, limit: int = 200) -> list[WebhookReceipt]:
+        return self._reading(self.sql.recent_receipts, adapter, stream, limit)
+
     def receipt_get(self, adapter: str, stream: str, key: str) -> WebhookReceipt | None:
         return self._reading(self.sql.receipt_get, adapter, stream, key)
 

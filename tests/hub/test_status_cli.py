@@ -30,6 +30,10 @@ def test_status_shows_every_streams_last_run_and_the_sinks_as_the_store_holds_th
     try:
         runs = {(r.adapter, r.stream): r for r in store.latest_runs()}
         counts = store.counts()
+        receipts = {
+            key: store.recent_receipts(*key, limit=1)[0]
+            for key in [("state_grid", "demand_response"), ("yrd_scenarios", "records_push")]
+        }
     finally:
         store.close()
     streams = {(s["adapter"], s["stream"]): s for s in doc["streams"]}
@@ -43,6 +47,16 @@ def test_status_shows_every_streams_last_run_and_the_sinks_as_the_store_holds_th
     assert {k["name"] for k in doc["sinks"]} == {"archive", "platform"}
     assert all(k["backlog"] == 0 for k in doc["sinks"])
     assert "transit_card:transactions" in table.stdout and f"outbox {counts['outbox']}" in table.stdout
+    pushed = {key: s for key, s in streams.items() if s["kind"] == "push"}
+    assert set(pushed) == {("state_grid", "demand_response"), ("yrd_scenarios", "records_push")}
+    for (adapter, stream), s in pushed.items():  # no runs: the newest webhook request, as its receipt answered it
+        newest = orjson.loads(receipts[(adapter, stream)].body)
+        assert s["last_run"] is None and s["last_request"]["items"] == newest["items"] > 0
+        assert (s["last_request"]["records"], s["last_request"]["quarantined"]) == (
+            newest["records"],
+            newest["quarantined"],
+        )
+    assert table.stdout.count("received") == 2 and "record(s)" in table.stdout
 
 
 PARTNER_ERROR = "partner answered 400: [/items/0/km] must be a number, see [docs] (client secret [secret])"

@@ -4,6 +4,7 @@ shared-bike operator that pushes signed rides (a test plugin with a push stream)
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import threading
 import time
@@ -162,3 +163,30 @@ def start_sidecar(tmp_path: Path) -> Iterator[SidecarFactory]:
 
 def sink_table(consumer: ConsumerServer) -> dict[str, Any]:
     return {"platform": {"type": "http", "url": consumer.url, "secret": {"env": "TEST_CONSUMER_SECRET"}}}
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright for Python (the console's browser tests); skipped where it
+    is not installed, except in CI."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()

@@ -4,6 +4,8 @@ holding quarantined items; and a signed-in HTTP client."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,33 @@ def csrf_of(page: str) -> str:
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+def sign_in(page: Any) -> None:
+    """Sign a browser tab in through the sign-in page (it lands on the overview)."""
+    page.goto(f"{CONSOLE}/")
+    assert "/console/signin" in page.url
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{CONSOLE}/")
+
+
+def reload_until(page: Any, locator: Any, text: str, *, tries: int) -> None:
+    """Reload ``page`` every 250 ms until ``locator`` reads ``text`` (at most ``tries`` times); fail if it never does."""
+    for _ in range(tries):
+        if locator.inner_text() == text:
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    assert locator.inner_text() == text
+
+
+@contextmanager
+def browser_tab(browser: Any, base_url: str) -> Iterator[Any]:
+    """A new tab (in its own context: no cookies) on ``base_url``, closed after use."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=base_url)
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -18,33 +18,8 @@ import pytest
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.consumer import ConsumerServer, Scripted
 
-from .conftest import ADMIN_TOKEN, RunningSidecar, SidecarFactory
-from .console_kit import CONSOLE, console_sidecar
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
+from .conftest import RunningSidecar, SidecarFactory
+from .console_kit import CONSOLE, browser_tab, console_sidecar, reload_until, sign_in
 
 
 @pytest.fixture
@@ -55,29 +30,8 @@ def running(start_sidecar: SidecarFactory, tmp_path: Path, consumer: ConsumerSer
 
 @pytest.fixture
 def page(browser: Any, running: RunningSidecar) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=running.url)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def sign_in(page: Any) -> None:
-    page.goto(f"{CONSOLE}/")
-    assert "/console/signin" in page.url
-    page.fill("#token", ADMIN_TOKEN)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{CONSOLE}/")
-
-
-def reload_until(page: Any, locator: Any, text: str, *, tries: int) -> None:
-    """Reload ``page`` every 250 ms until ``locator`` reads ``text`` (at most ``tries`` times); fail if it never does."""
-    for _ in range(tries):
-        if locator.inner_text() == text:
-            break
-        page.wait_for_timeout(250)
-        page.reload()
-    assert locator.inner_text() == text
+    with browser_tab(browser, running.url) as tab:
+        yield tab
 
 
 def test_sign_in_and_see_the_streams(page: Any) -> None:
@@ -172,10 +126,7 @@ def test_watch_a_failing_sink_retry_and_recover_on_the_sinks_page(
         consumer.push(Scripted(503, retry_after=1))
     with TransitSandbox(trips=120, seed=11) as sandbox:
         running = console_sidecar(start_sidecar, tmp_path, sandbox, consumer)
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=running.url)
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        try:
+        with browser_tab(browser, running.url) as page:
             sign_in(page)
             page.goto(f"{CONSOLE}/sinks")
             state = page.locator('tr[data-sink="platform"] [data-state]')
@@ -186,5 +137,3 @@ def test_watch_a_failing_sink_retry_and_recover_on_the_sinks_page(
             reload_until(page, state, "ok", tries=60)
             assert page.locator('tr[data-sink="platform"] td').nth(4).inner_text() != "—"  # its last delivery
             assert errors.count() >= 1  # the failures stay on record after the recovery
-        finally:
-            context.close()

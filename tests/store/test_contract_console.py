@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tanpuhui.hub.audit import AuditEvent
-from tanpuhui.hub.store.base import Checkpoint, PageWrite
+from tanpuhui.hub.store.base import Checkpoint, NewReceipt, PageWrite
 from tanpuhui.hub.store.queries import AuditQuery, DeadLetterQuery, QuarantineQuery, time_bound
 from tanpuhui.hub.store.sink_log import KEEP_ERRORS, StoredSinkState
 
@@ -141,3 +141,19 @@ def test_dead_letters_per_sink_and_the_audit_log_filter_and_page_in_sql(backend:
     assert store.audit_count(AuditQuery(action="deadletter.add")) == 2
     assert store.audit_count(AuditQuery(actor="console")) == 120
     assert store.audit_count(AuditQuery(since=time_bound((UTC_NOW + timedelta(days=1)).date().isoformat()))) == 0
+
+
+def test_a_push_streams_recent_webhook_requests_are_read_newest_first_with_their_answers(backend: Backend) -> None:
+    a, b = backend.open(), backend.open()
+    for n in range(1, 4):
+        answer = f'{{"webhook_id":"msg_sgdr_{n:04d}","items":{n},"accepted":{n},"quarantined":0,"records":{n}}}'
+        receipt = NewReceipt(f"msg_sgdr_{n:04d}", f"{n:02d}" * 32, 200, answer.encode())
+        a.commit_pages([PageWrite("state_grid", "demand_response", [], [], Checkpoint(None), receipt=receipt)])
+    other = NewReceipt("msg_bike_0001", "cd" * 32, 200, b'{"items":9}')
+    a.commit_pages([PageWrite("bike_share", "rides", [], [], Checkpoint(None), receipt=other)])
+    recent = b.recent_receipts("state_grid", "demand_response", 2)
+    assert [r.key for r in recent] == ["msg_sgdr_0003", "msg_sgdr_0002"]
+    assert b'"items":3' in recent[0].body and recent[0].status == 200
+    assert recent[0].created_at >= recent[1].created_at
+    assert len(b.recent_receipts("state_grid", "demand_response")) == 3
+    assert b.recent_receipts("state_grid", "readings") == []
