@@ -63,6 +63,17 @@ def test_every_command_says_what_it_does() -> None:
     assert not silent, f"commands without help: {silent}"
 
 
+def test_the_readme_command_list_names_every_top_level_command_and_no_other() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed: set[str] = set()
+    for line in readme.split("```text\ntanpuhui adapters", 1)[1].split("```", 1)[0].splitlines():
+        if line.startswith("tanpuhui "):  # "tanpuhui pause|resume ADAPTER:STREAM ...": both commands
+            listed.update(line.split()[1].split("|"))
+    listed.add("adapters")  # the block's first line, the one it was found by
+    commands = set(main.list_commands(click.Context(main)))
+    assert listed == commands, f"missing from README.md: {commands - listed}; not commands: {listed - commands}"
+
+
 def test_every_listing_takes_json_and_none_uses_format() -> None:
     commands = dict(_commands(main))
     for path in LISTINGS:
