@@ -4,6 +4,9 @@ JSON Lines archive and an HTTP platform sink (secrets from the environment it re
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,22 @@ from tanpuhui.hub.demo import to_toml
 
 KEYS = "v1:" + base64.b64encode(bytes(range(32))).decode()
 WHSEC = "whsec_" + base64.b64encode(b"consumer-secret-for-cli-tests!!").decode()
+
+
+TANPUHUI = str(Path(sys.executable).parent / "tanpuhui")
+
+
+def tanpuhui(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``tanpuhui ARGS --config CONFIG`` as a real process (a command that forks, or that a test kills), with
+    ``env`` added to this environment."""
+    return subprocess.run(
+        [TANPUHUI, *args, "--config", str(config)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def invoke(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:

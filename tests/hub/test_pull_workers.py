@@ -5,8 +5,6 @@ user runs them)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from itertools import pairwise
@@ -15,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from cli_kit import transit_config
+from cli_kit import tanpuhui, transit_config
 from store.pg import SlowCommitter
 from store.records import trips
 
@@ -26,24 +24,11 @@ from tanpuhui.hub.store.postgres import PostgresStore
 from tanpuhui.hub.store.sqlite import SQLiteStore
 from tanpuhui.sdk import Partition
 
-TANPUHUI = str(Path(sys.executable).parent / "tanpuhui")
-
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[TransitSandbox]:
     with TransitSandbox(trips=1200, seed=5) as sandbox:
         yield sandbox
-
-
-def tanpuhui(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TANPUHUI, *args, "--config", str(config)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def opened(store: Path | str) -> Any:

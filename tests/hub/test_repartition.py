@@ -5,22 +5,19 @@ beginning and credits nothing twice. The commands run as real processes against 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from cli_kit import transit_config
+from cli_kit import tanpuhui, transit_config
 
 from tanpuhui.adapters.transit_card.sandbox import TransitSandbox
 from tanpuhui.hub.store.sqlite import SQLiteStore
 
-TANPUHUI = str(Path(sys.executable).parent / "tanpuhui")
 UNUSED_SINK = "http://127.0.0.1:9/unused"
 
 
@@ -28,17 +25,6 @@ UNUSED_SINK = "http://127.0.0.1:9/unused"
 def sandbox() -> Iterator[TransitSandbox]:
     with TransitSandbox(trips=600, seed=23) as sandbox:
         yield sandbox
-
-
-def tanpuhui(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TANPUHUI, *args, "--config", str(config)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def configure(folder: Path, sandbox: TransitSandbox, parts: int | None) -> tuple[Path, dict[str, str]]:
