@@ -166,8 +166,29 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
                         "last_error": {"type": ["string", "null"]},
                         "last_request": {
                             "type": ["object", "null"],
-                            "description": "push: the newest webhook request on file, as its receipt answered it "
-                            "(received_at, webhook_id, status, items, accepted, quarantined, records)",
+                            "description": "push: the newest webhook request on file, as its receipt answered it",
+                            "required": [
+                                "received_at",
+                                "webhook_id",
+                                "status",
+                                "items",
+                                "accepted",
+                                "quarantined",
+                                "records",
+                            ],
+                            "properties": {
+                                "received_at": {"type": "string"},
+                                "webhook_id": {"type": "string"},
+                                "status": {"type": "integer"},
+                                "items": {"type": "integer"},
+                                "accepted": {"type": "integer"},
+                                "quarantined": {"type": "integer"},
+                                "records": {
+                                    "type": "integer",
+                                    "description": "records the accepted items made, new and already on file alike",
+                                },
+                            },
+                            "additionalProperties": False,
                         },
                     },
                 },

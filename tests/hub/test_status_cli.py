@@ -8,11 +8,13 @@ from unittest import mock
 
 import orjson
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 from rich.console import Console
 
 from tanpuhui.hub.cli import main
 from tanpuhui.hub.cli.pull import pull_table
 from tanpuhui.hub.drivers.pull import PullSummary
+from tanpuhui.hub.server.openapi_components import COMPONENT_SCHEMAS
 from tanpuhui.hub.store.sqlite import SQLiteStore
 
 
@@ -26,6 +28,8 @@ def test_status_shows_every_streams_last_run_and_the_sinks_as_the_store_holds_th
         table = CliRunner().invoke(main, ["status", "--config", config])
     assert as_json.exit_code == 0 and table.exit_code == 0, as_json.output + table.output
     doc = orjson.loads(as_json.stdout)
+    # the admin API's documented shape: pull and push rows alike (a push row's newest request field by field)
+    Draft202012Validator(COMPONENT_SCHEMAS["Overview"]).validate(doc)
     store = SQLiteStore(workdir / "hub.db")
     try:
         runs = {(r.adapter, r.stream): r for r in store.latest_runs()}
