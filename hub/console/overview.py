@@ -150,14 +150,13 @@ def overview(
     statuses = {(s.adapter, s.stream): s for s in store.stream_status()}
     held = paused(store)
     finder = store if isinstance(store, FailureQueries) else None
-    pushes = [k for k, kind in streams.items() if kind == "push"]
-    pushed = finder.last_receipts(pushes) if finder else {}
-    requests: dict[tuple[str, str], PushRequest] = {}
+    requests: dict[tuple[str, str], PushRequest] = {}  # a push stream's newest webhook request on file
     if finder is not None:
-        for key in pushes:
+        for key in [k for k, kind in streams.items() if kind == "push"]:
             newest = finder.recent_receipts(*key, limit=1)
             if newest:
                 requests[key] = PushRequest.of(newest[0])
+    pushed = {key: q.received_at for key, q in requests.items()}
     rows = []
     for key in sorted(set(streams) | set(statuses) | set(latest)):
         kind = streams.get(key, "unconfigured")

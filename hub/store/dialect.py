@@ -363,17 +363,6 @@ class Dialect(RunHistorySql[T], SinkStateSql[T], FilterSql[T], DayCountSql[T], S
             return None
         return WebhookReceipt(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), time_text(row[6]) or "")
 
-    def last_receipts(self, tx: T, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """When each stream's newest webhook request was accepted (a stream with none on file is left out)."""
-        out = {}
-        for adapter, stream in streams:
-            row = self.run(
-                tx, "SELECT max(created_at) FROM webhook_receipts WHERE adapter=? AND stream=?", (adapter, stream)
-            ).fetchone()
-            if row and row[0] is not None:
-                out[(adapter, stream)] = time_text(row[0]) or ""
-        return out
-
     def recent_receipts(self, tx: T, adapter: str, stream: str, limit: int) -> list[WebhookReceipt]:
         """A push stream's newest webhook requests on file (their answers), newest first."""
         rows = self.run(

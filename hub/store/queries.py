@@ -278,10 +278,6 @@ class FailureQueries(Protocol):
 
     def audit_count(self, query: AuditQuery) -> int: ...
 
-    def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """When each of ``streams`` last had a webhook request accepted (streams with none on file left out)."""
-        ...
-
     def recent_receipts(self, adapter: str, stream: str, limit: int = 200) -> list[WebhookReceipt]:
         """A push stream's newest webhook requests on file (each with the answer it got), newest first; the
         receipts kept for ``receipt_retention``."""

@@ -388,9 +388,6 @@ class RuleStore(OnePageCommit, Generic[T]):
 
     # -- webhook receipts and the rest ---------------------------------------------------------------------------
 
-    def last_receipts(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        return self._reading(self.sql.last_receipts, streams)
-
     def recent_receipts(self, adapter: str, stream: str, limit: int = 200) -> list[WebhookReceipt]:
         return self._reading(self.sql.recent_receipts, adapter, stream, limit)
 

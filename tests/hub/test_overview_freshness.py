@@ -18,7 +18,8 @@ def test_push_freshness_counts_from_the_newest_accepted_webhook_request(tmp_path
         receipt = NewReceipt("msg_2024_0001", "ab" * 32, 200, b'{"accepted":1}')
         store.commit_pages([PageWrite("bike_share", "rides", [], [], Checkpoint(None), receipt=receipt)])
         store.commit_pages([PageWrite("transit_card", "trips", [], [], Checkpoint("c-1"))])
-        [(_, received)] = store.last_receipts([("bike_share", "rides")]).items()
+        [newest] = store.recent_receipts("bike_share", "rides", 1)
+        received = newest.created_at
         # Later, a quarantine replay (no webhook request) commits to the push stream's checkpoint.
         store.commit_pages([PageWrite("bike_share", "rides", [], [], Checkpoint(None, {"replayed": 1}))])
         later = datetime.fromisoformat(received) + timedelta(minutes=10)
